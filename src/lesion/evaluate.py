@@ -1,0 +1,83 @@
+"""Run many weight variants of one layer fast.
+
+Everything in front of the perturbed layer is the same for every variant, so
+its output (the clean activations at the layer's input) is computed once per
+sweep; each variant then runs only the suffix. Variants are evaluated several
+at a time: their layer tensors are stacked and the suffix is `torch.vmap`-ed
+over them with `torch.func.functional_call`, one pass for a group of variants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+TOPK = 5
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` is CUDA when present, else the CPU; `cuda` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def run_batched(module: nn.Module, x: torch.Tensor, batch_size: int,
+                device: torch.device) -> torch.Tensor:
+    """`module(x)` in batches of `batch_size` on `device`; the result stays there."""
+    module = module.to(device).eval()
+    return torch.cat([module(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
+
+
+def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: the top-k classes (k = min(5, classes)) and the cross-entropy loss."""
+    k = min(TOPK, logits.shape[-1])
+    top = logits.topk(k, dim=-1).indices
+    loss = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(),
+        labels.expand(*logits.shape[:-1]).reshape(-1), reduction="none",
+    ).reshape(logits.shape[:-1])
+    return top, loss
+
+
+@torch.no_grad()
+def sweep_suffix(suffix: nn.Module, layer_path: str,
+                 variants: Iterable[dict[str, torch.Tensor]], activations: torch.Tensor,
+                 labels: torch.Tensor, *, batch_size: int,
+                 variants_per_pass: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (top-k classes [N, k], losses [N]) per variant, in order.
+
+    `variants` are replacement tensors for the parameters at `layer_path`
+    inside `suffix` (e.g. `{"weight": ..., "bias": ...}`), consumed lazily,
+    `variants_per_pass` at a time, so a sweep over a large layer never holds
+    more than one group; `activations` are the clean inputs of `suffix`,
+    already on the evaluation device.
+    """
+    device = activations.device
+    suffix = suffix.to(device).eval()
+    base = {**dict(suffix.named_parameters()), **dict(suffix.named_buffers())}
+    labels = labels.to(device)
+
+    def forward(layer_params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(suffix, {**base, **layer_params}, (x,))
+
+    batched = torch.vmap(forward, in_dims=(0, None))
+    remaining = iter(variants)
+    while group := list(islice(remaining, variants_per_pass)):
+        stacked = {f"{layer_path}.{name}": torch.stack([v[name] for v in group]).to(device)
+                   for name in group[0]}
+        tops, losses = [], []
+        for i in range(0, len(activations), batch_size):
+            top, loss = summarise(batched(stacked, activations[i:i + batch_size]),
+                                  labels[i:i + batch_size])
+            tops.append(top)
+            losses.append(loss)
+        top, loss = torch.cat(tops, dim=1).cpu(), torch.cat(losses, dim=1).cpu()
+        yield from zip(top, loss, strict=True)

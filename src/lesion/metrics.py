@@ -1,0 +1,102 @@
+"""Metrics of every variant from its predictions, in long ("tidy") form.
+
+`metrics.parquet` has one row per (variant, metric) with the columns
+dataset, model, perturbation, layer, level, draw, variant, metric, value.
+Metrics: top1 and top5 accuracy, mean cross-entropy `loss`, and `agreement`,
+the share of test images whose top-1 class equals the unperturbed model's.
+The unperturbed model is perturbation `none`, layer `none`, level 0, draw 0.
+`summarise` averages over draws (mean, std, 95% CI half-width, n).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy import stats
+
+from lesion import files
+
+KEYS = ["dataset", "model", "perturbation", "layer", "level", "draw", "variant"]
+METRICS = ("top1", "top5", "loss", "agreement")
+
+
+def _top(predictions: pa.Table) -> np.ndarray:
+    column = predictions.column("top5").combine_chunks()
+    return column.flatten().to_numpy().reshape(len(column), -1)
+
+
+def variant_metrics(predictions: pa.Table, clean_top1: np.ndarray) -> pd.DataFrame:
+    """One row per variant: top1, top5, loss, agreement (wide form)."""
+    top = _top(predictions)
+    frame = pd.DataFrame({
+        "variant": predictions.column("variant").to_numpy(zero_copy_only=False),
+        "top1": top[:, 0] == predictions.column("label").to_numpy(),
+        "top5": (top == predictions.column("label").to_numpy()[:, None]).any(axis=1),
+        "loss": predictions.column("loss").to_numpy(),
+        "agreement": top[:, 0] == clean_top1[predictions.column("image").to_numpy()],
+    })
+    return frame.groupby("variant", sort=False).mean().reset_index()
+
+
+def clean_top1(clean: pa.Table) -> np.ndarray:
+    """The unperturbed model's top-1 class per image index."""
+    image = clean.column("image").to_numpy()
+    out = np.full(image.max() + 1, -1, dtype=np.int64)
+    out[image] = _top(clean)[:, 0]
+    return out
+
+
+def study_metrics(dataset: str, model: str, clean: pa.Table,
+                  sweeps: Iterable[tuple[pa.Table, pa.Table]]) -> pd.DataFrame:
+    """The long metrics table of one model: the clean model and every sweep.
+
+    `sweeps` yields (variants table, predictions table) pairs.
+    """
+    reference = clean_top1(clean)
+    none = variant_metrics(clean, reference).assign(
+        dataset=dataset, model=model, perturbation="none", layer="none", level=0.0, draw=0)
+    frames = [none]
+    for variants, predictions in sweeps:
+        info = variants.select(KEYS).to_pandas()
+        frames.append(info.merge(variant_metrics(predictions, reference), on="variant",
+                                 how="left", validate="one_to_one"))
+    wide = pd.concat(frames, ignore_index=True)
+    long = wide.melt(id_vars=KEYS, value_vars=list(METRICS), var_name="metric")
+    return long[KEYS + ["metric", "value"]].astype({"level": "float64", "draw": "int32",
+                                                   "value": "float64"})
+
+
+def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Average over draws: mean, std, 95% CI half-width (Student t), n.
+
+    `variant` becomes the seed study's id without `-numN`, which names the
+    average over draws.
+    """
+    keys = ["dataset", "model", "perturbation", "layer", "level", "metric"]
+    grouped = metrics.groupby(keys, sort=False)["value"]
+    out = grouped.agg(mean="mean", std="std", n="count").reset_index()
+    sem = out["std"] / np.sqrt(out["n"])
+    out["ci95"] = np.where(out["n"] > 1, stats.t.ppf(0.975, out["n"] - 1) * sem, np.nan)
+    out["variant"] = metrics.groupby(keys, sort=False)["variant"].first().str.replace(
+        r"-num\d+$", "", regex=True).to_numpy()
+    return out[["dataset", "model", "perturbation", "layer", "level", "variant", "metric",
+                "mean", "std", "ci95", "n"]]
+
+
+def write_metrics(dataset: str, model: str, *, clean: str, variants: list[str],
+                  predictions: list[str], out: str, summary_out: str, summary_csv: str) -> None:
+    """The metrics step: `metrics.parquet`, `metrics_summary.parquet` and `.csv`."""
+    if len(variants) != len(predictions):
+        raise ValueError(f"got {len(variants)} variants tables but {len(predictions)} "
+                         "predictions tables; expected one of each per sweep, in the same order")
+    sweeps = ((files.read_table(v), files.read_table(p))
+              for v, p in zip(variants, predictions, strict=True))
+    long = study_metrics(dataset, model, files.read_table(clean), sweeps)
+    summary = summarise(long)
+    files.write_table(pa.Table.from_pandas(long, preserve_index=False), out)
+    files.write_table(pa.Table.from_pandas(summary, preserve_index=False), summary_out)
+    with files.atomic_path(summary_csv) as tmp:
+        summary.to_csv(tmp, index=False)

@@ -1,0 +1,203 @@
+"""The model registry: one obvious way to build, name and split a network.
+
+Like torchvision's `get_model`, `build(name, ...)` returns an `nn.Module`;
+`layers(model)` names its weight layers conv1..convN, fc1..fcM in forward
+order (the seed study's conv_1 .. dense_3); `stages(model)` decomposes it into
+a sequence whose composition is the network, which is what lets a sweep cache
+the clean prefix in front of a perturbed layer and run only the suffix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lesion import files, io
+from lesion.catalog import LAYER_COUNTS
+
+
+class GlobalMean(nn.Module):
+    """Mean over the spatial dimensions (ShuffleNet V2's inline `x.mean([2, 3])`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean([2, 3])
+
+
+def _cnn(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Sequential:
+    """Two 3x3 convolutions and two dense layers, sized for small images."""
+    channels, height, width = input_shape
+    return nn.Sequential(
+        nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(32 * (height // 2) * (width // 2), 64), nn.ReLU(),
+        nn.Linear(64, num_classes),
+    )
+
+
+def _mlp(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Sequential:
+    """FC100-100-10 of Szegedy et al. (2013)."""
+    size = input_shape[0] * input_shape[1] * input_shape[2]
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(size, 100), nn.ReLU(),
+        nn.Linear(100, 100), nn.ReLU(),
+        nn.Linear(100, num_classes),
+    )
+
+
+def _torchvision(name: str) -> Callable[[int, tuple[int, int, int]], nn.Module]:
+    def build(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+        import torchvision  # costs 2 s of start-up: only for the models that need it
+
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    return build
+
+
+def _sequential_stages(model: nn.Module) -> list[nn.Module]:
+    return list(model.children())
+
+
+def _classic_stages(model: nn.Module) -> list[nn.Module]:
+    """AlexNet, VGG: features, pooling, flatten, classifier."""
+    return [*model.features, model.avgpool, nn.Flatten(), *model.classifier]
+
+
+def _resnet_stages(model: nn.Module) -> list[nn.Module]:
+    """ResNet: stem, one stage per residual block, head."""
+    blocks = [b for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for b in stage]
+    return [model.conv1, model.bn1, model.relu, model.maxpool, *blocks,
+            model.avgpool, nn.Flatten(), model.fc]
+
+
+def _squeezenet_stages(model: nn.Module) -> list[nn.Module]:
+    return [*model.features, *model.classifier, nn.Flatten()]
+
+
+def _shufflenet_stages(model: nn.Module) -> list[nn.Module]:
+    blocks = [b for stage in (model.stage2, model.stage3, model.stage4) for b in stage]
+    return [model.conv1, model.maxpool, *blocks, model.conv5, GlobalMean(), model.fc]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to build a network and cut it into sequential stages."""
+
+    build: Callable[[int, tuple[int, int, int]], nn.Module]
+    stages: Callable[[nn.Module], list[nn.Module]]
+    source: str  # "lesion" or "torchvision"
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "cnn": Architecture(_cnn, _sequential_stages, "lesion"),
+    "mlp": Architecture(_mlp, _sequential_stages, "lesion"),
+    "alexnet": Architecture(_torchvision("alexnet"), _classic_stages, "torchvision"),
+    "vgg16": Architecture(_torchvision("vgg16"), _classic_stages, "torchvision"),
+    "resnet18": Architecture(_torchvision("resnet18"), _resnet_stages, "torchvision"),
+    "resnet50": Architecture(_torchvision("resnet50"), _resnet_stages, "torchvision"),
+    "squeezenet1_1": Architecture(_torchvision("squeezenet1_1"), _squeezenet_stages, "torchvision"),
+    "shufflenet_v2_x1_0": Architecture(
+        _torchvision("shufflenet_v2_x1_0"), _shufflenet_stages, "torchvision"),
+}
+assert set(ARCHITECTURES) == set(LAYER_COUNTS)
+
+
+def list_models() -> list[str]:
+    return sorted(ARCHITECTURES)
+
+
+def _architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"model {name!r} is unknown; expected one of {list_models()}") from None
+
+
+def build(name: str, *, num_classes: int = 1000,
+          input_shape: tuple[int, int, int] = (3, 224, 224)) -> nn.Module:
+    """A freshly initialised network `name` (uses the global torch RNG: seed it first)."""
+    model = _architecture(name).build(num_classes, tuple(input_shape))
+    model.lesion_name = name  # lets stages() find the architecture
+    return model
+
+
+def layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The named weight layers (Conv2d, Linear) in forward order."""
+    named: dict[str, nn.Module] = {}
+    counts = {"conv": 0, "fc": 0}
+    for module in model.modules():
+        kind = "conv" if isinstance(module, nn.Conv2d) else "fc" if isinstance(module, nn.Linear) else None
+        if kind:
+            counts[kind] += 1
+            named[f"{kind}{counts[kind]}"] = module
+    convs = [k for k in named if k.startswith("conv")]
+    fcs = [k for k in named if k.startswith("fc")]
+    return {k: named[k] for k in convs + fcs}
+
+
+def layer(model: nn.Module, name: str) -> nn.Module:
+    named = layers(model)
+    if name not in named:
+        raise ValueError(f"layer {name!r} is not a weight layer of this model; "
+                         f"expected one of {list(named)}")
+    return named[name]
+
+
+def layer_tensors(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
+    """The layer's parameters as `{"weight": W, "bias": b}` (no bias if it has none)."""
+    module = layer(model, name)
+    return {k: p.detach() for k, p in module.named_parameters(recurse=False)}
+
+
+def stages(model: nn.Module) -> list[nn.Module]:
+    """A list of modules whose composition equals `model` in eval mode."""
+    return _architecture(model.lesion_name).stages(model)
+
+
+def split(model: nn.Module, layer_name: str) -> tuple[nn.Sequential, nn.Sequential, str]:
+    """Cut `model` in front of the stage that holds `layer_name`.
+
+    Returns (prefix, suffix, prefix of the layer's parameter names inside
+    `suffix`): nothing in `prefix` depends on the layer, so its output can be
+    computed once and reused for every variant of that layer.
+    """
+    target = layer(model, layer_name)
+    parts = stages(model)
+    for i, stage in enumerate(parts):
+        if any(m is target for m in stage.modules()):
+            suffix = nn.Sequential(*parts[i:])
+            path = next(n for n, m in suffix.named_modules() if m is target)
+            return nn.Sequential(*parts[:i]), suffix, path
+    raise AssertionError(f"layer {layer_name} is in no stage")  # stages() is incomplete
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> None:
+    """Store the state dict as safetensors with its provenance as metadata."""
+    io.save_tensors(model.state_dict(), path, {"model": model.lesion_name, **metadata})
+
+
+def load_weights(path: str | os.PathLike, *, num_classes: int,
+                 input_shape: tuple[int, int, int]) -> nn.Module:
+    """Rebuild the model named in the file's metadata and load its weights (eval mode)."""
+    meta = io.load_metadata(path)
+    if "model" not in meta:
+        raise files.InputFileError(f"{path}: no 'model' entry in the safetensors metadata")
+    model = build(meta["model"], num_classes=num_classes, input_shape=input_shape)
+    state = io.load_tensors(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        details = "; ".join(
+            f"{label}: {keys[:5]}" for label, keys in
+            (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
+        raise files.InputFileError(f"{path}: tensors do not fit model {meta['model']!r} ({details})")
+    model.load_state_dict(state)
+    model.lesion_metadata = meta
+    return model.eval()

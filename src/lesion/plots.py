@@ -1,0 +1,119 @@
+"""Figures of a lesion study, from its tables alone (never imports torch).
+
+`performances` is the seed study's main figure: top-1 accuracy against the
+perturbation level, one panel per operator, one line per layer with its 95%
+confidence band over draws. `weight_diffs` shows how far the variants moved
+from the original weights; `num_weights` how many parameters each layer has.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from lesion import files  # noqa: E402
+
+FIGURES = ("performances", "weight_diffs", "num_weights")
+
+
+def _panels(perturbations: list[str]):
+    """One panel per operator, at most two per row."""
+    cols = min(2, len(perturbations))
+    rows = -(-len(perturbations) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), sharey=True,
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat[len(perturbations):]:
+        ax.set_visible(False)
+    return fig, dict(zip(perturbations, axes.flat, strict=False))
+
+
+def _layer_colors(layers: list[str]) -> dict[str, tuple]:
+    cmap = plt.get_cmap("viridis")
+    return {name: cmap(i / max(1, len(layers) - 1)) for i, name in enumerate(layers)}
+
+
+def performances(summary: pd.DataFrame, metric: str = "top1") -> plt.Figure:
+    """Mean `metric` against level per layer, CI band, clean model as a dashed line.
+
+    Every line starts at level 0 with the unperturbed network.
+    """
+    rows = summary[summary["metric"] == metric]
+    clean = rows[rows["perturbation"] == "none"]["mean"]
+    sweeps = rows[rows["perturbation"] != "none"]
+    if len(clean):
+        start = sweeps.drop_duplicates(["perturbation", "layer"]).assign(
+            level=0.0, mean=clean.iloc[0], ci95=0.0)
+        sweeps = pd.concat([start, sweeps], ignore_index=True)
+    layers = list(dict.fromkeys(sweeps["layer"]))
+    colors = _layer_colors(layers)
+    fig, panels = _panels(list(dict.fromkeys(sweeps["perturbation"])))
+    for perturbation, ax in panels.items():
+        for name in layers:
+            line = sweeps[(sweeps["perturbation"] == perturbation) & (sweeps["layer"] == name)]
+            line = line.sort_values("level")
+            ax.plot(line["level"], line["mean"], marker="o", ms=3, label=name, color=colors[name])
+            ax.fill_between(line["level"], line["mean"] - line["ci95"].fillna(0),
+                            line["mean"] + line["ci95"].fillna(0), alpha=0.2, color=colors[name])
+        if len(clean):
+            ax.axhline(clean.iloc[0], ls="--", color="black", lw=1, label="unperturbed")
+        ax.set(title=perturbation, xlabel="level")
+    for ax in list(panels.values())[::2]:
+        ax.set_ylabel(f"{metric} accuracy" if metric.startswith("top") else metric)
+    next(iter(panels.values())).legend(fontsize="small")
+    fig.suptitle(f"{summary['dataset'].iloc[0]} / {summary['model'].iloc[0]}: {metric}")
+    return fig
+
+
+def weight_diffs(variants: pd.DataFrame) -> plt.Figure:
+    """Relative L2 distance of the variants from the original weights (mean over draws)."""
+    mean = variants.groupby(["perturbation", "layer", "level"], sort=False)["rel_l2"].mean()
+    mean = mean.reset_index()
+    layers = list(dict.fromkeys(mean["layer"]))
+    colors = _layer_colors(layers)
+    fig, panels = _panels(list(dict.fromkeys(mean["perturbation"])))
+    for perturbation, ax in panels.items():
+        for name in layers:
+            line = mean[(mean["perturbation"] == perturbation) & (mean["layer"] == name)]
+            ax.plot(line["level"], line["rel_l2"], marker="o", ms=3, label=name,
+                    color=colors[name])
+        ax.set(title=perturbation, xlabel="level")
+    for ax in list(panels.values())[::2]:
+        ax.set_ylabel("|W' - W|_2 / |W|_2")
+    next(iter(panels.values())).legend(fontsize="small")
+    fig.suptitle(f"{variants['dataset'].iloc[0]} / {variants['model'].iloc[0]}: weight change")
+    return fig
+
+
+def num_weights(variants: pd.DataFrame) -> plt.Figure:
+    """Parameters (weights and biases) per layer, in forward order."""
+    counts = variants.drop_duplicates("layer")[["layer", "weights"]]
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(counts), 3.6), layout="constrained")
+    ax.bar(counts["layer"], counts["weights"], color="tab:blue")
+    ax.set(ylabel="parameters", yscale="log",
+           title=f"{variants['dataset'].iloc[0]} / {variants['model'].iloc[0]}")
+    return fig
+
+
+def save(fig: plt.Figure, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
+    """Write a figure as PNG and PDF, each atomically."""
+    for path, fmt in ((png, "png"), (pdf, "pdf")):
+        with files.atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150)
+    plt.close(fig)
+
+
+def figure(name: str, *, summary: str, variants: list[str], png: str, pdf: str) -> None:
+    """The figure step: draw figure `name` from the study's tables."""
+    if name not in FIGURES:
+        raise ValueError(f"figure {name!r} is unknown; expected one of {list(FIGURES)}")
+    if name == "performances":
+        fig = performances(pd.read_parquet(summary))
+    else:
+        table = pd.concat([pd.read_parquet(p) for p in variants], ignore_index=True)
+        fig = weight_diffs(table) if name == "weight_diffs" else num_weights(table)
+    save(fig, png, pdf)

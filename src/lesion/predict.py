@@ -1,0 +1,81 @@
+"""The predict step: one row per (variant, test image) for a whole sweep.
+
+Columns: variant, image (index into the test split), label, top5 (the k
+most likely classes, best first), loss (cross-entropy). Each variant is
+regenerated from its row of the variants table and checked against its
+sha256 before it is evaluated; the clean prefix is computed once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pyarrow as pa
+import torch
+from tqdm import tqdm
+
+from lesion import data, evaluate, files, models, sweep
+
+log = logging.getLogger(__name__)
+
+
+def _table(variant_ids: list[str], labels: torch.Tensor, tops: list[torch.Tensor],
+           losses: list[torch.Tensor]) -> pa.Table:
+    n, k = len(labels), tops[0].shape[1]
+    top = torch.stack(tops).reshape(-1).to(torch.int32).numpy()
+    return pa.table({
+        "variant": pa.DictionaryArray.from_arrays(
+            np.repeat(np.arange(len(variant_ids), dtype=np.int32), n), pa.array(variant_ids)),
+        "image": np.tile(np.arange(n, dtype=np.int32), len(variant_ids)),
+        "label": np.tile(labels.numpy().astype(np.int16), len(variant_ids)),
+        "top5": pa.FixedSizeListArray.from_arrays(pa.array(top), k),
+        "loss": torch.stack(losses).reshape(-1).to(torch.float32).numpy(),
+    })
+
+
+def _load(dataset: str, weights: str | os.PathLike, test: str | os.PathLike):
+    spec = data.get(dataset)
+    model = models.load_weights(weights, num_classes=spec.num_classes,
+                                input_shape=spec.input_shape)
+    images, labels = data.load_split(test)
+    return model, images, labels
+
+
+def predict_clean(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
+                  out: str | os.PathLike, *, device: str = "auto", batch_size: int = 512) -> None:
+    """Predictions of the unperturbed model (perturbation `none`)."""
+    dev = evaluate.pick_device(device)
+    model, images, labels = _load(dataset, weights, test)
+    logits = evaluate.run_batched(model, images, batch_size, dev)
+    top, loss = evaluate.summarise(logits, labels.to(dev))
+    files.write_table(_table([model.lesion_name], labels, [top.cpu()], [loss.cpu()]), out)
+
+
+def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
+                  variants: str | os.PathLike, out: str | os.PathLike, *, device: str = "auto",
+                  batch_size: int = 512, variants_per_pass: int = 8) -> None:
+    """Predictions of every variant in a variants table (one layer, one operator)."""
+    dev = evaluate.pick_device(device)
+    model, images, labels = _load(dataset, weights, test)
+    rows = files.read_table(variants).to_pylist()
+    if not rows:
+        raise files.InputFileError(f"{variants}: the variants table is empty")
+    layer_names = {r["layer"] for r in rows}
+    if len(layer_names) != 1:
+        raise files.InputFileError(f"{variants}: expected one layer per table, found {layer_names}")
+    layer = layer_names.pop()
+    base = models.layer_tensors(model, layer)
+    prefix, suffix, path = models.split(model, layer)
+    activations = evaluate.run_batched(prefix, images, batch_size, dev)
+    log.info("%s: %d variants x %d images on %s; clean prefix %s -> %s", variants, len(rows),
+             len(labels), dev, tuple(images.shape[1:]), tuple(activations.shape[1:]))
+    regenerated = (sweep.regenerate(row, base) for row in rows)
+    results = evaluate.sweep_suffix(suffix, path, regenerated, activations, labels,
+                                    batch_size=batch_size, variants_per_pass=variants_per_pass)
+    tops, losses = [], []
+    for top, loss in tqdm(results, total=len(rows), desc=f"predict {layer}", mininterval=1):
+        tops.append(top)
+        losses.append(loss)
+    files.write_table(_table([r["variant"] for r in rows], labels, tops, losses), out)

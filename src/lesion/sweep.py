@@ -1,0 +1,97 @@
+"""A sweep: every (level, draw) variant of one operator on one layer.
+
+`variant_table` draws each variant from the original weights and records what
+is needed to regenerate and check it (seed, sha256) and how far it moved
+(weights changed, relative L1 and L2 difference). `regenerate` rebuilds a
+variant from its row alone and refuses one whose hash no longer matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import pyarrow as pa
+import torch
+
+from lesion import files, io, perturb
+
+VARIANT_SCHEMA = pa.schema([
+    ("variant", pa.string()),
+    ("dataset", pa.string()),
+    ("model", pa.string()),
+    ("perturbation", pa.string()),
+    ("layer", pa.string()),
+    ("level", pa.float64()),
+    ("draw", pa.int32()),
+    ("seed", pa.int64()),
+    ("sha256", pa.string()),
+    ("weights", pa.int64()),       # entries of the layer's weight and bias
+    ("changed", pa.int64()),       # entries whose value differs from the original
+    ("rel_l1", pa.float64()),      # |W' - W|_1 / |W|_1 over weight and bias together
+    ("rel_l2", pa.float64()),      # |W' - W|_2 / |W|_2
+])
+
+
+class VariantMismatchError(RuntimeError):
+    """A regenerated variant does not hash to what its table row recorded."""
+
+
+def _difference(base: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor]) -> dict:
+    old = torch.cat([base[k].reshape(-1).double() for k in sorted(base)])
+    diff = torch.cat([(new[k].double() - base[k].double()).reshape(-1) for k in sorted(base)])
+    return {
+        "weights": old.numel(),
+        "changed": int((diff != 0).sum()),
+        "rel_l1": float(diff.abs().sum() / old.abs().sum()),
+        "rel_l2": float(diff.norm() / old.norm()),
+    }
+
+
+def variant_table(base: Mapping[str, torch.Tensor], *, dataset: str, model: str, layer: str,
+                  perturbation: str, levels: Iterable[float], draws: int,
+                  study_seed: int) -> tuple[pa.Table, list[dict[str, torch.Tensor]]]:
+    """Draw every variant of the sweep; return its table and the variant tensors."""
+    rows, variants = [], []
+    for level in levels:
+        for draw in range(draws):
+            seed = perturb.variant_seed(study_seed, model, layer, perturbation, level, draw)
+            new = perturb.apply(perturbation, base, level, seed)
+            rows.append({
+                "variant": perturb.variant_id(model, layer, perturbation, level, draw),
+                "dataset": dataset, "model": model, "perturbation": perturbation,
+                "layer": layer, "level": float(level), "draw": draw, "seed": seed,
+                "sha256": io.tensors_sha256(new), **_difference(base, new),
+            })
+            variants.append(new)
+    return pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), variants
+
+
+def regenerate(row: Mapping, base: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rebuild the variant of a table row from the original tensors; check its hash."""
+    new = perturb.apply(row["perturbation"], base, row["level"], row["seed"])
+    digest = io.tensors_sha256(new)
+    if digest != row["sha256"]:
+        raise VariantMismatchError(
+            f"variant {row['variant']}: regenerated tensors hash to {digest[:12]}..., the "
+            f"variants table recorded {row['sha256'][:12]}...; the weights or the operator "
+            "changed since the table was written: rebuild the variants table")
+    return new
+
+
+def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
+                   levels: list[float], draws: int, study_seed: int, out: str,
+                   save_dir: str | None = None) -> None:
+    """The variants step: draw a sweep, write its table (and optionally its tensors)."""
+    from lesion import data, models  # here, so that the pure functions above stay light
+
+    spec = data.get(dataset)
+    model = models.load_weights(weights, num_classes=spec.num_classes,
+                                input_shape=spec.input_shape)
+    table, variants = variant_table(
+        models.layer_tensors(model, layer), dataset=dataset, model=model.lesion_name,
+        layer=layer, perturbation=perturbation, levels=levels, draws=draws,
+        study_seed=study_seed)
+    if save_dir is not None:
+        for name, tensors in zip(table.column("variant").to_pylist(), variants, strict=True):
+            io.save_tensors(tensors, f"{save_dir}/{name}.safetensors", {"variant": name})
+    files.write_table(table, out)
