@@ -5,10 +5,14 @@ its output (the clean activations at the layer's input) is computed once per
 sweep; each variant then runs only the suffix. Variants are evaluated several
 at a time: their layer tensors are stacked and the suffix is `torch.vmap`-ed
 over them with `torch.func.functional_call`, one pass for a group of variants.
+Where vmap cannot batch a network (an in-place op mixing batched and
+unbatched tensors, as in torchvision's ResNet when a downsample conv is
+perturbed), the group falls back to one functional call per variant.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
@@ -17,6 +21,7 @@ from torch import nn
 from torch.func import functional_call
 
 TOPK = 5
+log = logging.getLogger(__name__)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -68,7 +73,20 @@ def sweep_suffix(suffix: nn.Module, layer_path: str,
     def forward(layer_params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(suffix, {**base, **layer_params}, (x,))
 
-    batched = torch.vmap(forward, in_dims=(0, None))
+    vmapped = torch.vmap(forward, in_dims=(0, None))
+    use_vmap = variants_per_pass > 1
+
+    def batched(stacked: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Logits [variants, images, classes] of a group of variants."""
+        nonlocal use_vmap
+        if use_vmap:
+            try:
+                return vmapped(stacked, x)
+            except RuntimeError as err:
+                log.warning("vmap cannot batch this suffix (%s); one variant per pass", err)
+                use_vmap = False
+        count = len(next(iter(stacked.values())))
+        return torch.stack([forward({k: v[i] for k, v in stacked.items()}, x) for i in range(count)])
     remaining = iter(variants)
     while group := list(islice(remaining, variants_per_pass)):
         stacked = {f"{layer_path}.{name}": torch.stack([v[name] for v in group]).to(device)

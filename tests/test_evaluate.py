@@ -1,0 +1,78 @@
+"""Prefix caching and variant batching give the same answers as the naive way."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from lesion import evaluate, models, perturb
+
+CPU = torch.device("cpu")
+
+
+def naive(model, layer, tensors, x, y):
+    """Deep-copy, write the variant in, run the whole network."""
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, t in tensors.items():
+            getattr(models.layer(clone, layer), name).copy_(t)
+        return evaluate.summarise(clone(x), y)
+
+
+@pytest.mark.parametrize("model_fixture", ["cnn", "mlp"])
+@pytest.mark.parametrize("per_pass", [1, 3])
+def test_prefix_cached_sweep_equals_full_network(request, digits, model_fixture, per_pass):
+    model = request.getfixturevalue(model_fixture)
+    x, y = digits
+    for layer in models.layers(model):
+        base = models.layer_tensors(model, layer)
+        variants = [perturb.apply(op, base, 0.5, seed) for seed, op in
+                    enumerate(sorted(perturb.OPERATORS))]
+        prefix, suffix, path = models.split(model, layer)
+        activations = evaluate.run_batched(prefix, x, 64, CPU)
+        got = list(evaluate.sweep_suffix(suffix, path, variants, activations, y,
+                                         batch_size=70, variants_per_pass=per_pass))
+        assert len(got) == len(variants)
+        for tensors, (top, loss) in zip(variants, got, strict=True):
+            ref_top, ref_loss = naive(model, layer, tensors, x, y)
+            assert torch.equal(top, ref_top)
+            assert torch.allclose(loss, ref_loss, atol=1e-5)
+
+
+def test_prefix_excludes_the_perturbed_layer_in_a_residual_network():
+    torch.manual_seed(0)
+    model = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32)).eval()
+    x, y = torch.randn(6, 3, 32, 32), torch.arange(6)
+    for layer in ("conv1", "conv5", "conv8", "fc1"):  # stem, inside a block, a downsample, head
+        prefix, suffix, path = models.split(model, layer)
+        target = models.layer(model, layer)
+        assert not any(m is target for m in prefix.modules())
+        tensors = perturb.apply("gaussian", models.layer_tensors(model, layer), 0.8, seed=1)
+        activations = evaluate.run_batched(prefix, x, 4, CPU)
+        (top, loss), = evaluate.sweep_suffix(suffix, path, [tensors], activations, y,
+                                             batch_size=4, variants_per_pass=2)
+        ref_top, ref_loss = naive(model, layer, tensors, x, y)
+        assert torch.equal(top, ref_top)
+        assert torch.allclose(loss, ref_loss, atol=1e-4)
+
+
+def test_clean_prefix_is_what_the_layer_receives(cnn, digits):
+    x, _ = digits
+    seen = {}
+    layer = models.layer(cnn, "fc1")
+    handle = layer.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
+    with torch.no_grad():
+        cnn(x)
+    handle.remove()
+    prefix, _, _ = models.split(cnn, "fc1")
+    assert torch.allclose(evaluate.run_batched(prefix, x, 64, CPU), seen["x"])
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        evaluate.pick_device("cuda")
+    assert evaluate.pick_device("auto") == CPU

@@ -1,0 +1,70 @@
+"""The registry: named layers in forward order, stages that compose, weights I/O."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lesion import catalog, files, models
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_every_registry_model_names_its_layers_as_the_catalog_says(name):
+    small = name in ("cnn", "mlp")
+    torch.manual_seed(0)
+    model = models.build(name, num_classes=10 if small else 1000,
+                         input_shape=(1, 8, 8) if small else (3, 224, 224))
+    assert list(models.layers(model)) == catalog.layer_names(name)
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_stages_compose_to_the_whole_network(name):
+    small = name in ("cnn", "mlp")
+    shape = (1, 8, 8) if small else (3, 64, 64)
+    torch.manual_seed(0)
+    model = models.build(name, num_classes=10, input_shape=shape).eval()
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        assert torch.allclose(nn.Sequential(*models.stages(model))(x), model(x), atol=1e-5)
+
+
+def test_layers_are_in_forward_order(cnn):
+    order = []
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: order.append(n))
+             for n, m in models.layers(cnn).items()]
+    cnn(torch.zeros(1, 1, 8, 8))
+    for h in hooks:
+        h.remove()
+    assert order == ["conv1", "conv2", "fc1", "fc2"]
+
+
+def test_unknown_model_and_layer_name_the_valid_ones(cnn):
+    with pytest.raises(ValueError, match="expected one of .*'cnn'"):
+        models.build("lenet")
+    with pytest.raises(ValueError, match=r"'conv7'.*\['conv1', 'conv2', 'fc1', 'fc2'\]"):
+        models.layer(cnn, "conv7")
+
+
+def test_weights_round_trip_with_provenance(tmp_path, cnn):
+    path = tmp_path / "w.safetensors"
+    models.save_weights(cnn, path, dataset="digits", seed=3)
+    loaded = models.load_weights(path, num_classes=10, input_shape=(1, 8, 8))
+    assert loaded.lesion_metadata == {"model": "cnn", "dataset": "digits", "seed": 3}
+    for key, value in cnn.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+
+
+def test_weights_of_the_wrong_shape_are_refused(tmp_path, cnn):
+    path = tmp_path / "w.safetensors"
+    models.save_weights(cnn, path)
+    with pytest.raises(files.InputFileError, match="do not fit model 'cnn'.*wrong shape"):
+        models.load_weights(path, num_classes=7, input_shape=(1, 8, 8))
+
+
+def test_truncated_weights_file_is_refused(tmp_path, cnn):
+    path = tmp_path / "w.safetensors"
+    models.save_weights(cnn, path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(files.InputFileError, match="not a readable safetensors file"):
+        models.load_weights(path, num_classes=10, input_shape=(1, 8, 8))

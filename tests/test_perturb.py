@@ -1,0 +1,155 @@
+"""The four Cheney et al. operators do exactly what the paper defines."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lesion import perturb
+
+LEVELS = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+SEEDS = st.integers(min_value=0, max_value=2**63 - 1)
+SHAPES = st.sampled_from([(7,), (12, 5), (6, 3, 3, 3), (1,)])
+
+
+def layer_tensors(shape, seed=0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    # Values bounded away from 0, so "set to 0" is always a visible change.
+    weight = (torch.rand(shape, generator=g) + 0.5) * torch.sign(torch.randn(shape, generator=g))
+    return {"weight": weight, "bias": torch.rand(shape[0], generator=g) + 0.5}
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=SHAPES, level=LEVELS, seed=SEEDS)
+def test_synapse_knockout_zeroes_exactly_the_requested_fraction_of_each_tensor(shape, level, seed):
+    base = layer_tensors(shape)
+    out = perturb.apply("synapse_knockout", base, level, seed)
+    for name, t in base.items():
+        assert int((out[name] == 0).sum()) == round(level * t.numel())
+        kept = out[name] != 0
+        assert torch.equal(out[name][kept], t[kept])
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=SHAPES, level=LEVELS, seed=SEEDS)
+def test_node_knockout_zeroes_whole_units_and_their_biases_only(shape, level, seed):
+    base = layer_tensors(shape)
+    out = perturb.apply("node_knockout", base, level, seed)
+    units = shape[0]
+    dead = out["bias"] == 0
+    assert int(dead.sum()) == round(level * units)
+    flat = out["weight"].reshape(units, -1)
+    assert torch.equal((flat == 0).all(dim=1), dead)  # a unit's weights die with its bias
+    assert torch.equal(flat[~dead], base["weight"].reshape(units, -1)[~dead])
+
+
+def test_node_knockout_leaves_inputs_of_dense_layers_alone():
+    """The seed code also zeroed input rows of dense layers; we must not."""
+    base = layer_tensors((4, 6))
+    out = perturb.apply("node_knockout", base, 0.5, seed=3)
+    zero_columns = (out["weight"] == 0).all(dim=0)
+    assert not zero_columns.any()
+
+
+def test_node_knockout_of_conv_layer_zeroes_whole_filters():
+    base = layer_tensors((8, 3, 3, 3))
+    out = perturb.apply("node_knockout", base, 0.25, seed=5)
+    dead = (out["weight"] == 0).flatten(1).all(dim=1)
+    assert int(dead.sum()) == 2
+    assert torch.equal(dead, out["bias"] == 0)
+    assert not (out["weight"][~dead] == 0).any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=SHAPES, level=LEVELS, seed=SEEDS)
+def test_redraw_replaces_the_fraction_with_values_of_the_same_tensor(shape, level, seed):
+    base = layer_tensors(shape)
+    out = perturb.apply("redraw", base, level, seed)
+    for name, t in base.items():
+        changed = int((out[name] != t).sum())
+        assert changed <= round(level * t.numel())
+        assert set(out[name].reshape(-1).tolist()) <= set(t.reshape(-1).tolist())
+
+
+def test_redraw_draws_without_replacement():
+    """Every value of the original appears at most as often as it did (distinct values)."""
+    base = {"weight": torch.arange(1000, dtype=torch.float32)}
+    out = perturb.apply("redraw", base, 0.6, seed=11)["weight"]
+    new_positions = out != base["weight"]
+    assert len(set(out[new_positions].tolist())) == int(new_positions.sum())
+
+
+def test_gaussian_noise_has_std_level_times_tensor_std():
+    g = torch.Generator().manual_seed(0)
+    base = {"weight": torch.randn(400, 500, generator=g) * 3 + 1}
+    out = perturb.apply("gaussian", base, 0.5, seed=7)["weight"]
+    noise = out - base["weight"]
+    expected = 0.5 * base["weight"].std(correction=0)
+    assert noise.std().item() == pytest.approx(expected.item(), rel=0.01)
+    assert noise.mean().item() == pytest.approx(0.0, abs=0.01)
+
+
+def test_gaussian_level_zero_is_the_identity():
+    base = layer_tensors((5, 4))
+    out = perturb.apply("gaussian", base, 0.0, seed=1)
+    for name in base:
+        assert torch.equal(out[name], base[name])
+
+
+@pytest.mark.parametrize("operator", sorted(perturb.OPERATORS))
+def test_same_seed_same_variant_and_base_untouched(operator):
+    base = layer_tensors((16, 4, 3, 3))
+    before = {k: v.clone() for k, v in base.items()}
+    first = perturb.apply(operator, base, 0.4, seed=123)
+    second = perturb.apply(operator, base, 0.4, seed=123)
+    other = perturb.apply(operator, base, 0.4, seed=124)
+    for name in base:
+        assert torch.equal(first[name], second[name])
+        assert torch.equal(base[name], before[name])
+    assert any(not torch.equal(first[n], other[n]) for n in base)
+
+
+@pytest.mark.parametrize("operator", sorted(perturb.OPERATORS))
+def test_draws_are_independent_not_accumulated(operator):
+    """Draw k of a sweep equals the same draw made alone: nothing carries over."""
+    from lesion import sweep
+
+    base = layer_tensors((10, 8))
+    _, variants = sweep.variant_table(base, dataset="d", model="m", layer="fc1",
+                                      perturbation=operator, levels=[0.3, 0.5], draws=3,
+                                      study_seed=0)
+    seed = perturb.variant_seed(0, "m", "fc1", operator, 0.5, 2)
+    alone = perturb.apply(operator, base, 0.5, seed)
+    for name in base:
+        assert torch.equal(variants[-1][name], alone[name])
+
+
+def test_operators_never_touch_the_global_rng():
+    torch.manual_seed(42)
+    expected = torch.rand(3)
+    torch.manual_seed(42)
+    for operator in perturb.OPERATORS:
+        perturb.apply(operator, layer_tensors((6, 6)), 0.5, seed=9)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_variant_seed_depends_on_every_part_of_the_variant_name():
+    seeds = {
+        perturb.variant_seed(0, "cnn", "fc1", "gaussian", 0.5, 0),
+        perturb.variant_seed(1, "cnn", "fc1", "gaussian", 0.5, 0),
+        perturb.variant_seed(0, "mlp", "fc1", "gaussian", 0.5, 0),
+        perturb.variant_seed(0, "cnn", "fc2", "gaussian", 0.5, 0),
+        perturb.variant_seed(0, "cnn", "fc1", "redraw", 0.5, 0),
+        perturb.variant_seed(0, "cnn", "fc1", "gaussian", 0.6, 0),
+        perturb.variant_seed(0, "cnn", "fc1", "gaussian", 0.5, 1),
+    }
+    assert len(seeds) == 7
+    assert perturb.variant_seed(0, "cnn", "fc1", "gaussian", 1, 0) == perturb.variant_seed(
+        0, "cnn", "fc1", "gaussian", 1.0, 0)
+
+
+def test_variant_ids_follow_the_seed_naming():
+    assert perturb.variant_id("alexnet", "conv1", "redraw", 0.1, 3) == "alexnet-conv1-redraw0.10-num3"
+    assert perturb.variant_id("alexnet", "conv1", "redraw", 0.5, None) == "alexnet-conv1-redraw0.50"

@@ -1,0 +1,225 @@
+"""The Snakemake DAG end to end: a tiny real study, built once, then changed.
+
+The unit tests check the library; only running the workflow checks the DAG
+itself: that every target is wired to the rule that makes it, that a finished
+study is left alone, and that an edit reruns exactly the jobs it concerns (a
+module through the `code(...)` inputs, a sweep through its params) and
+nothing upstream of them, since a needless retrain is what makes a lesion
+study slow.
+
+The workflow (Snakefile, workflow/, src/, envs/, profiles/) is copied into a
+temporary directory so that its source files can be edited there; `workflow.
+basedir` is then that copy and the `code(...)` inputs point into it, while the
+jobs still run the installed `lesion` package. The tests share that study and
+run in file order: build, nothing to do, an edited module, a changed config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.workflow
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = "digits"
+MODEL = "mlp"
+LAYERS = ["fc1", "fc3"]
+FIGURES = ["performances", "weight_diffs", "num_weights"]
+LEVELS = [0.2, 0.6]
+DRAWS = 2
+# Small enough for 2 cores: 17 jobs, about 45 s.
+CONFIG = {
+    "seed": 0,
+    "device": "cpu",
+    "dataset": {"name": DATASET},
+    "models": {MODEL: {"layers": LAYERS}},
+    "train": {"epochs": 3},
+    "perturbations": {
+        "synapse_knockout": {"levels": LEVELS, "draws": DRAWS},
+        "gaussian": {"levels": LEVELS, "draws": DRAWS},
+    },
+}
+PERTURBATIONS = list(CONFIG["perturbations"])
+# Snakemake's own words (snakemake.common.NOTHING_TO_BE_DONE_MSG in 9.27.1).
+NOTHING_TO_BE_DONE = "Nothing to be done (all requested files are present and up to date)."
+
+
+def write_config(root: Path, config: dict) -> None:
+    (root / "config").mkdir(exist_ok=True)
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def snakemake(root: Path, *args: str, timeout: float = 300) -> str:
+    """Run Snakemake on the study in `root`; its whole output (it logs to stderr)."""
+    bindir = str(Path(sys.executable).parent)  # the rules call `python -m lesion`
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"),
+         "--directory", str(root), "--cores", "2", *args],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=timeout, check=False,
+    )
+    assert proc.returncode == 0, f"snakemake {' '.join(args)} failed:\n{proc.stdout[-6000:]}"
+    return proc.stdout
+
+
+def planned_jobs(root: Path) -> list[tuple[str, dict[str, str]]]:
+    """The jobs a dry run schedules, as (rule, wildcards), one per job.
+
+    A dry run prints one block per job, `rule NAME:` (or `localrule NAME:`)
+    followed by indented `key: value` lines, `wildcards: a=1, b=2` among them,
+    then a "Job stats" table of job counts per rule. Of Snakemake 9's other
+    views, --summary/--detailed-summary list output files (not jobs, no
+    wildcards) and --list-changes names files, not the jobs that follow from
+    them; only the per-job blocks say which job of a rule reruns. They are
+    text meant for people, so the blocks are checked against the job-stats
+    table: if Snakemake ever prints them differently, the parse fails loudly
+    here instead of finding no jobs and passing.
+    """
+    out = snakemake(root, "--dry-run")
+    if NOTHING_TO_BE_DONE in out:
+        return []
+    jobs: list[tuple[str, dict[str, str]]] = []
+    for line in out.splitlines():
+        if match := re.fullmatch(r"(?:local)?(?:rule|checkpoint) (\w+):", line.strip()):
+            jobs.append((match[1], {}))
+        elif (match := re.fullmatch(r"\s+wildcards: (.*)", line)) and jobs:
+            jobs[-1][1].update(item.split("=", 1) for item in match[1].split(", "))
+    stats = re.search(r"Job stats:\njob\s+count\n[-\s]+\n(.*?)\ntotal\s+(\d+)\n", out, re.DOTALL)
+    assert stats, f"no job-stats table in the dry run:\n{out[-6000:]}"
+    counts = {rule: int(n) for rule, n in (row.split() for row in stats[1].splitlines())}
+    assert Counter(rule for rule, _ in jobs) == counts, out[-6000:]
+    assert len(jobs) == int(stats[2])
+    return jobs
+
+
+def model_dir(root: Path) -> Path:
+    return root / "results" / DATASET / MODEL
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """The tiny study, built once by the real workflow in a copy of it."""
+    root = tmp_path_factory.mktemp("study")
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    shutil.copy2(REPO / "Snakefile", root / "Snakefile")
+    # envs/: Snakemake records each rule's conda file in its metadata even
+    # without --use-conda; profiles/: run with the defaults users get.
+    for name in ("workflow", "src", "envs", "profiles"):
+        shutil.copytree(REPO / name, root / name, ignore=ignore)
+    write_config(root, CONFIG)
+    snakemake(root)
+    return root
+
+
+def test_the_study_builds_every_target(study):
+    out = model_dir(study)
+    expected = [
+        "weights.safetensors", "training.parquet", "metrics.parquet",
+        "metrics_summary.parquet", "metrics_summary.csv", "predictions/none.parquet",
+        *(f"{kind}/{perturbation}/{layer}.parquet" for kind in ("variants", "predictions")
+          for perturbation in PERTURBATIONS for layer in LAYERS),
+        *(f"figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")),
+    ]
+    missing = [path for path in expected if not (out / path).is_file()]
+    assert not missing
+    for name in FIGURES:
+        assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    assert len(pd.read_parquet(out / "training.parquet")) > 0
+
+
+def test_metrics_table_holds_every_variant_and_the_clean_model(study):
+    metrics = pd.read_parquet(model_dir(study) / "metrics.parquet")
+    assert list(metrics.columns) == ["dataset", "model", "perturbation", "layer", "level",
+                                     "draw", "variant", "metric", "value"]
+    assert set(metrics["metric"]) == {"top1", "top5", "loss", "agreement"}
+    assert set(metrics["dataset"]) == {DATASET} and set(metrics["model"]) == {MODEL}
+    assert metrics["value"].notna().all()
+
+    clean = metrics[metrics["perturbation"] == "none"]
+    assert len(clean) == 4 and clean["variant"].nunique() == 1
+    assert (clean["level"] == 0).all() and (clean["layer"] == "none").all()
+
+    variants = metrics[metrics["perturbation"] != "none"]
+    per_variant = variants.groupby("variant")["metric"].nunique()
+    assert (per_variant == 4).all()
+    assert len(per_variant) == len(PERTURBATIONS) * len(LAYERS) * len(LEVELS) * DRAWS
+    assert set(variants["perturbation"]) == set(PERTURBATIONS)
+    assert set(variants["layer"]) == set(LAYERS)
+    assert sorted(set(variants["level"])) == LEVELS
+    assert set(variants["draw"]) == set(range(DRAWS))
+
+    for perturbation in PERTURBATIONS:
+        for layer in LAYERS:
+            table = pd.read_parquet(model_dir(study) / "variants" / perturbation / f"{layer}.parquet")
+            assert len(table) == len(LEVELS) * DRAWS
+
+    summary = pd.read_csv(model_dir(study) / "metrics_summary.csv")
+    assert (summary.loc[summary["perturbation"] != "none", "n"] == DRAWS).all()
+
+
+def test_a_finished_study_has_nothing_to_do(study):
+    assert planned_jobs(study) == []
+
+
+def test_touching_a_module_without_changing_it_reruns_nothing(study):
+    # Snakemake 9 records the checksums of small inputs: a newer mtime with the
+    # same content is not a change (so `touch` does not force a rerun).
+    plots = study / "src" / "lesion" / "plots.py"
+    later = plots.stat().st_mtime + 3600
+    os.utime(plots, (later, later))
+    assert planned_jobs(study) == []
+
+
+def test_editing_plot_module_reruns_only_figures(study):
+    plots = study / "src" / "lesion" / "plots.py"
+    original = plots.read_bytes()
+    try:
+        plots.write_bytes(original + b"\n# an edit the figures have not seen\n")
+        jobs = planned_jobs(study)
+    finally:
+        plots.write_bytes(original)  # same checksum again: the study is up to date
+    assert Counter(rule for rule, _ in jobs) == {"figure": len(FIGURES), "all": 1}
+    assert sorted(w["name"] for rule, w in jobs if rule == "figure") == sorted(FIGURES)
+    assert planned_jobs(study) == []
+
+
+def test_changing_one_operators_levels_reruns_only_its_sweeps(study):
+    # Last in the file: it rebuilds the study under a changed config for good
+    # (restoring it would cost a second rebuild).
+    new_levels = [0.2, 0.8]
+    config = {**CONFIG, "perturbations": {**CONFIG["perturbations"],
+                                          "gaussian": {"levels": new_levels, "draws": DRAWS}}}
+    untouched = [model_dir(study) / "weights.safetensors",
+                 *(model_dir(study) / kind / "synapse_knockout" / f"{layer}.parquet"
+                   for kind in ("variants", "predictions") for layer in LAYERS)]
+    before = {path: path.stat().st_mtime_ns for path in untouched}
+    write_config(study, config)
+
+    jobs = planned_jobs(study)
+    assert Counter(rule for rule, _ in jobs) == {
+        "variants": len(LAYERS), "predict": len(LAYERS), "metrics": 1,
+        "figure": len(FIGURES), "all": 1}
+    for kind in ("variants", "predict"):
+        swept = [w for rule, w in jobs if rule == kind]
+        assert {w["perturbation"] for w in swept} == {"gaussian"}
+        assert sorted(w["layer"] for w in swept) == LAYERS
+
+    snakemake(study)
+    assert planned_jobs(study) == []
+    assert {path: path.stat().st_mtime_ns for path in untouched} == before
+    metrics = pd.read_parquet(model_dir(study) / "metrics.parquet")
+    levels = metrics.groupby("perturbation")["level"].unique()
+    assert sorted(levels["gaussian"]) == new_levels
+    assert sorted(levels["synapse_knockout"]) == LEVELS
