@@ -62,7 +62,12 @@ def _variants(args):
     _threads(args)
     sweep.write_variants(args.dataset, args.weights, args.layer, args.perturbation,
                          levels=args.levels, draws=args.draws, study_seed=args.seed,
-                         out=args.out, save_dir=args.save_weights)
+                         out=args.out)
+
+
+def _variant_weights(args):
+    from lesion import sweep
+    sweep.write_variant_weights(args.dataset, args.weights, args.variants, args.out)
 
 
 def _predict(args):
@@ -138,7 +143,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--levels", type=_levels, required=True, help="e.g. 0.1,0.5,0.9")
     s.add_argument("--draws", type=_positive, required=True)
     s.add_argument("--seed", type=int, default=0, help="the study seed")
-    s.add_argument("--save-weights", metavar="DIR", help="also write each variant's tensors")
+
+    s = step("variant-weights", _variant_weights, "Write every variant of a variants table as "
+             "safetensors, each checked against its recorded sha256.")
+    for name in ("--dataset", "--weights", "--variants"):
+        s.add_argument(name, required=True)
+    s.add_argument("--out", required=True, metavar="DIR", help="directory to create")
 
     s = step("predict", _predict, "Predict the test split with the clean model or every "
              "variant of a sweep.", torch_threads=True)

@@ -78,20 +78,35 @@ def regenerate(row: Mapping, base: Mapping[str, torch.Tensor]) -> dict[str, torc
     return new
 
 
-def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
-                   levels: list[float], draws: int, study_seed: int, out: str,
-                   save_dir: str | None = None) -> None:
-    """The variants step: draw a sweep, write its table (and optionally its tensors)."""
+def _base(dataset: str, weights: str, layer: str):
     from lesion import data, models  # here, so that the pure functions above stay light
 
     spec = data.get(dataset)
     model = models.load_weights(weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape)
-    table, variants = variant_table(
-        models.layer_tensors(model, layer), dataset=dataset, model=model.lesion_name,
-        layer=layer, perturbation=perturbation, levels=levels, draws=draws,
-        study_seed=study_seed)
-    if save_dir is not None:
-        for name, tensors in zip(table.column("variant").to_pylist(), variants, strict=True):
-            io.save_tensors(tensors, f"{save_dir}/{name}.safetensors", {"variant": name})
+    return model.lesion_name, models.layer_tensors(model, layer)
+
+
+def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
+                   levels: list[float], draws: int, study_seed: int, out: str) -> None:
+    """The variants step: draw a sweep and write its table."""
+    model, base = _base(dataset, weights, layer)
+    table, _ = variant_table(base, dataset=dataset, model=model, layer=layer,
+                             perturbation=perturbation, levels=levels, draws=draws,
+                             study_seed=study_seed)
     files.write_table(table, out)
+
+
+def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: str) -> None:
+    """Write each variant of a table as `{variant}.safetensors` in `out_dir`, checked by hash.
+
+    The directory appears only when complete (built aside, then renamed).
+    """
+    rows = files.read_table(variants).to_pylist()
+    if not rows:
+        raise files.InputFileError(f"{variants}: the variants table is empty")
+    _, base = _base(dataset, weights, rows[0]["layer"])
+    with files.atomic_dir(out_dir) as tmp:
+        for row in rows:
+            io.save_tensors(regenerate(row, base), tmp / f"{row['variant']}.safetensors",
+                            {k: row[k] for k in ("variant", "seed", "sha256")})
