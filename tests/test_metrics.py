@@ -1,0 +1,82 @@
+"""Metrics: exact values on hand-made predictions, the long schema, the draw summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+from scipy import stats
+
+from lesion import metrics, sweep
+from lesion.predict import _table
+
+LABELS = torch.tensor([0, 1, 2, 3])
+
+
+def predictions(ids, tops, losses):
+    """A predictions table; `tops` holds, per variant, each image's top-5 list."""
+    return _table(ids, LABELS, [torch.tensor(t) for t in tops],
+                  [torch.tensor(x, dtype=torch.float32) for x in losses])
+
+
+CLEAN = predictions(["mlp"], [[[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [2, 0, 1, 3, 4], [0, 3, 1, 2, 4]]],
+                    [[0.1, 0.2, 0.3, 0.4]])
+
+
+def variants_table(levels_draws):
+    rows = [{"variant": f"mlp-fc1-gaussian{lv:.2f}-num{d}", "dataset": "digits", "model": "mlp",
+             "perturbation": "gaussian", "layer": "fc1", "level": lv, "draw": d, "seed": 1,
+             "sha256": "x", "weights": 10, "changed": 10, "rel_l1": 0.1, "rel_l2": 0.1}
+            for lv, d in levels_draws]
+    return pa.Table.from_pylist(rows, schema=sweep.VARIANT_SCHEMA)
+
+
+def test_values_of_every_metric():
+    ids = ["mlp-fc1-gaussian0.50-num0", "mlp-fc1-gaussian0.50-num1"]
+    tops = [
+        [[0, 1, 2, 3, 4], [9, 8, 7, 6, 5], [1, 2, 0, 3, 4], [0, 1, 2, 3, 4]],  # top1 1/4, top5 3/4
+        [[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [2, 0, 1, 3, 4], [3, 0, 1, 2, 4]],  # all right
+    ]
+    long = metrics.study_metrics("digits", "mlp", CLEAN, [(
+        variants_table([(0.5, 0), (0.5, 1)]),
+        predictions(ids, tops, [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.4]]))])
+    assert list(long.columns) == ["dataset", "model", "perturbation", "layer", "level", "draw",
+                                  "variant", "metric", "value"]
+    value = long.set_index(["variant", "metric"])["value"]
+    # the clean model gets 3 of 4 right (image 3 predicts 0), agrees with itself
+    assert value[("mlp", "top1")] == 0.75
+    assert value[("mlp", "top5")] == 1.0
+    assert value[("mlp", "agreement")] == 1.0
+    assert value[("mlp", "loss")] == pytest.approx(0.25)
+    assert value[(ids[0], "top1")] == 0.25
+    assert value[(ids[0], "top5")] == 0.75
+    assert value[(ids[0], "agreement")] == 0.5  # images 0 and 3 keep the clean top-1 (0, 0)
+    assert value[(ids[0], "loss")] == pytest.approx(2.5)
+    assert value[(ids[1], "top1")] == 1.0
+    assert value[(ids[1], "agreement")] == 0.75
+    none = long[long["perturbation"] == "none"]
+    assert set(none["level"]) == {0.0} and set(none["layer"]) == {"none"}
+
+
+def test_summary_averages_draws_with_a_t_interval():
+    long = pd.DataFrame({
+        "dataset": "digits", "model": "mlp", "perturbation": "gaussian", "layer": "fc1",
+        "level": 0.5, "draw": [0, 1, 2], "variant": [f"mlp-fc1-gaussian0.50-num{d}" for d in range(3)],
+        "metric": "top1", "value": [0.5, 0.6, 0.9]})
+    row = metrics.summarise(long).iloc[0]
+    assert row["variant"] == "mlp-fc1-gaussian0.50"
+    assert row["n"] == 3
+    assert row["mean"] == pytest.approx(2 / 3)
+    std = np.std([0.5, 0.6, 0.9], ddof=1)
+    assert row["std"] == pytest.approx(std)
+    assert row["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * std / np.sqrt(3))
+
+
+def test_metrics_step_refuses_unpaired_tables(tmp_path):
+    with pytest.raises(ValueError, match="one of each per sweep"):
+        metrics.write_metrics("digits", "mlp", clean="c", variants=["a", "b"], predictions=["a"],
+                              out=tmp_path / "m", summary_out=tmp_path / "s",
+                              summary_csv=tmp_path / "c.csv")
+    assert not list(tmp_path.iterdir())

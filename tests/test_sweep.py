@@ -1,0 +1,79 @@
+"""Sweeps: the variants table, regeneration from a row, and its hash check."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lesion import io, models, perturb, sweep
+
+
+@pytest.fixture()
+def base(mlp) -> dict[str, torch.Tensor]:
+    return models.layer_tensors(mlp, "fc2")
+
+
+def table(base, perturbation="synapse_knockout", levels=(0.25, 0.5), draws=3):
+    return sweep.variant_table(base, dataset="digits", model="mlp", layer="fc2",
+                               perturbation=perturbation, levels=levels, draws=draws,
+                               study_seed=7)
+
+
+def test_one_row_per_level_and_draw_with_the_seed_study_ids(base):
+    rows = table(base)[0].to_pylist()
+    assert [(r["level"], r["draw"]) for r in rows] == [(lv, d) for lv in (0.25, 0.5) for d in range(3)]
+    assert rows[4]["variant"] == "mlp-fc2-synapse_knockout0.50-num1"
+    assert table(base)[0].schema == sweep.VARIANT_SCHEMA
+
+
+def test_recorded_differences_match_the_variant_tensors(base):
+    t, variants = table(base, levels=(0.5,), draws=1)
+    row, new = t.to_pylist()[0], variants[0]
+    n = sum(v.numel() for v in base.values())
+    assert row["weights"] == n
+    # knockout zeroes round(0.5 * n) entries of each tensor; entries already 0 do not change
+    expected = sum(int((base[k] != 0).logical_and(new[k] == 0).sum()) for k in base)
+    assert row["changed"] == expected
+    old = torch.cat([v.reshape(-1) for v in base.values()]).double()
+    diff = torch.cat([(new[k] - base[k]).reshape(-1) for k in base]).double()
+    assert row["rel_l2"] == pytest.approx(float(diff.norm() / old.norm()))
+    assert row["rel_l1"] == pytest.approx(float(diff.abs().sum() / old.abs().sum()))
+    assert row["sha256"] == io.tensors_sha256(new)
+
+
+def test_regenerate_reproduces_every_row(base):
+    t, variants = table(base, perturbation="gaussian")
+    for row, new in zip(t.to_pylist(), variants, strict=True):
+        again = sweep.regenerate(row, base)
+        assert all(torch.equal(again[k], new[k]) for k in new)
+
+
+def test_regenerate_refuses_a_variant_whose_hash_changed(base):
+    row = table(base, perturbation="redraw")[0].to_pylist()[0]
+    changed = {k: v.clone() for k, v in base.items()}
+    changed["weight"][0, 0] += 1.0  # the weights changed since the table was written
+    with pytest.raises(sweep.VariantMismatchError, match="rebuild the variants table"):
+        sweep.regenerate(row, changed)
+
+
+def test_seeds_differ_across_draws_levels_and_layers():
+    seeds = {perturb.variant_seed(0, "mlp", layer, "gaussian", level, draw)
+             for layer in ("fc1", "fc2") for level in (0.1, 0.2) for draw in range(5)}
+    assert len(seeds) == 20
+    assert perturb.variant_seed(0, "mlp", "fc1", "gaussian", 0.1, 0) != \
+        perturb.variant_seed(1, "mlp", "fc1", "gaussian", 0.1, 0)
+
+
+def test_variant_weights_writes_each_variant_checked(tmp_path, mlp):
+    weights = tmp_path / "weights.safetensors"
+    models.save_weights(mlp, weights)
+    sweep.write_variants("digits", str(weights), "fc2", "node_knockout", levels=[0.3], draws=2,
+                         study_seed=0, out=str(tmp_path / "v.parquet"))
+    out = tmp_path / "variant_weights"
+    sweep.write_variant_weights("digits", str(weights), str(tmp_path / "v.parquet"), str(out))
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["mlp-fc2-node_knockout0.30-num0.safetensors",
+                       "mlp-fc2-node_knockout0.30-num1.safetensors"]
+    meta = io.load_metadata(out / written[0])
+    assert io.tensors_sha256(io.load_tensors(out / written[0])) == meta["sha256"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
