@@ -1,0 +1,70 @@
+"""The workflow's rules as written in the Snakefile and workflow/rules/*.smk.
+
+Read as text, without running Snakemake, for the tests that check what every
+rule declares (its conda env, its GPU resource, the modules it runs). The
+files are snakefmt-formatted: a rule starts at column 0 with `rule NAME:` and
+its directives are indented four spaces; `snakemake --lint` (tests/test_envs.py)
+keeps them that way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ACTIONS = ("shell", "script", "run", "notebook", "wrapper")
+
+_RULE = re.compile(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|[ \t]*\n)*)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    file: Path
+    text: str
+
+    def directive(self, name: str) -> str | None:
+        """The body of one directive (`conda`, `resources`, ...), or None."""
+        match = re.search(rf"^    {name}:[ \t]*(.*)\n((?:        .*\n|[ \t]*\n)*)", self.text, re.MULTILINE)
+        return None if match is None else (match[1] + "\n" + match[2]).strip()
+
+    @property
+    def runs_something(self) -> bool:
+        return any(self.directive(action) is not None for action in ACTIONS)
+
+    @property
+    def conda(self) -> Path | None:
+        """The conda env file, resolved like Snakemake does: relative to the rule's file."""
+        body = self.directive("conda")
+        if body is None:
+            return None
+        return (self.file.parent / body.strip().strip("\"'")).resolve()
+
+    @property
+    def gpus(self) -> int:
+        body = self.directive("resources") or ""
+        match = re.search(r"\bgpu\s*=\s*(\d+)", body)
+        return int(match[1]) if match else 0
+
+    @property
+    def code_modules(self) -> list[str]:
+        """The lesion modules named in the rule's `code(...)` input."""
+        match = re.search(r"\bcode\(([^)]*)\)", self.text)
+        return re.findall(r"[\"'](\w+)[\"']", match[1]) if match else []
+
+    @property
+    def lesion_step(self) -> str | None:
+        """The `python -m lesion STEP` subcommand its shell runs."""
+        match = re.search(r"python -m lesion ([\w-]+)", self.text)
+        return match[1] if match else None
+
+
+def workflow_rules(root: Path = REPO) -> dict[str, Rule]:
+    files = [root / "Snakefile", *sorted((root / "workflow" / "rules").glob("*.smk"))]
+    rules = {}
+    for file in files:
+        for match in _RULE.finditer(file.read_text()):
+            rules[match[1]] = Rule(match[1], file, match[0])
+    return rules
