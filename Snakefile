@@ -23,6 +23,7 @@ include: "workflow/rules/perturb.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/faults.smk"
 
 
 rule all:

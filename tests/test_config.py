@@ -43,7 +43,7 @@ CASES = {
     "misspelt key": (lambda c: c.update(perturbation=c.pop("perturbations")),
                      ["'perturbation'", "perturbations"]),
     "levels as a string": (lambda c: c["perturbations"]["gaussian"].update(levels="0.1, 0.2"),
-                           ["perturbations.gaussian.levels", "'0.1, 0.2'", "array"]),
+                           ["perturbations.gaussian.levels", "'0.1, 0.2'", "a list"]),
     "duplicate levels": (lambda c: c["perturbations"]["gaussian"].update(levels=[0.1, 0.1]),
                          ["perturbations.gaussian.levels", "duplicates"]),
     "model the dataset cannot feed": (lambda c: c["models"].update(resnet18={}),

@@ -29,6 +29,20 @@ def test_stages_compose_to_the_whole_network(name):
         assert torch.allclose(nn.Sequential(*models.stages(model))(x), model(x), atol=1e-5)
 
 
+def test_resnet18_cifar_keeps_32x32_inputs_at_full_resolution_into_its_first_block():
+    torch.manual_seed(0)
+    model = models.build("resnet18_cifar", num_classes=10, input_shape=(3, 32, 32)).eval()
+    conv1 = models.layer(model, "conv1")
+    assert conv1.kernel_size == (3, 3) and conv1.stride == (1, 1)
+    seen = {}
+    model.layer1.register_forward_hook(lambda m, i, o: seen.update(layer1=o.shape))
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert seen["layer1"] == (2, 64, 32, 32)
+    prefix, suffix, path = models.split(model, "conv2")  # the clean stem is a cacheable prefix
+    assert len(prefix) == 4 and path.endswith("conv1")
+
+
 def test_layers_are_in_forward_order(cnn):
     order = []
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: order.append(n))

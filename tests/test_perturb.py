@@ -8,10 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lesion import perturb
+from lesion.catalog import ACTIVATION_OPERATORS
 
 LEVELS = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 SEEDS = st.integers(min_value=0, max_value=2**63 - 1)
 SHAPES = st.sampled_from([(7,), (12, 5), (6, 3, 3, 3), (1,)])
+
+
+def bit_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same shape and the same bits (NaN equals NaN of the same pattern)."""
+    return a.shape == b.shape and torch.equal(a.contiguous().view(torch.uint8),
+                                              b.contiguous().view(torch.uint8))
 
 
 def layer_tensors(shape, seed=0) -> dict[str, torch.Tensor]:
@@ -106,9 +113,10 @@ def test_same_seed_same_variant_and_base_untouched(operator):
     second = perturb.apply(operator, base, 0.4, seed=123)
     other = perturb.apply(operator, base, 0.4, seed=124)
     for name in base:
-        assert torch.equal(first[name], second[name])
+        assert bit_equal(first[name], second[name])  # bit faults may make NaNs
         assert torch.equal(base[name], before[name])
-    assert any(not torch.equal(first[n], other[n]) for n in base)
+    if operator not in ACTIVATION_OPERATORS:  # a crash leaves the weights alone
+        assert any(not bit_equal(first[n], other[n]) for n in base)
 
 
 @pytest.mark.parametrize("operator", sorted(perturb.OPERATORS))
@@ -123,7 +131,7 @@ def test_draws_are_independent_not_accumulated(operator):
     seed = perturb.variant_seed(0, "m", "fc1", operator, 0.5, 2)
     alone = perturb.apply(operator, base, 0.5, seed)
     for name in base:
-        assert torch.equal(variants[-1][name], alone[name])
+        assert bit_equal(variants[-1][name], alone[name])
 
 
 def test_operators_never_touch_the_global_rng():

@@ -143,17 +143,17 @@ def test_metrics_table_holds_every_variant_and_the_clean_model(study):
     metrics = pd.read_parquet(model_dir(study) / "metrics.parquet")
     assert list(metrics.columns) == ["dataset", "model", "perturbation", "layer", "level",
                                      "draw", "variant", "metric", "value"]
-    assert set(metrics["metric"]) == {"top1", "top5", "loss", "agreement"}
+    assert set(metrics["metric"]) == {"top1", "top5", "loss", "agreement", "nonfinite"}
     assert set(metrics["dataset"]) == {DATASET} and set(metrics["model"]) == {MODEL}
     assert metrics["value"].notna().all()
 
     clean = metrics[metrics["perturbation"] == "none"]
-    assert len(clean) == 4 and clean["variant"].nunique() == 1
+    assert len(clean) == 5 and clean["variant"].nunique() == 1
     assert (clean["level"] == 0).all() and (clean["layer"] == "none").all()
 
     variants = metrics[metrics["perturbation"] != "none"]
     per_variant = variants.groupby("variant")["metric"].nunique()
-    assert (per_variant == 4).all()
+    assert (per_variant == 5).all()
     assert len(per_variant) == len(PERTURBATIONS) * len(LAYERS) * len(LEVELS) * DRAWS
     assert set(variants["perturbation"]) == set(PERTURBATIONS)
     assert set(variants["layer"]) == set(LAYERS)

@@ -100,3 +100,75 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
         print(f"{layer:>8} {generate:8.3f} {naive:9.3f} {prefix:9.3f} {batched:10.3f} "
               f"{naive / prefix:8.2f}x {naive / batched:9.2f}x")
     return rows
+
+
+# `python -m lesion bench faults`: Monte Carlo crash repetitions, batched
+# against a per-repetition loop, in the same run and on the same masks:
+#   loop     every repetition runs the whole network, masks applied at the layer
+#   prefix   the layer's clean neurons once, then one repetition per suffix pass
+#   batched  the layer's clean neurons once, `reps_per_pass` repetitions per pass
+
+@torch.no_grad()
+def _crash_loop(model, layer, reps, images, batch_size, device) -> torch.Tensor:
+    from lesion import faults
+
+    parts = [part.to(device).eval() for part in faults.flat_stages(model)]
+    site = faults.crash_site(model, layer)
+    out = []
+    for p, seed in reps:
+        generator = torch.Generator().manual_seed(seed)
+        logits = []
+        for i in range(0, len(images), batch_size):
+            h = images[i:i + batch_size].to(device)
+            for j, part in enumerate(parts):
+                h = part(h)
+                if j == site:
+                    h = h * faults.keep_mask(h.shape, p, generator).to(device, h.dtype)
+            logits.append(h)
+        out.append(torch.cat(logits))
+    return torch.stack(out)
+
+
+def _crash_prefix(model, layer, reps, images, batch_size, device, per_pass) -> torch.Tensor:
+    from lesion import faults
+
+    prefix, suffix = faults.crash_split(model, layer)
+    neurons = evaluate.run_batched(prefix, images, batch_size, device)
+    return torch.stack(list(faults.crashed_logits(suffix, neurons, reps, batch_size=batch_size,
+                                                  reps_per_pass=per_pass)))
+
+
+def fault_speed(*, dataset: str, model: str, weights: str | None, layers: list[str] | None,
+                p: float, repetitions: int, device: str, reps_per_pass: int,
+                images: int | None = None, batch_size: int = 512,
+                repeats: int = 3) -> list[dict]:
+    """Time `repetitions` crash repetitions per layer three ways; print and return the rows.
+
+    `images` limits the test images (the first ones): batching repetitions
+    pays most where a pass over the inputs alone is small.
+    """
+    from lesion import perturb
+
+    dev = evaluate.pick_device(device)
+    net, source = _model(dataset, model, weights)
+    images = _images(dataset)[0][:images]
+    print(f"bench faults: {dataset}/{model} ({source}), crash p={p}, {repetitions} repetitions, "
+          f"{len(images)} images, device {dev}, torch threads {torch.get_num_threads()}, "
+          f"{reps_per_pass} repetitions per batched pass, best of {repeats}")
+    print(f"{'layer':>8} {'loop s':>8} {'prefix s':>9} {'batched s':>10} {'vs loop':>8} "
+          f"{'vs prefix':>10}")
+    rows = []
+    for layer in layers or list(models.layers(net)):
+        reps = [(p, perturb.variant_seed(0, model, layer, "crash", p, r)) for r in range(repetitions)]
+        args = (net, layer, reps, images, batch_size, dev)
+        same = torch.allclose(_crash_loop(*args), _crash_prefix(*args, reps_per_pass), atol=1e-4)
+        if not same:
+            raise AssertionError(f"{layer}: batched crash outputs differ from the loop's")
+        loop = _best(repeats, _crash_loop, *args)
+        prefix = _best(repeats, _crash_prefix, *args, 1)
+        batched = _best(repeats, _crash_prefix, *args, reps_per_pass)
+        rows.append({"layer": layer, "loop_s": loop, "prefix_s": prefix, "batched_s": batched,
+                     "speedup_vs_loop": loop / batched, "speedup_vs_prefix": prefix / batched})
+        print(f"{layer:>8} {loop:8.3f} {prefix:9.3f} {batched:10.3f} {loop / batched:7.1f}x "
+              f"{prefix / batched:9.1f}x")
+    return rows

@@ -16,6 +16,7 @@ LAYER_COUNTS: dict[str, tuple[int, int]] = {
     "alexnet": (5, 3),
     "vgg16": (13, 3),
     "resnet18": (20, 1),
+    "resnet18_cifar": (20, 1),  # resnet18 for 32x32 inputs: 3x3 stem, no max-pool
     "resnet50": (53, 1),
     "squeezenet1_1": (26, 0),
     "shufflenet_v2_x1_0": (56, 1),
@@ -24,6 +25,34 @@ LAYER_COUNTS: dict[str, tuple[int, int]] = {
 # Models each dataset can feed (input shape and class count must fit).
 DATASET_MODELS: dict[str, tuple[str, ...]] = {
     "digits": ("cnn", "mlp"),
+    "mnist": ("cnn", "mlp"),
+    "cifar10": ("cnn", "mlp", "resnet18_cifar"),
+    "imagenet": ("alexnet", "vgg16", "resnet18", "resnet50", "squeezenet1_1", "shufflenet_v2_x1_0"),
+}
+
+# Where each dataset's raw data comes from: "export" (shipped in a package),
+# "download" (torchvision's dataset class, official train/test split) or
+# "directory" (images the user fetched by hand; named by dataset.path).
+DATASET_SOURCES: dict[str, str] = {
+    "digits": "export",
+    "mnist": "download",
+    "cifar10": "download",
+    "imagenet": "directory",
+}
+
+# Datasets whose networks are pretrained weights (downloaded, never trained),
+# and the torchvision weights of each model, by their full enum name. All are
+# the original IMAGENET1K_V1 releases, which share one preprocessing (resize
+# 256, centre crop 224, bilinear, ImageNet mean/std), so one tensor cache
+# serves every model. tests/test_download.py checks these against torchvision.
+PRETRAINED_DATASETS: tuple[str, ...] = ("imagenet",)
+PRETRAINED_WEIGHTS: dict[str, str] = {
+    "alexnet": "AlexNet_Weights.IMAGENET1K_V1",
+    "vgg16": "VGG16_Weights.IMAGENET1K_V1",
+    "resnet18": "ResNet18_Weights.IMAGENET1K_V1",
+    "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
+    "squeezenet1_1": "SqueezeNet1_1_Weights.IMAGENET1K_V1",
+    "shufflenet_v2_x1_0": "ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1",
 }
 
 # Operator name -> (lowest, highest) level allowed; None means unbounded.
@@ -32,10 +61,40 @@ OPERATOR_LEVELS: dict[str, tuple[float, float | None]] = {
     "node_knockout": (0.0, 1.0),
     "gaussian": (0.0, None),
     "redraw": (0.0, 1.0),
+    "bitflip": (0.0, 1.0),        # per-bit probability
+    "stuck_at_zero": (0.0, 1.0),  # per-bit probability
+    "stuck_at_one": (0.0, 1.0),   # per-bit probability
+    "crash": (0.0, 1.0),          # per-neuron crash probability p
 }
+
+# Operators that act on a layer's activations, not its weights: the variants
+# table records their seeds, and predict draws their masks per input.
+ACTIVATION_OPERATORS: tuple[str, ...] = ("crash",)
 
 
 def layer_names(model: str) -> list[str]:
     """The named weight layers of `model` in forward order."""
     n_conv, n_fc = LAYER_COUNTS[model]
     return [f"conv{i}" for i in range(1, n_conv + 1)] + [f"fc{i}" for i in range(1, n_fc + 1)]
+
+
+def check_sweep(perturbation: str, levels: list[float]) -> None:
+    """Raise ValueError unless `perturbation` is an operator and `levels` fit it.
+
+    The same rules as the config schema, for the steps run by hand.
+    """
+    if perturbation not in OPERATOR_LEVELS:
+        raise ValueError(f"perturbation {perturbation!r} is unknown; expected one of "
+                         f"{sorted(OPERATOR_LEVELS)}")
+    low, high = OPERATOR_LEVELS[perturbation]
+    if not levels:
+        raise ValueError(f"no levels for {perturbation}; expected at least one")
+    for level in levels:
+        if not (low <= level and (high is None or level <= high)):  # also refuses NaN
+            expected = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise ValueError(f"{perturbation} level {level!r} is out of range; expected a "
+                             f"number {expected}")
+    duplicates = sorted({x for x in levels if levels.count(x) > 1})
+    if duplicates:
+        raise ValueError(f"{perturbation} levels {levels} repeat {duplicates}; expected each "
+                         "level once (a repeated level would repeat its variant ids)")

@@ -8,13 +8,30 @@ Snakemake runs this while it parses the workflow.
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import PurePosixPath, PureWindowsPath
 
 import jsonschema
 import yaml
 
 from lesion.catalog import DATASET_MODELS, layer_names
+
+# Where a study may write, relative to the project directory.
+OUTPUT_ROOTS = ("results", "resources", "logs", "benchmarks")
+# Config values that become part of output paths (a name in a file or
+# directory name); `*` matches every key of a mapping, `[]` every list item.
+PATH_NAMES = ("dataset.name", "models.*", "models.*.layers[]", "perturbations.*",
+              "faults.models[]", "faults.regimes.*")
+# Config values that are output paths themselves (relative, inside
+# OUTPUT_ROOTS). Input directories (dataset.path: ImageNet images the user
+# keeps elsewhere) and URLs (mirror) may be anywhere and are not listed here.
+OUTPUT_PATHS: tuple[str, ...] = ()
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+_TYPES = {"array": "a list", "object": "a mapping", "integer": "an integer", "number": "a number",
+          "string": "a string", "boolean": "true or false", "null": "nothing"}
 
 
 class ConfigError(ValueError):
@@ -33,17 +50,20 @@ def _message(error: jsonschema.ValidationError) -> str:
     if kind == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(value) - set(allowed))
-        return f"unknown key {unknown[0]!r} in {key}; expected one of {allowed}"
+        return f"unknown key {unknown[0]!r} in {key}; expected one of {allowed}{_guess(unknown[0], allowed)}"
     if kind == "required":
         missing = [r for r in rule if r not in value]
         return f"missing key {missing[0]!r} in {key}"
     if kind == "enum":
-        return f"{key} = {value!r} is not allowed; expected one of {rule}"
+        guess = _guess(value, rule) if isinstance(value, str) else ""
+        return f"{key} = {value!r} is not allowed; expected one of {rule}{guess}"
     if kind == "type":
-        return f"{key} = {value!r} has the wrong type; expected {rule}"
+        expected = " or ".join(_TYPES.get(t, t) for t in ([rule] if isinstance(rule, str) else rule))
+        return f"{key} = {value!r} has the wrong type; expected {expected}"
     bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
     if kind in bounds:
-        return f"{key} = {value!r} is out of range; expected a number {bounds[kind]} {rule}"
+        number = "an integer" if error.schema.get("type") == "integer" else "a number"
+        return f"{key} = {value!r} is out of range; expected {number} {bounds[kind]} {rule}"
     if kind == "uniqueItems":
         return f"{key} = {value!r} has duplicates; expected each value once"
     if kind in ("minItems", "minProperties"):
@@ -53,12 +73,81 @@ def _message(error: jsonschema.ValidationError) -> str:
     return f"{key} = {value!r}: {error.message}"
 
 
+def _guess(word: str, allowed) -> str:
+    close = difflib.get_close_matches(word, [str(a) for a in allowed], n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "propertyNames" and error.context:  # a bad mapping key, e.g. a model
         inner = error.context[0]
         return (f"{_key(error.absolute_path)}: {inner.instance!r} is not allowed; expected one of "
-                f"{inner.validator_value}")
+                f"{inner.validator_value}{_guess(inner.instance, inner.validator_value)}")
     return _message(error)
+
+
+def _values(config, pattern: str) -> Iterator[tuple[str, object]]:
+    """(dotted key, value) of every config value `pattern` names (see PATH_NAMES).
+
+    A `*` that ends the pattern yields the mapping's keys themselves (names
+    such as a model's, under the mapping's own key), a `*` inside it descends
+    into every value.
+    """
+    found: list[tuple[str, object]] = [("", config)]
+    parts = pattern.split(".")
+    for i, part in enumerate(parts):
+        name, many, last = part.removesuffix("[]"), part.endswith("[]"), i == len(parts) - 1
+        step: list[tuple[str, object]] = []
+        for key, node in found:
+            if not isinstance(node, Mapping):
+                continue
+            pairs = list(node.items()) if name == "*" else [(name, node[name])] if name in node else []
+            for k, v in pairs:
+                sub = f"{key}.{k}" if key else str(k)
+                if many:
+                    step += [(f"{sub}[{j}]", x) for j, x in enumerate(v)] if isinstance(v, list) else []
+                else:
+                    step.append((key, k) if name == "*" and last else (sub, v))
+        found = step
+    return iter(found)
+
+
+def check_paths(config: Mapping) -> None:
+    """Refuse config values that could make the workflow write outside OUTPUT_ROOTS.
+
+    Names that end up in file names must be plain names (no `/`, no `..`);
+    output paths must be relative and stay inside results/, resources/,
+    logs/ or benchmarks/ after `..` is resolved.
+    """
+    for pattern in PATH_NAMES:
+        for key, value in _values(config, pattern):
+            if isinstance(value, str) and not (_NAME.fullmatch(value) and ".." not in value):
+                raise ConfigError(
+                    f"config error: {key} = {value!r} cannot be used in a file name; expected a "
+                    "plain name (letters, digits, '_', '-', '.', '+'; no '/' or '..'), so that "
+                    f"outputs stay inside {', '.join(r + '/' for r in OUTPUT_ROOTS)}")
+    for pattern in OUTPUT_PATHS:
+        for key, value in _values(config, pattern):
+            if isinstance(value, str) and not confined(value):
+                raise ConfigError(
+                    f"config error: {key} = {value!r} would write outside the project; expected a "
+                    f"relative path inside {', '.join(r + '/' for r in OUTPUT_ROOTS)}")
+
+
+def confined(path: str | os.PathLike, roots: tuple[str, ...] = OUTPUT_ROOTS) -> bool:
+    """Whether a relative `path` stays inside one of `roots` once `..` is resolved."""
+    text = os.fspath(path)
+    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).drive or text.startswith("~"):
+        return False
+    parts: list[str] = []
+    for part in PurePosixPath(text.replace("\\", "/")).parts:
+        if part == "..":
+            if not parts:
+                return False
+            parts.pop()
+        elif part != ".":
+            parts.append(part)
+    return len(parts) >= 1 and parts[0] in roots
 
 
 def load_schema(path: str | os.PathLike) -> dict:
@@ -71,6 +160,7 @@ def check(config: Mapping, schema: Mapping) -> None:
     if not isinstance(config, Mapping) or not config:
         raise ConfigError("the config is empty; expected a mapping with keys dataset, models, "
                           "perturbations (see config/config.yaml)")
+    check_paths(config)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
@@ -88,3 +178,20 @@ def check(config: Mapping, schema: Mapping) -> None:
                 if name not in valid:
                     raise ConfigError(f"config error: models.{model}.layers: {name!r} is not a "
                                       f"weight layer of {model}; expected \"all\" or some of {valid}")
+
+
+def check_writable(project: str | os.PathLike = ".") -> None:
+    """Refuse to start when an output root (results/, logs/, ...) cannot be written.
+
+    Checked before any job runs, so a study never half-runs into a wall; a
+    root that does not exist yet is fine when the project directory is writable.
+    """
+    for root in OUTPUT_ROOTS:
+        path = os.path.join(project, root)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise ConfigError(f"{path}: exists but is not a directory; expected a directory the "
+                              f"study can write its {root} to (move the file away)")
+        where = path if os.path.isdir(path) else project
+        if not os.access(where, os.W_OK | os.X_OK):
+            raise ConfigError(f"{where}: not writable; expected a directory the study can write "
+                              f"its {root} to")

@@ -1,9 +1,13 @@
-"""Datasets: export the raw data once, then decode and preprocess it once.
+"""Datasets: export or download the raw data once, then decode and preprocess it once.
 
-`export` writes the dataset as it ships (`resources/{dataset}/raw.safetensors`);
-`make_tensors` turns it into the train/test tensors every later job reads
+`export` writes a dataset that ships in a package as it ships
+(`resources/{dataset}/raw.safetensors`); MNIST and CIFAR10 are downloaded by
+torchvision's dataset classes (`lesion.fetch`, `resources/{dataset}/torchvision/`).
+`make_tensors` turns either into the train/test tensors every later job reads
 (`results/{dataset}/tensors/{split}.safetensors`: `images` float32 NCHW in
 [0, 1], `labels` int64), so no job ever decodes or splits data again.
+ImageNet's validation images are decoded by `lesion.imagenet` (stored as
+uint8, normalised by `load_split`).
 """
 
 from __future__ import annotations
@@ -33,20 +37,60 @@ def _digits_preprocess(images: torch.Tensor) -> torch.Tensor:
     return (images.to(torch.float32) / 16.0).unsqueeze(1)
 
 
+def _mnist_official(root: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
+    """MNIST's official 60,000/10,000 split from torchvision's download in `root`."""
+    from torchvision.datasets import MNIST
+
+    splits = {}
+    for split, train in (("train", True), ("test", False)):
+        ds = MNIST(root, train=train, download=False)  # checks the files are there
+        splits[split] = {"images": ds.data, "labels": ds.targets.to(torch.int64)}
+    return splits
+
+
+def _cifar10_official(root: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
+    """CIFAR10's official 50,000/10,000 split (images NCHW uint8)."""
+    from torchvision.datasets import CIFAR10
+
+    splits = {}
+    for split, train in (("train", True), ("test", False)):
+        ds = CIFAR10(root, train=train, download=False)  # checks every file's md5
+        splits[split] = {"images": torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(),
+                         "labels": torch.tensor(ds.targets, dtype=torch.int64)}
+    return splits
+
+
+def _uint8_preprocess(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels to float32 in [0, 1], NCHW (a channel axis added to NHW)."""
+    images = images.unsqueeze(1) if images.dim() == 3 else images
+    return images.to(torch.float32) / 255.0
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A dataset's shape and how to obtain and preprocess it."""
 
     num_classes: int
     input_shape: tuple[int, int, int]
-    raw: Callable[[], dict[str, torch.Tensor]]
+    raw: Callable[[], dict[str, torch.Tensor]] | None  # None: not shipped in a package
     preprocess: Callable[[torch.Tensor], torch.Tensor]
     source: str
+    # Reads the official {"train": {...}, "test": {...}} split from a download
+    # directory (datasets fetched by lesion.fetch); None: split by test_fraction.
+    official: Callable[[str | os.PathLike], dict[str, dict[str, torch.Tensor]]] | None = None
 
 
 DATASETS: dict[str, Dataset] = {
     "digits": Dataset(10, (1, 8, 8), _digits_raw, _digits_preprocess,
                       "sklearn.datasets.load_digits (UCI optical digits, shipped with scikit-learn)"),
+    "mnist": Dataset(10, (1, 28, 28), None, _uint8_preprocess,
+                     "torchvision.datasets.MNIST (LeCun et al.; official train/test split)",
+                     official=_mnist_official),
+    "cifar10": Dataset(10, (3, 32, 32), None, _uint8_preprocess,
+                       "torchvision.datasets.CIFAR10 (Krizhevsky 2009; official train/test split)",
+                       official=_cifar10_official),
+    "imagenet": Dataset(1000, (3, 224, 224), None, _uint8_preprocess,
+                        "ILSVRC2012 validation images from dataset.path (lesion.imagenet)"),
 }
 
 
@@ -59,6 +103,10 @@ def get(name: str) -> Dataset:
 
 def export(name: str, out: str | os.PathLike) -> None:
     """Write dataset `name` as it ships, untouched, to `out`."""
+    if get(name).raw is None:
+        raise ValueError(f"dataset {name!r} does not ship in a package; expected one of "
+                         f"{sorted(k for k, v in DATASETS.items() if v.raw)} (MNIST and CIFAR10 "
+                         "come from `python -m lesion download`)")
     io.save_tensors(get(name).raw(), out, {"dataset": name, "source": get(name).source})
 
 
@@ -71,8 +119,19 @@ def make_tensors(name: str, raw_path: str | os.PathLike, train_out: str | os.Pat
     """
     from sklearn.model_selection import train_test_split  # slow import; this step alone needs it
 
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test fraction {test_fraction!r} is out of range; expected a number "
+                         "between 0 and 1 (exclusive)")
     spec = get(name)
+    if spec.official is not None:
+        return _official_tensors(name, raw_path, train_out, test_out)
     raw = io.load_tensors(raw_path)
+    missing = [key for key in ("images", "labels") if key not in raw]
+    if missing or len(raw.get("images", ())) != len(raw.get("labels", ())):
+        raise files.InputFileError(
+            f"{raw_path}: holds tensors {sorted(raw)} of lengths "
+            f"{ {k: len(v) for k, v in raw.items()} }; expected 'images' and 'labels' of the "
+            f"same length, as written by `python -m lesion export --dataset {name}`")
     labels = raw["labels"].numpy()
     train_idx, test_idx = train_test_split(
         np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed)
@@ -85,11 +144,41 @@ def make_tensors(name: str, raw_path: str | os.PathLike, train_out: str | os.Pat
                         out, {**meta, "split": split})
 
 
+def _official_tensors(name: str, root: str | os.PathLike, train_out: str | os.PathLike,
+                      test_out: str | os.PathLike) -> None:
+    """The dataset's own train/test split, preprocessed; `index` is the position in it."""
+    spec = get(name)
+    try:
+        splits = spec.official(root)
+    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted ..."
+        raise files.InputFileError(f"{root}: no complete {name} download ({err}); expected the "
+                                   f"directory written by `python -m lesion download --dataset "
+                                   f"{name}`") from err
+    for split, out in (("train", train_out), ("test", test_out)):
+        raw = splits[split]
+        io.save_tensors({"images": spec.preprocess(raw["images"]), "labels": raw["labels"],
+                         "index": torch.arange(len(raw["labels"]))},
+                        out, {"dataset": name, "split": split, "source": spec.source})
+
+
 def load_split(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images, labels) of a preprocessed split."""
+    """(images, labels) of a preprocessed split, images float32 NCHW.
+
+    A split stored as uint8 with `normalize` metadata (ImageNet) is
+    normalised here, as its weights' transforms prescribe.
+    """
     tensors = io.load_tensors(path)
     for key in ("images", "labels"):
         if key not in tensors:
             raise files.InputFileError(f"{path}: no {key!r} tensor; expected a file made by "
                                     "`python -m lesion tensors`")
-    return tensors["images"], tensors["labels"]
+    images = tensors["images"]
+    if images.dtype == torch.uint8:
+        normalize = io.load_metadata(path).get("normalize")
+        if normalize is None:
+            raise files.InputFileError(f"{path}: uint8 images without 'normalize' metadata; "
+                                       "expected a file made by `python -m lesion imagenet-tensors`")
+        from lesion import imagenet
+
+        images = imagenet.normalise(images, mean=normalize["mean"], std=normalize["std"])
+    return images, tensors["labels"]

@@ -42,14 +42,20 @@ def run_batched(module: nn.Module, x: torch.Tensor, batch_size: int,
 
 
 def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image: the top-k classes (k = min(5, classes)) and the cross-entropy loss."""
+    """Per image: the top-k classes (k = min(5, classes)) and the cross-entropy loss.
+
+    The loss is NaN exactly where the output is not finite (a NaN or an
+    infinite logit, e.g. after a bit flip in an exponent): finite logits never
+    give a NaN loss, so the metrics count such outputs (`nonfinite`) from it
+    instead of failing on them.
+    """
     k = min(TOPK, logits.shape[-1])
     top = logits.topk(k, dim=-1).indices
     loss = nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
         labels.expand(*logits.shape[:-1]).reshape(-1), reduction="none",
     ).reshape(logits.shape[:-1])
-    return top, loss
+    return top, torch.where(torch.isfinite(logits).all(dim=-1), loss, torch.nan)
 
 
 @torch.no_grad()

@@ -1,12 +1,14 @@
 """Files every step writes and reads, torch-free: atomic writes, Parquet, errors.
 
 Every output goes to a temporary name in the target directory and is renamed
-into place when complete, so a killed job never leaves a file that looks done.
+into place when complete, so a killed job never leaves a file that looks done;
+the temporaries a killed job leaves are removed when its output is rewritten.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -21,15 +23,57 @@ class InputFileError(ValueError):
     """An input file is missing, unreadable or not what the step expects."""
 
 
+class OutputPathError(ValueError):
+    """An output cannot be written where it was asked for."""
+
+
+def check_output(path: str | os.PathLike) -> None:
+    """Raise OutputPathError if a file stands where a directory of `path` must be.
+
+    Cheap: steps call it for their outputs before any work, so a long job
+    does not find out at its end that it cannot write.
+    """
+    path = Path(path)
+    for ancestor in (path.parent, *path.parent.parents):
+        if ancestor.is_dir():
+            break
+        if ancestor.exists() or ancestor.is_symlink():
+            raise OutputPathError(f"{path}: cannot be written, {ancestor} is not a directory; "
+                                  "expected a directory there (move the file away)")
+
+
+def _make_parent(path: Path) -> None:
+    """Create `path`'s directory; a file standing where a directory must be is named."""
+    check_output(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete temporaries of `path` that a killed writer left (one writer per path at a time)."""
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` on success."""
+    """Yield a temporary path beside `path`; rename it onto `path` on success.
+
+    The content is flushed to disk (fsync) before the rename, so that after a
+    power cut the name points to the whole file, not to an empty one.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
+    _remove_leftovers(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -41,7 +85,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `path`; rename it onto `path` on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
+    _remove_leftovers(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

@@ -3,7 +3,10 @@
 `metrics.parquet` has one row per (variant, metric) with the columns
 dataset, model, perturbation, layer, level, draw, variant, metric, value.
 Metrics: top1 and top5 accuracy, mean cross-entropy `loss`, and `agreement`,
-the share of test images whose top-1 class equals the unperturbed model's.
+the share of test images whose top-1 class equals the unperturbed model's,
+and `nonfinite`, the share of test images whose output is not finite (NaN or
+infinite logits, e.g. after bit flips; they count as wrong and are left out of
+the mean loss).
 The unperturbed model is perturbation `none`, layer `none`, level 0, draw 0.
 `summarise` averages over draws (mean, std, 95% CI half-width, n).
 """
@@ -20,7 +23,7 @@ from scipy import stats
 from lesion import files
 
 KEYS = ["dataset", "model", "perturbation", "layer", "level", "draw", "variant"]
-METRICS = ("top1", "top5", "loss", "agreement")
+METRICS = ("top1", "top5", "loss", "agreement", "nonfinite")
 
 
 def _top(predictions: pa.Table) -> np.ndarray:
@@ -29,14 +32,21 @@ def _top(predictions: pa.Table) -> np.ndarray:
 
 
 def variant_metrics(predictions: pa.Table, clean_top1: np.ndarray) -> pd.DataFrame:
-    """One row per variant: top1, top5, loss, agreement (wide form)."""
+    """One row per variant: top1, top5, loss, agreement, nonfinite (wide form).
+
+    A non-finite output (NaN loss, see evaluate.summarise) counts as wrong for
+    top1/top5/agreement and is left out of the mean loss.
+    """
+    loss = predictions.column("loss").to_numpy()
+    finite = ~np.isnan(loss)
     top = _top(predictions)
     frame = pd.DataFrame({
         "variant": predictions.column("variant").to_numpy(zero_copy_only=False),
-        "top1": top[:, 0] == predictions.column("label").to_numpy(),
-        "top5": (top == predictions.column("label").to_numpy()[:, None]).any(axis=1),
-        "loss": predictions.column("loss").to_numpy(),
-        "agreement": top[:, 0] == clean_top1[predictions.column("image").to_numpy()],
+        "top1": (top[:, 0] == predictions.column("label").to_numpy()) & finite,
+        "top5": (top == predictions.column("label").to_numpy()[:, None]).any(axis=1) & finite,
+        "loss": loss,
+        "agreement": (top[:, 0] == clean_top1[predictions.column("image").to_numpy()]) & finite,
+        "nonfinite": ~finite,
     })
     return frame.groupby("variant", sort=False).mean().reset_index()
 

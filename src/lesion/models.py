@@ -59,6 +59,22 @@ def _torchvision(name: str) -> Callable[[int, tuple[int, int, int]], nn.Module]:
     return build
 
 
+def _resnet18_cifar(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    """torchvision's resnet18 for 32x32 inputs (He et al. 2016, CIFAR setting).
+
+    The 7x7 stride-2 stem and its max-pool would shrink a 32x32 image to 8x8
+    before the first block; a 3x3 stride-1 stem without max-pool keeps 32x32.
+    Everything else, and so the layer names and stages, is resnet18's.
+    """
+    import torchvision
+
+    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+    return model
+
+
 def _sequential_stages(model: nn.Module) -> list[nn.Module]:
     return list(model.children())
 
@@ -99,6 +115,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "alexnet": Architecture(_torchvision("alexnet"), _classic_stages, "torchvision"),
     "vgg16": Architecture(_torchvision("vgg16"), _classic_stages, "torchvision"),
     "resnet18": Architecture(_torchvision("resnet18"), _resnet_stages, "torchvision"),
+    "resnet18_cifar": Architecture(_resnet18_cifar, _resnet_stages, "lesion"),
     "resnet50": Architecture(_torchvision("resnet50"), _resnet_stages, "torchvision"),
     "squeezenet1_1": Architecture(_torchvision("squeezenet1_1"), _squeezenet_stages, "torchvision"),
     "shufflenet_v2_x1_0": Architecture(

@@ -7,19 +7,26 @@ built from the original weights (the seed code let perturbations accumulate)
 and is reproducible from its seed alone. Weights and biases are perturbed
 separately, each by the same rule; the generator is consumed in sorted name
 order, so the result is a function of (tensors, level, seed).
+
+Hardware faults (what PyTorchFI, MRFI and PyTorchALFI offer for weights):
+`bitflip`, `stuck_at_zero` and `stuck_at_one` act on the bits of the stored
+floats, each selected bit of each entry independently with probability
+`level`, optionally restricted to some bit positions (option `bits`). `crash`
+is an activation fault (El-Mhamdi et al.): it leaves the weights alone and
+its neuron masks are drawn when the variant is evaluated (`lesion.faults`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from lesion.catalog import OPERATOR_LEVELS
+from lesion.catalog import OPERATOR_LEVELS, check_sweep
 
 Tensors = Mapping[str, torch.Tensor]
-Operator = Callable[[Tensors, float, torch.Generator], dict[str, torch.Tensor]]
+Operator = Callable[..., dict[str, torch.Tensor]]  # (tensors, level, generator, **options)
 
 
 def _count(level: float, n: int) -> int:
@@ -90,12 +97,116 @@ def redraw(tensors: Tensors, level: float, generator: torch.Generator) -> dict:
     return out
 
 
+# Bit layout of the float formats a layer may be stored in: (integer view,
+# width, exponent bits). Bit 0 is the least significant mantissa bit, the
+# top bit is the sign; the exponent sits right below the sign.
+_FLOAT_BITS: dict[torch.dtype, tuple[torch.dtype, int, int]] = {
+    torch.float32: (torch.int32, 32, 8),
+    torch.float64: (torch.int64, 64, 11),
+    torch.float16: (torch.int16, 16, 5),
+    torch.bfloat16: (torch.int16, 16, 8),
+}
+BIT_FIELDS = ("all", "sign", "exponent", "mantissa")
+_CHUNK = 1 << 18  # entries per draw: bounds memory, and fixes the draw order
+
+
+def bit_positions(bits: str | int | Sequence[str | int], dtype: torch.dtype) -> list[int]:
+    """The bit positions `bits` names for `dtype`, sorted (0 = lowest mantissa bit).
+
+    `bits` is a field name (all, sign, exponent, mantissa), a bit index, or a
+    list of these; float32 has sign 31, exponent 23..30, mantissa 0..22.
+    """
+    if dtype not in _FLOAT_BITS:
+        raise ValueError(f"bit faults need a float tensor; got dtype {dtype}, expected one of "
+                         f"{[str(d) for d in _FLOAT_BITS]}")
+    _, width, exponent = _FLOAT_BITS[dtype]
+    fields = {"all": range(width), "sign": [width - 1],
+              "exponent": range(width - 1 - exponent, width - 1),
+              "mantissa": range(width - 1 - exponent)}
+    out: set[int] = set()
+    for item in [bits] if isinstance(bits, str | int) else list(bits):
+        if isinstance(item, str) and item in fields:
+            out.update(fields[item])
+        elif isinstance(item, int) and not isinstance(item, bool) and 0 <= item < width:
+            out.add(item)
+        else:
+            raise ValueError(f"bits = {item!r} is not a bit of {dtype}; expected one of "
+                             f"{list(BIT_FIELDS)} or an index in 0..{width - 1}")
+    if not out:
+        raise ValueError(f"bits = {bits!r} selects no bit; expected at least one")
+    return sorted(out)
+
+
+def _bit_masks(t: torch.Tensor, level: float, positions: list[int],
+               generator: torch.Generator) -> torch.Tensor:
+    """An integer mask per entry of `t`: each bit in `positions` set with prob. `level`.
+
+    Drawn chunk by chunk ([chunk, bits] uniforms at a time), vectorised over
+    the whole tensor; the same (tensor shape, level, positions, generator
+    state) always gives the same masks.
+    """
+    itype, width, _ = _FLOAT_BITS[t.dtype]
+    # Two's complement values of single bits: the top bit is the type's minimum.
+    values = torch.tensor([-(1 << b) if b == width - 1 else 1 << b for b in positions],
+                          dtype=torch.int64)
+    masks = []
+    for start in range(0, t.numel(), _CHUNK):
+        count = min(_CHUNK, t.numel() - start)
+        hits = torch.rand((count, len(positions)), generator=generator) < level
+        masks.append((hits.to(torch.int64) * values).sum(dim=1))
+    flat = torch.cat(masks) if masks else torch.zeros(0, dtype=torch.int64)
+    return flat.to(itype).reshape(t.shape)
+
+
+def _bit_fault(kind: str) -> Operator:
+    def operator(tensors: Tensors, level: float, generator: torch.Generator, *,
+                 bits: str | int | Sequence[str | int] = "all") -> dict:
+        out = {}
+        for name in sorted(tensors):
+            t = tensors[name].detach()
+            positions = bit_positions(bits, t.dtype)
+            raw = t.contiguous().view(_FLOAT_BITS[t.dtype][0])
+            mask = _bit_masks(t, level, positions, generator)
+            new = raw ^ mask if kind == "flip" else raw & ~mask if kind == "zero" else raw | mask
+            out[name] = new.view(t.dtype).clone()
+        return out
+    return operator
+
+
+bitflip = _bit_fault("flip")
+bitflip.__name__, bitflip.__doc__ = "bitflip", (
+    "Flip each selected bit of every entry (weights and biases) with probability `level`.")
+stuck_at_zero = _bit_fault("zero")
+stuck_at_zero.__name__, stuck_at_zero.__doc__ = "stuck_at_zero", (
+    "Clear each selected bit of every entry with probability `level` (a bit stuck at 0).")
+stuck_at_one = _bit_fault("one")
+stuck_at_one.__name__, stuck_at_one.__doc__ = "stuck_at_one", (
+    "Set each selected bit of every entry with probability `level` (a bit stuck at 1).")
+
+
+def crash(tensors: Tensors, level: float, generator: torch.Generator) -> dict:
+    """Neuron crashes leave the weights as they are (copied, so a variant never aliases them).
+
+    The crash masks are drawn per input and repetition at evaluation, from the
+    variant's seed (`lesion.faults.crashed_logits`).
+    """
+    return {name: tensors[name].detach().clone() for name in sorted(tensors)}
+
+
 OPERATORS: dict[str, Operator] = {
     "synapse_knockout": synapse_knockout,
     "node_knockout": node_knockout,
     "gaussian": gaussian,
     "redraw": redraw,
+    "bitflip": bitflip,
+    "stuck_at_zero": stuck_at_zero,
+    "stuck_at_one": stuck_at_one,
+    "crash": crash,
 }
+# Operators that take options, and which: passed to `apply` and recorded in
+# the variants table (column `options`, JSON), so that a row regenerates alone.
+OPERATOR_OPTIONS: dict[str, tuple[str, ...]] = {
+    "bitflip": ("bits",), "stuck_at_zero": ("bits",), "stuck_at_one": ("bits",)}
 assert set(OPERATORS) == set(OPERATOR_LEVELS)
 
 
@@ -108,16 +219,24 @@ def variant_seed(study_seed: int, model: str, layer: str, perturbation: str, lev
 
 def variant_id(model: str, layer: str, perturbation: str, level: float, draw: int | None) -> str:
     """The seed study's readable name; without a draw it names the draw average."""
-    base = f"{model}-{layer}-{perturbation}{level:.2f}"
+    # Two decimals as in the seed study; finer levels (bit-flip rates) in full.
+    text = f"{level:.2f}" if round(level, 2) == level else f"{level:g}"
+    base = f"{model}-{layer}-{perturbation}{text}"
     return base if draw is None else f"{base}-num{draw}"
 
 
-def apply(perturbation: str, tensors: Tensors, level: float, seed: int) -> dict:
+def apply(perturbation: str, tensors: Tensors, level: float, seed: int, **options) -> dict:
     """Apply operator `perturbation` with a CPU generator seeded by `seed`.
 
     The generator lives on the CPU whatever the device, so a variant drawn on
-    a GPU machine is the same as on a laptop.
+    a GPU machine is the same as on a laptop. `options` are the operator's
+    own (OPERATOR_OPTIONS), e.g. `bits="exponent"` for bit faults.
     """
+    unknown = sorted(set(options) - set(OPERATOR_OPTIONS.get(perturbation, ())))
+    if unknown:
+        raise ValueError(f"option {unknown[0]!r} does not apply to {perturbation}; expected "
+                         f"{list(OPERATOR_OPTIONS.get(perturbation, ())) or 'no options'}")
+    check_sweep(perturbation, [level])
     generator = torch.Generator(device="cpu").manual_seed(seed)
     cpu = {name: t.detach().cpu() for name, t in tensors.items()}
-    return OPERATORS[perturbation](cpu, level, generator)
+    return OPERATORS[perturbation](cpu, level, generator, **options)

@@ -112,8 +112,10 @@ def figure(name: str, *, summary: str, variants: list[str], png: str, pdf: str) 
     if name not in FIGURES:
         raise ValueError(f"figure {name!r} is unknown; expected one of {list(FIGURES)}")
     if name == "performances":
-        fig = performances(pd.read_parquet(summary))
+        fig = performances(files.read_table(summary).to_pandas())
     else:
-        table = pd.concat([pd.read_parquet(p) for p in variants], ignore_index=True)
+        if not variants:
+            raise ValueError(f"figure {name!r} needs --variants tables; none were given")
+        table = pd.concat([files.read_table(p).to_pandas() for p in variants], ignore_index=True)
         fig = weight_diffs(table) if name == "weight_diffs" else num_weights(table)
     save(fig, png, pdf)

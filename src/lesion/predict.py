@@ -3,7 +3,9 @@
 Columns: variant, image (index into the test split), label, top5 (the k
 most likely classes, best first), loss (cross-entropy). Each variant is
 regenerated from its row of the variants table and checked against its
-sha256 before it is evaluated; the clean prefix is computed once.
+sha256 before it is evaluated; the clean prefix is computed once. For crash
+faults (activation operators) a row is one Monte Carlo repetition: the clean
+neurons of the layer are computed once and masked per input (lesion.faults).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from lesion import data, evaluate, files, models, sweep
+from lesion.catalog import ACTIVATION_OPERATORS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,30 @@ def predict_clean(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     files.write_table(_table([model.lesion_name], labels, [top.cpu()], [loss.cpu()]), out)
 
 
+def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tensor,
+                   labels: torch.Tensor, device: torch.device, *, batch_size: int,
+                   reps_per_pass: int):
+    """(top-k, loss) per crash repetition: clean neurons of `layer` once, masks per input.
+
+    Each row is one Monte Carlo repetition (level p, its own seed); the hash
+    check confirms the layer's weights are those the table was drawn on.
+    """
+    from lesion import faults
+
+    for row in rows:
+        sweep.regenerate(row, base)
+    prefix, suffix = faults.crash_split(model, layer)
+    neurons = evaluate.run_batched(prefix, images, batch_size, device)
+    log.info("crash %s: %d repetitions x %d images on %s; clean neurons %s", layer, len(rows),
+             len(labels), device, tuple(neurons.shape[1:]))
+    reps = [(row["level"], row["seed"]) for row in rows]
+    labels = labels.to(device)
+    for logits in faults.crashed_logits(suffix, neurons, reps, batch_size=batch_size,
+                                        reps_per_pass=reps_per_pass):
+        top, loss = evaluate.summarise(logits, labels)
+        yield top.cpu(), loss.cpu()
+
+
 def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
                   variants: str | os.PathLike, out: str | os.PathLike, *, device: str = "auto",
                   batch_size: int = 512, variants_per_pass: int = 8) -> None:
@@ -67,15 +94,24 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
         raise files.InputFileError(f"{variants}: expected one layer per table, found {layer_names}")
     layer = layer_names.pop()
     base = models.layer_tensors(model, layer)
-    prefix, suffix, path = models.split(model, layer)
-    activations = evaluate.run_batched(prefix, images, batch_size, dev)
-    log.info("%s: %d variants x %d images on %s; clean prefix %s -> %s", variants, len(rows),
-             len(labels), dev, tuple(images.shape[1:]), tuple(activations.shape[1:]))
-    regenerated = (sweep.regenerate(row, base) for row in rows)
-    results = evaluate.sweep_suffix(suffix, path, regenerated, activations, labels,
-                                    batch_size=batch_size, variants_per_pass=variants_per_pass)
+    if {r["perturbation"] for r in rows} & set(ACTIVATION_OPERATORS):
+        results = _crash_results(model, layer, base, rows, images, labels, dev,
+                                 batch_size=batch_size, reps_per_pass=variants_per_pass)
+    else:
+        prefix, suffix, path = models.split(model, layer)
+        activations = evaluate.run_batched(prefix, images, batch_size, dev)
+        log.info("%s: %d variants x %d images on %s; clean prefix %s -> %s", variants,
+                 len(rows), len(labels), dev, tuple(images.shape[1:]),
+                 tuple(activations.shape[1:]))
+        regenerated = (sweep.regenerate(row, base) for row in rows)
+        results = evaluate.sweep_suffix(suffix, path, regenerated, activations, labels,
+                                        batch_size=batch_size,
+                                        variants_per_pass=variants_per_pass)
     tops, losses = [], []
-    for top, loss in tqdm(results, total=len(rows), desc=f"predict {layer}", mininterval=1):
-        tops.append(top)
-        losses.append(loss)
+    try:
+        for top, loss in tqdm(results, total=len(rows), desc=f"predict {layer}", mininterval=1):
+            tops.append(top)
+            losses.append(loss)
+    except sweep.VariantMismatchError as err:
+        raise sweep.VariantMismatchError(f"{variants}: {err}") from None
     files.write_table(_table([r["variant"] for r in rows], labels, tops, losses), out)

@@ -8,6 +8,7 @@ variant from its row alone and refuses one whose hash no longer matches.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 
 import pyarrow as pa
@@ -29,6 +30,7 @@ VARIANT_SCHEMA = pa.schema([
     ("changed", pa.int64()),       # entries whose value differs from the original
     ("rel_l1", pa.float64()),      # |W' - W|_1 / |W|_1 over weight and bias together
     ("rel_l2", pa.float64()),      # |W' - W|_2 / |W|_2
+    ("options", pa.string()),      # the operator's options as JSON, e.g. {"bits": ["sign"]}
 ])
 
 
@@ -49,18 +51,25 @@ def _difference(base: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor
 
 def variant_table(base: Mapping[str, torch.Tensor], *, dataset: str, model: str, layer: str,
                   perturbation: str, levels: Iterable[float], draws: int,
-                  study_seed: int) -> tuple[pa.Table, list[dict[str, torch.Tensor]]]:
-    """Draw every variant of the sweep; return its table and the variant tensors."""
+                  study_seed: int, options: Mapping | None = None,
+                  ) -> tuple[pa.Table, list[dict[str, torch.Tensor]]]:
+    """Draw every variant of the sweep; return its table and the variant tensors.
+
+    `options` are the operator's own (perturb.OPERATOR_OPTIONS), recorded in
+    every row so that the row alone regenerates the variant.
+    """
+    options = dict(options or {})
     rows, variants = [], []
     for level in levels:
         for draw in range(draws):
             seed = perturb.variant_seed(study_seed, model, layer, perturbation, level, draw)
-            new = perturb.apply(perturbation, base, level, seed)
+            new = perturb.apply(perturbation, base, level, seed, **options)
             rows.append({
                 "variant": perturb.variant_id(model, layer, perturbation, level, draw),
                 "dataset": dataset, "model": model, "perturbation": perturbation,
                 "layer": layer, "level": float(level), "draw": draw, "seed": seed,
                 "sha256": io.tensors_sha256(new), **_difference(base, new),
+                "options": json.dumps(options, sort_keys=True),
             })
             variants.append(new)
     return pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), variants
@@ -68,7 +77,8 @@ def variant_table(base: Mapping[str, torch.Tensor], *, dataset: str, model: str,
 
 def regenerate(row: Mapping, base: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rebuild the variant of a table row from the original tensors; check its hash."""
-    new = perturb.apply(row["perturbation"], base, row["level"], row["seed"])
+    options = json.loads(row.get("options") or "{}")
+    new = perturb.apply(row["perturbation"], base, row["level"], row["seed"], **options)
     digest = io.tensors_sha256(new)
     if digest != row["sha256"]:
         raise VariantMismatchError(
@@ -88,12 +98,16 @@ def _base(dataset: str, weights: str, layer: str):
 
 
 def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
-                   levels: list[float], draws: int, study_seed: int, out: str) -> None:
+                   levels: list[float], draws: int, study_seed: int, out: str,
+                   options: Mapping | None = None) -> None:
     """The variants step: draw a sweep and write its table."""
+    from lesion.catalog import check_sweep
+
+    check_sweep(perturbation, list(levels))
     model, base = _base(dataset, weights, layer)
     table, _ = variant_table(base, dataset=dataset, model=model, layer=layer,
                              perturbation=perturbation, levels=levels, draws=draws,
-                             study_seed=study_seed)
+                             study_seed=study_seed, options=options)
     files.write_table(table, out)
 
 

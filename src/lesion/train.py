@@ -34,13 +34,49 @@ def _score(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return loss / len(labels), correct / len(labels)
 
 
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dropout: float,
+          b3_variance: float) -> torch.Tensor:
+    """Cross-entropy of a training batch, with the fault-tolerance options if any."""
+    if not dropout and not b3_variance:
+        return nn.functional.cross_entropy(model(x), y)
+    from lesion import faults
+
+    parts = faults.flat_stages(model)
+    logits, acts = faults.forward_with_sites(parts, x, faults.hidden_sites(model),
+                                             dropout=dropout, training=True)
+    loss = nn.functional.cross_entropy(logits, y)
+    if b3_variance:
+        loss = loss + b3_variance * faults.b3_variance(logits, acts)
+    return loss
+
+
 def train(model_name: str, dataset: str, train_path: str | os.PathLike,
           test_path: str | os.PathLike, weights_out: str | os.PathLike,
           curve_out: str | os.PathLike, *, epochs: int, batch_size: int,
-          learning_rate: float, weight_decay: float, seed: int, device: str = "auto") -> None:
-    """Train with Adam on shuffled mini-batches; write weights and curve."""
-    torch.use_deterministic_algorithms(True)
+          learning_rate: float, weight_decay: float, seed: int, device: str = "auto",
+          dropout: float = 0.0, b3_variance: float = 0.0) -> None:
+    """Train with Adam on shuffled mini-batches; write weights and curve.
+
+    For the fault study (lesion.faults): `dropout` drops every hidden
+    layer's neurons with that probability during training (inverted dropout;
+    the saved network has no dropout), and `b3_variance` weighs El-Mhamdi et
+    al.'s regulariser, b3's crash-error variance per unit p summed over the
+    hidden layers (faults.b3_variance), added to the cross-entropy.
+    """
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout = {dropout!r} is out of range; expected a number in [0, 1)")
+    if not 0 <= b3_variance < float("inf"):
+        raise ValueError(f"b3_variance = {b3_variance!r} is out of range; expected a finite "
+                         "number >= 0")
     dev = pick_device(device)
+    if dev.type == "cuda":
+        # cuBLAS is deterministic only with a fixed workspace (set before its first use);
+        # a few CUDA kernels (NLLLoss, AdaptiveAvgPool2d backward) have no deterministic
+        # version and would raise: they warn instead, so GPU runs are close, not bit-equal.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(True)
     spec = data.get(dataset)
     torch.manual_seed(seed)
     model = models.build(model_name, num_classes=spec.num_classes,
@@ -55,7 +91,7 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
         for batch in torch.randperm(len(y_train), generator=order).split(batch_size):
             batch = batch.to(dev)
             optimiser.zero_grad()
-            nn.functional.cross_entropy(model(x_train[batch]), y_train[batch]).backward()
+            _loss(model, x_train[batch], y_train[batch], dropout, b3_variance).backward()
             optimiser.step()
         for split, (x, y) in (("train", (x_train, y_train)), ("test", (x_test, y_test))):
             loss, acc = _score(model, x, y)
@@ -64,5 +100,7 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     models.save_weights(model.cpu(), weights_out, dataset=dataset, epochs=epochs,
                         batch_size=batch_size, learning_rate=learning_rate,
                         weight_decay=weight_decay, seed=seed,
-                        test_accuracy=rows[-1]["accuracy"])
+                        test_accuracy=rows[-1]["accuracy"],
+                        **({"dropout": dropout, "b3_variance": b3_variance}
+                           if dropout or b3_variance else {}))
     files.write_table(pa.Table.from_pylist(rows), curve_out)

@@ -1,4 +1,4 @@
-# Datasets: export the raw data once, decode and split it once.
+# Datasets: export or download the raw data once, decode and split it once.
 
 
 rule export_dataset:
@@ -6,6 +6,8 @@ rule export_dataset:
         code=code("data", "io", "files"),
     output:
         "resources/{dataset}/raw.safetensors",
+    wildcard_constraints:
+        dataset=EXPORTED,
     log:
         "logs/export_dataset/{dataset}.log",
     benchmark:
@@ -16,13 +18,37 @@ rule export_dataset:
         "python -m lesion export --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
 
 
+# MNIST and CIFAR10 through torchvision's dataset classes (md5-checked), into a
+# temporary directory renamed when complete. No code(...) input: the files are
+# the published ones, so an edit of lesion cannot change them.
+rule download:
+    output:
+        directory("resources/{dataset}/torchvision"),
+    params:
+        mirror=mirror_option(),
+    wildcard_constraints:
+        dataset=DOWNLOADED,
+    log:
+        "logs/download/{dataset}.log",
+    benchmark:
+        "benchmarks/download/{dataset}.tsv"
+    retries: 2
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m lesion download --dataset {wildcards.dataset} --out {output} {params.mirror}"
+        " > {log} 2>&1"
+
+
 rule tensors:
     input:
-        raw=rules.export_dataset.output[0],
+        raw=raw_data,
         code=code("data", "io", "files"),
     output:
         train="results/{dataset}/tensors/train.safetensors",
         test="results/{dataset}/tensors/test.safetensors",
+    wildcard_constraints:
+        dataset=f"{EXPORTED}|{DOWNLOADED}",
     params:
         test_fraction=config["dataset"]["test_fraction"],
         seed=config["seed"],
@@ -36,3 +62,32 @@ rule tensors:
         "python -m lesion tensors --dataset {wildcards.dataset} --raw {input.raw}"
         " --train-out {output.train} --test-out {output.test}"
         " --test-fraction {params.test_fraction} --seed {params.seed} > {log} 2>&1"
+
+
+# ImageNet: the validation images in dataset.path (checked while the DAG is
+# built, see common.smk), decoded once with the pretrained weights' own
+# transforms and stored as uint8 (7.5 GB; normalised when loaded). All
+# catalogued weights share one preprocessing, so the cache does not depend on
+# which models a study picks.
+rule imagenet_tensors:
+    input:
+        code=code("imagenet", "io", "files"),
+    output:
+        test="results/{dataset}/tensors/test.safetensors",
+    params:
+        path=config["dataset"].get("path", ""),
+        weights=",".join(sorted(set(PRETRAINED_WEIGHTS.values()))),
+    wildcard_constraints:
+        dataset=IN_DIRECTORY,
+    log:
+        "logs/tensors/{dataset}.log",
+    benchmark:
+        "benchmarks/tensors/{dataset}.tsv"
+    threads: 8
+    resources:
+        mem_mb=24000,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m lesion imagenet-tensors --path {params.path:q} --test-out {output.test}"
+        " --weights {params.weights} --workers {threads} > {log} 2>&1"

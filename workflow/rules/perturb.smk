@@ -21,7 +21,7 @@ rule variants:
         "python -m lesion variants --dataset {wildcards.dataset} --weights {input.weights}"
         " --layer {wildcards.layer} --perturbation {wildcards.perturbation}"
         " --levels {params.sweep[levels]} --draws {params.sweep[draws]} --seed {params.seed}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+        " {params.sweep[bits]} --out {output} --threads {threads} > {log} 2>&1"
 
 
 # On demand only (not part of `all`): the perturbed tensors of every variant of

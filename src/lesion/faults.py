@@ -1,0 +1,355 @@
+"""Crash faults at the neurons of a layer (El-Mhamdi et al. 2019) and bounds on their error.
+
+Which activations are "layer L". The neurons of weight layer L are its outputs
+after everything that follows it elementwise (normalisation, nonlinearity,
+dropout): for the mlp's fc1, the output of the ReLU after fc1; for a conv
+layer, every element (channel, row, column) of its activated feature map; for
+the last layer, the logits. A crash sets a neuron's output to 0, with no
+rescaling, each neuron independently with probability p, fresh for every
+input and every repetition. (For ReLU networks without normalisation, zeroing
+the activated output equals zeroing L's pre-activation, since relu(0) = 0.)
+To cut the network right after those neurons, L must be a stage of its own
+once the model's stages (models.stages) have their nn.Sequential stages
+opened up; a layer inside a composite block (a residual block, a Fire module)
+is refused with a message naming the layers that can crash.
+
+The error is Delta = y_crashed - y_clean on the logits, per test input x and
+output k. Per (layer, p) the study reports, over the test inputs x (and the
+outputs k where the statistic is per output):
+  mean                          sqrt(mean_{x,k} (E Delta_k(x))^2)
+  std                           sqrt(mean_{x,k} Var Delta_k(x))
+  norm_l1, norm_l2, norm_linf   mean_x E ||Delta(x)||_q
+(root mean squares, because their Monte Carlo estimates are unbiased up to
+the outer root: the plain mean of per-input sample stds is biased low when
+crashes are rare, e.g. 100 repetitions at p = 0.01, and the squared sample
+mean is corrected by its variance / R), estimated by Monte Carlo over
+repetitions seeded exactly as the crash sweep's draws
+(perturb.variant_seed(seed, model, layer, "crash", p, r)), so the two see the
+same masks, and four bounds, computed per input and averaged alike:
+  b1  E ||Delta||_q <= p * prod_l ||W_l||_q * ||x||_1   (statistics norm_lq)
+  b2  |E Delta| <= p * (prod_l |W_l|) |x|, Var Delta ~ p * (prod_l W_l^2) x^2
+  b3  E Delta ~ -p * sum_i (dy/dx_i) x_i, Std ~ sqrt(p * sum_i ((dy/dx_i) x_i)^2)
+  b4  E Delta ~ p * sum_i (y^(-i) - y), Std ~ sqrt(p * sum_i (y^(-i) - y)^2)
+with x the clean neurons of L, W_l the weight layers after L, y^(-i) the
+output with neuron i alone crashed. b3 uses autograd (torch.func.jacrev,
+vmap-ed over inputs), b4 crashes every neuron alone in batched passes.
+b1 and b2 need the network after L to be dense layers and 1-Lipschitz
+elementwise activations (the product of weight norms is then a Lipschitz
+constant); for other layers (a conv layer, max-pooling after it) they are
+left out. b1 differs from STUDIES.md's p * prod ||W|| * ||x||_q: E||x - x
+crashed||_q equals p ||x||_q only for q = 1 (for q = 2 it is about p ||x||_1
+at small p, which exceeds p ||x||_2), so ||x||_1 is used for every q, which
+keeps b1 a bound. b2's variance is the paper's estimate, not a bound: it
+drops the cross terms of paths that meet again, and falls below the Monte
+Carlo variance when a layer feeds two or more later layers (fc1 of the mlp).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from lesion import models, perturb
+
+# Modules that act elementwise (or per channel) on a layer's output: they
+# belong to the layer's neurons, so the crash happens after them.
+ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid,
+               nn.Hardtanh, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Identity)
+# Elementwise maps with |f(a) - f(b)| <= |a - b|, and reshapes: b1 and b2 hold through them.
+LIPSCHITZ_ONE = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Dropout, nn.Identity,
+                 nn.Flatten)
+STATISTICS = ("mean", "std", "norm_l1", "norm_l2", "norm_linf")
+NORMS = {"norm_l1": 1.0, "norm_l2": 2.0, "norm_linf": math.inf}
+BOUNDS = ("b1", "b2", "b3", "b4")
+
+
+def _opened(module: nn.Module) -> list[nn.Module]:
+    if type(module) is nn.Sequential:
+        return [m for child in module.children() for m in _opened(child)]
+    return [module]
+
+
+def flat_stages(model: nn.Module) -> list[nn.Module]:
+    """models.stages with nn.Sequential stages opened up (their composition is the same)."""
+    return [m for stage in models.stages(model) for m in _opened(stage)]
+
+
+def crash_site(model: nn.Module, layer: str) -> int:
+    """Index into flat_stages(model) of the last stage that belongs to `layer`'s neurons."""
+    target = models.layer(model, layer)
+    parts = flat_stages(model)
+    index = next((i for i, part in enumerate(parts) if part is target), None)
+    if index is None:
+        alone = [name for name, m in models.layers(model).items() if any(m is p for p in parts)]
+        raise ValueError(
+            f"layer {layer!r} of {model.lesion_name} sits inside a composite block (e.g. a "
+            f"residual block), so its neurons cannot be cut out for crash faults; expected one "
+            f"of {alone}")
+    while index + 1 < len(parts) and isinstance(parts[index + 1], ELEMENTWISE):
+        index += 1
+    return index
+
+
+def crash_split(model: nn.Module, layer: str) -> tuple[nn.Sequential, nn.Sequential]:
+    """(prefix, suffix): prefix(x) is `layer`'s neurons, suffix maps them to the output."""
+    parts, site = flat_stages(model), crash_site(model, layer)
+    return nn.Sequential(*parts[:site + 1]).eval(), nn.Sequential(*parts[site + 1:]).eval()
+
+
+def keep_mask(shape: Sequence[int], p: float, generator: torch.Generator) -> torch.Tensor:
+    """True where a neuron survives: each crashes (False) independently with probability p."""
+    return torch.rand(tuple(shape), generator=generator) >= p
+
+
+@torch.no_grad()
+def crashed_logits(suffix: nn.Module, activations: torch.Tensor,
+                   repetitions: Sequence[tuple[float, int]], *, batch_size: int,
+                   reps_per_pass: int) -> Iterator[torch.Tensor]:
+    """Yield the output [N, K] of every repetition (p, seed), in order.
+
+    `activations` are the clean neurons [N, ...] of the crashed layer, on the
+    evaluation device. Repetition r draws its masks from a CPU generator
+    seeded by its seed, batch after batch in input order, so its masks depend
+    on (seed, p, batch_size) only, never on how many repetitions share a
+    pass; `reps_per_pass` repetitions run through the suffix together, as one
+    batch of reps x inputs.
+    """
+    device = activations.device
+    suffix = suffix.to(device).eval()
+    for start in range(0, len(repetitions), reps_per_pass):
+        group = repetitions[start:start + reps_per_pass]
+        generators = [torch.Generator().manual_seed(int(seed)) for _, seed in group]
+        outputs = []
+        for i in range(0, len(activations), batch_size):
+            x = activations[i:i + batch_size]
+            keep = torch.stack([keep_mask(x.shape, p, g) for g, (p, _) in zip(generators, group,
+                                                                               strict=True)])
+            crashed = keep.to(device=device, dtype=x.dtype) * x
+            y = suffix(crashed.reshape(-1, *x.shape[1:]))
+            outputs.append(y.reshape(len(group), len(x), *y.shape[1:]))
+        yield from torch.cat(outputs, dim=1)
+
+
+def _dense_chain(suffix: nn.Module) -> list[torch.Tensor] | None:
+    """The weight matrices of `suffix` if it is dense layers and 1-Lipschitz maps only."""
+    weights = []
+    for module in _opened(suffix):
+        if isinstance(module, nn.Linear):
+            weights.append(module.weight.detach())
+        elif not isinstance(module, LIPSCHITZ_ONE):
+            return None
+    return weights
+
+
+def _per_input_terms(suffix: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                     rows_per_pass: int) -> dict[str, torch.Tensor]:
+    """Per input and output: b3's sums over neurons and b4's, each [N, K].
+
+    b3: g_i = (dy/dx_i) x_i from the Jacobian (jacrev, vmap-ed over inputs);
+    b4: d_i = y^(-i) - y with every neuron crashed alone, as many
+    (input, neuron) rows per pass as `rows_per_pass` allows. Both cost in
+    proportion to the layer's neurons per input (b4: one suffix pass each),
+    which is what the paper's small networks afford; for the large layers of
+    ImageNet networks, restrict the inputs.
+    """
+    n = x[0].numel()
+
+    def single(a: torch.Tensor) -> torch.Tensor:
+        return suffix(a.unsqueeze(0)).squeeze(0)
+
+    jacobian = torch.func.vmap(torch.func.jacrev(single))
+    out = {name: [] for name in ("g_sum", "g_sq", "d_sum", "d_sq")}
+    chunk = max(1, rows_per_pass // n)   # inputs per pass
+    block = max(1, rows_per_pass // chunk)  # neurons crashed alone per pass, per input
+    for i in range(0, len(x), chunk):
+        xs, ys = x[i:i + chunk], y[i:i + chunk]
+        g = (jacobian(xs) * xs.unsqueeze(1)).flatten(2)          # [c, K, n]
+        out["g_sum"].append(g.sum(-1))
+        out["g_sq"].append(g.square().sum(-1))
+        d_sum, d_sq = torch.zeros_like(ys), torch.zeros_like(ys)
+        with torch.no_grad():
+            for j in range(0, n, block):
+                crashed = torch.arange(j, min(n, j + block), device=x.device)
+                alone = xs.reshape(len(xs), 1, n).repeat(1, len(crashed), 1)  # [c, b, n]
+                alone[:, torch.arange(len(crashed), device=x.device), crashed] = 0
+                d = suffix(alone.reshape(-1, *xs.shape[1:])).reshape(len(xs), len(crashed), -1)
+                d = d - ys.unsqueeze(1)
+                d_sum += d.sum(1)
+                d_sq += d.square().sum(1)
+        out["d_sum"].append(d_sum)
+        out["d_sq"].append(d_sq)
+    return {name: torch.cat(parts).detach() for name, parts in out.items()}
+
+
+def bounds_per_input(suffix: nn.Module, x: torch.Tensor, p: float,
+                     terms: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """Each bound's predictions for one p: {bound: {statistic: [N, K] or [N]}}.
+
+    `terms` come from _per_input_terms (they do not depend on p). `mean` is
+    signed for b3 and b4 (a prediction of E Delta) and a magnitude for b2 (a
+    bound on |E Delta|); b1 gives E ||Delta||_q per input.
+    """
+    out = {
+        "b3": {"mean": -p * terms["g_sum"], "std": (p * terms["g_sq"]).sqrt()},
+        "b4": {"mean": p * terms["d_sum"], "std": (p * terms["d_sq"]).sqrt()},
+    }
+    chain = _dense_chain(suffix)
+    if chain is not None:
+        flat = x.flatten(1)
+        absolute = torch.eye(flat.shape[1], dtype=x.dtype, device=x.device)
+        squared = absolute.clone()
+        for w in chain:
+            absolute, squared = w.abs() @ absolute, w.square() @ squared
+        out["b2"] = {"mean": p * flat.abs() @ absolute.T, "std": (p * flat.square() @ squared.T).sqrt()}
+        l1 = flat.abs().sum(1)
+        out["b1"] = {
+            stat: p * l1 * math.prod(float(torch.linalg.matrix_norm(w, ord=order)) for w in chain)
+            for stat, order in NORMS.items()}
+    return out
+
+
+def aggregate(per_input: dict[str, torch.Tensor], repetitions: int | None = None
+              ) -> dict[str, float]:
+    """The study's statistics from per-input values (see the module docstring).
+
+    With `repetitions`, `per_input` holds Monte Carlo estimates over that many
+    repetitions, and the squared means lose their expected excess, Var / R.
+    """
+    out = {}
+    for stat, values in per_input.items():
+        if stat == "mean":
+            square = values.square()
+            if repetitions:
+                square = square - per_input["std"].square() / repetitions
+            out[stat] = float(square.mean().clamp(min=0).sqrt())
+        elif stat == "std":
+            out[stat] = float(values.square().mean().sqrt())
+        else:
+            out[stat] = float(values.mean())
+    return out
+
+
+def monte_carlo(deltas: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-input Monte Carlo estimates from errors [R, N, K]: mean, std [N, K], norms [N]."""
+    out = {"mean": deltas.mean(0), "std": deltas.std(0, correction=1)}
+    for stat, q in NORMS.items():
+        out[stat] = torch.linalg.vector_norm(deltas, ord=q, dim=-1).mean(0)
+    return out
+
+
+def layer_study(model: nn.Module, layer: str, images: torch.Tensor, labels: torch.Tensor, *,
+                levels: Sequence[float], repetitions: int, study_seed: int, batch_size: int,
+                reps_per_pass: int, device: torch.device) -> tuple[list[dict], list[dict]]:
+    """Monte Carlo errors and bounds of crashes in one layer: (error rows, bound rows)."""
+    from lesion import evaluate
+
+    if repetitions < 2:
+        raise ValueError(f"repetitions = {repetitions}: expected at least 2 (the std needs two)")
+    prefix, suffix = crash_split(model, layer)
+    suffix = suffix.to(device)
+    x = evaluate.run_batched(prefix, images, batch_size, device)
+    y = evaluate.run_batched(suffix, x, batch_size, device)
+    labels = labels.to(device)
+    clean_top1 = float((y.argmax(-1) == labels).float().mean())
+    terms = _per_input_terms(suffix, x, y, rows_per_pass=max(batch_size, 4096))
+    errors, bounds = [], []
+    for p in levels:
+        reps = [(p, perturb.variant_seed(study_seed, model.lesion_name, layer, "crash", p, r))
+                for r in range(repetitions)]
+        crashed = torch.stack(list(crashed_logits(suffix, x, reps, batch_size=batch_size,
+                                                  reps_per_pass=reps_per_pass)))
+        finite = torch.isfinite(crashed).all(-1)
+        top1 = float(((crashed.argmax(-1) == labels) & finite).float().mean())
+        mc = aggregate(monte_carlo(crashed - y), repetitions)
+        base = {"layer": layer, "p": float(p)}
+        errors += [{**base, "statistic": stat, "value": value} for stat, value in mc.items()]
+        errors += [{**base, "statistic": "top1", "value": top1},
+                   {**base, "statistic": "top1_drop", "value": clean_top1 - top1},
+                   {**base, "statistic": "nonfinite", "value": float((~finite).float().mean())}]
+        for bound, stats in bounds_per_input(suffix, x, p, terms).items():
+            bounds += [{**base, "bound": bound, "statistic": stat,
+                        "value": value, "mc": mc[stat]}
+                       for stat, value in aggregate(stats).items()]
+    return errors, bounds
+
+
+def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
+                levels: Sequence[float], repetitions: int, study_seed: int, errors_out: str,
+                bounds_out: str, device: str = "auto", batch_size: int = 512,
+                reps_per_pass: int = 100, inputs: int | None = None) -> None:
+    """The faults step: `errors.parquet` and `bounds.parquet` of one network.
+
+    errors: dataset, model, layer, p, statistic (mean, std, norm_l1, norm_l2,
+    norm_linf, top1, top1_drop, nonfinite), value. bounds: dataset, model,
+    layer, p, bound (b1..b4), statistic, value, mc (the Monte Carlo value of
+    the same statistic). `inputs` keeps the first that many test inputs
+    (all when None): b3 and b4 cost one Jacobian row and one suffix pass per
+    neuron and input.
+    """
+    import pyarrow as pa
+    from tqdm import tqdm
+
+    from lesion import data, evaluate, files
+
+    for p in levels:
+        if not 0 <= p <= 1:
+            raise ValueError(f"crash level p = {p!r} is out of range; expected a number in [0, 1]")
+    dev = evaluate.pick_device(device)
+    spec = data.get(dataset)
+    model = models.load_weights(weights, num_classes=spec.num_classes, input_shape=spec.input_shape)
+    images, labels = data.load_split(test)
+    images, labels = images[:inputs], labels[:inputs]
+    errors, bounds = [], []
+    for layer in tqdm(layers, desc="faults", mininterval=1):
+        e, b = layer_study(model, layer, images, labels, levels=levels, repetitions=repetitions,
+                           study_seed=study_seed, batch_size=batch_size,
+                           reps_per_pass=reps_per_pass, device=dev)
+        errors += e
+        bounds += b
+    names = {"dataset": dataset, "model": model.lesion_name}
+    for rows, out in ((errors, errors_out), (bounds, bounds_out)):
+        frame = pd.DataFrame(rows).assign(**names)
+        frame = frame[list(names) + [c for c in frame.columns if c not in names]]
+        files.write_table(pa.Table.from_pandas(frame, preserve_index=False), out)
+
+
+# Training for fault tolerance: dropout after every hidden layer's neurons,
+# and the b3-variance regulariser.
+
+def hidden_sites(model: nn.Module) -> list[int]:
+    """Crash sites (indices into flat_stages) of every weight layer but the last."""
+    names = list(models.layers(model))[:-1]
+    return [crash_site(model, name) for name in names]
+
+
+def forward_with_sites(parts: Sequence[nn.Module], x: torch.Tensor, sites: Sequence[int], *,
+                       dropout: float = 0.0, training: bool = False,
+                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The network's output and the neurons at `sites`, dropout applied after each site."""
+    acts = []
+    for i, part in enumerate(parts):
+        x = part(x)
+        if i in sites:
+            acts.append(x)
+            if dropout:
+                x = nn.functional.dropout(x, dropout, training=training)
+    return x, acts
+
+
+def b3_variance(y: torch.Tensor, acts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """b3's error variance per unit p, summed over layers and outputs, mean over the batch.
+
+    sum_l sum_k sum_i ((dy_k/dx_li) x_li)^2: the regulariser of El-Mhamdi et
+    al.; differentiable (create_graph), one batched backward pass per output.
+    Inputs of a batch must not interact (no batch norm in training mode).
+    """
+    k = y.shape[-1]
+    basis = torch.eye(k, dtype=y.dtype, device=y.device).unsqueeze(1).expand(k, *y.shape)
+    grads = torch.autograd.grad(y, list(acts), grad_outputs=basis, is_grads_batched=True,
+                                create_graph=True)
+    total = sum((g * a.unsqueeze(0)).square().sum() for g, a in zip(grads, acts, strict=True))
+    return total / y.shape[0]

@@ -1,0 +1,99 @@
+"""`python -m lesion.study SNAKEMAKE [ARGS...]`: run a study so that a killed run resumes.
+
+What `make study` runs. Snakemake locks the directory while it runs, but a
+run killed outright (SIGKILL, the OOM killer, a cluster's time limit, a power
+cut) leaves its lock behind in .snakemake/locks, and every later `snakemake`
+refuses to start until someone runs `snakemake --unlock`. This wrapper holds
+a kernel lock (flock) on .snakemake/study.lock for as long as Snakemake
+runs; the kernel drops it when the process dies, however it dies. So:
+
+- a second `make study` while one runs finds the kernel lock taken and stops
+  at once, with one message naming the running one, and touches nothing;
+- holding the kernel lock, a Snakemake lock can only be left over from a dead
+  run, unless a `snakemake` started by hand runs here (checked on this host
+  through /proc): it is removed with `snakemake --unlock`, and Snakemake then
+  resumes the study (the default profile has `rerun-incomplete`).
+
+Runs started by hand on another host sharing the directory cannot be seen;
+start studies with `make study` (or by hand only) there. Torch-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+STATE = Path(".snakemake")
+LOCK = STATE / "study.lock"
+
+
+def snakemake_running_here() -> list[int]:
+    """PIDs of other Snakemake processes on this host whose working directory is this one."""
+    here, pids = os.path.realpath("."), []
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else []:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:  # gone, or not ours to read
+            continue
+        names = [os.path.basename(a) for a in argv]
+        if cwd == here and (b"snakemake" in names[:2] or any(
+                a == b"-m" and b == b"snakemake" for a, b in zip(names, names[1:], strict=False))):
+            pids.append(int(entry.name))
+    return pids
+
+
+def stale_locks() -> list[Path]:
+    """Snakemake's lock files (its default file persistence)."""
+    return sorted((STATE / "locks").glob("*.lock"))
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reaches Snakemake too; let it shut down cleanly
+            continue
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    command = list(sys.argv[1:] if argv is None else argv) or ["snakemake"]
+    STATE.mkdir(exist_ok=True)
+    handle = open(LOCK, "a+")  # held open until the run ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        print(f"make study: error: a study is already running in {os.getcwd()} ({holder}); "
+              "expected no other run: wait for it to finish or stop it, then run `make study` "
+              "again. Nothing was changed.", file=sys.stderr)
+        return 1
+    except OSError:  # a filesystem without locks: leave Snakemake's own lock in charge
+        return _wait(subprocess.Popen(command))
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    if stale_locks() and not snakemake_running_here():
+        print("make study: removing the lock a killed run left in .snakemake/locks, then "
+              "resuming", file=sys.stderr)
+        subprocess.run([*command, "--unlock"], stdout=subprocess.DEVNULL, check=False)
+    with contextlib.closing(handle):
+        # Snakemake inherits the locked file, so the lock lives as long as it does.
+        return _wait(subprocess.Popen(command, pass_fds=[handle.fileno()]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,444 @@
+"""Bad input, tried as a new user would, through the real entry points.
+
+Every case runs `snakemake` (on a temporary copy of the workflow, with the
+bad config) or `python -m lesion <step>` in a subprocess, and must end with
+a non-zero exit status, one message that names the key or file, the bad value
+and what was expected (never a Python traceback as the only explanation), and
+no output left behind. Config mistakes stop Snakemake while it builds the DAG,
+so a dry run (`-n`) shows them as well as a real run would, in a second.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lesion.catalog import OPERATOR_LEVELS
+
+REPO = Path(__file__).resolve().parents[1]
+TRACEBACK = "Traceback (most recent call last)"
+OUTPUT_ROOTS = ("results", "resources", "logs", "benchmarks")
+
+# A valid tiny study; every config case breaks one thing in it.
+GOOD = {
+    "dataset": {"name": "digits"},
+    "models": {"mlp": {"layers": ["fc1"]}},
+    "perturbations": {"gaussian": {"levels": [0.1, 0.5], "draws": 2},
+                      "synapse_knockout": {"levels": [0.5], "draws": 1}},
+}
+
+
+def edited(**changes) -> dict:
+    """GOOD with `a__b=value` set (`a__b=DROP` deletes the key)."""
+    config = copy.deepcopy(GOOD)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is DROP:
+            del node[last]
+        else:
+            node[last] = value
+    return config
+
+
+DROP = object()
+
+
+def renamed(old: str, new: str) -> dict:
+    config = copy.deepcopy(GOOD)
+    config[new] = config.pop(old)
+    return config
+
+
+# id: (config, or raw text for the file; words the one message must hold)
+CONFIG_CASES: dict[str, tuple[dict | str, list[str]]] = {
+    "misspelt top-level key": (renamed("perturbations", "perturbation"),
+                               ["'perturbation'", "top level", "did you mean 'perturbations'"]),
+    "misspelt nested key": (edited(models={"mlp": {"layer": ["fc1"]}}),
+                            ["'layer'", "models.mlp", "did you mean 'layers'"]),
+    "misspelt sweep key": (edited(perturbations__gaussian={"levels": [0.1], "draw": 2}),
+                           ["'draw'", "perturbations.gaussian", "'draws'"]),
+    "levels as a string": (edited(perturbations__gaussian__levels="0.1, 0.5"),
+                           ["perturbations.gaussian.levels", "'0.1, 0.5'", "expected a list"]),
+    "draws as a word": (edited(perturbations__gaussian__draws="five"),
+                        ["perturbations.gaussian.draws", "'five'", "expected an integer"]),
+    "models as a list": (edited(models=["mlp"]), ["models", "['mlp']", "expected a mapping"]),
+    "unknown dataset": (edited(dataset__name="digitz"),
+                        ["dataset.name", "'digitz'", "expected one of", "'digits'"]),
+    "unknown model": (edited(models={"lenet": {}}), ["models", "'lenet'", "'cnn'", "'mlp'"]),
+    "model the dataset cannot feed": (edited(models={"alexnet": {}}),
+                                      ["models.alexnet", "'digits'", "['cnn', 'mlp']"]),
+    "unknown operator": (edited(perturbations={"gausian": {"levels": [0.1], "draws": 1}}),
+                         ["perturbations", "'gausian'", "'node_knockout'", "'gaussian'"]),
+    "unknown layer": (edited(models={"mlp": {"layers": ["fc1", "fc4"]}}),
+                      ["models.mlp.layers", "'fc4'", "['fc1', 'fc2', 'fc3']"]),
+    "layers as a bare name": (edited(models={"mlp": {"layers": "fc1"}}),
+                              ["models.mlp.layers", "'fc1'", "\"all\" or a non-empty list"]),
+    "synapse knockout above 1": (edited(perturbations__synapse_knockout__levels=[0.5, 1.5]),
+                                 ["perturbations.synapse_knockout.levels[1]", "1.5", "<= 1"]),
+    "node knockout below 0": (edited(perturbations={"node_knockout": {"levels": [-0.1], "draws": 1}}),
+                              ["perturbations.node_knockout.levels[0]", "-0.1", ">= 0"]),
+    "redraw above 1": (edited(perturbations={"redraw": {"levels": [2], "draws": 1}}),
+                       ["perturbations.redraw.levels[0]", "2", "<= 1"]),
+    "negative gaussian noise": (edited(perturbations__gaussian__levels=[-0.5]),
+                                ["perturbations.gaussian.levels[0]", "-0.5", ">= 0"]),
+    "zero draws": (edited(perturbations__gaussian__draws=0),
+                   ["perturbations.gaussian.draws", "= 0", "an integer >= 1"]),
+    "negative draws": (edited(perturbations__gaussian__draws=-3),
+                       ["perturbations.gaussian.draws", "-3", "an integer >= 1"]),
+    "duplicate levels": (edited(perturbations__gaussian__levels=[0.1, 0.5, 0.1]),
+                         ["perturbations.gaussian.levels", "[0.1, 0.5, 0.1]", "each value once"]),
+    "empty levels": (edited(perturbations__gaussian__levels=[]),
+                     ["perturbations.gaussian.levels", "empty", "at least 1"]),
+    "empty model list": (edited(models={}), ["models", "empty", "at least 1"]),
+    "no perturbations": (edited(perturbations=DROP), ["missing key 'perturbations'"]),
+    "unknown device": (edited(device="gpu"), ["device", "'gpu'", "['auto', 'cpu', 'cuda']"]),
+    "test fraction of 1": (edited(dataset__test_fraction=1),
+                           ["dataset.test_fraction", "= 1", "< 1"]),
+    "zero epochs": (edited(train={"epochs": 0}), ["train.epochs", "= 0", ">= 1"]),
+    "dataset name escaping results/": (edited(dataset__name="../../etc"),
+                                       ["dataset.name", "'../../etc'", "plain name", "results/"]),
+    "model name escaping results/": (edited(models={"../mlp": {}}),
+                                     ["models", "'../mlp'", "plain name"]),
+    "layer name escaping results/": (edited(models={"mlp": {"layers": ["/tmp/fc1"]}}),
+                                     ["models.mlp.layers[0]", "'/tmp/fc1'", "plain name"]),
+    # Snakemake reads --configfile itself, before the workflow runs: these
+    # messages are Snakemake's own (they say what is wrong, not the file name).
+    "config not YAML": ("dataset: {name: digits\n  models: [\n",
+                        ["Config file is not valid JSON or YAML"]),
+    "empty config file": ("", ["Config file must be given as JSON or YAML with keys at top level"]),
+}
+
+
+def copy_workflow(root: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "Snakefile", root / "Snakefile")
+    for name in ("workflow", "src", "envs", "profiles", "config"):
+        shutil.copytree(REPO / name, root / name, ignore=ignore)
+    return root
+
+
+def run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    return subprocess.run(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout, check=False)
+
+
+def snakemake(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"),
+                "--directory", str(root), "--cores", "1", *args], cwd=root)
+
+
+def run_all(request, test, cases: dict, start) -> dict:
+    """Run the cases of `test` selected in this session side by side: {case: result}.
+
+    Each run is a fresh Python paying its own start-up, so running two at a
+    time halves the suite's time on two cores.
+    """
+    class Runs(dict):
+        def __missing__(self, case):  # a case the session did not list: run it now
+            self[case] = start(case)
+            return self[case]
+
+    wanted = [item.callspec.params["case"] for item in request.session.items
+              if getattr(item, "originalname", None) == test and hasattr(item, "callspec")]
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        return Runs(zip(wanted, pool.map(start, wanted), strict=True))
+
+
+def assert_refused(proc: subprocess.CompletedProcess, words: list[str], *,
+                   traceback_ok: bool = False) -> None:
+    out = proc.stdout
+    assert proc.returncode != 0, f"exit status 0 for a bad input:\n{out[-3000:]}"
+    missing = [w for w in words if w not in out]
+    assert not missing, f"{missing} not in the message:\n{out[-3000:]}"
+    if not traceback_ok:
+        assert TRACEBACK not in out, f"a traceback instead of a message:\n{out[-3000:]}"
+
+
+def assert_nothing_written(root: Path) -> None:
+    written = [r for r in OUTPUT_ROOTS if (root / r).exists()]
+    assert not written, f"a refused study left {written} behind"
+
+
+@pytest.fixture(scope="module")
+def workflow_copy(tmp_path_factory) -> Path:
+    return copy_workflow(tmp_path_factory.mktemp("bad-config"))
+
+
+@pytest.fixture(scope="module")
+def config_runs(request, workflow_copy) -> dict[str, subprocess.CompletedProcess]:
+    def start(case: str) -> subprocess.CompletedProcess:
+        config = CONFIG_CASES[case][0]
+        path = workflow_copy / f"{case.replace(' ', '_').replace('/', '')}.yaml"
+        path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+        return snakemake(workflow_copy, "-n", "--configfile", str(path))
+
+    return run_all(request, "test_a_bad_config_stops_snakemake_with_one_clear_message",
+                   CONFIG_CASES, start)
+
+
+def test_the_unbroken_config_passes_the_same_checks(workflow_copy):
+    """The control: the cases below fail because of what they break, nothing else."""
+    path = workflow_copy / "good.yaml"
+    path.write_text(yaml.safe_dump(GOOD))
+    proc = snakemake(workflow_copy, "-n", "--configfile", str(path))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert_nothing_written(workflow_copy)
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES)
+def test_a_bad_config_stops_snakemake_with_one_clear_message(workflow_copy, config_runs, case):
+    assert_refused(config_runs[case], CONFIG_CASES[case][1])
+    assert_nothing_written(workflow_copy)
+
+
+def test_a_missing_config_file_is_named(workflow_copy):
+    # Snakemake opens --configfile before any workflow code runs, and reports
+    # a missing one with its own traceback, ending in a line that names it.
+    proc = snakemake(workflow_copy, "-n", "--configfile", "no-such-study.yaml")
+    assert_refused(proc, ["No such file or directory", "no-such-study.yaml"], traceback_ok=True)
+    assert_nothing_written(workflow_copy)
+
+
+def test_a_missing_default_config_is_named(tmp_path):
+    """Plain `snakemake` (the documented command) without config/config.yaml."""
+    root = copy_workflow(tmp_path / "study")
+    (root / "config" / "config.yaml").unlink()
+    proc = snakemake(root, "-n")
+    assert_refused(proc, ["config/config.yaml"])
+    assert_nothing_written(root)
+
+
+@pytest.mark.parametrize("root_name", ["results", "logs"])
+def test_an_output_root_that_is_a_file_stops_the_study_before_any_job(tmp_path, root_name):
+    # Tests may run as root, for whom chmod takes nothing away: a regular file
+    # in the place of the directory is what no user can write into.
+    root = copy_workflow(tmp_path / "study")
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(GOOD))
+    (root / root_name).write_text("not a directory\n")
+    proc = snakemake(root)
+    assert_refused(proc, [root_name, "not a directory", "expected a directory"])
+    assert (root / root_name).read_text() == "not a directory\n"
+    assert not [r for r in OUTPUT_ROOTS if r != root_name and (root / r).exists()]
+
+
+# --- Dataset directories (issue #3: a dataset the user keeps in a directory) --
+
+def _directory_datasets() -> bool:
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    dataset = schema["properties"]["dataset"]
+    return "imagenet" in dataset["properties"]["name"].get("enum", []) and "path" in dataset["properties"]
+
+
+def _make_dir(root: Path, layout: str) -> Path:
+    path = root / "imagenet-val"
+    if layout == "missing":
+        return path
+    path.mkdir()
+    if layout == "flat":  # the tarball unpacked without sorting into class directories
+        for i in range(3):
+            (path / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(b"\xff\xd8\xff")
+    elif layout == "few classes":
+        for wnid in ("n01440364", "n01443537"):
+            (path / wnid).mkdir()
+    return path
+
+
+@pytest.mark.skipif(not _directory_datasets(), reason="EXTEND when issue #3 lands: the schema has "
+                    "no imagenet dataset with dataset.path yet")
+@pytest.mark.parametrize("layout,words", [
+    ("missing", ["dataset.path", "no such directory", "ILSVRC2012"]),
+    ("empty", ["dataset.path", "holds 0 class directories", "expected 1000"]),
+    ("flat", ["dataset.path", "loose images", "expected 1000"]),
+    ("few classes", ["dataset.path", "holds 2 class directories", "expected 1000"]),
+])
+def test_a_dataset_directory_missing_empty_or_in_the_wrong_layout_is_explained(
+        workflow_copy, tmp_path, layout, words):
+    config = {"dataset": {"name": "imagenet", "path": str(_make_dir(tmp_path, layout))},
+              "models": {"alexnet": {"layers": ["fc3"]}},
+              "perturbations": {"gaussian": {"levels": [0.1], "draws": 1}}}
+    path = tmp_path / "imagenet.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake(workflow_copy, "-n", "--configfile", str(path))
+    assert_refused(proc, words)
+    assert_nothing_written(workflow_copy)
+
+
+# --- `python -m lesion <step>` ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> dict[str, str]:
+    """Good inputs made by the library itself, and bad ones made from them."""
+    import pyarrow.compute as pc
+    import torch
+
+    from lesion import data, files, io, sweep, train
+
+    d = tmp_path_factory.mktemp("inputs")
+    p = {name: str(d / name) for name in (
+        "raw.safetensors", "train.safetensors", "test.safetensors", "weights.safetensors",
+        "curve.parquet", "variants.parquet")}
+    data.export("digits", p["raw.safetensors"])
+    data.make_tensors("digits", p["raw.safetensors"], p["train.safetensors"],
+                      p["test.safetensors"], test_fraction=0.25, seed=0)
+    train.train("mlp", "digits", p["train.safetensors"], p["test.safetensors"],
+                p["weights.safetensors"], p["curve.parquet"], epochs=1, batch_size=64,
+                learning_rate=1e-3, weight_decay=0.0, seed=0, device="cpu")
+    sweep.write_variants("digits", p["weights.safetensors"], "fc1", "gaussian", levels=[0.1, 0.5],
+                         draws=2, study_seed=0, out=p["variants.parquet"])
+
+    weights = Path(p["weights.safetensors"]).read_bytes()
+    bad = {
+        "truncated.safetensors": weights[: len(weights) // 2],
+        "text.safetensors": b"these are not the weights you are looking for\n",
+        "empty.safetensors": b"",
+        "table.parquet.txt": b"variant,sha256\nx,y\n",
+    }
+    for name, content in bad.items():
+        (d / name).write_bytes(content)
+        p[name] = str(d / name)
+    state = io.load_tensors(p["weights.safetensors"])
+    state["3.weight"] = torch.zeros(50, 100)  # mlp's fc2 is 100 x 100
+    p["wrong-shape.safetensors"] = str(d / "wrong-shape.safetensors")
+    io.save_tensors(state, p["wrong-shape.safetensors"], io.load_metadata(p["weights.safetensors"]))
+    p["no-images.safetensors"] = str(d / "no-images.safetensors")
+    io.save_tensors({"labels": torch.arange(10)}, p["no-images.safetensors"], {})
+    table = files.read_table(p["variants.parquet"])
+    column = table.schema.get_field_index("sha256")
+    tampered = pc.binary_join_element_wise(table.column("sha256"), "0", "")  # one more digit
+    p["tampered.parquet"] = str(d / "tampered.parquet")
+    files.write_table(table.set_column(column, "sha256", tampered), p["tampered.parquet"])
+    p["file"] = str(d / "a-file")
+    Path(p["file"]).write_text("a file where a directory should be\n")
+    return p
+
+
+VARIANTS = ["variants", "--dataset", "digits", "--weights", "{weights.safetensors}",
+            "--layer", "fc1", "--perturbation", "gaussian", "--levels", "0.1,0.5", "--draws", "2"]
+PREDICT = ["predict", "--dataset", "digits", "--weights", "{weights.safetensors}",
+           "--test", "{test.safetensors}", "--variants", "{variants.parquet}", "--device", "cpu"]
+TENSORS = ["tensors", "--dataset", "digits", "--raw", "{raw.safetensors}",
+           "--train-out", "{out}/train.safetensors"]
+
+
+def fill(text: str, names: dict[str, str]) -> str:
+    for name, value in names.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
+def replaced(argv: list[str], flag: str, value: str) -> list[str]:
+    i = argv.index(flag)
+    return [*argv[: i + 1], value, *argv[i + 2:]]
+
+
+# id: (argv with {name} for the inputs above and {out} for a fresh output
+# directory, words the message must hold); each run writes to {out}/.
+CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
+    "unknown step": (["varients"], ["invalid choice", "'varients'", "variants"]),
+    "missing arguments": (["variants", "--dataset", "digits", "--out", "{out}/v.parquet"],
+                          ["required", "--weights", "--layer", "--levels"]),
+    "levels not numbers": (replaced(VARIANTS, "--levels", "0.1,lots") + ["--out", "{out}/v.parquet"],
+                           ["--levels", "'0.1,lots'", "comma-separated numbers"]),
+    "zero draws": (replaced(VARIANTS, "--draws", "0") + ["--out", "{out}/v.parquet"],
+                   ["--draws", "'0'", "positive integer"]),
+    "negative draws": (replaced(VARIANTS, "--draws", "-2") + ["--out", "{out}/v.parquet"],
+                       ["--draws", "'-2'", "positive integer"]),
+    "epochs not a number": (["train", "--epochs", "ten"], ["--epochs", "'ten'", "positive integer"]),
+    "unknown operator": (replaced(VARIANTS, "--perturbation", "dropout") + ["--out", "{out}/v.parquet"],
+                         ["'dropout'", str(sorted(OPERATOR_LEVELS))]),
+    "knockout level above 1": (replaced(replaced(VARIANTS, "--perturbation", "synapse_knockout"),
+                                        "--levels", "0.5,1.5") + ["--out", "{out}/v.parquet"],
+                               ["synapse_knockout", "1.5", "[0.0, 1.0]"]),
+    "negative noise level": (replaced(VARIANTS, "--levels", "-0.5") + ["--out", "{out}/v.parquet"],
+                             ["gaussian", "-0.5", ">= 0.0"]),
+    "duplicate levels": (replaced(VARIANTS, "--levels", "0.1,0.5,0.1") + ["--out", "{out}/v.parquet"],
+                         ["[0.1, 0.5, 0.1]", "[0.1]", "each level once"]),
+    "unknown layer": (replaced(VARIANTS, "--layer", "fc9") + ["--out", "{out}/v.parquet"],
+                      ["'fc9'", "['fc1', 'fc2', 'fc3']"]),
+    "unknown dataset": (["export", "--dataset", "digitz", "--out", "{out}/raw.safetensors"],
+                        ["'digitz'", "'digits'"]),
+    "unknown model": (["train", "--model", "lenet", "--dataset", "digits", "--train",
+                       "{train.safetensors}", "--test", "{test.safetensors}", "--weights-out",
+                       "{out}/w.safetensors", "--curve-out", "{out}/c.parquet"],
+                      ["'lenet'", "['cnn', 'mlp']"]),
+    "weights missing": (replaced(VARIANTS, "--weights", "{out}/../nowhere.safetensors")
+                        + ["--out", "{out}/v.parquet"], ["nowhere.safetensors", "not found"]),
+    "weights truncated": (replaced(VARIANTS, "--weights", "{truncated.safetensors}")
+                          + ["--out", "{out}/v.parquet"],
+                          ["truncated.safetensors", "not a readable safetensors file"]),
+    "weights not safetensors": (replaced(VARIANTS, "--weights", "{text.safetensors}")
+                                + ["--out", "{out}/v.parquet"],
+                                ["text.safetensors", "not a readable safetensors file"]),
+    "weights of the wrong shapes": (replaced(VARIANTS, "--weights", "{wrong-shape.safetensors}")
+                                    + ["--out", "{out}/v.parquet"],
+                                    ["wrong-shape.safetensors", "do not fit model 'mlp'",
+                                     "wrong shape: ['3.weight']"]),
+    "variants table with a stale sha256": (replaced(PREDICT, "--variants", "{tampered.parquet}")
+                                           + ["--out", "{out}/p.parquet"],
+                                           ["tampered.parquet", "mlp-fc1-gaussian0.10-num0",
+                                            "recorded", "rebuild the variants table"]),
+    "variants table not parquet": (replaced(PREDICT, "--variants", "{table.parquet.txt}")
+                                   + ["--out", "{out}/p.parquet"],
+                                   ["table.parquet.txt", "not a readable Parquet file"]),
+    "raw data missing": (replaced(TENSORS, "--raw", "{out}/../raw-missing.safetensors")
+                         + ["--test-out", "{out}/test.safetensors"],
+                         ["raw-missing.safetensors", "not found"]),
+    "raw data empty": (replaced(TENSORS, "--raw", "{empty.safetensors}")
+                       + ["--test-out", "{out}/test.safetensors"],
+                       ["empty.safetensors", "not a readable safetensors file"]),
+    "raw data in the wrong layout": (replaced(TENSORS, "--raw", "{no-images.safetensors}")
+                                     + ["--test-out", "{out}/test.safetensors"],
+                                     ["no-images.safetensors", "['labels']", "'images' and 'labels'"]),
+    "test split in the wrong layout": (replaced(PREDICT, "--test", "{no-images.safetensors}")
+                                       + ["--out", "{out}/p.parquet"],
+                                       ["no-images.safetensors", "no 'images' tensor"]),
+    "test fraction above 1": (TENSORS + ["--test-out", "{out}/test.safetensors",
+                                         "--test-fraction", "1.5"],
+                              ["--test-fraction", "'1.5'", "between 0 and 1"]),
+    "output under a file": (VARIANTS + ["--out", "{file}/v.parquet"],
+                            ["a-file/v.parquet", "a-file is not a directory",
+                             "expected a directory there"]),
+    "unknown figure": (["figure", "performance", "--summary", "{variants.parquet}",
+                        "--png", "{out}/f.png", "--pdf", "{out}/f.pdf"],
+                       ["'performance'", "['performances', 'weight_diffs', 'num_weights']"]),
+    "unequal metrics inputs": (["metrics", "--dataset", "digits", "--model", "mlp", "--clean",
+                                "{variants.parquet}", "--variants", "{variants.parquet}",
+                                "{variants.parquet}", "--predictions", "{variants.parquet}",
+                                "--out", "{out}/m.parquet", "--summary-out", "{out}/s.parquet",
+                                "--summary-csv", "{out}/s.csv"],
+                               ["2 variants tables but 1 predictions", "same order"]),
+}
+
+
+@pytest.fixture(scope="module")
+def cli_runs(request, made, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    def start(case: str) -> tuple[subprocess.CompletedProcess, Path]:
+        out = tmp_path_factory.mktemp("out")
+        names = {**made, "out": str(out)}
+        argv = [fill(a, names) for a in CLI_CASES[case][0]]
+        return run([sys.executable, "-m", "lesion", *argv], cwd=out), out
+
+    return run_all(request, "test_a_bad_step_invocation_fails_with_one_clear_message_and_no_output",
+                   CLI_CASES, start)
+
+
+@pytest.mark.parametrize("case", CLI_CASES)
+def test_a_bad_step_invocation_fails_with_one_clear_message_and_no_output(made, cli_runs, case):
+    proc, out = cli_runs[case]
+    assert_refused(proc, [fill(w, {**made, "out": str(out)}) for w in CLI_CASES[case][1]])
+    assert list(out.iterdir()) == [], "a failed step left files behind"
+    assert Path(made["file"]).read_text() == "a file where a directory should be\n"

@@ -1,0 +1,259 @@
+"""Crash faults (El-Mhamdi et al.): masks, the cut after a layer's neurons, bounds b1-b4
+against Monte Carlo on a trained digits mlp, and the faults part of the workflow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from lesion import bench, data, faults, io, models, perturb, train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The digits mlp trained by the study's own code, seeded (about 2 s), and its test split."""
+    root = tmp_path_factory.mktemp("trained")
+    data.export("digits", root / "raw.safetensors")
+    data.make_tensors("digits", root / "raw.safetensors", root / "train.safetensors",
+                      root / "test.safetensors", test_fraction=0.25, seed=0)
+    train.train("mlp", "digits", root / "train.safetensors", root / "test.safetensors",
+                root / "w.safetensors", root / "curve.parquet", epochs=20, batch_size=64,
+                learning_rate=1e-3, weight_decay=0.0, seed=0, device="cpu")
+    model = models.load_weights(root / "w.safetensors", num_classes=10, input_shape=(1, 8, 8))
+    images, labels = data.load_split(root / "test.safetensors")
+    return model, images, labels
+
+
+def masks(p: float, seeds: list[int], shape=(300, 50), batch_size=64, per_pass=4) -> torch.Tensor:
+    """The keep-masks [reps, inputs, neurons] the sweep draws: crash an identity suffix of ones."""
+    reps = [(p, s) for s in seeds]
+    return torch.stack(list(faults.crashed_logits(nn.Sequential(), torch.ones(shape), reps,
+                                                  batch_size=batch_size, reps_per_pass=per_pass)))
+
+
+def test_crash_masks_have_the_requested_rate_and_differ_across_inputs_and_repetitions():
+    for p in (0.05, 0.3, 0.8):
+        keep = masks(p, list(range(6)))
+        assert set(keep.unique().tolist()) <= {0.0, 1.0}
+        rate = 1 - float(keep.mean())
+        assert abs(rate - p) < 4 * np.sqrt(p * (1 - p) / keep.numel())
+        # independent inputs: neighbours share a mask with probability (p^2 + (1-p)^2)^n
+        same = (keep[:, 1:] == keep[:, :-1]).all(-1).float().mean()
+        assert float(same) <= (p**2 + (1 - p) ** 2) ** keep.shape[-1] + 0.03
+        assert all(not torch.equal(keep[0], keep[r]) for r in range(1, 6))
+    assert float(masks(0.0, [1]).mean()) == 1.0 and float(masks(1.0, [1]).mean()) == 0.0
+
+
+def test_crash_masks_depend_on_the_seed_only_not_on_how_repetitions_are_batched():
+    seeds = [perturb.variant_seed(0, "mlp", "fc1", "crash", 0.2, r) for r in range(5)]
+    assert torch.equal(masks(0.2, seeds, per_pass=1), masks(0.2, seeds, per_pass=5))
+    assert torch.equal(masks(0.2, seeds[2:3]), masks(0.2, seeds)[2:3])
+
+
+def test_crashed_neurons_are_the_activated_outputs_of_the_layer(mlp, cnn, digits):
+    x, _ = digits
+    seen = {}
+    def keep(module, inputs, output):
+        seen["relu1"] = output  # returns None: the output is left alone
+
+    handle = mlp[2].register_forward_hook(keep)  # the ReLU after fc1
+    with torch.no_grad():
+        mlp(x)
+    handle.remove()  # the fixture is shared
+    prefix, _ = faults.crash_split(mlp, "fc1")
+    assert torch.equal(prefix(x), seen["relu1"])
+    for model, layer in ((mlp, "fc3"), (cnn, "fc2")):  # the last layer's neurons are the logits
+        prefix, suffix = faults.crash_split(model, layer)
+        assert len(suffix) == 0 and torch.allclose(prefix(x), model(x))
+    prefix, suffix = faults.crash_split(cnn, "conv1")
+    assert isinstance(prefix[-1], nn.ReLU) and isinstance(suffix[0], nn.Conv2d)
+
+
+def test_a_layer_inside_a_residual_block_is_refused_with_the_layers_that_can_crash():
+    torch.manual_seed(0)
+    resnet = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32))
+    prefix, suffix = faults.crash_split(resnet, "conv1")
+    assert isinstance(prefix[-1], nn.ReLU)  # stem conv, batch norm, relu
+    with pytest.raises(ValueError, match=r"'conv2' .* composite block.*\['conv1', 'fc1'\]"):
+        faults.crash_split(resnet, "conv2")
+
+
+def test_batched_repetitions_equal_a_whole_network_loop(trained):
+    model, images, _ = trained
+    x = images[:100]
+    for layer in ("fc1", "fc2"):
+        reps = [(p, perturb.variant_seed(0, "mlp", layer, "crash", p, r)) for p in (0.1, 0.5)
+                for r in range(3)]
+        loop = bench._crash_loop(model, layer, reps, x, 512, CPU)
+        batched = bench._crash_prefix(model, layer, reps, x, 512, CPU, 6)
+        assert torch.allclose(loop, batched, atol=1e-5)
+
+
+def monte_carlo(model, layer, images, p, repetitions, seed=0):
+    """Per-input errors Delta [R, N, K] and the clean neurons / suffix of a layer."""
+    prefix, suffix = faults.crash_split(model, layer)
+    with torch.no_grad():
+        x = prefix(images)
+        y = suffix(x)
+    reps = [(p, perturb.variant_seed(seed, "mlp", layer, "crash", p, r)) for r in range(repetitions)]
+    crashed = torch.stack(list(faults.crashed_logits(suffix, x, reps, batch_size=512,
+                                                     reps_per_pass=250)))
+    return crashed - y, x, y, suffix
+
+
+def bootstrap_se(deltas: torch.Tensor, resamples: int = 30) -> dict[str, float]:
+    """Standard error of the aggregated Monte Carlo mean and std, resampling repetitions."""
+    g = torch.Generator().manual_seed(0)
+    r = len(deltas)
+    draws = []
+    for _ in range(resamples):
+        d = deltas[torch.randint(r, (r,), generator=g)]
+        draws.append(faults.aggregate({"mean": d.mean(0), "std": d.std(0)}, r))
+    return {k: float(np.std([d[k] for d in draws], ddof=1)) for k in draws[0]}
+
+
+@pytest.mark.parametrize("layer", ["fc1", "fc2", "fc3"])
+def test_b3_and_b4_agree_with_monte_carlo_at_small_p(trained, layer):
+    # At p = 0.01 what b4 neglects is O(p) relative (Var = p(1 - p) sum_i ...,
+    # pairs of crashes), so it must sit within three standard errors of the
+    # Monte Carlo estimate plus p of its own value. b3 also carries its Taylor
+    # remainder where a ReLU follows the layer (fc1: one crash can switch a
+    # downstream unit), which is exactly its distance to b4: it must be small,
+    # and zero where the rest of the network is linear (fc2, fc3).
+    model, images, _ = trained
+    p, repetitions = 0.01, 1000
+    deltas, x, y, suffix = monte_carlo(model, layer, images[:100], p, repetitions)
+    mc = faults.aggregate(faults.monte_carlo(deltas), repetitions)
+    se = bootstrap_se(deltas)
+    terms = faults._per_input_terms(suffix, x, y, rows_per_pass=4096)
+    predicted = faults.bounds_per_input(suffix, x, p, terms)
+    b3, b4 = faults.aggregate(predicted["b3"]), faults.aggregate(predicted["b4"])
+    for stat in ("mean", "std"):
+        allowed = 3 * se[stat] + p * b4[stat]
+        assert abs(b4[stat] - mc[stat]) <= allowed, (stat, b4[stat], mc[stat], se[stat])
+        taylor = abs(b3[stat] - b4[stat])
+        assert taylor <= (0.05 if layer == "fc1" else 1e-5) * b4[stat], (stat, b3[stat], b4[stat])
+        assert abs(b3[stat] - mc[stat]) <= allowed + taylor, (stat, b3[stat], mc[stat], se[stat])
+
+
+def test_b1_and_b2_are_never_below_the_monte_carlo_error(trained):
+    model, images, labels = trained
+    errors, bounds = faults.layer_study(model, "fc1", images[:150], labels[:150],
+                                        levels=[0.01, 0.1, 0.5], repetitions=50, study_seed=0,
+                                        batch_size=512, reps_per_pass=50, device=CPU)
+    table = pd.DataFrame(bounds)
+    assert set(table["bound"]) == {"b1", "b2", "b3", "b4"}
+    assert set(table.loc[table["bound"] == "b1", "statistic"]) == {"norm_l1", "norm_l2", "norm_linf"}
+    assert set(pd.DataFrame(errors)["statistic"]) >= {"mean", "std", "top1", "top1_drop"}
+    for layer in ("fc1", "fc2", "fc3"):
+        for p in (0.01, 0.1, 0.5):
+            deltas, x, y, suffix = monte_carlo(model, layer, images[:150], p, 200)
+            mc = faults.aggregate(faults.monte_carlo(deltas), 200)
+            predicted = faults.bounds_per_input(suffix, x, p,
+                                                faults._per_input_terms(suffix, x, y,
+                                                                        rows_per_pass=4096))
+            b1 = faults.aggregate(predicted["b1"])
+            for stat, q in faults.NORMS.items():
+                norms = torch.linalg.vector_norm(deltas, ord=q, dim=-1)
+                se = float(norms.std()) / np.sqrt(norms.numel())
+                # at the output layer b1's l1 form is exact, so only noise can cross it
+                assert b1[stat] >= mc[stat] - 3 * se, (layer, p, stat, b1[stat], mc[stat])
+            assert faults.aggregate(predicted["b2"])["mean"] >= mc["mean"] * 0.97, (layer, p)
+
+
+def test_b1_and_b2_are_left_out_where_the_rest_of_the_network_is_not_dense(cnn, digits):
+    x, _ = digits
+    prefix, suffix = faults.crash_split(cnn, "conv2")  # max-pooling follows
+    with torch.no_grad():
+        a = prefix(x[:8])
+        terms = faults._per_input_terms(suffix, a, suffix(a), rows_per_pass=4096)
+    assert set(faults.bounds_per_input(suffix, a, 0.1, terms)) == {"b3", "b4"}
+
+
+def test_b3_variance_regulariser_is_b3s_variance_at_p_one(trained):
+    model, images, _ = trained
+    parts = faults.flat_stages(model)
+    x = images[:32]
+    logits, acts = faults.forward_with_sites(parts, x, faults.hidden_sites(model))
+    penalty = float(faults.b3_variance(logits, acts).detach())
+    expected = 0.0
+    for layer in ("fc1", "fc2"):
+        prefix, suffix = faults.crash_split(model, layer)
+        a = prefix(x).detach()
+        terms = faults._per_input_terms(suffix, a, suffix(a).detach(), rows_per_pass=4096)
+        expected += float(terms["g_sq"].sum(-1).mean())  # sum over outputs, mean over inputs
+    assert penalty == pytest.approx(expected, rel=1e-4)
+
+
+def test_fault_study_refuses_one_repetition(trained):
+    model, images, labels = trained
+    with pytest.raises(ValueError, match="repetitions = 1: expected at least 2"):
+        faults.layer_study(model, "fc1", images, labels, levels=[0.1], repetitions=1,
+                           study_seed=0, batch_size=64, reps_per_pass=1, device=CPU)
+
+
+# The faults part of the workflow, end to end, in a tiny study (14 jobs): crash
+# and bit-flip sweeps in the metrics table, bounds, a regime trained with
+# dropout and the regulariser and a plain one (the study's own network), both
+# figures.
+FAULT_CONFIG = {
+    "seed": 0,
+    "device": "cpu",
+    "dataset": {"name": "digits"},
+    "models": {"mlp": {"layers": ["fc2"]}},
+    "train": {"epochs": 3},
+    "perturbations": {
+        "crash": {"levels": [0.1, 0.5], "draws": 2},
+        "bitflip": {"levels": [0.001, 0.01], "draws": 1, "bits": ["exponent"]},
+    },
+    "faults": {"models": ["mlp"], "levels": [0.05, 0.2], "repetitions": 10,
+               "regimes": {"plain": {}, "tolerant": {"dropout": 0.5, "b3_variance": 0.01}}},
+}
+
+
+@pytest.mark.workflow
+def test_the_faults_part_of_the_workflow_builds_end_to_end(tmp_path):
+    from test_workflow import REPO, snakemake, write_config
+
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    shutil.copy2(REPO / "Snakefile", tmp_path / "Snakefile")
+    for name in ("workflow", "src", "envs", "profiles"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=ignore)
+    write_config(tmp_path, FAULT_CONFIG)
+    out = tmp_path / "results" / "digits" / "mlp"
+    snakemake(tmp_path, "results/digits/mlp/metrics.parquet",
+              *(f"results/digits/mlp/faults/figures/{name}.png" for name in ("bounds", "tolerance")))
+
+    for name in ("bounds", "tolerance"):
+        assert (out / "faults" / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert (out / "faults" / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    bounds = pd.read_parquet(out / "faults" / "bounds.parquet")
+    assert list(bounds.columns) == ["dataset", "model", "layer", "p", "bound", "statistic",
+                                    "value", "mc"]
+    assert set(bounds["layer"]) == {"fc2"} and sorted(set(bounds["p"])) == [0.05, 0.2]
+    assert set(bounds["bound"]) == {"b1", "b2", "b3", "b4"}
+    assert bounds[["value", "mc"]].notna().all().all()
+    errors = pd.read_parquet(out / "faults" / "errors.parquet")
+    assert {"mean", "std", "top1", "top1_drop"} <= set(errors["statistic"])
+    # the plain regime is the study's network; the others are trained apart
+    assert not (out / "faults" / "regimes" / "plain").exists()
+    assert (out / "faults" / "regimes" / "tolerant" / "bounds.parquet").is_file()
+    meta = io.load_metadata(out / "faults" / "regimes" / "tolerant" / "weights.safetensors")
+    assert (meta["dropout"], meta["b3_variance"]) == (0.5, 0.01)
+
+    metrics = pd.read_parquet(out / "metrics.parquet")
+    assert "nonfinite" in set(metrics["metric"])
+    crash = metrics[metrics["perturbation"] == "crash"]
+    assert sorted(set(crash["level"])) == [0.1, 0.5] and set(crash["draw"]) == {0, 1}
+    flips = pd.read_parquet(out / "variants" / "bitflip" / "fc2.parquet")
+    assert {json.loads(o)["bits"] == ["exponent"] for o in flips["options"]} == {True}
+    assert set(metrics.loc[metrics["perturbation"] == "bitflip", "variant"]) >= {
+        "mlp-fc2-bitflip0.001-num0", "mlp-fc2-bitflip0.01-num0"}
