@@ -59,6 +59,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _gigabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number of GB such as 4, got {text!r}")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -163,7 +173,8 @@ def _predict(args):
     else:
         predict.predict_sweep(args.dataset, args.weights, args.test, args.variants, args.out,
                               device=args.device, batch_size=args.batch_size,
-                              variants_per_pass=args.variants_per_pass)
+                              variants_per_pass=args.variants_per_pass,
+                              cache_gb=args.cache_gb)
 
 
 def _metrics(args):
@@ -311,6 +322,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
     s.add_argument("--batch-size", type=_positive, default=512)
     s.add_argument("--variants-per-pass", type=_positive, default=8)
+    s.add_argument("--cache-gb", type=_gigabytes, default=4.0,
+                   help="bound on the clean prefix activations held at once (GB)")
 
     s = step("metrics", _metrics, "Metrics of every variant of a model, and their summary.")
     for name in ("--dataset", "--model", "--clean", "--out", "--summary-out", "--summary-csv"):

@@ -80,10 +80,50 @@ def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tens
         yield top.cpu(), loss.cpu()
 
 
+def _weight_results(model, layer: str, base, rows: list[dict], images: torch.Tensor,
+                    labels: torch.Tensor, device: torch.device, *, batch_size: int,
+                    variants_per_pass: int, cache_bytes: float):
+    """(top-k, loss) per weight variant: clean prefix once per chunk of images, suffix per variant.
+
+    With one chunk (every small study) each variant is drawn once; with
+    several, each chunk redraws the variants rather than holding them all
+    (a vgg16 fc1 variant is 400 MB), and their results are joined per variant.
+    """
+    prefix, suffix, path = models.split(model, layer)
+    chunk = evaluate.images_per_chunk(prefix, images, cache_bytes, batch_size, device)
+    spans = [(start, min(start + chunk, len(images))) for start in range(0, len(images), chunk)]
+    log.info("%s: %d variants x %d images on %s, clean prefix cached for %d chunk(s) of %d",
+             layer, len(rows), len(labels), device, len(spans), chunk)
+    if len(spans) == 1:
+        activations = evaluate.run_batched(prefix, images, batch_size, device)
+        regenerated = (sweep.regenerate(row, base) for row in rows)
+        yield from evaluate.sweep_suffix(suffix, path, regenerated, activations, labels,
+                                         batch_size=batch_size,
+                                         variants_per_pass=variants_per_pass)
+        return
+    parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in rows]
+    for start, stop in tqdm(spans, desc=f"chunks {layer}", mininterval=1):
+        activations = evaluate.run_batched(prefix, images[start:stop], batch_size, device)
+        regenerated = (sweep.regenerate(row, base) for row in rows)
+        results = evaluate.sweep_suffix(suffix, path, regenerated, activations,
+                                        labels[start:stop], batch_size=batch_size,
+                                        variants_per_pass=variants_per_pass)
+        for part, result in zip(parts, results, strict=True):
+            part.append(result)
+        del activations
+    for part in parts:
+        yield torch.cat([top for top, _ in part]), torch.cat([loss for _, loss in part])
+
+
 def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
                   variants: str | os.PathLike, out: str | os.PathLike, *, device: str = "auto",
-                  batch_size: int = 512, variants_per_pass: int = 8) -> None:
-    """Predictions of every variant in a variants table (one layer, one operator)."""
+                  batch_size: int = 512, variants_per_pass: int = 8,
+                  cache_gb: float = 4.0) -> None:
+    """Predictions of every variant in a variants table (one layer, one operator).
+
+    `cache_gb` bounds the clean prefix activations held at once (see
+    `evaluate.images_per_chunk`).
+    """
     dev = evaluate.pick_device(device)
     model, images, labels = _load(dataset, weights, test)
     rows = files.read_table(variants).to_pylist()
@@ -98,15 +138,9 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
         results = _crash_results(model, layer, base, rows, images, labels, dev,
                                  batch_size=batch_size, reps_per_pass=variants_per_pass)
     else:
-        prefix, suffix, path = models.split(model, layer)
-        activations = evaluate.run_batched(prefix, images, batch_size, dev)
-        log.info("%s: %d variants x %d images on %s; clean prefix %s -> %s", variants,
-                 len(rows), len(labels), dev, tuple(images.shape[1:]),
-                 tuple(activations.shape[1:]))
-        regenerated = (sweep.regenerate(row, base) for row in rows)
-        results = evaluate.sweep_suffix(suffix, path, regenerated, activations, labels,
-                                        batch_size=batch_size,
-                                        variants_per_pass=variants_per_pass)
+        results = _weight_results(model, layer, base, rows, images, labels, dev,
+                                  batch_size=batch_size, variants_per_pass=variants_per_pass,
+                                  cache_bytes=cache_gb * 2**30)
     tops, losses = [], []
     try:
         for top, loss in tqdm(results, total=len(rows), desc=f"predict {layer}", mininterval=1):

@@ -38,6 +38,7 @@ rule predict:
         device=config["device"],
         batch_size=config["evaluate"]["batch_size"],
         per_pass=config["evaluate"]["variants_per_pass"],
+        cache_gb=config["evaluate"]["cache_gb"],
     log:
         "logs/predict/{dataset}/{model}/{perturbation}/{layer}.log",
     benchmark:
@@ -51,4 +52,5 @@ rule predict:
         "python -m lesion predict --dataset {wildcards.dataset} --weights {input.weights}"
         " --test {input.test} --variants {input.variants} --out {output}"
         " --device {params.device} --batch-size {params.batch_size}"
-        " --variants-per-pass {params.per_pass} --threads {threads} > {log} 2>&1"
+        " --variants-per-pass {params.per_pass} --cache-gb {params.cache_gb}"
+        " --threads {threads} > {log} 2>&1"
