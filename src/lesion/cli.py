@@ -49,34 +49,23 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text!r}")
-    return value
+def _number(convert: Callable[[str], float], accept: Callable[[float], bool],
+            expected: str) -> Callable[[str], float]:
+    """An argparse type: `convert` the text, refuse it unless `accept`-ed, saying what was expected."""
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = math.nan
+        if not accept(value):  # NaN is never accepted
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
 
 
-def _gigabytes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a positive number of GB such as 4, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+_fraction = _number(float, lambda v: 0 < v < 1, "a number between 0 and 1 (exclusive)")
+_gigabytes = _number(float, lambda v: 0 < v < math.inf, "a positive number of GB such as 4")
+_positive = _number(int, lambda v: v >= 1, "a positive integer")
 
 
 def _require(*paths: str | None) -> None:
