@@ -349,15 +349,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--png", required=True)
     s.add_argument("--pdf", required=True)
 
+    def _bench_model(s: argparse.ArgumentParser, model: str) -> None:
+        """The network a benchmark times: dataset, model, weights."""
+        s.add_argument("--dataset", default="digits")
+        s.add_argument("--model", default=model)
+        s.add_argument("--weights", default=None,
+                       help="trained weights (default: results/{dataset}/{model}/weights.safetensors "
+                            "when present, else a freshly initialised network)")
+
     bench = steps.add_parser("bench", help="Benchmarks.").add_subparsers(dest="what", required=True)
     s = bench.add_parser("sweep", help="Time one sweep per layer: prefix-cached and batched "
                          "against a naive per-variant loop, in the same run.")
     s.set_defaults(func=_bench)
-    s.add_argument("--dataset", default="digits")
-    s.add_argument("--model", default="cnn")
-    s.add_argument("--weights", default=None,
-                   help="trained weights (default: results/{dataset}/{model}/weights.safetensors "
-                        "when present, else a freshly initialised network)")
+    _bench_model(s, "cnn")
     s.add_argument("--perturbation", default="gaussian")
     s.add_argument("--levels", type=_levels, default=_levels("0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"))
     s.add_argument("--draws", type=_positive, default=5)
@@ -375,11 +379,7 @@ def _parser() -> argparse.ArgumentParser:
     s = bench.add_parser("faults", help="Time crash-fault Monte Carlo repetitions: batched "
                          "against a per-repetition loop, in the same run.")
     s.set_defaults(func=_bench_faults)
-    s.add_argument("--dataset", default="digits")
-    s.add_argument("--model", default="mlp")
-    s.add_argument("--weights", default=None,
-                   help="trained weights (default: results/{dataset}/{model}/weights.safetensors "
-                        "when present, else a freshly initialised network)")
+    _bench_model(s, "mlp")
     s.add_argument("--layers", type=_names, default=None, help="default: every layer")
     s.add_argument("--p", type=float, default=0.1, help="crash probability")
     s.add_argument("--repetitions", type=_positive, default=100)
