@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-# lesion.study runs Snakemake under a kernel lock: a second `make study` stops at
+# lesion.tools.run runs Snakemake under a kernel lock: a second `make study` stops at
 # once, and a run killed outright resumes (its stale Snakemake lock is removed).
 study: $(STAMP)
-	$(BIN)/python -m lesion.study $(BIN)/snakemake
+	$(BIN)/python -m lesion.tools.run $(BIN)/snakemake
 	@$(MAKE) --no-print-directory report
 
 # The report is rebuilt only when something in results/ is newer than it.

@@ -4,8 +4,8 @@ Conda channels are out of reach here, so the envs are never built in the
 tests; what can be checked without building them is checked: the files parse
 and pin exactly what pyproject.toml pins, every rule that runs something
 declares one, each rule's env provides every third-party module that the code
-the rule runs imports (followed statically, with ast, from the module behind
-its `python -m lesion STEP` and its `code(...)` inputs), and `snakemake
+the rule runs imports (the files of its `python -m lesion GROUP STEP`, found
+by lesion.sources from the step's imports), and `snakemake
 --lint` finds nothing to say.
 """
 
@@ -27,7 +27,6 @@ from packaging.specifiers import SpecifierSet
 from workflow_rules import REPO, workflow_rules
 
 ENVS = REPO / "envs"
-LESION = REPO / "src" / "lesion"
 # Import name -> conda-forge package, where they differ.
 CONDA_NAME = {"torch": "pytorch", "yaml": "pyyaml", "sklearn": "scikit-learn", "PIL": "pillow",
               "skimage": "scikit-image", "cv2": "opencv"}
@@ -63,95 +62,29 @@ def pyproject() -> dict:
 
 # --- following the imports -------------------------------------------------
 
-def _imports(tree: ast.AST) -> set[str]:
-    """Absolute imports in a tree: top-level names, `lesion.X` for lesion's own modules."""
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                found.add(_lesion_or_top(alias.name))
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module == "lesion":
-                found.update(f"lesion.{alias.name}" for alias in node.names
-                             if (LESION / f"{alias.name}.py").is_file())
-                found.add("lesion")
-            else:
-                found.add(_lesion_or_top(node.module))
-    return found
+def third_party_imports(step: tuple[str, str]) -> dict[str, set[str]]:
+    """Third-party top-level modules a rule's job imports -> the lesion files importing them.
 
-
-def _lesion_or_top(module: str) -> str:
-    parts = module.split(".")
-    return ".".join(parts[:2]) if parts[0] == "lesion" and len(parts) > 1 else parts[0]
-
-
-def _module_tree(module: str) -> ast.Module:
-    name = module.removeprefix("lesion").lstrip(".") or "__init__"
-    return ast.parse((LESION / f"{name}.py").read_text())
-
-
-def _cli_step_imports(step: str) -> set[str]:
-    """What `python -m lesion STEP` imports beyond cli's module level: its handler's lazy imports.
-
-    cli imports each step's implementation inside the step's handler (so that a
-    plotting step never imports torch); the handler is found through the
-    `step("NAME", handler, ...)` call that registers it, and so are the cli
-    helpers it calls (`_threads` imports torch).
+    The job's lesion files are those its step runs (lesion.sources, the same
+    list the rule tracks as its code input): `python -m lesion` itself, the
+    step's handler and every lesion module reached from it. Every import of
+    those files counts, lazy ones included: any function may run.
     """
-    tree = _module_tree("lesion.cli")
-    functions = {node.name: node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
-    handlers = {
-        node.args[0].value: node.args[1].id
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "step"
-        and len(node.args) >= 2 and isinstance(node.args[0], ast.Constant)
-        and isinstance(node.args[1], ast.Name)
-    }
-    assert step in handlers, f"`python -m lesion {step}` is not a step of lesion.cli"
-    found, todo, seen = set(), [handlers[step]], set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        found |= _imports(functions[name])
-        todo += [node.func.id for node in ast.walk(functions[name]) if isinstance(node, ast.Call)
-                 and isinstance(node.func, ast.Name) and node.func.id in functions]
-    return found
+    from lesion.sources import step_sources
 
-
-def _module_level_imports(module: str) -> set[str]:
-    tree = _module_tree(module)
-    return _imports(ast.Module(body=[node for node in tree.body
-                                     if isinstance(node, ast.Import | ast.ImportFrom)],
-                               type_ignores=[]))
-
-
-def third_party_imports(step: str | None, code_modules: list[str]) -> dict[str, set[str]]:
-    """Third-party top-level modules a rule's job imports -> the lesion modules importing them.
-
-    Starts from `python -m lesion` itself (lesion, lesion.__main__ and cli's
-    module level), the step's handler and the rule's `code(...)` modules, then
-    follows lesion's own imports through every module they reach (all of a
-    module's imports, lazy ones included: any function may run).
-    """
-    start = _module_level_imports("lesion.cli") | {"lesion", "lesion.__main__"}
-    if step is not None:
-        start |= _cli_step_imports(step)
-    start |= {f"lesion.{m}" for m in code_modules}
     found: dict[str, set[str]] = {}
-    todo, seen = sorted(start), {"lesion.cli"}
-    while todo:
-        module = todo.pop()
-        if module in seen:
-            continue
-        seen.add(module)
-        names = _imports(_module_tree(module)) if module.startswith("lesion") else {module}
-        for name in names:
-            if name == "lesion" or name.startswith("lesion."):
-                todo.append(name)
-            elif name not in sys.stdlib_module_names and name != "__future__":
-                found.setdefault(name, set()).add(module)
+    for path in step_sources(*step):
+        for node in ast.walk(ast.parse(Path(path).read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top != "lesion" and top not in sys.stdlib_module_names and top != "__future__":
+                    found.setdefault(top, set()).add(Path(path).name)
     return found
 
 
@@ -205,9 +138,9 @@ def test_every_rule_that_runs_something_declares_a_conda_env_from_envs():
 @pytest.mark.parametrize(
     "rule", [r for r in workflow_rules().values() if r.runs_something], ids=lambda r: r.name)
 def test_rule_env_provides_every_third_party_module_its_code_imports(rule):
-    assert rule.lesion_step or rule.code_modules, f"rule {rule.name} runs no lesion code"
+    assert rule.lesion_step, f"rule {rule.name} runs no lesion step"
     env = conda_packages(yaml.safe_load(rule.conda.read_text()))
-    imported = third_party_imports(rule.lesion_step, rule.code_modules)
+    imported = third_party_imports(rule.lesion_step)
     assert imported, f"rule {rule.name}: no third-party imports found; is the parse broken?"
     missing = {name: sorted(by) for name, by in imported.items()
                if _normal(CONDA_NAME.get(name, name)) not in env}
@@ -218,7 +151,7 @@ def test_plotting_rules_run_without_torch():
     # DESIGN: plotting never imports torch, so its env can stay small.
     for rule in workflow_rules().values():
         if rule.conda is not None and rule.conda.name == "analysis.yaml":
-            assert "torch" not in third_party_imports(rule.lesion_step, rule.code_modules), rule.name
+            assert "torch" not in third_party_imports(rule.lesion_step), rule.name
 
 
 def test_snakemake_lint_finds_nothing():

@@ -1,7 +1,7 @@
 """The workflow's rules as written in the Snakefile and workflow/rules/*.smk.
 
 Read as text, without running Snakemake, for the tests that check what every
-rule declares (its conda env, its GPU resource, the modules it runs). The
+rule declares (its conda env, its GPU resource, the step it runs). The
 files are snakefmt-formatted: a rule starts at column 0 with `rule NAME:` and
 its directives are indented four spaces; `snakemake --lint` (tests/test_envs.py)
 keeps them that way.
@@ -49,16 +49,26 @@ class Rule:
         return int(match[1]) if match else 0
 
     @property
-    def code_modules(self) -> list[str]:
-        """The lesion modules named in the rule's `code(...)` input."""
-        match = re.search(r"\bcode\(([^)]*)\)", self.text)
-        return re.findall(r"[\"'](\w+)[\"']", match[1]) if match else []
+    def lesion_step(self) -> tuple[str, str] | None:
+        """(group, step) of the `python -m lesion GROUP STEP` its shell runs.
+
+        A rule whose shell runs `python -m lesion {params.step}` (the train
+        rule, which a study's twin reuses with its own step) names the step
+        in its params as `step="GROUP STEP"`.
+        """
+        match = re.search(r"python -m lesion ([\w-]+) ([\w-]+)", self.text)
+        if match:
+            return match[1], match[2]
+        if "python -m lesion {params.step}" in self.text:
+            match = re.search(r'\bstep="([\w-]+) ([\w-]+)"', self.directive("params") or "")
+            return (match[1], match[2]) if match else None
+        return None
 
     @property
-    def lesion_step(self) -> str | None:
-        """The `python -m lesion STEP` subcommand its shell runs."""
-        match = re.search(r"python -m lesion ([\w-]+)", self.text)
-        return match[1] if match else None
+    def code_step(self) -> tuple[str, str] | None:
+        """(group, step) named by the rule's `code(GROUP, STEP)` input."""
+        match = re.search(r"\bcode\(\s*\"([\w-]+)\",\s*\"([\w-]+)\"\s*\)", self.text)
+        return (match[1], match[2]) if match else None
 
 
 def workflow_rules(root: Path = REPO) -> dict[str, Rule]:

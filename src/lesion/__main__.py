@@ -1,4 +1,4 @@
-"""`python -m lesion <step>`: every Snakemake rule runs one of these steps."""
+"""`python -m lesion GROUP STEP`: every Snakemake rule runs one of these steps."""
 
 from lesion.cli import main
 

@@ -3,32 +3,50 @@
 Torch-free on purpose: Snakemake imports this while it parses the workflow,
 and config validation must not pay for importing torch. `tests/test_catalog.py`
 checks every name here against the real registries in `models`, `data` and
-`perturb`.
+`perturb`, and against the schema and the CLI.
 """
 
 from __future__ import annotations
 
-# Number of (conv, dense) weight layers of each architecture; layer names are
-# conv1..convN then fc1..fcM, numbered in forward order (see models.layers).
-LAYER_COUNTS: dict[str, tuple[int, int]] = {
-    "cnn": (2, 2),
-    "mlp": (0, 3),
-    "alexnet": (5, 3),
-    "vgg16": (13, 3),
-    "resnet18": (20, 1),
-    "resnet18_cifar": (20, 1),  # resnet18 for 32x32 inputs: 3x3 stem, no max-pool
-    "resnet50": (53, 1),
-    "squeezenet1_1": (26, 0),
-    "shufflenet_v2_x1_0": (56, 1),
-}
+from dataclasses import dataclass
 
-# Models each dataset can feed (input shape and class count must fit).
-DATASET_MODELS: dict[str, tuple[str, ...]] = {
-    "digits": ("cnn", "mlp"),
-    "mnist": ("cnn", "mlp"),
-    "cifar10": ("cnn", "mlp", "resnet18_cifar"),
-    "imagenet": ("alexnet", "vgg16", "resnet18", "resnet50", "squeezenet1_1", "shufflenet_v2_x1_0"),
-}
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything the workflow needs to know about a model, without building it.
+
+    conv, fc: the number of conv and dense weight layers (named conv1..convN,
+    then fc1..fcM in forward order, see models.layers); datasets: the
+    datasets that can feed it (input shape and class count fit); weights:
+    its pretrained torchvision weights by full enum name, or None when the
+    DAG trains it.
+    """
+
+    name: str
+    conv: int
+    fc: int
+    datasets: tuple[str, ...]
+    weights: str | None = None
+
+
+_IMAGENET = ("imagenet",)
+# One row per model: the schema's model names, the CLI's choices and the
+# config check are all derived from this table (tests/test_catalog.py checks
+# it against the builders in lesion.models). The pretrained weights are the
+# original IMAGENET1K_V1 releases, which share one preprocessing (resize 256,
+# centre crop 224, bilinear, ImageNet mean/std), so one tensor cache serves
+# every model; tests/test_download.py checks them against torchvision.
+MODELS: dict[str, ModelInfo] = {m.name: m for m in (
+    ModelInfo("cnn", 2, 2, ("digits", "mnist", "cifar10")),
+    ModelInfo("mlp", 0, 3, ("digits", "mnist", "cifar10")),
+    # resnet18 for 32x32 inputs: 3x3 stem, no max-pool
+    ModelInfo("resnet18_cifar", 20, 1, ("cifar10",)),
+    ModelInfo("alexnet", 5, 3, _IMAGENET, "AlexNet_Weights.IMAGENET1K_V1"),
+    ModelInfo("vgg16", 13, 3, _IMAGENET, "VGG16_Weights.IMAGENET1K_V1"),
+    ModelInfo("resnet18", 20, 1, _IMAGENET, "ResNet18_Weights.IMAGENET1K_V1"),
+    ModelInfo("resnet50", 53, 1, _IMAGENET, "ResNet50_Weights.IMAGENET1K_V1"),
+    ModelInfo("squeezenet1_1", 26, 0, _IMAGENET, "SqueezeNet1_1_Weights.IMAGENET1K_V1"),
+    ModelInfo("shufflenet_v2_x1_0", 56, 1, _IMAGENET, "ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1"),
+)}
 
 # Where each dataset's raw data comes from: "export" (shipped in a package),
 # "download" (torchvision's dataset class, official train/test split) or
@@ -40,20 +58,11 @@ DATASET_SOURCES: dict[str, str] = {
     "imagenet": "directory",
 }
 
-# Datasets whose networks are pretrained weights (downloaded, never trained),
-# and the torchvision weights of each model, by their full enum name. All are
-# the original IMAGENET1K_V1 releases, which share one preprocessing (resize
-# 256, centre crop 224, bilinear, ImageNet mean/std), so one tensor cache
-# serves every model. tests/test_download.py checks these against torchvision.
-PRETRAINED_DATASETS: tuple[str, ...] = ("imagenet",)
-PRETRAINED_WEIGHTS: dict[str, str] = {
-    "alexnet": "AlexNet_Weights.IMAGENET1K_V1",
-    "vgg16": "VGG16_Weights.IMAGENET1K_V1",
-    "resnet18": "ResNet18_Weights.IMAGENET1K_V1",
-    "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
-    "squeezenet1_1": "SqueezeNet1_1_Weights.IMAGENET1K_V1",
-    "shufflenet_v2_x1_0": "ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1",
-}
+# Views of MODELS, for the code that asks one question.
+LAYER_COUNTS: dict[str, tuple[int, int]] = {m.name: (m.conv, m.fc) for m in MODELS.values()}
+DATASET_MODELS: dict[str, tuple[str, ...]] = {
+    d: tuple(m.name for m in MODELS.values() if d in m.datasets) for d in DATASET_SOURCES}
+PRETRAINED_WEIGHTS: dict[str, str] = {m.name: m.weights for m in MODELS.values() if m.weights}
 
 # Operator name -> (lowest, highest) level allowed; None means unbounded.
 OPERATOR_LEVELS: dict[str, tuple[float, float | None]] = {

@@ -8,6 +8,7 @@ Snakemake runs this while it parses the workflow.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
@@ -17,7 +18,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 import jsonschema
 import yaml
 
-from lesion.catalog import DATASET_MODELS, layer_names
+from lesion.catalog import DATASET_MODELS, DATASET_SOURCES, MODELS, layer_names
 
 # Where a study may write, relative to the project directory.
 OUTPUT_ROOTS = ("results", "resources", "logs", "benchmarks")
@@ -151,8 +152,61 @@ def confined(path: str | os.PathLike, roots: tuple[str, ...] = OUTPUT_ROOTS) -> 
 
 
 def load_schema(path: str | os.PathLike) -> dict:
+    """The config schema, with its name enums filled in from the registry (lesion.catalog)."""
     with open(path) as f:
-        return yaml.safe_load(f)
+        schema = yaml.safe_load(f)
+    props = schema["properties"]
+    props["dataset"]["properties"]["name"]["enum"] = list(DATASET_SOURCES)
+    props["models"]["propertyNames"]["enum"] = list(MODELS)
+    return schema
+
+
+def _resolve(schema: Mapping, root: Mapping) -> Mapping:
+    """Follow a local `$ref` ("#/$defs/name"), the only kind the schema uses."""
+    while "$ref" in schema:
+        node = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema
+
+
+def canonical(value, schema: Mapping, root: Mapping | None = None):
+    """`value` (a checked config) in one spelling: defaults filled in, keys sorted,
+    integers as int and other numbers as float.
+
+    Snakemake reruns a job when the text of its params changes, so a config
+    written back in another key order, with `40.0` for `40`, or with a
+    default spelled out must give the same params: rules take their params
+    from the canonical config only.
+    """
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    kind = schema.get("type")
+    if isinstance(value, Mapping):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        out = {}
+        for key in value:
+            sub = props.get(key, extra if isinstance(extra, Mapping) else {})
+            out[key] = canonical(value[key], sub, root)
+        for key, sub in props.items():
+            default = _resolve(sub, root).get("default", sub.get("default"))
+            if key not in out and default is not None:
+                out[key] = canonical(copy.deepcopy(default), sub, root)
+        return dict(sorted(out.items()))
+    if isinstance(value, list):
+        items = schema.get("items", {})
+        return [canonical(v, items, root) for v in value]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if kind == "integer" and float(value).is_integer():
+        return int(value)
+    if kind == "number":
+        return float(value)
+    if "anyOf" in schema:  # e.g. bit indices (integers) among field names
+        return int(value) if float(value).is_integer() else value
+    return value
 
 
 def check(config: Mapping, schema: Mapping) -> None:

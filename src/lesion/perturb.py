@@ -13,7 +13,7 @@ Hardware faults (what PyTorchFI, MRFI and PyTorchALFI offer for weights):
 floats, each selected bit of each entry independently with probability
 `level`, optionally restricted to some bit positions (option `bits`). `crash`
 is an activation fault (El-Mhamdi et al.): it leaves the weights alone and
-its neuron masks are drawn when the variant is evaluated (`lesion.faults`).
+its neuron masks are drawn when the variant is evaluated (`lesion.activations`).
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def crash(tensors: Tensors, level: float, generator: torch.Generator) -> dict:
     """Neuron crashes leave the weights as they are (copied, so a variant never aliases them).
 
     The crash masks are drawn per input and repetition at evaluation, from the
-    variant's seed (`lesion.faults.crashed_logits`).
+    variant's seed (`lesion.activations.crashed_logits`).
     """
     return {name: tensors[name].detach().clone() for name in sorted(tensors)}
 

@@ -5,7 +5,7 @@ most likely classes, best first), loss (cross-entropy). Each variant is
 regenerated from its row of the variants table and checked against its
 sha256 before it is evaluated; the clean prefix is computed once. For crash
 faults (activation operators) a row is one Monte Carlo repetition: the clean
-neurons of the layer are computed once and masked per input (lesion.faults).
+neurons of the layer are computed once and masked per input (lesion.activations).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from lesion import data, evaluate, files, models, sweep
+from lesion import activations, data, evaluate, files, models, sweep
 from lesion.catalog import ACTIVATION_OPERATORS
 
 log = logging.getLogger(__name__)
@@ -64,17 +64,15 @@ def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tens
     Each row is one Monte Carlo repetition (level p, its own seed); the hash
     check confirms the layer's weights are those the table was drawn on.
     """
-    from lesion import faults
-
     for row in rows:
         sweep.regenerate(row, base)
-    prefix, suffix = faults.crash_split(model, layer)
+    prefix, suffix = activations.crash_split(model, layer)
     neurons = evaluate.run_batched(prefix, images, batch_size, device)
     log.info("crash %s: %d repetitions x %d images on %s; clean neurons %s", layer, len(rows),
              len(labels), device, tuple(neurons.shape[1:]))
     reps = [(row["level"], row["seed"]) for row in rows]
     labels = labels.to(device)
-    for logits in faults.crashed_logits(suffix, neurons, reps, batch_size=batch_size,
+    for logits in activations.crashed_logits(suffix, neurons, reps, batch_size=batch_size,
                                         reps_per_pass=reps_per_pass):
         top, loss = evaluate.summarise(logits, labels)
         yield top.cpu(), loss.cpu()

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import pyarrow as pa
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from lesion import data, files, models
+from lesion import activations, data, files, models
 from lesion.evaluate import pick_device
 
 log = logging.getLogger(__name__)
@@ -34,19 +35,23 @@ def _score(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return loss / len(labels), correct / len(labels)
 
 
-def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dropout: float,
-          b3_variance: float) -> torch.Tensor:
-    """Cross-entropy of a training batch, with the fault-tolerance options if any."""
-    if not dropout and not b3_variance:
-        return nn.functional.cross_entropy(model(x), y)
-    from lesion import faults
+# An extra loss term a study adds to the cross-entropy: f(logits, neurons)
+# with `neurons` the activations at every hidden layer's neurons
+# (activations.hidden_sites), e.g. the fault study's b3-variance regulariser.
+ExtraLoss = Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor]
 
-    parts = faults.flat_stages(model)
-    logits, acts = faults.forward_with_sites(parts, x, faults.hidden_sites(model),
-                                             dropout=dropout, training=True)
+
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dropout: float,
+          extra_loss: ExtraLoss | None) -> torch.Tensor:
+    """Cross-entropy of a training batch, with hidden-neuron dropout and an extra term if any."""
+    if not dropout and extra_loss is None:
+        return nn.functional.cross_entropy(model(x), y)
+    parts = activations.flat_stages(model)
+    logits, acts = activations.forward_with_sites(parts, x, activations.hidden_sites(model),
+                                                  dropout=dropout, training=True)
     loss = nn.functional.cross_entropy(logits, y)
-    if b3_variance:
-        loss = loss + b3_variance * faults.b3_variance(logits, acts)
+    if extra_loss is not None:
+        loss = loss + extra_loss(logits, acts)
     return loss
 
 
@@ -54,20 +59,17 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
           test_path: str | os.PathLike, weights_out: str | os.PathLike,
           curve_out: str | os.PathLike, *, epochs: int, batch_size: int,
           learning_rate: float, weight_decay: float, seed: int, device: str = "auto",
-          dropout: float = 0.0, b3_variance: float = 0.0) -> None:
+          dropout: float = 0.0, extra_loss: ExtraLoss | None = None,
+          metadata: dict | None = None) -> None:
     """Train with Adam on shuffled mini-batches; write weights and curve.
 
-    For the fault study (lesion.faults): `dropout` drops every hidden
-    layer's neurons with that probability during training (inverted dropout;
-    the saved network has no dropout), and `b3_variance` weighs El-Mhamdi et
-    al.'s regulariser, b3's crash-error variance per unit p summed over the
-    hidden layers (faults.b3_variance), added to the cross-entropy.
+    `dropout` drops every hidden layer's neurons with that probability
+    during training (inverted dropout; the saved network has no dropout);
+    `extra_loss` is a study's term added to the cross-entropy (see
+    ExtraLoss); `metadata` is stored with the weights beside the settings.
     """
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout = {dropout!r} is out of range; expected a number in [0, 1)")
-    if not 0 <= b3_variance < float("inf"):
-        raise ValueError(f"b3_variance = {b3_variance!r} is out of range; expected a finite "
-                         "number >= 0")
     dev = pick_device(device)
     if dev.type == "cuda":
         # cuBLAS is deterministic only with a fixed workspace (set before its first use);
@@ -91,7 +93,7 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
         for batch in torch.randperm(len(y_train), generator=order).split(batch_size):
             batch = batch.to(dev)
             optimiser.zero_grad()
-            _loss(model, x_train[batch], y_train[batch], dropout, b3_variance).backward()
+            _loss(model, x_train[batch], y_train[batch], dropout, extra_loss).backward()
             optimiser.step()
         for split, (x, y) in (("train", (x_train, y_train)), ("test", (x_test, y_test))):
             loss, acc = _score(model, x, y)
@@ -101,6 +103,5 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
                         batch_size=batch_size, learning_rate=learning_rate,
                         weight_decay=weight_decay, seed=seed,
                         test_accuracy=rows[-1]["accuracy"],
-                        **({"dropout": dropout, "b3_variance": b3_variance}
-                           if dropout or b3_variance else {}))
+                        **{**({"dropout": dropout} if dropout else {}), **(metadata or {})})
     files.write_table(pa.Table.from_pylist(rows), curve_out)

@@ -1,31 +1,36 @@
-# What the rules share: config checking, target lists, params. No heavy
-# imports: lesion.config and lesion.catalog are torch-free.
+# What the rules share: the checked, canonical config, the paths of the
+# artifacts, the source files each step runs, and the studies' targets. No
+# heavy imports: lesion.config, lesion.catalog and lesion.sources are torch-free.
 import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))  # the workflow reads the catalog even before `pip install`
 
 from lesion.catalog import DATASET_SOURCES, OPERATOR_LEVELS, PRETRAINED_WEIGHTS, layer_names
-from lesion.config import ConfigError, check, check_writable, load_schema
+from lesion.config import ConfigError, canonical, check, check_writable, load_schema
+from lesion.sources import step_sources
 
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
+# Check the config (one message naming the key, the value and what is
+# allowed), then put it in one spelling: defaults filled in, keys sorted,
+# numbers normalised, so that params (compared as text by Snakemake) change
+# only when a value does.
 try:
-    check(config, load_schema(SCHEMA))
+    check(config, SCHEMA)
     check_writable()  # results/, logs/, ... in the working directory
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
-validate(config, schema=str(SCHEMA))  # fills in the schema's defaults
+_canonical = canonical(config, SCHEMA)
+config.clear()
+config.update(_canonical)
 
 DATASET = config["dataset"]["name"]
 MODELS = list(config["models"])
-PERTURBATIONS = list(config["perturbations"])
-FIGURES = ["performances", "weight_diffs", "num_weights"]
 # Datasets by where their raw data comes from (see lesion.catalog).
 EXPORTED = "|".join(d for d, s in DATASET_SOURCES.items() if s == "export")
 DOWNLOADED = "|".join(d for d, s in DATASET_SOURCES.items() if s == "download")
@@ -49,12 +54,28 @@ wildcard_constraints:
     model="|".join(MODELS),
     perturbation="|".join(OPERATOR_LEVELS),
     layer=r"(conv|fc)\d+",
-    name="|".join(FIGURES),
 
 
-def code(*modules):
-    """Source files of the modules a job runs; editing one reruns exactly the jobs that use it."""
-    return [str(SRC / "lesion" / f"{m}.py") for m in modules]
+# The artifacts the studies share, one pattern each (wildcards in braces).
+RAW = "resources/{dataset}/raw.safetensors"
+DOWNLOADED_RAW = "resources/{dataset}/torchvision"
+PTH = "resources/imagenet/weights/{weights}.pth"
+TRAIN = "results/{dataset}/tensors/train.safetensors"
+TEST = "results/{dataset}/tensors/test.safetensors"
+WEIGHTS = "results/{dataset}/{model}/weights.safetensors"  # trained or pretrained
+CURVE = "results/{dataset}/{model}/training.parquet"
+CLEAN = "results/{dataset}/{model}/predictions/none.parquet"
+VARIANTS = "results/{dataset}/{model}/variants/{perturbation}/{layer}.parquet"
+PREDICTIONS = "results/{dataset}/{model}/predictions/{perturbation}/{layer}.parquet"
+METRICS = "results/{dataset}/{model}/metrics.parquet"
+SUMMARY = "results/{dataset}/{model}/metrics_summary.parquet"
+SUMMARY_CSV = "results/{dataset}/{model}/metrics_summary.csv"
+
+
+def code(group, step):
+    """The lesion source files `python -m lesion GROUP STEP` runs, from its imports
+    (lesion.sources): editing one reruns exactly the jobs that use it."""
+    return step_sources(group, step, root=SRC / "lesion")
 
 
 def mirror_option():
@@ -64,14 +85,13 @@ def mirror_option():
 
 def raw_data(wildcards):
     """What `tensors` decodes: an export's file or a download's directory."""
-    if DATASET_SOURCES[wildcards.dataset] == "download":
-        return rules.download.output[0].format(dataset=wildcards.dataset)
-    return rules.export_dataset.output[0].format(dataset=wildcards.dataset)
+    source = RAW if DATASET_SOURCES[wildcards.dataset] == "export" else DOWNLOADED_RAW
+    return source.format(dataset=wildcards.dataset)
 
 
 def pretrained_file(wildcards):
     """The downloaded .pth of a model's torchvision weights, named after them."""
-    return rules.download_weights.output[0].format(weights=PRETRAINED_WEIGHTS[wildcards.model])
+    return PTH.format(weights=PRETRAINED_WEIGHTS[wildcards.model])
 
 
 def model_layers(model):
@@ -80,97 +100,14 @@ def model_layers(model):
 
 
 def train_settings(model):
-    """The shared train block, overridden by the model's own."""
-    return {**config["train"], **config["models"][model].get("train", {})}
+    """The shared train block, each key of the model's own winning (sorted, for stable params)."""
+    return dict(sorted({**config["train"], **config["models"][model].get("train", {})}.items()))
 
 
-def sweep_paths(kind, dataset, model):
-    """variants or predictions tables of every (perturbation, layer) of a model."""
-    return [
-        f"results/{dataset}/{model}/{kind}/{perturbation}/{layer}.parquet"
-        for perturbation in PERTURBATIONS
-        for layer in model_layers(model)
-    ]
-
-
-def sweep_params(wildcards):
-    sweep = config["perturbations"][wildcards.perturbation]
-    return {
-        "levels": ",".join(repr(float(level)) for level in sweep["levels"]),
-        "draws": sweep["draws"],
-        # bit faults: the bit positions they hit (all when left out)
-        "bits": bits_option(sweep.get("bits")),
-    }
-
-
-def bits_option(bits):
-    """`--bits a,b` for a bit-fault sweep's `bits`, or nothing."""
-    if bits is None:
-        return ""
-    return "--bits " + ",".join(str(b) for b in ([bits] if isinstance(bits, str) else bits))
+# Each study's rule file registers a function returning its targets; rule
+# `all` asks every study whose section the config has (see the Snakefile).
+STUDY_TARGETS = []
 
 
 def all_targets():
-    return [
-        path
-        for model in MODELS
-        for path in [
-            f"results/{DATASET}/{model}/metrics_summary.csv",
-            *(f"results/{DATASET}/{model}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")),
-        ]
-    ] + fault_targets()  # the fault study, below
-
-
-# The fault study (workflow/rules/faults.smk): config["faults"] into params and targets.
-FAULTS = config.get("faults") or {}
-FAULT_MODELS = FAULTS.get("models", [])
-REGIMES = FAULTS.get("regimes") or {}
-FAULT_FIGURES = ["bounds", "tolerance"] if REGIMES else ["bounds"]
-
-for _model in FAULT_MODELS:
-    if _model not in MODELS:
-        raise WorkflowError(f"config error: faults.models = {FAULT_MODELS!r}: {_model!r} is not a "
-                            f"model of this study; expected some of {MODELS}")
-
-
-def regime_settings(regime):
-    """The training options of a regime, with their defaults."""
-    return {"dropout": 0.0, "b3_variance": 0.0, **REGIMES[regime]}
-
-
-def fault_dir(dataset, model, regime=None):
-    """Where a network's fault tables live; a regime that adds nothing is the study's network."""
-    plain = regime is None or not any(regime_settings(regime).values())
-    base = f"results/{dataset}/{model}/faults"
-    return base if plain else f"{base}/regimes/{regime}"
-
-
-def fault_params(wildcards):
-    return {
-        "layers": ",".join(model_layers(wildcards.model)),
-        "levels": ",".join(repr(float(p)) for p in FAULTS["levels"]),
-        "repetitions": FAULTS.get("repetitions", 100),
-        "inputs": f"--inputs {FAULTS['inputs']}" if FAULTS.get("inputs") else "",
-    }
-
-
-def fault_tables(kind):
-    """Input function: the `kind` tables (errors or bounds) a fault figure draws."""
-    def tables(wildcards):
-        if wildcards.fault_figure == "bounds":
-            return [f"{fault_dir(wildcards.dataset, wildcards.model)}/{kind}.parquet"]
-        return [f"{fault_dir(wildcards.dataset, wildcards.model, r)}/{kind}.parquet" for r in REGIMES]
-    return tables
-
-
-def fault_labels(wildcards):
-    return "base" if wildcards.fault_figure == "bounds" else " ".join(REGIMES)
-
-
-def fault_targets():
-    return [
-        f"results/{DATASET}/{model}/faults/figures/{name}.{ext}"
-        for model in FAULT_MODELS
-        for name in FAULT_FIGURES
-        for ext in ("png", "pdf")
-    ]
+    return [path for targets in STUDY_TARGETS for path in targets()]

@@ -3,9 +3,9 @@
 
 rule export_dataset:
     input:
-        code=code("data", "io", "files"),
+        code=code("data", "export"),
     output:
-        "resources/{dataset}/raw.safetensors",
+        RAW,
     wildcard_constraints:
         dataset=EXPORTED,
     log:
@@ -15,15 +15,15 @@ rule export_dataset:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m lesion export --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+        "python -m lesion data export --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
 
 
 # MNIST and CIFAR10 through torchvision's dataset classes (md5-checked), into a
-# temporary directory renamed when complete. No code(...) input: the files are
+# temporary directory renamed when complete. No code input: the files are
 # the published ones, so an edit of lesion cannot change them.
 rule download:
     output:
-        directory("resources/{dataset}/torchvision"),
+        directory(DOWNLOADED_RAW),
     params:
         mirror=mirror_option(),
     wildcard_constraints:
@@ -36,17 +36,17 @@ rule download:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m lesion download --dataset {wildcards.dataset} --out {output} {params.mirror}"
-        " > {log} 2>&1"
+        "python -m lesion data download --dataset {wildcards.dataset} --out {output}"
+        " {params.mirror} > {log} 2>&1"
 
 
 rule tensors:
     input:
         raw=raw_data,
-        code=code("data", "io", "files"),
+        code=code("data", "tensors"),
     output:
-        train="results/{dataset}/tensors/train.safetensors",
-        test="results/{dataset}/tensors/test.safetensors",
+        train=TRAIN,
+        test=TEST,
     wildcard_constraints:
         dataset=f"{EXPORTED}|{DOWNLOADED}",
     params:
@@ -59,7 +59,7 @@ rule tensors:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m lesion tensors --dataset {wildcards.dataset} --raw {input.raw}"
+        "python -m lesion data tensors --dataset {wildcards.dataset} --raw {input.raw}"
         " --train-out {output.train} --test-out {output.test}"
         " --test-fraction {params.test_fraction} --seed {params.seed} > {log} 2>&1"
 
@@ -71,9 +71,9 @@ rule tensors:
 # which models a study picks.
 rule imagenet_tensors:
     input:
-        code=code("imagenet", "io", "files"),
+        code=code("data", "imagenet-tensors"),
     output:
-        test="results/{dataset}/tensors/test.safetensors",
+        test=TEST,
     params:
         path=config["dataset"].get("path", ""),
         weights=",".join(sorted(set(PRETRAINED_WEIGHTS.values()))),
@@ -89,5 +89,5 @@ rule imagenet_tensors:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m lesion imagenet-tensors --path {params.path:q} --test-out {output.test}"
+        "python -m lesion data imagenet-tensors --path {params.path:q} --test-out {output.test}"
         " --weights {params.weights} --workers {threads} > {log} 2>&1"

@@ -1,19 +1,62 @@
-# The fault study (El-Mhamdi et al. 2019), for the models named in
-# config["faults"]: crashes in each layer, Monte Carlo error against bounds
-# b1-b4, and the same model trained in other regimes (dropout, the
-# b3-variance regulariser) for a fault-tolerance comparison. Crash sweeps of
-# the metrics table are ordinary operators (perturbations.crash).
-# Helpers (fault_params, fault_tables, ...) are in common.smk.
+# The fault study (El-Mhamdi et al. 2019), config section `faults`: crashes in
+# each layer of some models, the Monte Carlo error against bounds b1-b4, and
+# the same models trained in other regimes (dropout, the b3-variance
+# regulariser) for a fault-tolerance comparison. Crash sweeps for the metrics
+# table are ordinary operators (perturbations.crash, sweeps.smk).
+
+FAULTS = config.get("faults") or {}
+FAULT_MODELS = FAULTS.get("models", [])
+REGIMES = FAULTS.get("regimes") or {}
+FAULT_FIGURES = ["bounds", "tolerance"] if REGIMES else ["bounds"]
+FAULTS_DIR = "results/{dataset}/{model}/faults"
+REGIME_DIR = "results/{dataset}/{model}/faults/regimes/{regime}"
+
+for _model in FAULT_MODELS:
+    if _model not in MODELS:
+        raise WorkflowError(
+            f"config error: faults.models = {FAULT_MODELS!r}: {_model!r} is not a "
+            f"model of this study; expected some of {MODELS}"
+        )
+
+
+def fault_dir(dataset, model, regime=None):
+    """Where a network's fault tables live; a regime that adds nothing is the study's network."""
+    plain = regime is None or not any(REGIMES[regime].values())
+    pattern = FAULTS_DIR if plain else REGIME_DIR
+    return pattern.format(dataset=dataset, model=model, regime=regime)
+
+
+def fault_params(wildcards):
+    return {
+        "layers": ",".join(model_layers(wildcards.model)),
+        "levels": ",".join(repr(float(p)) for p in FAULTS["levels"]),
+        "repetitions": FAULTS["repetitions"],
+        "inputs": f"--inputs {FAULTS['inputs']}" if FAULTS.get("inputs") else "",
+    }
+
+
+def fault_tables(kind):
+    """Input function: the `kind` tables (errors or bounds) a fault figure draws."""
+
+    def tables(wildcards):
+        regimes = [None] if wildcards.fault_figure == "bounds" else list(REGIMES)
+        return [f"{fault_dir(wildcards.dataset, wildcards.model, r)}/{kind}.parquet" for r in regimes]
+
+    return tables
+
+
+def fault_labels(wildcards):
+    return "base" if wildcards.fault_figure == "bounds" else " ".join(REGIMES)
 
 
 rule fault_bounds:
     input:
-        weights=rules.train.output.weights,
-        test=rules.tensors.output.test,
-        code=code("faults", "evaluate", "perturb", "models", "data", "io", "files", "catalog"),
+        weights=WEIGHTS,
+        test=TEST,
+        code=code("faults", "bounds"),
     output:
-        errors="results/{dataset}/{model}/faults/errors.parquet",
-        bounds="results/{dataset}/{model}/faults/bounds.parquet",
+        errors=f"{FAULTS_DIR}/errors.parquet",
+        bounds=f"{FAULTS_DIR}/bounds.parquet",
     params:
         faults=fault_params,
         seed=config["seed"],
@@ -29,7 +72,7 @@ rule fault_bounds:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m lesion faults --dataset {wildcards.dataset} --weights {input.weights}"
+        "python -m lesion faults bounds --dataset {wildcards.dataset} --weights {input.weights}"
         " --test {input.test} --layers {params.faults[layers]} --levels {params.faults[levels]}"
         " --repetitions {params.faults[repetitions]} {params.faults[inputs]}"
         " --seed {params.seed} --device {params.device}"
@@ -37,83 +80,66 @@ rule fault_bounds:
         " --threads {threads} > {log} 2>&1"
 
 
-rule train_regime:
+# The same network trained in a regime: the engine's train rule running the
+# fault study's train step (dropout and the b3 loss term).
+use rule train as train_regime with:
     input:
-        train=rules.tensors.output.train,
-        test=rules.tensors.output.test,
-        code=code("train", "faults", "models", "data", "evaluate", "perturb", "io", "files", "catalog"),
+        train=TRAIN,
+        test=TEST,
+        code=code("faults", "train"),
     output:
-        weights="results/{dataset}/{model}/faults/regimes/{regime}/weights.safetensors",
-        curve="results/{dataset}/{model}/faults/regimes/{regime}/training.parquet",
+        weights=f"{REGIME_DIR}/weights.safetensors",
+        curve=f"{REGIME_DIR}/training.parquet",
     params:
+        step="faults train",
         train=lambda w: train_settings(w.model),
-        regime=lambda w: regime_settings(w.regime),
+        options=lambda w: (
+            f"--dropout {REGIMES[w.regime]['dropout']!r}"
+            f" --b3-variance {REGIMES[w.regime]['b3_variance']!r}"
+        ),
         seed=config["seed"],
         device=config["device"],
     log:
         "logs/train_regime/{dataset}/{model}/{regime}.log",
     benchmark:
         "benchmarks/train_regime/{dataset}/{model}/{regime}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
-    shell:
-        "python -m lesion train --model {wildcards.model} --dataset {wildcards.dataset}"
-        " --train {input.train} --test {input.test}"
-        " --weights-out {output.weights} --curve-out {output.curve}"
-        " --epochs {params.train[epochs]} --batch-size {params.train[batch_size]}"
-        " --learning-rate {params.train[learning_rate]} --weight-decay {params.train[weight_decay]}"
-        " --dropout {params.regime[dropout]} --b3-variance {params.regime[b3_variance]}"
-        " --seed {params.seed} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
-rule regime_bounds:
+use rule fault_bounds as regime_bounds with:
     input:
         weights=rules.train_regime.output.weights,
-        test=rules.tensors.output.test,
-        code=code("faults", "evaluate", "perturb", "models", "data", "io", "files", "catalog"),
+        test=TEST,
+        code=code("faults", "bounds"),
     output:
-        errors="results/{dataset}/{model}/faults/regimes/{regime}/errors.parquet",
-        bounds="results/{dataset}/{model}/faults/regimes/{regime}/bounds.parquet",
-    params:
-        faults=fault_params,
-        seed=config["seed"],
-        device=config["device"],
-        batch_size=config["evaluate"]["batch_size"],
+        errors=f"{REGIME_DIR}/errors.parquet",
+        bounds=f"{REGIME_DIR}/bounds.parquet",
     log:
         "logs/regime_bounds/{dataset}/{model}/{regime}.log",
     benchmark:
         "benchmarks/regime_bounds/{dataset}/{model}/{regime}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
-    shell:
-        "python -m lesion faults --dataset {wildcards.dataset} --weights {input.weights}"
-        " --test {input.test} --layers {params.faults[layers]} --levels {params.faults[levels]}"
-        " --repetitions {params.faults[repetitions]} {params.faults[inputs]}"
-        " --seed {params.seed} --device {params.device}"
-        " --batch-size {params.batch_size} --errors-out {output.errors} --bounds-out {output.bounds}"
-        " --threads {threads} > {log} 2>&1"
 
 
 rule fault_figure:
     input:
         errors=fault_tables("errors"),
         bounds=fault_tables("bounds"),
-        code=code("faultplots", "plots", "files"),
+        code=code("faults", "figure"),
     output:
         png=report(
             "results/{dataset}/{model}/faults/figures/{fault_figure}.png",
-            caption="../report/faults.rst",
+            caption="../report/faults/figure.rst",
             category="Faults (El-Mhamdi et al. 2019)",
             subcategory="{dataset} / {model}",
             labels={"model": "{model}", "figure": "{fault_figure}"},
         ),
         pdf="results/{dataset}/{model}/faults/figures/{fault_figure}.pdf",
+        csv=report(
+            "results/{dataset}/{model}/faults/figures/{fault_figure}.csv",
+            caption="../report/faults/table.rst",
+            category="Faults (El-Mhamdi et al. 2019)",
+            subcategory="{dataset} / {model}",
+            labels={"model": "{model}", "table": "{fault_figure}"},
+        ),
     wildcard_constraints:
         fault_figure="bounds|tolerance",
     params:
@@ -125,6 +151,19 @@ rule fault_figure:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python -m lesion fault-figure {wildcards.fault_figure} --errors {input.errors}"
+        "python -m lesion faults figure {wildcards.fault_figure} --errors {input.errors}"
         " --bounds {input.bounds} --labels {params.labels}"
-        " --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+        " --png {output.png} --pdf {output.pdf} --csv {output.csv} > {log} 2>&1"
+
+
+def fault_targets():
+    return [
+        f"results/{DATASET}/{model}/faults/figures/{name}.{ext}"
+        for model in FAULT_MODELS
+        for name in FAULT_FIGURES
+        for ext in ("png", "pdf", "csv")
+    ]
+
+
+if FAULTS:
+    STUDY_TARGETS.append(fault_targets)

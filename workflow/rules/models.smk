@@ -1,19 +1,22 @@
 # Base networks: trained by the DAG itself, seeded; or, for ImageNet,
-# torchvision's pretrained weights.
+# torchvision's pretrained weights. Either way the network of a model is
+# WEIGHTS, so the rules that use it need not know which.
 
 
 rule train:
     input:
-        train=rules.tensors.output.train,
-        test=rules.tensors.output.test,
-        code=code("train", "models", "data", "evaluate", "io", "files", "catalog"),
+        train=TRAIN,
+        test=TEST,
+        code=code("model", "train"),
     output:
-        weights="results/{dataset}/{model}/weights.safetensors",
-        curve="results/{dataset}/{model}/training.parquet",
+        weights=WEIGHTS,
+        curve=CURVE,
     wildcard_constraints:
         dataset=f"{EXPORTED}|{DOWNLOADED}",
     params:
+        step="model train",  # a study's twin of this rule runs its own step
         train=lambda w: train_settings(w.model),
+        options="",  # and passes its own options
         seed=config["seed"],
         device=config["device"],
     log:
@@ -26,20 +29,21 @@ rule train:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m lesion train --model {wildcards.model} --dataset {wildcards.dataset}"
+        "python -m lesion {params.step} --model {wildcards.model} --dataset {wildcards.dataset}"
         " --train {input.train} --test {input.test}"
         " --weights-out {output.weights} --curve-out {output.curve}"
         " --epochs {params.train[epochs]} --batch-size {params.train[batch_size]}"
         " --learning-rate {params.train[learning_rate]} --weight-decay {params.train[weight_decay]}"
-        " --seed {params.seed} --device {params.device} --threads {threads} > {log} 2>&1"
+        " {params.options} --seed {params.seed} --device {params.device} --threads {threads}"
+        " > {log} 2>&1"
 
 
 # torchvision's weights file, from the URL of its weights enum, sha256-prefix
 # checked as torch.hub does. Named after the weights, so a catalog that picks
-# other weights downloads them; no code(...) input (the bytes are published).
+# other weights downloads them; no code input (the bytes are published).
 rule download_weights:
     output:
-        "resources/imagenet/weights/{weights}.pth",
+        PTH,
     params:
         mirror=mirror_option(),
     wildcard_constraints:
@@ -52,7 +56,7 @@ rule download_weights:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m lesion download-weights --weights {wildcards.weights} --out {output}"
+        "python -m lesion data download-weights --weights {wildcards.weights} --out {output}"
         " {params.mirror} > {log} 2>&1"
 
 
@@ -61,9 +65,9 @@ rule download_weights:
 rule pretrained:
     input:
         pth=pretrained_file,
-        code=code("fetch", "models", "io", "files", "catalog"),
+        code=code("data", "pretrained"),
     output:
-        weights="results/{dataset}/{model}/weights.safetensors",
+        weights=WEIGHTS,
     wildcard_constraints:
         dataset=IN_DIRECTORY,
     log:
@@ -73,5 +77,5 @@ rule pretrained:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m lesion pretrained --model {wildcards.model} --pth {input.pth}"
+        "python -m lesion data pretrained --model {wildcards.model} --pth {input.pth}"
         " --out {output.weights} > {log} 2>&1"

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lesion import files  # noqa: E402
-from lesion.plots import save  # noqa: E402
+from lesion.figures import save  # noqa: E402
 
 FIGURES = ("bounds", "tolerance")
 ROWS = {"mean": "RMS of E[Delta]", "std": "RMS of Std[Delta]", "norm_l2": "E ||Delta||_2"}
@@ -102,8 +102,13 @@ def tolerance_figure(tables: list[tuple[str, pd.DataFrame, pd.DataFrame]]) -> pl
 
 
 def figure(name: str, *, errors: list[str], bounds: list[str], labels: list[str] | None,
-           png: str, pdf: str) -> None:
-    """The fault-figure step: `bounds` of one network or `tolerance` across networks."""
+           png: str, pdf: str, csv: str | None = None) -> None:
+    """The fault-figure step: `bounds` of one network or `tolerance` across networks.
+
+    `csv`, when given, gets the numbers the figure draws, for the report: the
+    bounds table (bound, statistic, value, Monte Carlo value) or, for
+    tolerance, every network's errors with its label in column `network`.
+    """
     if name not in FIGURES:
         raise ValueError(f"fault figure {name!r} is unknown; expected one of {list(FIGURES)}")
     if len(errors) != len(bounds):
@@ -118,6 +123,11 @@ def figure(name: str, *, errors: list[str], bounds: list[str], labels: list[str]
         if len(read) != 1:
             raise ValueError(f"figure 'bounds' draws one network; got {len(read)} table pairs")
         fig = bounds_figure(read[0][1], read[0][2])
+        data = read[0][2]
     else:
         fig = tolerance_figure(read)
+        data = pd.concat([e.assign(network=label) for label, e, _ in read], ignore_index=True)
     save(fig, png, pdf)
+    if csv is not None:
+        with files.atomic_path(csv) as tmp:
+            data.to_csv(tmp, index=False)

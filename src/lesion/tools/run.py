@@ -1,4 +1,4 @@
-"""`python -m lesion.study SNAKEMAKE [ARGS...]`: run a study so that a killed run resumes.
+"""`python -m lesion.tools.run SNAKEMAKE [ARGS...]`: run a study so that a killed run resumes.
 
 What `make study` runs. Snakemake locks the directory while it runs, but a
 run killed outright (SIGKILL, the OOM killer, a cluster's time limit, a power

@@ -54,12 +54,8 @@ import torch
 from torch import nn
 
 from lesion import models, perturb
+from lesion.activations import opened, crash_split, crashed_logits
 
-# Modules that act elementwise (or per channel) on a layer's output: they
-# belong to the layer's neurons, so the crash happens after them.
-ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid,
-               nn.Hardtanh, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Identity)
-# Elementwise maps with |f(a) - f(b)| <= |a - b|, and reshapes: b1 and b2 hold through them.
 LIPSCHITZ_ONE = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Dropout, nn.Identity,
                  nn.Flatten)
 STATISTICS = ("mean", "std", "norm_l1", "norm_l2", "norm_linf")
@@ -67,77 +63,10 @@ NORMS = {"norm_l1": 1.0, "norm_l2": 2.0, "norm_linf": math.inf}
 BOUNDS = ("b1", "b2", "b3", "b4")
 
 
-def _opened(module: nn.Module) -> list[nn.Module]:
-    if type(module) is nn.Sequential:
-        return [m for child in module.children() for m in _opened(child)]
-    return [module]
-
-
-def flat_stages(model: nn.Module) -> list[nn.Module]:
-    """models.stages with nn.Sequential stages opened up (their composition is the same)."""
-    return [m for stage in models.stages(model) for m in _opened(stage)]
-
-
-def crash_site(model: nn.Module, layer: str) -> int:
-    """Index into flat_stages(model) of the last stage that belongs to `layer`'s neurons."""
-    target = models.layer(model, layer)
-    parts = flat_stages(model)
-    index = next((i for i, part in enumerate(parts) if part is target), None)
-    if index is None:
-        alone = [name for name, m in models.layers(model).items() if any(m is p for p in parts)]
-        raise ValueError(
-            f"layer {layer!r} of {model.lesion_name} sits inside a composite block (e.g. a "
-            f"residual block), so its neurons cannot be cut out for crash faults; expected one "
-            f"of {alone}")
-    while index + 1 < len(parts) and isinstance(parts[index + 1], ELEMENTWISE):
-        index += 1
-    return index
-
-
-def crash_split(model: nn.Module, layer: str) -> tuple[nn.Sequential, nn.Sequential]:
-    """(prefix, suffix): prefix(x) is `layer`'s neurons, suffix maps them to the output."""
-    parts, site = flat_stages(model), crash_site(model, layer)
-    return nn.Sequential(*parts[:site + 1]).eval(), nn.Sequential(*parts[site + 1:]).eval()
-
-
-def keep_mask(shape: Sequence[int], p: float, generator: torch.Generator) -> torch.Tensor:
-    """True where a neuron survives: each crashes (False) independently with probability p."""
-    return torch.rand(tuple(shape), generator=generator) >= p
-
-
-@torch.no_grad()
-def crashed_logits(suffix: nn.Module, activations: torch.Tensor,
-                   repetitions: Sequence[tuple[float, int]], *, batch_size: int,
-                   reps_per_pass: int) -> Iterator[torch.Tensor]:
-    """Yield the output [N, K] of every repetition (p, seed), in order.
-
-    `activations` are the clean neurons [N, ...] of the crashed layer, on the
-    evaluation device. Repetition r draws its masks from a CPU generator
-    seeded by its seed, batch after batch in input order, so its masks depend
-    on (seed, p, batch_size) only, never on how many repetitions share a
-    pass; `reps_per_pass` repetitions run through the suffix together, as one
-    batch of reps x inputs.
-    """
-    device = activations.device
-    suffix = suffix.to(device).eval()
-    for start in range(0, len(repetitions), reps_per_pass):
-        group = repetitions[start:start + reps_per_pass]
-        generators = [torch.Generator().manual_seed(int(seed)) for _, seed in group]
-        outputs = []
-        for i in range(0, len(activations), batch_size):
-            x = activations[i:i + batch_size]
-            keep = torch.stack([keep_mask(x.shape, p, g) for g, (p, _) in zip(generators, group,
-                                                                               strict=True)])
-            crashed = keep.to(device=device, dtype=x.dtype) * x
-            y = suffix(crashed.reshape(-1, *x.shape[1:]))
-            outputs.append(y.reshape(len(group), len(x), *y.shape[1:]))
-        yield from torch.cat(outputs, dim=1)
-
-
 def _dense_chain(suffix: nn.Module) -> list[torch.Tensor] | None:
     """The weight matrices of `suffix` if it is dense layers and 1-Lipschitz maps only."""
     weights = []
-    for module in _opened(suffix):
+    for module in opened(suffix):
         if isinstance(module, nn.Linear):
             weights.append(module.weight.detach())
         elif not isinstance(module, LIPSCHITZ_ONE):
@@ -317,29 +246,6 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
         files.write_table(pa.Table.from_pandas(frame, preserve_index=False), out)
 
 
-# Training for fault tolerance: dropout after every hidden layer's neurons,
-# and the b3-variance regulariser.
-
-def hidden_sites(model: nn.Module) -> list[int]:
-    """Crash sites (indices into flat_stages) of every weight layer but the last."""
-    names = list(models.layers(model))[:-1]
-    return [crash_site(model, name) for name in names]
-
-
-def forward_with_sites(parts: Sequence[nn.Module], x: torch.Tensor, sites: Sequence[int], *,
-                       dropout: float = 0.0, training: bool = False,
-                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The network's output and the neurons at `sites`, dropout applied after each site."""
-    acts = []
-    for i, part in enumerate(parts):
-        x = part(x)
-        if i in sites:
-            acts.append(x)
-            if dropout:
-                x = nn.functional.dropout(x, dropout, training=training)
-    return x, acts
-
-
 def b3_variance(y: torch.Tensor, acts: Sequence[torch.Tensor]) -> torch.Tensor:
     """b3's error variance per unit p, summed over layers and outputs, mean over the batch.
 
@@ -353,3 +259,13 @@ def b3_variance(y: torch.Tensor, acts: Sequence[torch.Tensor]) -> torch.Tensor:
                                 create_graph=True)
     total = sum((g * a.unsqueeze(0)).square().sum() for g, a in zip(grads, acts, strict=True))
     return total / y.shape[0]
+
+
+def b3_loss(weight: float):
+    """The b3-variance regulariser as training's extra loss term (lesion.train.ExtraLoss)."""
+    if not 0 <= weight < math.inf:
+        raise ValueError(f"b3_variance = {weight!r} is out of range; expected a finite number >= 0")
+
+    def loss(logits: torch.Tensor, acts: list[torch.Tensor]) -> torch.Tensor:
+        return weight * b3_variance(logits, acts)
+    return loss

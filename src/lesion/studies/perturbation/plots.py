@@ -8,7 +8,6 @@ from the original weights; `num_weights` how many parameters each layer has.
 
 from __future__ import annotations
 
-import os
 
 import matplotlib
 
@@ -17,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lesion import files  # noqa: E402
+from lesion.figures import save  # noqa: E402
 
 FIGURES = ("performances", "weight_diffs", "num_weights")
 
@@ -97,14 +97,6 @@ def num_weights(variants: pd.DataFrame) -> plt.Figure:
     ax.set(ylabel="parameters", yscale="log",
            title=f"{variants['dataset'].iloc[0]} / {variants['model'].iloc[0]}")
     return fig
-
-
-def save(fig: plt.Figure, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
-    """Write a figure as PNG and PDF, each atomically."""
-    for path, fmt in ((png, "png"), (pdf, "pdf")):
-        with files.atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
-    plt.close(fig)
 
 
 def figure(name: str, *, summary: str, variants: list[str], png: str, pdf: str) -> None:

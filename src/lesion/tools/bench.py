@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from lesion import data, evaluate, models, sweep
+from lesion import activations, data, evaluate, models, sweep
 
 
 def _best(repeats: int, fn, *args) -> float:
@@ -110,10 +110,9 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
 
 @torch.no_grad()
 def _crash_loop(model, layer, reps, images, batch_size, device) -> torch.Tensor:
-    from lesion import faults
 
-    parts = [part.to(device).eval() for part in faults.flat_stages(model)]
-    site = faults.crash_site(model, layer)
+    parts = [part.to(device).eval() for part in activations.flat_stages(model)]
+    site = activations.crash_site(model, layer)
     out = []
     for p, seed in reps:
         generator = torch.Generator().manual_seed(seed)
@@ -123,18 +122,17 @@ def _crash_loop(model, layer, reps, images, batch_size, device) -> torch.Tensor:
             for j, part in enumerate(parts):
                 h = part(h)
                 if j == site:
-                    h = h * faults.keep_mask(h.shape, p, generator).to(device, h.dtype)
+                    h = h * activations.keep_mask(h.shape, p, generator).to(device, h.dtype)
             logits.append(h)
         out.append(torch.cat(logits))
     return torch.stack(out)
 
 
 def _crash_prefix(model, layer, reps, images, batch_size, device, per_pass) -> torch.Tensor:
-    from lesion import faults
 
-    prefix, suffix = faults.crash_split(model, layer)
+    prefix, suffix = activations.crash_split(model, layer)
     neurons = evaluate.run_batched(prefix, images, batch_size, device)
-    return torch.stack(list(faults.crashed_logits(suffix, neurons, reps, batch_size=batch_size,
+    return torch.stack(list(activations.crashed_logits(suffix, neurons, reps, batch_size=batch_size,
                                                   reps_per_pass=per_pass)))
 
 

@@ -1,0 +1,56 @@
+"""`python -m lesion GROUP STEP ...`: the steps the rules run, grouped by who owns them.
+
+The engine's groups (data, model, sweep), one group per study (perturbation,
+faults) and the benchmarks (bench). Argument parsing only: every step
+imports its implementation lazily, so `--help` is instant at every level
+and a step that plots never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# Group -> the module that registers its steps (lesion.sources reads this too).
+GROUPS: dict[str, str] = {
+    "data": "lesion.cli.engine",
+    "model": "lesion.cli.engine",
+    "sweep": "lesion.cli.engine",
+    "perturbation": "lesion.studies.perturbation.cli",
+    "faults": "lesion.studies.faults.cli",
+    "bench": "lesion.tools.cli",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m lesion", description=__doc__.splitlines()[0])
+    groups = top.add_subparsers(dest="group", required=True, metavar="GROUP")
+    for module in dict.fromkeys(GROUPS.values()):
+        importlib.import_module(module).register(groups)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from lesion.cli.args import OUTPUTS
+    from lesion.files import InputFileError, check_output
+
+    args = parser().parse_args(argv)
+    name = f"lesion {args.group} {args.step}"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        for key in OUTPUTS:  # before any work: a long job must not fail at its end
+            if isinstance(getattr(args, key, None), str):
+                check_output(getattr(args, key))
+        args.func(args)
+    except (InputFileError, ValueError, RuntimeError) as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # an output that cannot be written, a disk that is full, ...
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{name}: error: {where}{err.strerror or err}; expected a writable "
+              "path (is a file in the place of a directory?)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,128 @@
+"""What every step's command line shares: argument types, input checks, threads.
+
+Argument types refuse a bad value with what was expected; `require` refuses a
+missing input file before a step pays for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Callable
+
+from lesion.files import InputFileError
+
+# Arguments that name files a step writes (checked up front by lesion.cli.main).
+OUTPUTS = ("out", "train_out", "test_out", "weights_out", "curve_out", "summary_out",
+           "summary_csv", "png", "pdf", "errors_out", "bounds_out", "variants_out", "csv")
+MIRROR_HELP = ("base URL of a mirror holding the official file names (default: the official "
+               "sources); checksums are the official ones either way")
+
+
+def levels(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = [math.nan]
+    if not values or not all(math.isfinite(x) for x in values):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 0.1,0.5,0.9, got {text!r}")
+    return values
+
+
+def bits(text: str) -> list[str | int]:
+    """Comma-separated bit fields (sign, exponent, mantissa, all) or bit indices."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    fields = ("all", "sign", "exponent", "mantissa")
+    if not items or not all(x in fields or x.isdigit() for x in items):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated bit fields {list(fields)} or bit indices such as "
+            f"30,29, got {text!r}")
+    return [int(x) if x.isdigit() else x for x in items]
+
+
+def names(text: str) -> list[str]:
+    found = [x.strip() for x in text.split(",") if x.strip()]
+    if not found:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names such as fc1,fc2, got {text!r}")
+    return found
+
+
+def number(convert: Callable[[str], float], accept: Callable[[float], bool],
+           expected: str) -> Callable[[str], float]:
+    """An argparse type: `convert` the text, refuse it unless `accept`-ed, saying what was expected."""
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = math.nan
+        if not accept(value):  # NaN is never accepted
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
+
+
+fraction = number(float, lambda v: 0 < v < 1, "a number between 0 and 1 (exclusive)")
+gigabytes = number(float, lambda v: 0 < v < math.inf, "a positive number of GB such as 4")
+positive = number(int, lambda v: v >= 1, "a positive integer")
+non_negative = number(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")
+
+
+def require(*paths: str | None) -> None:
+    """Refuse a missing input file before paying for importing torch."""
+    for path in paths:
+        if path is not None and not os.path.isfile(path):
+            what = "a directory" if os.path.isdir(path) else "not found"
+            raise InputFileError(f"{path}: {what}; expected an input file")
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+
+def steps(group: argparse.ArgumentParser) -> Callable[..., argparse.ArgumentParser]:
+    """A function that adds one step to `group`: step(name, func, help, torch_threads=False).
+
+    `func` must be the module-level function `_<name>` (dashes as
+    underscores): lesion.sources finds a step's imports by that name.
+    """
+    sub = group.add_subparsers(dest="step", required=True, metavar="STEP")
+
+    def step(name: str, func: Callable, help: str, *, torch_threads: bool = False):
+        assert func.__name__ == "_" + name.replace("-", "_"), (name, func.__name__)
+        parser = sub.add_parser(name, help=help, description=help)
+        parser.set_defaults(func=func)
+        if torch_threads:
+            parser.add_argument("--threads", type=positive, required=True, help="torch CPU threads")
+        return parser
+    return step
+
+
+def network(parser: argparse.ArgumentParser) -> None:
+    """--device and --batch-size of a step that evaluates a network (the rules pass both)."""
+    parser.add_argument("--device", required=True, help="auto, cpu or cuda")
+    parser.add_argument("--batch-size", type=positive, required=True, help="images per pass")
+
+
+def training_options(parser: argparse.ArgumentParser) -> None:
+    """The train block of the config (workflow/schemas/config.schema.yaml holds the defaults)."""
+    for name in ("--model", "--dataset", "--train", "--test", "--weights-out", "--curve-out"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--epochs", type=positive, required=True)
+    parser.add_argument("--batch-size", type=positive, required=True)
+    parser.add_argument("--learning-rate", type=float, required=True)
+    parser.add_argument("--weight-decay", type=float, required=True)
+    parser.add_argument("--seed", type=int, required=True, help="the study seed")
+    parser.add_argument("--device", required=True, help="auto, cpu or cuda")
+
+
+def check_model_fits(model: str, dataset: str) -> None:
+    """Refuse a model that the dataset cannot feed (lesion.catalog)."""
+    from lesion.catalog import DATASET_MODELS
+
+    if model not in DATASET_MODELS.get(dataset, (model,)):
+        raise ValueError(f"dataset {dataset!r} cannot feed model {model!r}; expected "
+                         f"one of {list(DATASET_MODELS[dataset])}")

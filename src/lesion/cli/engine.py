@@ -1,0 +1,207 @@
+"""The engine's steps: `python -m lesion data|model|sweep STEP ...`.
+
+data: raw data and tensor caches; model: trained or pretrained networks;
+sweep: variants, their predictions, the metrics table. Studies reuse these
+steps through their rules. Each step imports its implementation lazily, so
+`--help` is instant and torch-free steps never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lesion.cli.args import (MIRROR_HELP, bits, check_model_fits, fraction, gigabytes, levels,
+                             network, positive, require, set_threads, steps, training_options)
+
+
+def _export(args):
+    from lesion import data
+    data.export(args.dataset, args.out)
+
+
+def _download(args):
+    from lesion import fetch
+    fetch.download_dataset(args.dataset, args.out, mirror=args.mirror)
+
+
+def _tensors(args):
+    from lesion.catalog import DATASET_SOURCES
+
+    if DATASET_SOURCES.get(args.dataset) != "download":  # a download is a directory
+        require(args.raw)
+    from lesion import data
+    data.make_tensors(args.dataset, args.raw, args.train_out, args.test_out,
+                      test_fraction=args.test_fraction, seed=args.seed)
+
+
+def _imagenet_tensors(args):
+    from lesion import imagenet
+    imagenet.decode(args.path, args.test_out, weights=args.weights.split(","), workers=args.workers)
+
+
+def _download_weights(args):
+    from lesion import fetch
+    fetch.download_weights(args.weights, args.out, mirror=args.mirror)
+
+
+def _pretrained(args):
+    require(args.pth)
+    from lesion import fetch
+    fetch.import_weights(args.model, args.pth, args.out)
+
+
+def _train(args):
+    check_model_fits(args.model, args.dataset)
+    require(args.train, args.test)
+    from lesion import train
+    set_threads(args)
+    train.train(args.model, args.dataset, args.train, args.test, args.weights_out, args.curve_out,
+                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                weight_decay=args.weight_decay, seed=args.seed, device=args.device)
+
+
+def _variants(args):
+    from lesion.catalog import check_sweep
+
+    check_sweep(args.perturbation, args.levels)
+    require(args.weights)
+    from lesion import sweep
+    set_threads(args)
+    options = {"bits": args.bits} if args.bits is not None else {}
+    sweep.write_variants(args.dataset, args.weights, args.layer, args.perturbation,
+                         levels=args.levels, draws=args.draws, study_seed=args.seed,
+                         out=args.out, options=options)
+
+
+def _run(args):
+    _variants(argparse.Namespace(**{**vars(args), "out": args.variants_out}))
+    _predict(argparse.Namespace(**{**vars(args), "variants": args.variants_out}))
+
+
+def _variant_weights(args):
+    require(args.weights, args.variants)
+    from lesion import sweep
+    sweep.write_variant_weights(args.dataset, args.weights, args.variants, args.out)
+
+
+def _predict(args):
+    require(args.weights, args.test, args.variants)
+    from lesion import predict
+    set_threads(args)
+    if args.variants is None:
+        predict.predict_clean(args.dataset, args.weights, args.test, args.out,
+                              device=args.device, batch_size=args.batch_size)
+    else:
+        if args.variants_per_pass is None or args.cache_gb is None:
+            raise ValueError("--variants needs --variants-per-pass and --cache-gb (the config's "
+                             "evaluate.variants_per_pass and evaluate.cache_gb)")
+        predict.predict_sweep(args.dataset, args.weights, args.test, args.variants, args.out,
+                              device=args.device, batch_size=args.batch_size,
+                              variants_per_pass=args.variants_per_pass,
+                              cache_gb=args.cache_gb)
+
+
+def _metrics(args):
+    require(args.clean, *args.variants, *args.predictions)
+    from lesion import metrics
+    metrics.write_metrics(args.dataset, args.model, clean=args.clean, variants=args.variants,
+                          predictions=args.predictions, out=args.out,
+                          summary_out=args.summary_out, summary_csv=args.summary_csv)
+
+
+def sweep_options(parser: argparse.ArgumentParser) -> None:
+    """What defines a sweep: the network, the layer, the operator, its levels and draws."""
+    for name in ("--dataset", "--weights", "--layer", "--perturbation", "--out"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--levels", type=levels, required=True, help="e.g. 0.1,0.5,0.9")
+    parser.add_argument("--draws", type=positive, required=True)
+    parser.add_argument("--seed", type=int, required=True, help="the study seed")
+    parser.add_argument("--bits", type=bits, default=None,
+                        help="bit faults only: bit positions to hit, e.g. sign,exponent or 30,29 "
+                             "(default: all bits)")
+
+
+def evaluation_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The evaluate block of the config (the schema holds the defaults)."""
+    network(parser)
+    when = "" if required else " (required with --variants)"
+    parser.add_argument("--variants-per-pass", type=positive, default=None, required=required,
+                        help="variants per vmap-ed pass" + when)
+    parser.add_argument("--cache-gb", type=gigabytes, default=None, required=required,
+                        help="bound on the clean prefix activations held at once, GB" + when)
+
+
+def register(groups) -> None:
+    step = steps(groups.add_parser("data", help="Raw data, tensor caches, pretrained weights."))
+    s = step("export", _export, "Write a dataset's raw data as it ships.")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--out", required=True, help="raw.safetensors to write")
+
+    s = step("download", _download, "Download a dataset (mnist, cifar10) through torchvision, "
+             "md5-checked, into a directory that appears only when complete.")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--out", required=True, metavar="DIR", help="directory to create")
+    s.add_argument("--mirror", default=None, help=MIRROR_HELP)
+
+    s = step("tensors", _tensors, "Preprocess and split raw data into train/test tensors.")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--raw", required=True)
+    s.add_argument("--train-out", required=True)
+    s.add_argument("--test-out", required=True)
+    s.add_argument("--test-fraction", type=fraction, required=True)
+    s.add_argument("--seed", type=int, required=True, help="the study seed")
+
+    s = step("imagenet-tensors", _imagenet_tensors, "Decode the ILSVRC2012 validation images "
+             "once (the weights' transforms, stored as uint8).")
+    s.add_argument("--path", required=True, help="ImageFolder directory: <path>/<wnid>/*.JPEG")
+    s.add_argument("--test-out", required=True)
+    s.add_argument("--weights", required=True,
+                   help="torchvision weights whose transforms to use, comma-separated, e.g. "
+                        "ResNet18_Weights.IMAGENET1K_V1 (all must share one)")
+    s.add_argument("--workers", type=positive, default=1, help="decoding processes")
+
+    s = step("download-weights", _download_weights, "Download pretrained torchvision weights, "
+             "sha256-prefix checked.")
+    s.add_argument("--weights", required=True, help="full enum name, e.g. ResNet18_Weights.IMAGENET1K_V1")
+    s.add_argument("--out", required=True, help=".pth file to write")
+    s.add_argument("--mirror", default=None, help=MIRROR_HELP)
+
+    s = step("pretrained", _pretrained, "Store downloaded pretrained weights as safetensors "
+             "(loaded with weights_only=True).")
+    for name in ("--model", "--pth", "--out"):
+        s.add_argument(name, required=True)
+
+    step = steps(groups.add_parser("model", help="Train a network."))
+    training_options(step("train", _train, "Train a registry model, seeded.", torch_threads=True))
+
+    step = steps(groups.add_parser("sweep", help="Variants of a layer, their predictions, metrics."))
+    s = step("variants", _variants, "Draw every variant of one sweep; write its table.",
+             torch_threads=True)
+    sweep_options(s)
+
+    s = step("run", _run, "Draw every variant of one sweep and predict the test split with "
+             "each: the variants step, then the predict step, in one process.",
+             torch_threads=True)
+    sweep_options(s)
+    for name in ("--test", "--variants-out"):
+        s.add_argument(name, required=True)
+    evaluation_options(s)
+
+    s = step("variant-weights", _variant_weights, "Write every variant of a variants table as "
+             "safetensors, each checked against its recorded sha256.")
+    for name in ("--dataset", "--weights", "--variants"):
+        s.add_argument(name, required=True)
+    s.add_argument("--out", required=True, metavar="DIR", help="directory to create")
+
+    s = step("predict", _predict, "Predict the test split with the clean model or every "
+             "variant of a sweep.", torch_threads=True)
+    for name in ("--dataset", "--weights", "--test", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--variants", help="variants table; without it, the unperturbed model")
+    evaluation_options(s, required=False)
+
+    s = step("metrics", _metrics, "Metrics of every variant of a model, and their summary.")
+    for name in ("--dataset", "--model", "--clean", "--out", "--summary-out", "--summary-csv"):
+        s.add_argument(name, required=True)
+    s.add_argument("--variants", nargs="+", default=[], help="variants tables")
+    s.add_argument("--predictions", nargs="+", default=[], help="predictions, same order")

@@ -1,0 +1,112 @@
+"""The source files a step runs, found from its imports, for the rules' rebuild inputs.
+
+A rule lists the lesion modules its step runs as inputs, so that editing one
+reruns exactly the jobs that use it. Kept by hand such lists drift (a
+module imported later is forgotten and its jobs go stale), so they are
+derived: from the step's handler (`_<step>` in the module that registers the
+step's group, lesion.cli.GROUPS, and the functions of that module it
+calls), every `lesion` module it imports, and every
+module those import, at any depth and wherever the import statement stands
+(steps import lazily inside functions). Static, by `ast`: nothing is
+imported, so Snakemake pays about a millisecond per step. The CLI modules'
+own top-level imports count too (argument types run in every job).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent  # src/lesion
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    """`lesion.a.b` -> root/a/b.py or root/a/b/__init__.py (None if neither exists)."""
+    parts = name.split(".")[1:]
+    base = root.joinpath(*parts) if parts else root
+    for path in (base.with_suffix(".py") if parts else None, base / "__init__.py"):
+        if path is not None and path.is_file():
+            return path
+    return None
+
+
+def _imported(node: ast.AST, current: str) -> list[str]:
+    """Names of the lesion modules an import statement may load (module or package.attribute)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names if a.name.split(".")[0] == "lesion"]
+    if isinstance(node, ast.ImportFrom):
+        if node.level:  # relative: resolve against the current module's package
+            package = current.split(".")[: len(current.split(".")) - node.level]
+            base = ".".join(package + ([node.module] if node.module else []))
+        else:
+            base = node.module or ""
+        if base.split(".")[0] != "lesion":
+            return []
+        return [base] + [f"{base}.{a.name}" for a in node.names]
+    return []
+
+
+def _parents(name: str) -> list[str]:
+    """A module's packages, whose __init__ runs first: lesion.a.b -> [lesion, lesion.a]."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+@functools.cache
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def _closure(names: list[str], root: Path) -> set[Path]:
+    seen: set[Path] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        for candidate in [*_parents(name), name]:
+            path = _module_file(candidate, root)
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            for node in ast.walk(_parse(path)):
+                todo += _imported(node, candidate)
+    return seen
+
+
+def _handler_nodes(module: ast.Module, step: str, where: Path) -> list[ast.AST]:
+    """The nodes of a step's handler and of the module's functions it calls, at any depth."""
+    functions = {n.name: n for n in module.body if isinstance(n, ast.FunctionDef)}
+    name = "_" + step.replace("-", "_")
+    if name not in functions:
+        raise LookupError(f"{where}: no function {name}() for step {step!r}")
+    nodes, todo, seen = [], [name], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(functions[name]):
+            nodes.append(node)
+            if isinstance(node, ast.Name) and node.id in functions:
+                todo.append(node.id)
+    return nodes
+
+
+def step_sources(group: str, step: str, root: Path = PACKAGE) -> list[str]:
+    """Sorted paths of every lesion source file that `python -m lesion GROUP STEP` runs.
+
+    `root` is the `lesion` package directory to read (a copy of it in tests).
+    """
+    from lesion.cli import GROUPS
+
+    if group not in GROUPS:
+        raise LookupError(f"unknown step group {group!r}; expected one of {sorted(GROUPS)}")
+    cli_name = GROUPS[group]
+    cli_file = _module_file(cli_name, root)
+    tree = _parse(cli_file)
+    names = [cli_name]  # imports of the handler itself, and the CLI module's top level
+    for node in [*_handler_nodes(tree, step, cli_file), *tree.body]:
+        names += _imported(node, cli_name)
+    found = _closure([n for n in names if n != cli_name], root)
+    found |= {p for n in [cli_name, *_parents(cli_name)] if (p := _module_file(n, root))}
+    return sorted(str(p) for p in found)

@@ -1,0 +1,1 @@
+"""Tools around the studies: the make-study wrapper (run), benchmarks (bench, dagbench)."""

@@ -1,0 +1,55 @@
+# The perturbation study (Cheney et al. 2017), config section `perturbations`:
+# every weight layer of every model perturbed alone over a grid of levels and
+# draws (the sweeps and metrics of sweeps.smk), and its figures.
+
+PERTURBATION_FIGURES = ["performances", "weight_diffs", "num_weights"]
+
+
+def perturbation_figure(name):
+    return report(
+        f"results/{{dataset}}/{{model}}/figures/{name}.png",
+        caption=f"../report/perturbation/{name}.rst",
+        category="Perturbations (Cheney et al. 2017)",
+        subcategory="{dataset} / {model}",
+        labels={"model": "{model}", "figure": name},
+    )
+
+
+# One job draws every figure of a model: they read the same tables, and
+# matplotlib starts once.
+rule perturbation_figures:
+    input:
+        summary=SUMMARY,
+        variants=lambda w: sweep_paths(VARIANTS, w.dataset, w.model),
+        code=code("perturbation", "figures"),
+    output:
+        **{f"{name}_png": perturbation_figure(name) for name in PERTURBATION_FIGURES},
+        **{f"{name}_pdf": f"results/{{dataset}}/{{model}}/figures/{name}.pdf"
+           for name in PERTURBATION_FIGURES},
+    params:
+        out="results/{dataset}/{model}/figures",
+    log:
+        "logs/perturbation_figures/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/perturbation_figures/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "python -m lesion perturbation figures --summary {input.summary}"
+        " --variants {input.variants} --out {params.out} > {log} 2>&1"
+
+
+def perturbation_targets():
+    return [
+        path
+        for model in MODELS
+        for path in [
+            SUMMARY_CSV.format(dataset=DATASET, model=model),
+            *(f"results/{DATASET}/{model}/figures/{name}.{ext}"
+              for name in PERTURBATION_FIGURES for ext in ("png", "pdf")),
+        ]
+    ]
+
+
+if config.get("perturbations"):
+    STUDY_TARGETS.append(perturbation_targets)

@@ -1,0 +1,136 @@
+# Sweeps, the engine's core: every variant of one (model, operator, layer),
+# drawn on the CPU and predicted on the test split (GPU when present), in one
+# job so that Python and torch start once per sweep; and the metrics of all
+# sweeps of a model. The perturbation and fault studies both read these.
+
+
+# The operators of the study, in the catalog's order (not the config's: the
+# config is canonical, with sorted keys), which orders the tables and panels.
+PERTURBATIONS = [p for p in OPERATOR_LEVELS if p in config.get("perturbations", {})]
+
+
+def sweep_params(wildcards):
+    sweep = config["perturbations"][wildcards.perturbation]
+    bits = sweep.get("bits")  # bit faults: the bit positions they hit (all when left out)
+    bits = [bits] if isinstance(bits, str) else bits
+    return {
+        "levels": ",".join(repr(float(level)) for level in sweep["levels"]),
+        "draws": sweep["draws"],
+        "bits": "" if bits is None else "--bits " + ",".join(str(b) for b in bits),
+    }
+
+
+def sweep_paths(pattern, dataset, model):
+    """`pattern` (VARIANTS or PREDICTIONS) for every (perturbation, layer) of a model."""
+    return [
+        pattern.format(dataset=dataset, model=model, perturbation=perturbation, layer=layer)
+        for perturbation in PERTURBATIONS
+        for layer in model_layers(model)
+    ]
+
+
+rule predict_clean:
+    input:
+        weights=WEIGHTS,
+        test=TEST,
+        code=code("sweep", "predict"),
+    output:
+        CLEAN,
+    params:
+        batch_size=config["evaluate"]["batch_size"],
+        device=config["device"],
+    log:
+        "logs/predict_clean/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/predict_clean/{dataset}/{model}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m lesion sweep predict --dataset {wildcards.dataset} --weights {input.weights}"
+        " --test {input.test} --out {output} --device {params.device}"
+        " --batch-size {params.batch_size} --threads {threads} > {log} 2>&1"
+
+
+rule sweep:
+    input:
+        weights=WEIGHTS,
+        test=TEST,
+        code=code("sweep", "run"),
+    output:
+        variants=VARIANTS,
+        predictions=PREDICTIONS,
+    params:
+        sweep=sweep_params,
+        seed=config["seed"],
+        evaluate=config["evaluate"],
+        device=config["device"],
+    log:
+        "logs/sweep/{dataset}/{model}/{perturbation}/{layer}.log",
+    benchmark:
+        "benchmarks/sweep/{dataset}/{model}/{perturbation}/{layer}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m lesion sweep run --dataset {wildcards.dataset} --weights {input.weights}"
+        " --test {input.test} --layer {wildcards.layer} --perturbation {wildcards.perturbation}"
+        " --levels {params.sweep[levels]} --draws {params.sweep[draws]} {params.sweep[bits]}"
+        " --seed {params.seed} --variants-out {output.variants} --out {output.predictions}"
+        " --device {params.device} --batch-size {params.evaluate[batch_size]}"
+        " --variants-per-pass {params.evaluate[variants_per_pass]}"
+        " --cache-gb {params.evaluate[cache_gb]} --threads {threads} > {log} 2>&1"
+
+
+# On demand only (not part of `all`): the perturbed tensors of every variant of
+# a sweep, for use outside lesion, e.g.
+#   snakemake results/digits/cnn/variant_weights/gaussian/fc1
+# The study itself never needs them: predict regenerates each variant from its
+# table row and checks its sha256.
+rule variant_weights:
+    input:
+        weights=WEIGHTS,
+        table=VARIANTS,
+        code=code("sweep", "variant-weights"),
+    output:
+        directory("results/{dataset}/{model}/variant_weights/{perturbation}/{layer}"),
+    log:
+        "logs/variant_weights/{dataset}/{model}/{perturbation}/{layer}.log",
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m lesion sweep variant-weights --dataset {wildcards.dataset}"
+        " --weights {input.weights} --variants {input.table} --out {output} > {log} 2>&1"
+
+
+rule metrics:
+    input:
+        clean=CLEAN,
+        variants=lambda w: sweep_paths(VARIANTS, w.dataset, w.model),
+        predictions=lambda w: sweep_paths(PREDICTIONS, w.dataset, w.model),
+        code=code("sweep", "metrics"),
+    output:
+        metrics=METRICS,
+        summary=SUMMARY,
+        csv=report(
+            SUMMARY_CSV,
+            caption="../report/perturbation/summary.rst",
+            category="Perturbations (Cheney et al. 2017)",
+            subcategory="{dataset} / {model}",
+            labels={"model": "{model}", "table": "metrics summary"},
+        ),
+    log:
+        "logs/metrics/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/metrics/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "python -m lesion sweep metrics --dataset {wildcards.dataset} --model {wildcards.model}"
+        " --clean {input.clean} --variants {input.variants} --predictions {input.predictions}"
+        " --out {output.metrics} --summary-out {output.summary} --summary-csv {output.csv}"
+        " > {log} 2>&1"
