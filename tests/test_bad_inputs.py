@@ -326,12 +326,14 @@ def made(tmp_path_factory) -> dict[str, str]:
     return p
 
 
-VARIANTS = ["variants", "--dataset", "digits", "--weights", "{weights.safetensors}",
-            "--layer", "fc1", "--perturbation", "gaussian", "--levels", "0.1,0.5", "--draws", "2"]
-PREDICT = ["predict", "--dataset", "digits", "--weights", "{weights.safetensors}",
-           "--test", "{test.safetensors}", "--variants", "{variants.parquet}", "--device", "cpu"]
-TENSORS = ["tensors", "--dataset", "digits", "--raw", "{raw.safetensors}",
-           "--train-out", "{out}/train.safetensors"]
+VARIANTS = ["sweep", "variants", "--dataset", "digits", "--weights", "{weights.safetensors}",
+            "--layer", "fc1", "--perturbation", "gaussian", "--levels", "0.1,0.5", "--draws", "2",
+            "--seed", "0", "--threads", "1"]
+PREDICT = ["sweep", "predict", "--dataset", "digits", "--weights", "{weights.safetensors}",
+           "--test", "{test.safetensors}", "--variants", "{variants.parquet}", "--device", "cpu",
+           "--batch-size", "512", "--variants-per-pass", "8", "--cache-gb", "4", "--threads", "1"]
+TENSORS = ["data", "tensors", "--dataset", "digits", "--raw", "{raw.safetensors}",
+           "--train-out", "{out}/train.safetensors", "--test-fraction", "0.25", "--seed", "0"]
 
 
 def fill(text: str, names: dict[str, str]) -> str:
@@ -348,8 +350,9 @@ def replaced(argv: list[str], flag: str, value: str) -> list[str]:
 # id: (argv with {name} for the inputs above and {out} for a fresh output
 # directory, words the message must hold); each run writes to {out}/.
 CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
-    "unknown step": (["varients"], ["invalid choice", "'varients'", "variants"]),
-    "missing arguments": (["variants", "--dataset", "digits", "--out", "{out}/v.parquet"],
+    "unknown group": (["swep"], ["invalid choice", "'swep'", "sweep"]),
+    "unknown step": (["sweep", "varients"], ["invalid choice", "'varients'", "variants"]),
+    "missing arguments": (["sweep", "variants", "--dataset", "digits", "--out", "{out}/v.parquet"],
                           ["required", "--weights", "--layer", "--levels"]),
     "levels not numbers": (replaced(VARIANTS, "--levels", "0.1,lots") + ["--out", "{out}/v.parquet"],
                            ["--levels", "'0.1,lots'", "comma-separated numbers"]),
@@ -357,7 +360,7 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
                    ["--draws", "'0'", "positive integer"]),
     "negative draws": (replaced(VARIANTS, "--draws", "-2") + ["--out", "{out}/v.parquet"],
                        ["--draws", "'-2'", "positive integer"]),
-    "epochs not a number": (["train", "--epochs", "ten"], ["--epochs", "'ten'", "positive integer"]),
+    "epochs not a number": (["model", "train", "--epochs", "ten"], ["--epochs", "'ten'", "positive integer"]),
     "unknown operator": (replaced(VARIANTS, "--perturbation", "dropout") + ["--out", "{out}/v.parquet"],
                          ["'dropout'", str(sorted(OPERATOR_LEVELS))]),
     "knockout level above 1": (replaced(replaced(VARIANTS, "--perturbation", "synapse_knockout"),
@@ -369,11 +372,13 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
                          ["[0.1, 0.5, 0.1]", "[0.1]", "each level once"]),
     "unknown layer": (replaced(VARIANTS, "--layer", "fc9") + ["--out", "{out}/v.parquet"],
                       ["'fc9'", "['fc1', 'fc2', 'fc3']"]),
-    "unknown dataset": (["export", "--dataset", "digitz", "--out", "{out}/raw.safetensors"],
+    "unknown dataset": (["data", "export", "--dataset", "digitz", "--out", "{out}/raw.safetensors"],
                         ["'digitz'", "'digits'"]),
-    "unknown model": (["train", "--model", "lenet", "--dataset", "digits", "--train",
+    "unknown model": (["model", "train", "--model", "lenet", "--dataset", "digits", "--train",
                        "{train.safetensors}", "--test", "{test.safetensors}", "--weights-out",
-                       "{out}/w.safetensors", "--curve-out", "{out}/c.parquet"],
+                       "{out}/w.safetensors", "--curve-out", "{out}/c.parquet", "--epochs", "1",
+                       "--batch-size", "64", "--learning-rate", "0.001", "--weight-decay", "0",
+                       "--seed", "0", "--device", "cpu", "--threads", "1"],
                       ["'lenet'", "['cnn', 'mlp']"]),
     "weights missing": (replaced(VARIANTS, "--weights", "{out}/../nowhere.safetensors")
                         + ["--out", "{out}/v.parquet"], ["nowhere.safetensors", "not found"]),
@@ -406,16 +411,16 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
     "test split in the wrong layout": (replaced(PREDICT, "--test", "{no-images.safetensors}")
                                        + ["--out", "{out}/p.parquet"],
                                        ["no-images.safetensors", "no 'images' tensor"]),
-    "test fraction above 1": (TENSORS + ["--test-out", "{out}/test.safetensors",
-                                         "--test-fraction", "1.5"],
+    "test fraction above 1": (replaced(TENSORS, "--test-fraction", "1.5")
+                              + ["--test-out", "{out}/test.safetensors"],
                               ["--test-fraction", "'1.5'", "between 0 and 1"]),
     "output under a file": (VARIANTS + ["--out", "{file}/v.parquet"],
                             ["a-file/v.parquet", "a-file is not a directory",
                              "expected a directory there"]),
-    "unknown figure": (["figure", "performance", "--summary", "{variants.parquet}",
-                        "--png", "{out}/f.png", "--pdf", "{out}/f.pdf"],
+    "unknown figure": (["perturbation", "figures", "--names", "performance", "--summary",
+                        "{variants.parquet}", "--out", "{out}/figures"],
                        ["'performance'", "['performances', 'weight_diffs', 'num_weights']"]),
-    "unequal metrics inputs": (["metrics", "--dataset", "digits", "--model", "mlp", "--clean",
+    "unequal metrics inputs": (["sweep", "metrics", "--dataset", "digits", "--model", "mlp", "--clean",
                                 "{variants.parquet}", "--variants", "{variants.parquet}",
                                 "{variants.parquet}", "--predictions", "{variants.parquet}",
                                 "--out", "{out}/m.parquet", "--summary-out", "{out}/s.parquet",

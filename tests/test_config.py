@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lesion.config import ConfigError, check, load_schema
+from lesion.config import ConfigError, canonical, check, load_schema
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -60,3 +60,42 @@ def test_mistakes_name_key_value_and_what_is_allowed(case):
     assert "\n" not in message
     for word in words:
         assert word in message, f"{word!r} missing from: {message}"
+
+
+# --- canonical params ---------------------------------------------------------
+
+def test_canonical_fills_defaults_sorts_keys_and_normalises_numbers():
+    schema = SCHEMA
+    written = {"perturbations": {"gaussian": {"draws": 2.0, "levels": [1, 0.5]}},
+               "models": {"mlp": {"train": {"epochs": 5.0}}}, "dataset": {"name": "digits"},
+               "train": {"learning_rate": 1}}
+    out = canonical(written, schema)
+    assert list(out) == sorted(out)
+    assert out["seed"] == 0 and out["device"] == "auto"            # defaults filled in
+    assert out["evaluate"] == {"batch_size": 512, "cache_gb": 4.0, "variants_per_pass": 8}
+    assert out["train"] == {"batch_size": 64, "epochs": 40, "learning_rate": 1.0,
+                            "weight_decay": 0.0}
+    assert out["models"]["mlp"] == {"layers": "all", "train": {"epochs": 5}}  # no defaults here
+    assert type(out["models"]["mlp"]["train"]["epochs"]) is int
+    assert out["perturbations"]["gaussian"] == {"draws": 2, "levels": [1.0, 0.5]}
+    assert type(out["perturbations"]["gaussian"]["draws"]) is int
+    assert [type(x) for x in out["perturbations"]["gaussian"]["levels"]] == [float, float]
+    assert written["models"]["mlp"]["train"] == {"epochs": 5.0}  # the input is left alone
+
+
+def test_a_models_own_train_block_overrides_only_the_keys_it_names():
+    # A model's train block gets no defaults: filling them would override the
+    # shared block's values with the schema's.
+    schema = SCHEMA
+    out = canonical({"dataset": {"name": "digits"}, "train": {"batch_size": 128},
+                     "models": {"mlp": {"train": {"epochs": 5}}}}, schema)
+    assert {**out["train"], **out["models"]["mlp"]["train"]}["batch_size"] == 128
+
+
+def test_canonical_is_the_same_for_every_spelling_of_a_shipped_config():
+    schema = SCHEMA
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        config = yaml.safe_load(path.read_text())
+        respelled = yaml.safe_load(yaml.safe_dump(dict(reversed(list(canonical(config, schema).items()))),
+                                                  sort_keys=False, indent=4))
+        assert repr(canonical(respelled, schema)) == repr(canonical(config, schema)), path.name

@@ -143,11 +143,13 @@ def _leftovers(parent: Path) -> list[str]:
 def test_mnist_downloads_from_the_mirror_and_keeps_the_official_split(
         tmp_path, server, mnist_files, mnist_checksums):
     out = tmp_path / "resources" / "mnist" / "torchvision"
-    assert cli.main(["download", "--dataset", "mnist", "--out", str(out), "--mirror", server[1]]) == 0
+    assert cli.main(["data", "download", "--dataset", "mnist", "--out", str(out),
+                     "--mirror", server[1]]) == 0
     assert _leftovers(out.parent) == []
     train, test = tmp_path / "train.safetensors", tmp_path / "test.safetensors"
-    assert cli.main(["tensors", "--dataset", "mnist", "--raw", str(out), "--train-out", str(train),
-                     "--test-out", str(test)]) == 0
+    assert cli.main(["data", "tensors", "--dataset", "mnist", "--raw", str(out),
+                     "--train-out", str(train),
+                     "--test-out", str(test), "--test-fraction", "0.25", "--seed", "0"]) == 0
     for path, prefix, n in ((train, "train", MNIST_TRAIN), (test, "t10k", MNIST_TEST)):
         images, labels = data.load_split(path)
         assert images.shape == (n, 1, 28, 28) and images.dtype == torch.float32
@@ -166,7 +168,7 @@ def test_truncated_mnist_file_is_refused_and_nothing_is_written(
     images = bad / "t10k-images-idx3-ubyte.gz"
     images.write_bytes(images.read_bytes()[:-50])
     out = tmp_path / "mnist"
-    args = ["download", "--dataset", "mnist", "--out", str(out), "--mirror", url + "truncated/"]
+    args = ["data", "download", "--dataset", "mnist", "--out", str(out), "--mirror", url + "truncated/"]
     assert cli.main(args) == 1
     err = capsys.readouterr().err
     assert "t10k-images-idx3-ubyte.gz is corrupt or truncated: md5" in err
@@ -249,10 +251,12 @@ def squeezenet_url(monkeypatch, squeezenet_pth):
 def test_pretrained_weights_are_hash_checked_and_stored_as_safetensors(
         tmp_path, server, squeezenet_pth, squeezenet_url):
     pth = tmp_path / "resources" / f"{WEIGHTS}.pth"
-    assert cli.main(["download-weights", "--weights", WEIGHTS, "--out", str(pth), "--mirror", server[1]]) == 0
+    assert cli.main(["data", "download-weights", "--weights", WEIGHTS, "--out", str(pth),
+                     "--mirror", server[1]]) == 0
     assert pth.read_bytes() == squeezenet_pth[0].read_bytes()
     out = tmp_path / "weights.safetensors"
-    assert cli.main(["pretrained", "--model", "squeezenet1_1", "--pth", str(pth), "--out", str(out)]) == 0
+    assert cli.main(["data", "pretrained", "--model", "squeezenet1_1", "--pth", str(pth),
+                     "--out", str(out)]) == 0
     loaded = models.load_weights(out, num_classes=1000, input_shape=(3, 224, 224))
     for key, value in squeezenet_pth[1].items():
         assert torch.equal(loaded.state_dict()[key], value)
@@ -385,7 +389,7 @@ def test_imagenet_dry_run_without_images_stops_with_the_instructions(tmp_path):
 def test_real_configs_plan_download_and_pretrained_jobs(tmp_path):
     mnist = _dry_run(tmp_path / "mnist", _config("mnist", mirror="http://127.0.0.1:9/m/"))
     assert mnist.returncode == 0, mnist.stderr[-3000:]
-    assert "python -m lesion download --dataset mnist --out resources/mnist/torchvision" \
+    assert "python -m lesion data download --dataset mnist --out resources/mnist/torchvision" \
            " --mirror http://127.0.0.1:9/m/" in mnist.stdout
     cifar = _dry_run(tmp_path / "cifar10", _config("cifar10"))
     assert cifar.returncode == 0, cifar.stderr[-3000:]

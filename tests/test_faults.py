@@ -12,7 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from lesion import bench, data, faults, io, models, perturb, train
+from lesion import activations, data, io, models, perturb, train
+from lesion.studies.faults import bounds as faults
+from lesion.tools import bench
 
 CPU = torch.device("cpu")
 
@@ -35,7 +37,7 @@ def trained(tmp_path_factory) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 def masks(p: float, seeds: list[int], shape=(300, 50), batch_size=64, per_pass=4) -> torch.Tensor:
     """The keep-masks [reps, inputs, neurons] the sweep draws: crash an identity suffix of ones."""
     reps = [(p, s) for s in seeds]
-    return torch.stack(list(faults.crashed_logits(nn.Sequential(), torch.ones(shape), reps,
+    return torch.stack(list(activations.crashed_logits(nn.Sequential(), torch.ones(shape), reps,
                                                   batch_size=batch_size, reps_per_pass=per_pass)))
 
 
@@ -68,22 +70,22 @@ def test_crashed_neurons_are_the_activated_outputs_of_the_layer(mlp, cnn, digits
     with torch.no_grad():
         mlp(x)
     handle.remove()  # the fixture is shared
-    prefix, _ = faults.crash_split(mlp, "fc1")
+    prefix, _ = activations.crash_split(mlp, "fc1")
     assert torch.equal(prefix(x), seen["relu1"])
     for model, layer in ((mlp, "fc3"), (cnn, "fc2")):  # the last layer's neurons are the logits
-        prefix, suffix = faults.crash_split(model, layer)
+        prefix, suffix = activations.crash_split(model, layer)
         assert len(suffix) == 0 and torch.allclose(prefix(x), model(x))
-    prefix, suffix = faults.crash_split(cnn, "conv1")
+    prefix, suffix = activations.crash_split(cnn, "conv1")
     assert isinstance(prefix[-1], nn.ReLU) and isinstance(suffix[0], nn.Conv2d)
 
 
 def test_a_layer_inside_a_residual_block_is_refused_with_the_layers_that_can_crash():
     torch.manual_seed(0)
     resnet = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32))
-    prefix, suffix = faults.crash_split(resnet, "conv1")
+    prefix, suffix = activations.crash_split(resnet, "conv1")
     assert isinstance(prefix[-1], nn.ReLU)  # stem conv, batch norm, relu
     with pytest.raises(ValueError, match=r"'conv2' .* composite block.*\['conv1', 'fc1'\]"):
-        faults.crash_split(resnet, "conv2")
+        activations.crash_split(resnet, "conv2")
 
 
 def test_batched_repetitions_equal_a_whole_network_loop(trained):
@@ -99,12 +101,12 @@ def test_batched_repetitions_equal_a_whole_network_loop(trained):
 
 def monte_carlo(model, layer, images, p, repetitions, seed=0):
     """Per-input errors Delta [R, N, K] and the clean neurons / suffix of a layer."""
-    prefix, suffix = faults.crash_split(model, layer)
+    prefix, suffix = activations.crash_split(model, layer)
     with torch.no_grad():
         x = prefix(images)
         y = suffix(x)
     reps = [(p, perturb.variant_seed(seed, "mlp", layer, "crash", p, r)) for r in range(repetitions)]
-    crashed = torch.stack(list(faults.crashed_logits(suffix, x, reps, batch_size=512,
+    crashed = torch.stack(list(activations.crashed_logits(suffix, x, reps, batch_size=512,
                                                      reps_per_pass=250)))
     return crashed - y, x, y, suffix
 
@@ -171,7 +173,7 @@ def test_b1_and_b2_are_never_below_the_monte_carlo_error(trained):
 
 def test_b1_and_b2_are_left_out_where_the_rest_of_the_network_is_not_dense(cnn, digits):
     x, _ = digits
-    prefix, suffix = faults.crash_split(cnn, "conv2")  # max-pooling follows
+    prefix, suffix = activations.crash_split(cnn, "conv2")  # max-pooling follows
     with torch.no_grad():
         a = prefix(x[:8])
         terms = faults._per_input_terms(suffix, a, suffix(a), rows_per_pass=4096)
@@ -180,13 +182,13 @@ def test_b1_and_b2_are_left_out_where_the_rest_of_the_network_is_not_dense(cnn, 
 
 def test_b3_variance_regulariser_is_b3s_variance_at_p_one(trained):
     model, images, _ = trained
-    parts = faults.flat_stages(model)
+    parts = activations.flat_stages(model)
     x = images[:32]
-    logits, acts = faults.forward_with_sites(parts, x, faults.hidden_sites(model))
+    logits, acts = activations.forward_with_sites(parts, x, activations.hidden_sites(model))
     penalty = float(faults.b3_variance(logits, acts).detach())
     expected = 0.0
     for layer in ("fc1", "fc2"):
-        prefix, suffix = faults.crash_split(model, layer)
+        prefix, suffix = activations.crash_split(model, layer)
         a = prefix(x).detach()
         terms = faults._per_input_terms(suffix, a, suffix(a).detach(), rows_per_pass=4096)
         expected += float(terms["g_sq"].sum(-1).mean())  # sum over outputs, mean over inputs

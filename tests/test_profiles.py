@@ -43,7 +43,7 @@ def gpu_rules() -> dict[str, int]:
 
 
 def test_the_gpu_rules_are_the_ones_the_design_names():
-    assert {"train", "predict_clean", "predict"} <= set(gpu_rules())
+    assert {"train", "predict_clean", "sweep"} <= set(gpu_rules())
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -104,7 +104,7 @@ def dry_run_resources(tmp_path, profile: str) -> list[tuple[str, dict[str, str]]
 def test_dry_run_submits_gpu_jobs_to_the_gpu_partition_and_the_rest_elsewhere(tmp_path, profile):
     key, gpu, cpu = PROFILES[profile]
     jobs = [(rule, resources) for rule, resources in dry_run_resources(tmp_path, profile) if rule != "all"]
-    assert {rule for rule, _ in jobs} >= {"train", "predict_clean", "predict", "variants", "metrics"}
+    assert {rule for rule, _ in jobs} >= {"train", "predict_clean", "sweep", "metrics"}
     for rule, resources in jobs:
         if rule in gpu_rules():
             assert resources.get(key) == gpu and resources.get("gpu") == "1", (rule, resources)

@@ -59,7 +59,7 @@ def write_config(root: Path, config: dict) -> None:
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def snakemake(root: Path, *args: str, timeout: float = 300) -> str:
+def snakemake(root: Path, *args: str, timeout: float = 300, expect_failure: bool = False) -> str:
     """Run Snakemake on the study in `root`; its whole output (it logs to stderr)."""
     bindir = str(Path(sys.executable).parent)  # the rules call `python -m lesion`
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
@@ -69,11 +69,14 @@ def snakemake(root: Path, *args: str, timeout: float = 300) -> str:
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         timeout=timeout, check=False,
     )
-    assert proc.returncode == 0, f"snakemake {' '.join(args)} failed:\n{proc.stdout[-6000:]}"
+    if expect_failure:
+        assert proc.returncode != 0, f"snakemake {' '.join(args)} succeeded:\n{proc.stdout[-6000:]}"
+    else:
+        assert proc.returncode == 0, f"snakemake {' '.join(args)} failed:\n{proc.stdout[-6000:]}"
     return proc.stdout
 
 
-def planned_jobs(root: Path) -> list[tuple[str, dict[str, str]]]:
+def planned_jobs(root: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
     """The jobs a dry run schedules, as (rule, wildcards), one per job.
 
     A dry run prints one block per job, `rule NAME:` (or `localrule NAME:`)
@@ -86,7 +89,7 @@ def planned_jobs(root: Path) -> list[tuple[str, dict[str, str]]]:
     table: if Snakemake ever prints them differently, the parse fails loudly
     here instead of finding no jobs and passing.
     """
-    out = snakemake(root, "--dry-run")
+    out = snakemake(root, "--dry-run", *args)
     if NOTHING_TO_BE_DONE in out:
         return []
     jobs: list[tuple[str, dict[str, str]]] = []
@@ -176,50 +179,103 @@ def test_a_finished_study_has_nothing_to_do(study):
 def test_touching_a_module_without_changing_it_reruns_nothing(study):
     # Snakemake 9 records the checksums of small inputs: a newer mtime with the
     # same content is not a change (so `touch` does not force a rerun).
-    plots = study / "src" / "lesion" / "plots.py"
+    plots = study / "src" / "lesion" / "studies" / "perturbation" / "plots.py"
     later = plots.stat().st_mtime + 3600
     os.utime(plots, (later, later))
     assert planned_jobs(study) == []
 
 
-def test_editing_plot_module_reruns_only_figures(study):
-    plots = study / "src" / "lesion" / "plots.py"
-    original = plots.read_bytes()
+SWEEPS = len(PERTURBATIONS) * len(LAYERS)
+# Module edited -> the jobs that must rerun, by rule: those whose step imports
+# it (at any depth), and what is downstream of them. Written out by hand from
+# what each step does, not from lesion.sources.
+RERUNS = {
+    "studies/perturbation/plots.py": {"perturbation_figures": 1},
+    "metrics.py": {"metrics": 1, "perturbation_figures": 1},
+    "predict.py": {"sweep": SWEEPS, "predict_clean": 1, "metrics": 1, "perturbation_figures": 1},
+    # the crash masks: the predict step runs them, and training with dropout
+    "activations.py": {"train": 1, "sweep": SWEEPS, "predict_clean": 1, "metrics": 1,
+                       "perturbation_figures": 1},
+    "data.py": {"export_dataset": 1, "tensors": 1, "train": 1, "sweep": SWEEPS,
+                "predict_clean": 1, "metrics": 1, "perturbation_figures": 1},
+    # the fault study's science: this study has no fault section
+    "studies/faults/bounds.py": {},
+    "studies/faults/plots.py": {},
+}
+
+
+@pytest.mark.parametrize("module", RERUNS)
+def test_editing_a_module_reruns_exactly_the_jobs_whose_steps_import_it(study, module):
+    path = study / "src" / "lesion" / module
+    original = path.read_bytes()
     try:
-        plots.write_bytes(original + b"\n# an edit the figures have not seen\n")
+        path.write_bytes(original + b"\n# an edit the jobs have not seen\n")
         jobs = planned_jobs(study)
     finally:
-        plots.write_bytes(original)  # same checksum again: the study is up to date
-    assert Counter(rule for rule, _ in jobs) == {"figure": len(FIGURES), "all": 1}
-    assert sorted(w["name"] for rule, w in jobs if rule == "figure") == sorted(FIGURES)
+        path.write_bytes(original)  # same checksum again: the study is up to date
+    expected = {**RERUNS[module], "all": 1} if RERUNS[module] else {}
+    assert Counter(rule for rule, _ in jobs) == expected
     assert planned_jobs(study) == []
 
 
-def test_changing_one_operators_levels_reruns_only_its_sweeps(study):
+def canonical_twin(config: dict) -> str:
+    """`config` written as another person would: keys in another order, other
+    indentation, every default spelled out, integers as floats where YAML allows."""
+    spelled = {**config, "device": config["device"], "seed": float(config["seed"]),
+               "evaluate": {"cache_gb": 4, "variants_per_pass": 8, "batch_size": 512.0},
+               "train": {**config["train"], "epochs": float(config["train"]["epochs"]),
+                         "batch_size": 64, "learning_rate": 1e-3, "weight_decay": 0},
+               "dataset": {**config["dataset"], "test_fraction": 0.25},
+               "models": {m: {"layers": v["layers"], "train": {}} for m, v in config["models"].items()}}
+    reordered = dict(reversed(list(spelled.items())))
+    return yaml.safe_dump(reordered, sort_keys=True, indent=4, default_flow_style=False)
+
+
+def test_a_reordered_reformatted_config_with_defaults_spelled_out_reruns_nothing(study):
+    config = study / "config" / "config.yaml"
+    original = config.read_text()
+    try:
+        config.write_text(canonical_twin(CONFIG))
+        assert config.read_text() != original
+        assert planned_jobs(study) == []
+    finally:
+        config.write_text(original)
+
+
+def test_changing_one_operators_levels_in_an_overlay_reruns_only_its_sweeps(study):
     # Last in the file: it rebuilds the study under a changed config for good
-    # (restoring it would cost a second rebuild).
+    # (restoring it would cost a second rebuild). The change is an overlay:
+    # a file naming only what changes, merged onto the study's config.
     new_levels = [0.2, 0.8]
-    config = {**CONFIG, "perturbations": {**CONFIG["perturbations"],
-                                          "gaussian": {"levels": new_levels, "draws": DRAWS}}}
+    overlay = study / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"perturbations": {"gaussian": {"levels": new_levels}}}))
+    layered = ("--configfile", "config/config.yaml", "overlay.yaml")
     untouched = [model_dir(study) / "weights.safetensors",
                  *(model_dir(study) / kind / "synapse_knockout" / f"{layer}.parquet"
                    for kind in ("variants", "predictions") for layer in LAYERS)]
     before = {path: path.stat().st_mtime_ns for path in untouched}
-    write_config(study, config)
 
-    jobs = planned_jobs(study)
+    jobs = planned_jobs(study, *layered)
     assert Counter(rule for rule, _ in jobs) == {
-        "variants": len(LAYERS), "predict": len(LAYERS), "metrics": 1,
-        "figure": len(FIGURES), "all": 1}
-    for kind in ("variants", "predict"):
-        swept = [w for rule, w in jobs if rule == kind]
-        assert {w["perturbation"] for w in swept} == {"gaussian"}
-        assert sorted(w["layer"] for w in swept) == LAYERS
+        "sweep": len(LAYERS), "metrics": 1, "perturbation_figures": 1, "all": 1}
+    swept = [w for rule, w in jobs if rule == "sweep"]
+    assert {w["perturbation"] for w in swept} == {"gaussian"}
+    assert sorted(w["layer"] for w in swept) == LAYERS
 
-    snakemake(study)
-    assert planned_jobs(study) == []
+    snakemake(study, *layered)
+    assert planned_jobs(study, *layered) == []
     assert {path: path.stat().st_mtime_ns for path in untouched} == before
     metrics = pd.read_parquet(model_dir(study) / "metrics.parquet")
     levels = metrics.groupby("perturbation")["level"].unique()
     assert sorted(levels["gaussian"]) == new_levels
     assert sorted(levels["synapse_knockout"]) == LEVELS
+    draws = metrics.loc[metrics["perturbation"] == "gaussian", "draw"]
+    assert set(draws) == set(range(DRAWS))  # kept from the config under the overlay
+
+
+def test_an_overlay_is_checked_after_merging(study):
+    overlay = study / "bad-overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"perturbations": {"gaussian": {"draws": 0}}}))
+    out = snakemake(study, "-n", "--configfile", "config/config.yaml", "bad-overlay.yaml",
+                    expect_failure=True)
+    assert "perturbations.gaussian.draws = 0" in out and ">= 1" in out

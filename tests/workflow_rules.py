@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 ACTIONS = ("shell", "script", "run", "notebook", "wrapper")
 
 _RULE = re.compile(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|[ \t]*\n)*)", re.MULTILINE)
+# `use rule BASE as NAME with:` and its overriding directives (a twin of BASE).
+_USE = re.compile(r"^use rule (\w+) as (\w+) with:\n((?:[ \t]+.*\n|[ \t]*\n)*)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,14 @@ class Rule:
 
 def workflow_rules(root: Path = REPO) -> dict[str, Rule]:
     files = [root / "Snakefile", *sorted((root / "workflow" / "rules").glob("*.smk"))]
-    rules = {}
+    rules, twins = {}, []
     for file in files:
-        for match in _RULE.finditer(file.read_text()):
+        text = file.read_text()
+        for match in _RULE.finditer(text):
             rules[match[1]] = Rule(match[1], file, match[0])
+        twins += [(file, match) for match in _USE.finditer(text)]
+    for file, match in twins:
+        # the twin's own directives first (directive() takes the first), then the base's
+        base = rules[match[1]].text.split("\n", 1)[1]
+        rules[match[2]] = Rule(match[2], file, f"rule {match[2]}:\n{match[3]}{base}")
     return rules

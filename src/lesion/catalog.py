@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Everything the workflow needs to know about a model, without building it.

@@ -24,6 +24,11 @@ TOPK = 5
 log = logging.getLogger(__name__)
 
 
+def set_threads(n: int) -> None:
+    """Torch's CPU threads for this process (a job's `threads`)."""
+    torch.set_num_threads(n)
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """`auto` is CUDA when present, else the CPU; `cuda` without a GPU is an error."""
     if name == "auto":

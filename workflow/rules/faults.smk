@@ -4,49 +4,8 @@
 # regulariser) for a fault-tolerance comparison. Crash sweeps for the metrics
 # table are ordinary operators (perturbations.crash, sweeps.smk).
 
-FAULTS = config.get("faults") or {}
-FAULT_MODELS = FAULTS.get("models", [])
-REGIMES = FAULTS.get("regimes") or {}
-FAULT_FIGURES = ["bounds", "tolerance"] if REGIMES else ["bounds"]
-FAULTS_DIR = "results/{dataset}/{model}/faults"
-REGIME_DIR = "results/{dataset}/{model}/faults/regimes/{regime}"
 
-for _model in FAULT_MODELS:
-    if _model not in MODELS:
-        raise WorkflowError(
-            f"config error: faults.models = {FAULT_MODELS!r}: {_model!r} is not a "
-            f"model of this study; expected some of {MODELS}"
-        )
-
-
-def fault_dir(dataset, model, regime=None):
-    """Where a network's fault tables live; a regime that adds nothing is the study's network."""
-    plain = regime is None or not any(REGIMES[regime].values())
-    pattern = FAULTS_DIR if plain else REGIME_DIR
-    return pattern.format(dataset=dataset, model=model, regime=regime)
-
-
-def fault_params(wildcards):
-    return {
-        "layers": ",".join(model_layers(wildcards.model)),
-        "levels": ",".join(repr(float(p)) for p in FAULTS["levels"]),
-        "repetitions": FAULTS["repetitions"],
-        "inputs": f"--inputs {FAULTS['inputs']}" if FAULTS.get("inputs") else "",
-    }
-
-
-def fault_tables(kind):
-    """Input function: the `kind` tables (errors or bounds) a fault figure draws."""
-
-    def tables(wildcards):
-        regimes = [None] if wildcards.fault_figure == "bounds" else list(REGIMES)
-        return [f"{fault_dir(wildcards.dataset, wildcards.model, r)}/{kind}.parquet" for r in regimes]
-
-    return tables
-
-
-def fault_labels(wildcards):
-    return "base" if wildcards.fault_figure == "bounds" else " ".join(REGIMES)
+include: "helpers/faults.smk"
 
 
 rule fault_bounds:
@@ -155,15 +114,3 @@ rule fault_figure:
         " --bounds {input.bounds} --labels {params.labels}"
         " --png {output.png} --pdf {output.pdf} --csv {output.csv} > {log} 2>&1"
 
-
-def fault_targets():
-    return [
-        f"results/{DATASET}/{model}/faults/figures/{name}.{ext}"
-        for model in FAULT_MODELS
-        for name in FAULT_FIGURES
-        for ext in ("png", "pdf", "csv")
-    ]
-
-
-if FAULTS:
-    STUDY_TARGETS.append(fault_targets)

@@ -2,17 +2,8 @@
 # every weight layer of every model perturbed alone over a grid of levels and
 # draws (the sweeps and metrics of sweeps.smk), and its figures.
 
-PERTURBATION_FIGURES = ["performances", "weight_diffs", "num_weights"]
 
-
-def perturbation_figure(name):
-    return report(
-        f"results/{{dataset}}/{{model}}/figures/{name}.png",
-        caption=f"../report/perturbation/{name}.rst",
-        category="Perturbations (Cheney et al. 2017)",
-        subcategory="{dataset} / {model}",
-        labels={"model": "{model}", "figure": name},
-    )
+include: "helpers/perturbation.smk"
 
 
 # One job draws every figure of a model: they read the same tables, and
@@ -38,18 +29,3 @@ rule perturbation_figures:
         "python -m lesion perturbation figures --summary {input.summary}"
         " --variants {input.variants} --out {params.out} > {log} 2>&1"
 
-
-def perturbation_targets():
-    return [
-        path
-        for model in MODELS
-        for path in [
-            SUMMARY_CSV.format(dataset=DATASET, model=model),
-            *(f"results/{DATASET}/{model}/figures/{name}.{ext}"
-              for name in PERTURBATION_FIGURES for ext in ("png", "pdf")),
-        ]
-    ]
-
-
-if config.get("perturbations"):
-    STUDY_TARGETS.append(perturbation_targets)

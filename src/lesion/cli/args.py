@@ -77,12 +77,6 @@ def require(*paths: str | None) -> None:
             raise InputFileError(f"{path}: {what}; expected an input file")
 
 
-def set_threads(args: argparse.Namespace) -> None:
-    import torch
-
-    torch.set_num_threads(args.threads)
-
-
 def steps(group: argparse.ArgumentParser) -> Callable[..., argparse.ArgumentParser]:
     """A function that adds one step to `group`: step(name, func, help, torch_threads=False).
 

@@ -10,8 +10,19 @@ from __future__ import annotations
 
 import argparse
 
-from lesion.cli.args import (MIRROR_HELP, bits, check_model_fits, fraction, gigabytes, levels,
-                             network, positive, require, set_threads, steps, training_options)
+from lesion.cli.args import (
+    MIRROR_HELP,
+    bits,
+    check_model_fits,
+    fraction,
+    gigabytes,
+    levels,
+    network,
+    positive,
+    require,
+    steps,
+    training_options,
+)
 
 
 def _export(args):
@@ -54,7 +65,8 @@ def _train(args):
     check_model_fits(args.model, args.dataset)
     require(args.train, args.test)
     from lesion import train
-    set_threads(args)
+    from lesion.evaluate import set_threads
+    set_threads(args.threads)
     train.train(args.model, args.dataset, args.train, args.test, args.weights_out, args.curve_out,
                 epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 weight_decay=args.weight_decay, seed=args.seed, device=args.device)
@@ -66,7 +78,8 @@ def _variants(args):
     check_sweep(args.perturbation, args.levels)
     require(args.weights)
     from lesion import sweep
-    set_threads(args)
+    from lesion.evaluate import set_threads
+    set_threads(args.threads)
     options = {"bits": args.bits} if args.bits is not None else {}
     sweep.write_variants(args.dataset, args.weights, args.layer, args.perturbation,
                          levels=args.levels, draws=args.draws, study_seed=args.seed,
@@ -87,7 +100,8 @@ def _variant_weights(args):
 def _predict(args):
     require(args.weights, args.test, args.variants)
     from lesion import predict
-    set_threads(args)
+    from lesion.evaluate import set_threads
+    set_threads(args.threads)
     if args.variants is None:
         predict.predict_clean(args.dataset, args.weights, args.test, args.out,
                               device=args.device, batch_size=args.batch_size)

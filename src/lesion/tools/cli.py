@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from lesion.cli.args import levels, names, positive, set_threads, steps
+from lesion.cli.args import levels, names, positive, steps
 
 
 def _sweep(args):
+    from lesion.evaluate import set_threads
     from lesion.tools import bench
-    set_threads(args)
+    set_threads(args.threads)
     bench.sweep_speed(dataset=args.dataset, model=args.model, weights=args.weights,
                       perturbation=args.perturbation, levels=args.levels, draws=args.draws,
                       device=args.device, variants_per_pass=args.variants_per_pass)
 
 
 def _faults(args):
+    from lesion.evaluate import set_threads
     from lesion.tools import bench
-    set_threads(args)
+    set_threads(args.threads)
     bench.fault_speed(dataset=args.dataset, model=args.model, weights=args.weights,
                       layers=args.layers, p=args.p, repetitions=args.repetitions,
                       device=args.device, reps_per_pass=args.reps_per_pass,

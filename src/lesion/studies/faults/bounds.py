@@ -47,14 +47,14 @@ Carlo variance when a layer feeds two or more later layers (fc1 of the mlp).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
 from lesion import models, perturb
-from lesion.activations import opened, crash_split, crashed_logits
+from lesion.activations import crash_split, crashed_logits, opened
 
 LIPSCHITZ_ONE = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Dropout, nn.Identity,
                  nn.Flatten)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from lesion.cli.args import (check_model_fits, levels, names, network, non_negative, positive,
-                             require, set_threads, steps, training_options)
+from lesion.cli.args import (
+    check_model_fits,
+    levels,
+    names,
+    network,
+    non_negative,
+    positive,
+    require,
+    steps,
+    training_options,
+)
 
 
 def _bounds(args):
     require(args.weights, args.test)
+    from lesion.evaluate import set_threads
     from lesion.studies.faults import bounds
-    set_threads(args)
+    set_threads(args.threads)
     bounds.fault_study(args.dataset, args.weights, args.test, layers=args.layers,
                        levels=args.levels, repetitions=args.repetitions, study_seed=args.seed,
                        errors_out=args.errors_out, bounds_out=args.bounds_out,
@@ -21,8 +31,9 @@ def _train(args):
     check_model_fits(args.model, args.dataset)
     require(args.train, args.test)
     from lesion import train
+    from lesion.evaluate import set_threads
     from lesion.studies.faults import bounds
-    set_threads(args)
+    set_threads(args.threads)
     extra = bounds.b3_loss(args.b3_variance) if args.b3_variance else None
     train.train(args.model, args.dataset, args.train, args.test, args.weights_out, args.curve_out,
                 epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,

@@ -8,7 +8,6 @@ from the original weights; `num_weights` how many parameters each layer has.
 
 from __future__ import annotations
 
-
 import matplotlib
 
 matplotlib.use("Agg")

@@ -1,0 +1,74 @@
+"""One registry row per model (lesion.catalog.MODELS): everything else agrees with it.
+
+The schema's enums, the config check, the CLI's check of which dataset feeds
+which model and the pretrained weights are all derived from the rows; these
+tests hold them against the real builders (lesion.models, lesion.data) and
+against the schema file itself.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from lesion import catalog, data, models
+from lesion.cli.args import check_model_fits
+from lesion.config import ConfigError, check, load_schema
+from workflow_rules import REPO
+
+SCHEMA_FILE = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def test_every_catalog_model_is_built_by_the_registry_and_nothing_else_is():
+    assert set(catalog.MODELS) == set(models.list_models())
+    assert set(catalog.DATASET_SOURCES) == set(data.DATASETS)
+
+
+def test_the_schema_names_no_model_or_dataset_itself_and_gets_them_from_the_catalog():
+    raw = yaml.safe_load(SCHEMA_FILE.read_text())["properties"]
+    assert raw["models"]["propertyNames"]["enum"] == []
+    assert raw["dataset"]["properties"]["name"]["enum"] == []
+    schema = load_schema(SCHEMA_FILE)["properties"]
+    assert schema["models"]["propertyNames"]["enum"] == list(catalog.MODELS)
+    assert schema["dataset"]["properties"]["name"]["enum"] == list(catalog.DATASET_SOURCES)
+
+
+def test_the_views_of_the_rows_agree_with_the_rows():
+    for name, row in catalog.MODELS.items():
+        assert catalog.LAYER_COUNTS[name] == (row.conv, row.fc)
+        assert len(catalog.layer_names(name)) == row.conv + row.fc
+        assert catalog.PRETRAINED_WEIGHTS.get(name) == row.weights
+        for dataset in catalog.DATASET_SOURCES:
+            assert (name in catalog.DATASET_MODELS[dataset]) == (dataset in row.datasets)
+    # a dataset of pretrained networks feeds exactly the models with weights
+    assert set(catalog.DATASET_MODELS["imagenet"]) == set(catalog.PRETRAINED_WEIGHTS)
+
+
+@pytest.mark.parametrize("model", list(catalog.MODELS))
+def test_config_check_and_cli_accept_a_model_exactly_on_its_datasets(model):
+    schema = load_schema(SCHEMA_FILE)
+    base = {"dataset": {"name": "digits"}, "models": {}, "perturbations": {
+        "gaussian": {"levels": [0.1], "draws": 1}}}
+    for dataset in catalog.DATASET_SOURCES:
+        config = copy.deepcopy(base)
+        config["dataset"]["name"] = dataset
+        config["models"][model] = {"layers": "all"}
+        fits = dataset in catalog.MODELS[model].datasets
+        if fits:
+            check(config, schema)
+            check_model_fits(model, dataset)
+        else:
+            with pytest.raises(ConfigError, match=f"cannot feed model '{model}'"):
+                check(config, schema)
+            with pytest.raises(ValueError, match=f"cannot feed model '{model}'"):
+                check_model_fits(model, dataset)
+
+
+def test_a_model_unknown_to_the_catalog_is_refused_with_the_catalogs_names():
+    config = {"dataset": {"name": "digits"}, "models": {"lenet": {}},
+              "perturbations": {"gaussian": {"levels": [0.1], "draws": 1}}}
+    with pytest.raises(ConfigError) as err:
+        check(config, load_schema(SCHEMA_FILE))
+    assert "'lenet'" in str(err.value) and str(list(catalog.MODELS)) in str(err.value)

@@ -1,0 +1,29 @@
+# Helpers of perturbation.smk: report outputs and the study's targets.
+
+PERTURBATION_FIGURES = ["performances", "weight_diffs", "num_weights"]
+
+
+def perturbation_figure(name):
+    return report(
+        f"results/{{dataset}}/{{model}}/figures/{name}.png",
+        caption=f"../report/perturbation/{name}.rst",
+        category="Perturbations (Cheney et al. 2017)",
+        subcategory="{dataset} / {model}",
+        labels={"model": "{model}", "figure": name},
+    )
+
+
+def perturbation_targets():
+    return [
+        path
+        for model in MODELS
+        for path in [
+            SUMMARY_CSV.format(dataset=DATASET, model=model),
+            *(f"results/{DATASET}/{model}/figures/{name}.{ext}"
+              for name in PERTURBATION_FIGURES for ext in ("png", "pdf")),
+        ]
+    ]
+
+
+if config.get("perturbations"):
+    STUDY_TARGETS.append(perturbation_targets)
