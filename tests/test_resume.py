@@ -7,7 +7,7 @@ figures) is killed, Snakemake and its jobs together, at three points: while
 a network trains, while sweeps are drawn and predicted, while metrics and
 figures are made. After each kill every output on disk must be complete
 (atomic writes); then the documented command, `make study`, resumes it
-(lesion.study removes the lock the killed Snakemake left, the default
+(lesion.tools.run removes the lock the killed Snakemake left, the default
 profile's rerun-incomplete reruns the killed jobs). Its final tables must
 equal, value for value, those of a study that ran without interruption:
 since both started from scratch, that is also the determinism check, along
@@ -205,7 +205,7 @@ def interrupted(tmp_path_factory) -> dict:
         return runs
 
     kill_at(exists(root, f"logs/train/digits/{MODEL}.log"), "training")
-    kill_at(exists(root, f"logs/predict/digits/{MODEL}/*/*.log"), "sweeps (variants, predict)",
+    kill_at(exists(root, f"logs/sweep/digits/{MODEL}/*/*.log"), "sweeps (variants, predict)",
             probe=second_runs)
     kill_at(exists(root, f"logs/metrics/digits/{MODEL}.log"), "metrics and figures")
     report["stale lock"] = any((root / ".snakemake" / "locks").glob("*.lock"))

@@ -7,12 +7,14 @@ refuses to start until someone runs `snakemake --unlock`. This wrapper holds
 a kernel lock (flock) on .snakemake/study.lock for as long as Snakemake
 runs; the kernel drops it when the process dies, however it dies. So:
 
-- a second `make study` while one runs finds the kernel lock taken and stops
-  at once, with one message naming the running one, and touches nothing;
+- a second `make study` while one runs finds the kernel lock taken, waits a
+  few seconds (WAIT) in case that run is only stopping (killed a moment ago,
+  still shutting down), then stops with one message naming the running one,
+  and touches nothing;
 - holding the kernel lock, a Snakemake lock can only be left over from a dead
   run, unless a `snakemake` started by hand runs here (checked on this host
-  through /proc): it is removed with `snakemake --unlock`, and Snakemake then
-  resumes the study (the default profile has `rerun-incomplete`).
+  through /proc, again waiting a few seconds for one that is stopping): it is
+  removed with `snakemake --unlock`, and Snakemake then resumes the study (the default profile has `rerun-incomplete`).
 
 Runs started by hand on another host sharing the directory cannot be seen;
 start studies with `make study` (or by hand only) there. Torch-free.
@@ -32,6 +34,8 @@ from pathlib import Path
 
 STATE = Path(".snakemake")
 LOCK = STATE / "study.lock"
+WAIT = 10.0  # seconds to wait for a run that is still stopping
+POLL = 0.2
 
 
 def snakemake_running_here() -> list[int]:
@@ -66,27 +70,65 @@ def _wait(proc: subprocess.Popen) -> int:
             continue
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _lock(handle, wait: float) -> bool:
+    """Take the kernel lock, waiting up to `wait` seconds for a run that is stopping.
+
+    A run killed a moment ago (SIGTERM, Ctrl-C) may still be shutting down and
+    hold the lock for a few seconds: waiting briefly, and saying so, resumes
+    the study where stopping on the lock would need a second try.
+    """
+    deadline = time.monotonic() + wait
+    said = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            if not said:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                print(f"make study: waiting up to {wait:.0f} s for the run holding the study's "
+                      f"lock to exit ({holder})", file=sys.stderr)
+                said = True
+            time.sleep(POLL)
+
+
+def _others_gone(wait: float) -> bool:
+    """Whether no other Snakemake runs here, waiting up to `wait` seconds for stopping ones."""
+    deadline = time.monotonic() + wait
+    pids = snakemake_running_here()
+    if pids:
+        print(f"make study: waiting up to {wait:.0f} s for Snakemake processes {pids} of a "
+              "stopped run to exit", file=sys.stderr)
+    while pids and time.monotonic() < deadline:
+        time.sleep(POLL)
+        pids = snakemake_running_here()
+    return not pids
+
+
+def main(argv: Sequence[str] | None = None, *, wait: float = WAIT) -> int:
     command = list(sys.argv[1:] if argv is None else argv) or ["snakemake"]
     STATE.mkdir(exist_ok=True)
     handle = open(LOCK, "a+")  # held open until the run ends
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        locked = _lock(handle, wait)
+    except OSError:  # a filesystem without locks: leave Snakemake's own lock in charge
+        return _wait(subprocess.Popen(command))
+    if not locked:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         print(f"make study: error: a study is already running in {os.getcwd()} ({holder}); "
               "expected no other run: wait for it to finish or stop it, then run `make study` "
               "again. Nothing was changed.", file=sys.stderr)
         return 1
-    except OSError:  # a filesystem without locks: leave Snakemake's own lock in charge
-        return _wait(subprocess.Popen(command))
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     handle.flush()
-    if stale_locks() and not snakemake_running_here():
+    if stale_locks() and _others_gone(wait):
         print("make study: removing the lock a killed run left in .snakemake/locks, then "
               "resuming", file=sys.stderr)
         subprocess.run([*command, "--unlock"], stdout=subprocess.DEVNULL, check=False)
