@@ -99,3 +99,11 @@ def test_canonical_is_the_same_for_every_spelling_of_a_shipped_config():
         respelled = yaml.safe_load(yaml.safe_dump(dict(reversed(list(canonical(config, schema).items()))),
                                                   sort_keys=False, indent=4))
         assert repr(canonical(respelled, schema)) == repr(canonical(config, schema)), path.name
+
+
+def test_a_study_is_switched_off_by_leaving_its_section_out():
+    faults_only = {k: v for k, v in DEFAULT.items() if k != "perturbations"}
+    check(faults_only, SCHEMA)
+    with pytest.raises(ConfigError, match=r"no study in the config; expected at least one of the "
+                                          r"sections \['perturbations', 'faults'\]"):
+        check({k: v for k, v in faults_only.items() if k != "faults"}, SCHEMA)

@@ -46,7 +46,7 @@ SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 PROGRAMS = {"munge": ["munged", "mungekey"],
             "slurm-wlm": ["slurmctld", "slurmd", "sbatch", "srun", "squeue", "scontrol", "scancel"]}
 MODEL = "mlp"
-# 11 jobs: export, tensors, train, variants, predict_clean, predict, metrics, 3 figures, all.
+# 8 jobs: export, tensors, train, sweep, predict_clean, metrics, perturbation_figures, all.
 CONFIG = {
     "seed": 0,
     "device": "cpu",  # the node's GPUs are stand-ins
@@ -280,22 +280,25 @@ def runs(slurm, tmp_path_factory) -> dict[str, Path]:
 
 
 def lesion_jobs(record: Path) -> list[dict[str, str]]:
-    """One row per `python -m lesion STEP` that ran: job id, partition, CUDA devices, step, args."""
+    """One row per `python -m lesion GROUP STEP` that ran: job id, partition, CUDA devices,
+    "GROUP STEP", args."""
     rows = []
     for line in record.read_text().splitlines():
         job, partition, cuda, args = line.split("\t")
         if args.startswith("-m lesion "):
-            step = args.split()[2]
+            step = " ".join(args.split()[2:4])
             rows.append({"job": job, "partition": partition, "cuda": cuda, "step": step, "args": args})
     return rows
 
 
+GPU_STEPS = {"sweep predict", "sweep run", "model train"}
+
+
 def test_predict_jobs_ran_in_partition_gpu_with_a_gpu_allocated(runs):
     jobs = lesion_jobs(runs["record"])
-    predict = [job for job in jobs if job["step"] == "predict"]
-    assert len(predict) == 2, jobs  # the clean model and the one sweep
-    assert any("--variants" in job["args"] for job in predict)
-    for job in [*predict, *(j for j in jobs if j["step"] == "train")]:
+    gpu = [job for job in jobs if job["step"] in GPU_STEPS]
+    assert sorted(job["step"] for job in gpu) == ["model train", "sweep predict", "sweep run"], jobs
+    for job in gpu:
         assert job["job"], f"not a SLURM job: {job}"
         assert job["partition"] == "gpu", job
         assert job["cuda"] in {"0", "1"}, f"no GPU allocated (CUDA_VISIBLE_DEVICES unset): {job}"
@@ -303,15 +306,16 @@ def test_predict_jobs_ran_in_partition_gpu_with_a_gpu_allocated(runs):
 
 def test_cpu_jobs_ran_in_partition_main_without_a_gpu(runs):
     jobs = lesion_jobs(runs["record"])
-    cpu = [job for job in jobs if job["step"] not in {"predict", "train"}]
-    assert {job["step"] for job in cpu} == {"export", "tensors", "variants", "metrics", "figure"}
+    cpu = [job for job in jobs if job["step"] not in GPU_STEPS]
+    assert {job["step"] for job in cpu} == {"data export", "data tensors", "sweep metrics",
+                                            "perturbation figures"}
     for job in cpu:
         assert job["job"] and job["partition"] == "main" and job["cuda"] == "", job
 
 
 def test_every_job_ran_once_and_in_a_job_of_its_own(runs):
     jobs = lesion_jobs(runs["record"])
-    assert len(jobs) == 10  # all 11 jobs but `all`, which Snakemake runs itself
+    assert len(jobs) == 7  # all 8 jobs but `all`, which Snakemake runs itself
     assert len({job["job"] for job in jobs}) == len(jobs)
 
 

@@ -242,6 +242,14 @@ def test_a_reordered_reformatted_config_with_defaults_spelled_out_reruns_nothing
         config.write_text(original)
 
 
+def test_a_study_left_out_of_the_config_plans_none_of_its_jobs(study):
+    faults_only = {k: v for k, v in CONFIG.items() if k != "perturbations"}
+    faults_only["faults"] = {"models": [MODEL], "levels": [0.1], "repetitions": 2}
+    (study / "faults-only.yaml").write_text(yaml.safe_dump(faults_only))
+    jobs = Counter(rule for rule, _ in planned_jobs(study, "--configfile", "faults-only.yaml"))
+    assert jobs == {"fault_bounds": 1, "fault_figure": 1, "all": 1}  # the network is built
+
+
 def test_changing_one_operators_levels_in_an_overlay_reruns_only_its_sweeps(study):
     # Last in the file: it rebuilds the study under a changed config for good
     # (restoring it would cost a second rebuild). The change is an overlay:

@@ -212,13 +212,17 @@ def canonical(value, schema: Mapping, root: Mapping | None = None):
 def check(config: Mapping, schema: Mapping) -> None:
     """Raise ConfigError naming the first problem of `config`, if any."""
     if not isinstance(config, Mapping) or not config:
-        raise ConfigError("the config is empty; expected a mapping with keys dataset, models, "
-                          "perturbations (see config/config.yaml)")
+        raise ConfigError("the config is empty; expected a mapping with keys dataset, models "
+                          "and a study section such as perturbations (see config/config.yaml)")
     check_paths(config)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         raise ConfigError(f"config error: {_describe(error)}")
+    studies = [key for key, sub in schema["properties"].items() if sub.get("x-study")]
+    if not any(key in config for key in studies):
+        raise ConfigError(f"config error: no study in the config; expected at least one of the "
+                          f"sections {studies} (each switches its study on)")
     dataset = config["dataset"]["name"]
     for model, settings in config["models"].items():
         allowed = DATASET_MODELS.get(dataset, ())

@@ -47,7 +47,7 @@ def _load(dataset: str, weights: str | os.PathLike, test: str | os.PathLike):
 
 
 def predict_clean(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
-                  out: str | os.PathLike, *, device: str = "auto", batch_size: int = 512) -> None:
+                  out: str | os.PathLike, *, device: str, batch_size: int) -> None:
     """Predictions of the unperturbed model (perturbation `none`)."""
     dev = evaluate.pick_device(device)
     model, images, labels = _load(dataset, weights, test)
@@ -114,9 +114,8 @@ def _weight_results(model, layer: str, base, rows: list[dict], images: torch.Ten
 
 
 def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
-                  variants: str | os.PathLike, out: str | os.PathLike, *, device: str = "auto",
-                  batch_size: int = 512, variants_per_pass: int = 8,
-                  cache_gb: float = 4.0) -> None:
+                  variants: str | os.PathLike, out: str | os.PathLike, *, device: str,
+                  batch_size: int, variants_per_pass: int, cache_gb: float) -> None:
     """Predictions of every variant in a variants table (one layer, one operator).
 
     `cache_gb` bounds the clean prefix activations held at once (see

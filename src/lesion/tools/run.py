@@ -14,7 +14,8 @@ runs; the kernel drops it when the process dies, however it dies. So:
 - holding the kernel lock, a Snakemake lock can only be left over from a dead
   run, unless a `snakemake` started by hand runs here (checked on this host
   through /proc, again waiting a few seconds for one that is stopping): it is
-  removed with `snakemake --unlock`, and Snakemake then resumes the study (the default profile has `rerun-incomplete`).
+  removed with `snakemake --unlock`, and Snakemake then resumes the study
+  (the default profile has `rerun-incomplete`).
 
 Runs started by hand on another host sharing the directory cannot be seen;
 start studies with `make study` (or by hand only) there. Torch-free.

@@ -208,8 +208,8 @@ def layer_study(model: nn.Module, layer: str, images: torch.Tensor, labels: torc
 
 def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
                 levels: Sequence[float], repetitions: int, study_seed: int, errors_out: str,
-                bounds_out: str, device: str = "auto", batch_size: int = 512,
-                reps_per_pass: int = 100, inputs: int | None = None) -> None:
+                bounds_out: str, device: str, batch_size: int, reps_per_pass: int = 100,
+                inputs: int | None = None) -> None:
     """The faults step: `errors.parquet` and `bounds.parquet` of one network.
 
     errors: dataset, model, layer, p, statistic (mean, std, norm_l1, norm_l2,
