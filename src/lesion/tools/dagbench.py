@@ -55,7 +55,7 @@ def _snakemake(snakefile: Path, workdir: Path, config: Path, *flags: str) -> tup
 def dag_speed(configfile: str | os.PathLike, *, repeats: int = 3,
               snakefile: str | os.PathLike | None = None) -> dict:
     """Best-of-`repeats` seconds of a dry run and a quiet dry run, and the job count."""
-    snakefile = Path(snakefile or Path(__file__).resolve().parents[2] / "Snakefile")
+    snakefile = Path(snakefile or Path(__file__).resolve().parents[3] / "Snakefile")
     if not snakefile.is_file():
         raise FileNotFoundError(f"{snakefile}: no Snakefile; expected a lesion checkout "
                                 "(pass --snakefile)")
