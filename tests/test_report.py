@@ -1,0 +1,89 @@
+"""The report a person opens: `snakemake --report` of a tiny study, rendered in headless Chromium.
+
+One category per study, every figure and table the config asks for, and a
+page that actually renders (a screenshot that is not blank, categories drawn
+by the report's JavaScript). Needs Debian's `chromium` (.ci/run installs it);
+skipped, saying so, without it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from test_workflow import REPO, snakemake, write_config
+
+pytestmark = [
+    pytest.mark.workflow,
+    pytest.mark.skipif(shutil.which("chromium") is None,
+                       reason="Debian's chromium is not installed (.ci/run installs it)"),
+]
+
+CATEGORIES = ["Perturbations (Cheney et al. 2017)", "Faults (El-Mhamdi et al. 2019)"]
+# what the config below asks for: the perturbation study's figures and summary
+# table of the model, the fault study's bounds figure and its table
+EXPECTED = ["performances.png", "weight_diffs.png", "num_weights.png", "metrics_summary.csv",
+            "bounds.png", "bounds.csv"]
+CONFIG = {
+    "seed": 0,
+    "device": "cpu",
+    "dataset": {"name": "digits"},
+    "models": {"mlp": {"layers": ["fc1", "fc3"]}},
+    "train": {"epochs": 2},
+    "perturbations": {"gaussian": {"levels": [0.2, 0.6], "draws": 2}},
+    "faults": {"models": ["mlp"], "levels": [0.1, 0.5], "repetitions": 4, "inputs": 20},
+}
+CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--run-all-compositor-stages-before-draw", "--virtual-time-budget=20000"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report-study")
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    shutil.copy2(REPO / "Snakefile", root / "Snakefile")
+    for name in ("workflow", "src", "envs", "profiles"):
+        shutil.copytree(REPO / name, root / name, ignore=ignore)
+    write_config(root, CONFIG)
+    snakemake(root)
+    snakemake(root, "--report", "results/report.html")
+    return root / "results" / "report.html"
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CHROMIUM, f"--user-data-dir={tmp_path / 'profile'}", *args],
+                          capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_the_report_renders_a_page_that_is_not_blank(report, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    png = tmp_path / "report.png"
+    proc = chromium(tmp_path, "--window-size=1400,1000", f"--screenshot={png}", report.as_uri())
+    assert png.is_file(), proc.stderr[-3000:]
+    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    # the report's dark side bar alone covers about a sixth of the window
+    dark = (pixels.max(axis=1) < 128).mean()
+    assert dark > 0.08, f"only {dark:.1%} of the page is dark: the side bar did not render"
+    assert len(np.unique(pixels, axis=0)) > 50, "almost no colours: nothing rendered"
+
+
+def test_the_report_has_a_category_per_study_drawn_by_its_script(report, tmp_path):
+    source = report.read_text()
+    rendered = chromium(tmp_path, "--dump-dom", report.as_uri()).stdout
+    for category in CATEGORIES:
+        # the DOM after the script ran holds the category names in the page as
+        # well as in the embedded data: more often than the file itself
+        assert rendered.count(category) > source.count(category) >= 1, category
+
+
+def test_the_report_holds_every_figure_and_table_the_config_asks_for(report):
+    source = report.read_text()
+    missing = [name for name in EXPECTED if f'"{name}"' not in source]
+    assert not missing, f"not in the report: {missing}"
