@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from lesion import imagenet
+from lesion.files import InputFileError
 
 
 def _stand_in_imagenet(root: Path) -> Path:
@@ -57,8 +58,8 @@ def dag_speed(configfile: str | os.PathLike, *, repeats: int = 3,
     """Best-of-`repeats` seconds of a dry run and a quiet dry run, and the job count."""
     snakefile = Path(snakefile or Path(__file__).resolve().parents[3] / "Snakefile")
     if not snakefile.is_file():
-        raise FileNotFoundError(f"{snakefile}: no Snakefile; expected a lesion checkout "
-                                "(pass --snakefile)")
+        raise InputFileError(f"{snakefile}: no Snakefile; expected a lesion checkout "
+                             "(pass --snakefile)")
     config = yaml.safe_load(Path(configfile).read_text())
     with tempfile.TemporaryDirectory(prefix="lesion-dagbench-") as tmp:
         tmp = Path(tmp)
