@@ -250,6 +250,15 @@ def test_the_faults_part_of_the_workflow_builds_end_to_end(tmp_path):
     assert (out / "faults" / "regimes" / "tolerant" / "bounds.parquet").is_file()
     meta = io.load_metadata(out / "faults" / "regimes" / "tolerant" / "weights.safetensors")
     assert (meta["dropout"], meta["b3_variance"]) == (0.5, 0.01)
+    # ... and its effect: trained with dropout and the b3 regulariser from the same
+    # seed, its crash errors are well below the plain network's (measured: 0.18 vs
+    # 0.40 in norm_l2 at p = 0.05); a regime that ignored both would equal plain
+    tolerant = pd.read_parquet(out / "faults" / "regimes" / "tolerant" / "errors.parquet")
+    for statistic in ("norm_l2", "std"):
+        plain_value, tolerant_value = (
+            frame[frame["statistic"] == statistic].set_index("p")["value"]
+            for frame in (errors, tolerant))
+        assert (tolerant_value < 0.7 * plain_value).all(), statistic
 
     metrics = pd.read_parquet(out / "metrics.parquet")
     assert "nonfinite" in set(metrics["metric"])

@@ -28,6 +28,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from lesion import io
+
 pytestmark = pytest.mark.workflow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,6 +155,13 @@ def test_metrics_table_holds_every_variant_and_the_clean_model(study):
     clean = metrics[metrics["perturbation"] == "none"]
     assert len(clean) == 5 and clean["variant"].nunique() == 1
     assert (clean["level"] == 0).all() and (clean["layer"] == "none").all()
+    # values, not only shapes: the clean network is far above chance (10 classes),
+    # and its top-1 is what training counted on the same test split by another path
+    clean_value = clean.set_index("metric")["value"]
+    assert clean_value["top1"] > 0.5
+    assert clean_value["agreement"] == 1.0 and clean_value["nonfinite"] == 0.0
+    trained = io.load_metadata(model_dir(study) / "weights.safetensors")
+    assert clean_value["top1"] == pytest.approx(trained["test_accuracy"], abs=1e-9)
 
     variants = metrics[metrics["perturbation"] != "none"]
     per_variant = variants.groupby("variant")["metric"].nunique()

@@ -1,0 +1,369 @@
+"""Numbers checked against independent references, never against the code under test.
+
+Each reference is a short restatement of a definition (numpy arithmetic, a
+full-network run with a hook) that shares nothing with the code it checks
+but the random stream: where a definition draws from a seeded generator,
+the reference draws the same calls in the order the definition prescribes
+(sorted tensor names, one generator per variant), so positions and values
+are checked exactly, not only counts or bounds.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from torch import nn
+
+from lesion import activations, data, evaluate, metrics, models, perturb, predict, sweep, train
+from lesion.predict import _table
+from lesion.studies.faults import bounds
+
+# --- evaluation: top-k and cross-entropy against hand-written logits ---------
+
+LOGITS = torch.tensor([
+    [0.0, 3.0, 1.0, -2.0, 5.0, 4.0, 2.0],      # order: 4 5 1 6 2 0 3
+    [1.5, -1.0, 0.5, 2.5, -3.0, 0.0, 1.0],     # order: 3 0 6 2 5 1 4
+])
+LABELS = torch.tensor([2, 4])
+
+
+def cross_entropy(logits: np.ndarray, label: int) -> float:
+    """-log softmax(logits)[label], in float64 from the formula."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return float(np.log(np.exp(logits).sum()) - logits[label])
+
+
+def test_summarise_gives_the_five_most_likely_classes_best_first_and_the_cross_entropy():
+    top, loss = evaluate.summarise(LOGITS, LABELS)
+    assert top.tolist() == [[4, 5, 1, 6, 2], [3, 0, 6, 2, 5]]
+    expected = [cross_entropy(row, int(y)) for row, y in zip(LOGITS.tolist(), LABELS, strict=True)]
+    assert loss.tolist() == pytest.approx(expected, rel=1e-6)
+    # worked by hand: 5 + log(1 + e^-1 + e^-2 + e^-3 + e^-4 + e^-5 + e^-7) - 1
+    assert expected[0] == pytest.approx(4.456771, rel=1e-6)
+
+
+def test_summarise_of_a_batch_of_variants_is_per_variant_and_per_image():
+    stacked = torch.stack([LOGITS, -LOGITS])
+    top, loss = evaluate.summarise(stacked, LABELS)
+    assert top[1].tolist() == [[3, 0, 2, 6, 1], [4, 1, 5, 2, 6]]
+    assert loss[1, 1].item() == pytest.approx(cross_entropy(-LOGITS[1].numpy(), 4), rel=1e-6)
+
+
+def test_summarise_marks_exactly_the_non_finite_outputs():
+    logits = LOGITS.clone().repeat(2, 1)
+    logits[1, 3], logits[2, 0] = torch.inf, torch.nan
+    _, loss = evaluate.summarise(logits, torch.tensor([2, 4, 2, 4]))
+    assert torch.isnan(loss).tolist() == [False, True, True, False]
+
+
+# --- operators: exact results given the generator ------------------------------
+
+def layer(shape=(12, 5), seed=0) -> dict[str, torch.Tensor]:
+    """Distinct, non-zero values; the bias with its own scale (std about 10x the weight's)."""
+    g = torch.Generator().manual_seed(seed)
+    n = int(np.prod(shape))
+    weight = (torch.randperm(n, generator=g).float() + 1).reshape(shape) / n
+    bias = (torch.randperm(shape[0], generator=g).float() + 1) * 10
+    return {"weight": weight, "bias": bias}
+
+
+def fresh(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# (level, entries) -> how many the operator selects: round half to even of level * n,
+# worked out by hand here (no tie at these sizes).
+COUNTS = {(0.3, 60): 18, (0.3, 12): 4, (0.55, 60): 33, (0.55, 12): 7}
+
+
+@pytest.mark.parametrize("level", [0.3, 0.55])
+def test_synapse_knockout_zeroes_the_generators_positions_bias_first(level):
+    base = layer()
+    out = perturb.apply("synapse_knockout", base, level, seed=5)
+    g = fresh(5)
+    for name in ("bias", "weight"):  # sorted names: one stream, bias drawn first
+        ref = base[name].numpy().ravel().copy()
+        n = ref.size
+        ref[torch.randperm(n, generator=g)[:COUNTS[(level, n)]].numpy()] = 0
+        assert np.array_equal(out[name].numpy().ravel(), ref), name
+        assert int((out[name] == 0).sum()) == COUNTS[(level, n)]
+
+
+@pytest.mark.parametrize("level", [0.3, 0.55])
+def test_node_knockout_zeroes_the_generators_units(level):
+    base = layer()
+    out = perturb.apply("node_knockout", base, level, seed=8)
+    units = torch.randperm(12, generator=fresh(8))[:COUNTS[(level, 12)]].numpy()
+    weight, bias = base["weight"].numpy().copy(), base["bias"].numpy().copy()
+    weight[units], bias[units] = 0, 0
+    assert np.array_equal(out["weight"].numpy(), weight)
+    assert np.array_equal(out["bias"].numpy(), bias)
+
+
+def test_gaussian_scales_each_tensors_noise_by_its_own_std():
+    base = layer()
+    level = 0.7
+    out = perturb.apply("gaussian", base, level, seed=3)
+    g = fresh(3)
+    for name in ("bias", "weight"):
+        t = base[name].numpy().astype(np.float64)
+        noise = torch.randn(base[name].shape, generator=g).numpy()
+        expected = t + noise * level * np.std(t)  # np.std: the population std
+        assert np.allclose(out[name].numpy(), expected, rtol=1e-6, atol=1e-6), name
+    # the bias's std is 10x the weight's here, so a swap would show
+    assert np.std(base["bias"].numpy()) > 5 * np.std(base["weight"].numpy())
+
+
+@pytest.mark.parametrize("level", [0.3, 0.55])
+def test_redraw_copies_values_from_the_generators_sources_to_its_targets(level):
+    base = layer()
+    out = perturb.apply("redraw", base, level, seed=13)
+    g = fresh(13)
+    for name in ("bias", "weight"):
+        old = base[name].numpy().ravel()
+        k = COUNTS[(level, old.size)]
+        targets = torch.randperm(old.size, generator=g)[:k].numpy()
+        sources = torch.randperm(old.size, generator=g)[:k].numpy()
+        ref = old.copy()
+        ref[targets] = old[sources]
+        assert np.array_equal(out[name].numpy().ravel(), ref), name
+        # distinct values: every target whose source is another entry changed
+        assert int((out[name].numpy().ravel() != old).sum()) == int((targets != sources).sum())
+
+
+def bit_reference(t: torch.Tensor, level: float, positions: list[int], g: torch.Generator,
+                  kind: str) -> np.ndarray:
+    """float32 bits as uint32; every listed bit of every entry hit with probability `level`."""
+    hits = torch.rand((t.numel(), len(positions)), generator=g).numpy() < level
+    mask = np.zeros(t.numel(), dtype=np.uint64)
+    for column, bit in enumerate(positions):
+        mask |= hits[:, column].astype(np.uint64) << np.uint64(bit)
+    mask = mask.astype(np.uint32)
+    raw = t.numpy().ravel().view(np.uint32)
+    new = {"flip": raw ^ mask, "zero": raw & ~mask, "one": raw | mask}[kind]
+    return new.view(np.float32).reshape(t.shape)
+
+
+@pytest.mark.parametrize(("operator", "kind"), [("bitflip", "flip"), ("stuck_at_zero", "zero"),
+                                                ("stuck_at_one", "one")])
+@pytest.mark.parametrize("bits", ["all", "exponent", [0, 7, 31]])
+def test_bit_faults_hit_the_generators_bits_with_one_stream_for_weight_and_bias(operator, kind,
+                                                                                bits):
+    base = layer()
+    positions = {"all": list(range(32)), "exponent": list(range(23, 31))}.get(str(bits), bits)
+    out = perturb.apply(operator, base, 0.3, seed=21, bits=bits)
+    g = fresh(21)
+    for name in ("bias", "weight"):
+        ref = bit_reference(base[name], 0.3, positions, g, kind)
+        assert np.array_equal(out[name].numpy().view(np.uint32), ref.view(np.uint32)), name
+
+
+@pytest.mark.parametrize("operator", ["synapse_knockout", "gaussian", "redraw", "bitflip"])
+def test_weight_and_bias_draws_are_independent(operator):
+    """Equal weight and bias get different hits: the stream goes on, it is not restarted."""
+    values = torch.arange(1, 41, dtype=torch.float32)
+    out = perturb.apply(operator, {"weight": values, "bias": values.clone()}, 0.5, seed=2)
+    assert not torch.equal(out["weight"], out["bias"])
+
+
+def test_crash_keep_mask_is_the_generators_uniforms_at_or_above_p():
+    mask = activations.keep_mask((50, 7), 0.3, fresh(4))
+    reference = torch.rand((50, 7), generator=fresh(4)).numpy() >= 0.3
+    assert np.array_equal(mask.numpy(), reference)
+    assert 0.2 < 1 - reference.mean() < 0.4
+
+
+# --- metrics: positions and non-finite rows -------------------------------------
+
+def test_a_label_at_the_fifth_place_counts_for_top5_not_top1():
+    labels = torch.tensor([7, 7, 7, 7])
+    tops = torch.tensor([[1, 2, 3, 4, 7], [7, 1, 2, 3, 4], [1, 2, 3, 4, 5], [1, 7, 2, 3, 4]])
+    losses = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    table = _table(["v"], labels, [tops], [losses])
+    row = metrics.variant_metrics(table, np.array([1, 7, 2, 9])).iloc[0]
+    assert row["top1"] == 0.25      # image 1
+    assert row["top5"] == 0.75      # images 0 (fifth place), 1, 3
+    assert row["agreement"] == 0.5  # images 0 and 1 keep the clean top-1
+    assert row["loss"] == 2.5
+    assert row["nonfinite"] == 0
+
+
+def test_non_finite_outputs_are_wrong_even_where_their_ranking_is_right():
+    labels = torch.tensor([3, 3, 3, 3])
+    tops = torch.tensor([[3, 0, 1, 2, 4]] * 4)  # every image ranks the label first
+    losses = torch.tensor([0.5, float("nan"), float("nan"), 1.5])
+    table = _table(["v"], labels, [tops], [losses])
+    row = metrics.variant_metrics(table, np.array([3, 3, 3, 3])).iloc[0]
+    assert row["top1"] == 0.5
+    assert row["top5"] == 0.5
+    assert row["agreement"] == 0.5
+    assert row["nonfinite"] == 0.5
+    assert row["loss"] == 1.0  # the mean over the two finite losses
+
+
+# --- predict: every row against a full-network run of its own variant ----------
+
+def full_network_rows(model: nn.Module, layer_name: str, tensors: dict, images, labels):
+    """top5 and loss per image of `model` with `tensors` written into `layer_name`."""
+    clone = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for name, t in tensors.items():
+            getattr(models.layer(clone, layer_name), name).copy_(t)
+        logits = clone(images).double().numpy()
+    top5 = np.argsort(-logits, axis=1, kind="stable")[:, :5]
+    loss = [cross_entropy(row, int(y)) for row, y in zip(logits, labels, strict=True)]
+    return top5, np.array(loss)
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("references")
+    data.export("digits", root / "raw.safetensors")
+    data.make_tensors("digits", root / "raw.safetensors", root / "train.safetensors",
+                      root / "test.safetensors", test_fraction=0.1, seed=0)
+    return root
+
+
+def rows_of(table, variant):
+    frame = table.to_pandas()
+    part = frame[frame["variant"] == variant].sort_values("image")
+    return np.stack(part["top5"].to_numpy()), part["loss"].to_numpy()
+
+
+@pytest.mark.parametrize(("perturbation", "layer_name"), [("gaussian", "conv2"),
+                                                          ("synapse_knockout", "fc1"),
+                                                          ("node_knockout", "conv1")])
+def test_each_predicted_row_is_its_own_variant_run_through_the_whole_network(
+        split, cnn, perturbation, layer_name):
+    weights = split / "cnn.safetensors"
+    models.save_weights(cnn, weights)
+    variants = split / f"{perturbation}.parquet"
+    sweep.write_variants("digits", str(weights), layer_name, perturbation, levels=[0.3, 0.9],
+                         draws=2, study_seed=0, out=str(variants))
+    out = split / f"{perturbation}-predictions.parquet"
+    predict.predict_sweep("digits", weights, split / "test.safetensors", variants, out,
+                          device="cpu", batch_size=64, variants_per_pass=3, cache_gb=1.0)
+    table = pq.read_table(out)
+    images, labels = data.load_split(split / "test.safetensors")
+    base = models.layer_tensors(cnn, layer_name)
+    seen = []
+    for row in pq.read_table(variants).to_pylist():
+        tensors = perturb.apply(row["perturbation"], base, row["level"], row["seed"])
+        ref_top, ref_loss = full_network_rows(cnn, layer_name, tensors, images, labels)
+        top, loss = rows_of(table, row["variant"])
+        assert np.array_equal(top, ref_top), row["variant"]
+        assert np.allclose(loss, ref_loss, rtol=1e-4, atol=1e-5), row["variant"]
+        seen.append(loss)
+    # four variants, four different sets of answers
+    assert len({answers.tobytes() for answers in seen}) == len(seen)
+
+
+def test_each_crash_row_is_the_network_with_its_own_seeds_masks(split, mlp):
+    """A crash row: the neurons after fc1's ReLU zeroed by masks from the row's seed,
+    drawn batch after batch (activations.crashed_logits), through the whole network."""
+    weights = split / "mlp.safetensors"
+    models.save_weights(mlp, weights)
+    variants = split / "crash.parquet"
+    sweep.write_variants("digits", str(weights), "fc1", "crash", levels=[0.2, 0.6], draws=2,
+                         study_seed=0, out=str(variants))
+    out = split / "crash-predictions.parquet"
+    batch = 64
+    predict.predict_sweep("digits", weights, split / "test.safetensors", variants, out,
+                          device="cpu", batch_size=batch, variants_per_pass=3, cache_gb=1.0)
+    table = pq.read_table(out)
+    images, labels = data.load_split(split / "test.safetensors")
+    relu = mlp[2]
+    assert isinstance(relu, nn.ReLU) and mlp[1] is models.layer(mlp, "fc1")
+    seen = []
+    for row in pq.read_table(variants).to_pylist():
+        g = torch.Generator().manual_seed(row["seed"])
+        clone = copy.deepcopy(mlp).eval()
+        clone[2].register_forward_hook(
+            lambda m, a, y, g=g, p=row["level"]: y * (torch.rand(y.shape, generator=g) >= p))
+        with torch.no_grad():
+            logits = torch.cat([clone(images[i:i + batch]) for i in range(0, len(images), batch)])
+        logits = logits.double().numpy()
+        ref_top = np.argsort(-logits, axis=1, kind="stable")[:, :5]
+        ref_loss = [cross_entropy(r, int(y)) for r, y in zip(logits, labels, strict=True)]
+        top, loss = rows_of(table, row["variant"])
+        assert np.array_equal(top, ref_top), row["variant"]
+        assert np.allclose(loss, ref_loss, rtol=1e-4, atol=1e-5), row["variant"]
+        seen.append(loss)
+    assert len({answers.tobytes() for answers in seen}) == len(seen)
+
+
+# --- training's loss terms ---------------------------------------------------------
+
+def mlp_by_hand(model: nn.Sequential, x: torch.Tensor, dropout: float):
+    """The mlp's forward pass written out: neurons after each hidden ReLU, dropout after each."""
+    h1 = torch.relu(model[1](x.flatten(1)))
+    h1_out = nn.functional.dropout(h1, dropout, training=True) if dropout else h1
+    h2 = torch.relu(model[3](h1_out))
+    h2_out = nn.functional.dropout(h2, dropout, training=True) if dropout else h2
+    return model[5](h2_out), [h1, h2]
+
+
+def test_training_loss_applies_dropout_after_every_hidden_layer(mlp, digits):
+    x, y = digits[0][:32], digits[1][:32]
+    torch.manual_seed(7)
+    got = train._loss(mlp, x, y, 0.5, None)
+    torch.manual_seed(7)
+    logits, _ = mlp_by_hand(mlp, x, 0.5)
+    expected = nn.functional.cross_entropy(logits, y)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    plain = nn.functional.cross_entropy(mlp(x), y)
+    assert abs(got.item() - plain.item()) > 1e-3  # dropout did something
+
+
+def test_training_loss_adds_the_studys_term_on_the_hidden_neurons(mlp, digits):
+    x, y = digits[0][:32], digits[1][:32]
+
+    def extra(logits, acts):
+        return 0.01 * sum(a.square().sum() for a in acts) + logits.abs().mean()
+
+    got = train._loss(mlp, x, y, 0.0, extra)
+    logits, acts = mlp_by_hand(mlp, x, 0.0)
+    expected = nn.functional.cross_entropy(logits, y) + extra(logits, acts)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_b3_variance_is_the_sum_of_squared_jacobian_times_neuron_terms(mlp, digits):
+    """sum over layers, outputs and neurons of ((dy_k/dx_i) x_i)^2, mean over inputs,
+    against per-input Jacobians from torch.autograd.functional."""
+    x = digits[0][:6]
+    with torch.no_grad():
+        _, (h1, h2) = mlp_by_hand(mlp, x, 0.0)
+    expected = 0.0
+    for a1, a2 in zip(h1, h2, strict=True):
+        j1 = torch.autograd.functional.jacobian(lambda a: mlp[5](torch.relu(mlp[3](a))), a1)
+        j2 = torch.autograd.functional.jacobian(lambda a: mlp[5](a), a2)
+        expected += float(((j1 * a1).square().sum() + (j2 * a2).square().sum()))
+    expected /= len(x)
+    h1 = h1.clone().requires_grad_()
+    h2 = torch.relu(mlp[3](h1))
+    logits = mlp[5](h2)
+    got = bounds.b3_variance(logits, [h1, h2])
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    assert bounds.b3_loss(0.5)(logits, [h1, h2]).item() == pytest.approx(0.5 * expected, rel=1e-5)
+
+
+# --- the split ------------------------------------------------------------------------
+
+def test_train_and_test_splits_are_disjoint_complete_and_stratified(split):
+    from lesion import io
+
+    raw = io.load_tensors(split / "raw.safetensors")
+    parts = {name: io.load_tensors(split / f"{name}.safetensors") for name in ("train", "test")}
+    train_index, test_index = (set(parts[n]["index"].tolist()) for n in ("train", "test"))
+    assert not train_index & test_index
+    assert train_index | test_index == set(range(len(raw["labels"])))
+    for part in parts.values():  # each split's labels are those of its raw rows
+        assert torch.equal(part["labels"], raw["labels"][part["index"]])
+    counts = np.bincount(raw["labels"].numpy(), minlength=10)
+    test_counts = np.bincount(parts["test"]["labels"].numpy(), minlength=10)
+    # stratified: every class's test share within one image of 10%
+    assert np.all(np.abs(test_counts - 0.1 * counts) <= 1)
