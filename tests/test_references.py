@@ -341,7 +341,7 @@ def test_b3_variance_is_the_sum_of_squared_jacobian_times_neuron_terms(mlp, digi
     for a1, a2 in zip(h1, h2, strict=True):
         j1 = torch.autograd.functional.jacobian(lambda a: mlp[5](torch.relu(mlp[3](a))), a1)
         j2 = torch.autograd.functional.jacobian(lambda a: mlp[5](a), a2)
-        expected += float(((j1 * a1).square().sum() + (j2 * a2).square().sum()))
+        expected += float((j1 * a1).square().sum() + (j2 * a2).square().sum())
     expected /= len(x)
     h1 = h1.clone().requires_grad_()
     h2 = torch.relu(mlp[3](h1))
