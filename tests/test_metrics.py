@@ -80,3 +80,30 @@ def test_metrics_step_refuses_unpaired_tables(tmp_path):
                               out=tmp_path / "m", summary_out=tmp_path / "s",
                               summary_csv=tmp_path / "c.csv")
     assert not list(tmp_path.iterdir())
+
+
+def test_metrics_step_writes_the_values_to_parquet_and_csv(tmp_path):
+    from lesion import files
+
+    ids = ["mlp-fc1-gaussian0.50-num0", "mlp-fc1-gaussian0.50-num1"]
+    tops = [[[0, 1, 2, 3, 4], [9, 8, 7, 6, 5], [1, 2, 0, 3, 4], [0, 1, 2, 3, 4]],   # top1 1/4
+            [[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [2, 0, 1, 3, 4], [3, 0, 1, 2, 4]]]   # top1 4/4
+    paths = {name: tmp_path / f"{name}.parquet" for name in ("clean", "variants", "predictions")}
+    files.write_table(CLEAN, paths["clean"])
+    files.write_table(variants_table([(0.5, 0), (0.5, 1)]), paths["variants"])
+    files.write_table(predictions(ids, tops, [[1.0] * 4, [2.0] * 4]), paths["predictions"])
+    out = {name: tmp_path / name for name in ("long.parquet", "summary.parquet", "summary.csv")}
+    metrics.write_metrics("digits", "mlp", clean=str(paths["clean"]),
+                          variants=[str(paths["variants"])],
+                          predictions=[str(paths["predictions"])], out=out["long.parquet"],
+                          summary_out=out["summary.parquet"], summary_csv=out["summary.csv"])
+    long = pd.read_parquet(out["long.parquet"]).set_index(["variant", "metric"])["value"]
+    assert long[(ids[0], "top1")] == 0.25 and long[(ids[1], "top1")] == 1.0
+    assert long[("mlp", "top1")] == 0.75
+    summary = pd.read_parquet(out["summary.parquet"])
+    row = summary[(summary["metric"] == "top1") & (summary["perturbation"] == "gaussian")].iloc[0]
+    assert (row["mean"], row["n"]) == (0.625, 2)
+    assert row["std"] == pytest.approx(np.std([0.25, 1.0], ddof=1))
+    assert row["variant"] == "mlp-fc1-gaussian0.50"
+    csv = pd.read_csv(out["summary.csv"])
+    pd.testing.assert_frame_equal(csv, summary, check_dtype=False)

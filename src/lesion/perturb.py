@@ -158,30 +158,36 @@ def _bit_masks(t: torch.Tensor, level: float, positions: list[int],
     return flat.to(itype).reshape(t.shape)
 
 
-def _bit_fault(kind: str) -> Operator:
-    def operator(tensors: Tensors, level: float, generator: torch.Generator, *,
+def _bit_fault(kind: str, tensors: Tensors, level: float, generator: torch.Generator,
+               bits: str | int | Sequence[str | int]) -> dict:
+    """Flip, clear or set (`kind`) the selected bits, one mask per tensor from one stream."""
+    out = {}
+    for name in sorted(tensors):
+        t = tensors[name].detach()
+        positions = bit_positions(bits, t.dtype)
+        raw = t.contiguous().view(_FLOAT_BITS[t.dtype][0])
+        mask = _bit_masks(t, level, positions, generator)
+        new = raw ^ mask if kind == "flip" else raw & ~mask if kind == "zero" else raw | mask
+        out[name] = new.view(t.dtype).clone()
+    return out
+
+
+def bitflip(tensors: Tensors, level: float, generator: torch.Generator, *,
+            bits: str | int | Sequence[str | int] = "all") -> dict:
+    """Flip each selected bit of every entry (weights and biases) with probability `level`."""
+    return _bit_fault("flip", tensors, level, generator, bits)
+
+
+def stuck_at_zero(tensors: Tensors, level: float, generator: torch.Generator, *,
+                  bits: str | int | Sequence[str | int] = "all") -> dict:
+    """Clear each selected bit of every entry with probability `level` (a bit stuck at 0)."""
+    return _bit_fault("zero", tensors, level, generator, bits)
+
+
+def stuck_at_one(tensors: Tensors, level: float, generator: torch.Generator, *,
                  bits: str | int | Sequence[str | int] = "all") -> dict:
-        out = {}
-        for name in sorted(tensors):
-            t = tensors[name].detach()
-            positions = bit_positions(bits, t.dtype)
-            raw = t.contiguous().view(_FLOAT_BITS[t.dtype][0])
-            mask = _bit_masks(t, level, positions, generator)
-            new = raw ^ mask if kind == "flip" else raw & ~mask if kind == "zero" else raw | mask
-            out[name] = new.view(t.dtype).clone()
-        return out
-    return operator
-
-
-bitflip = _bit_fault("flip")
-bitflip.__name__, bitflip.__doc__ = "bitflip", (
-    "Flip each selected bit of every entry (weights and biases) with probability `level`.")
-stuck_at_zero = _bit_fault("zero")
-stuck_at_zero.__name__, stuck_at_zero.__doc__ = "stuck_at_zero", (
-    "Clear each selected bit of every entry with probability `level` (a bit stuck at 0).")
-stuck_at_one = _bit_fault("one")
-stuck_at_one.__name__, stuck_at_one.__doc__ = "stuck_at_one", (
-    "Set each selected bit of every entry with probability `level` (a bit stuck at 1).")
+    """Set each selected bit of every entry with probability `level` (a bit stuck at 1)."""
+    return _bit_fault("one", tensors, level, generator, bits)
 
 
 def crash(tensors: Tensors, level: float, generator: torch.Generator) -> dict:
