@@ -146,6 +146,20 @@ def test_b3_and_b4_agree_with_monte_carlo_at_small_p(trained, layer):
         assert abs(b3[stat] - mc[stat]) <= allowed + taylor, (stat, b3[stat], mc[stat], se[stat])
 
 
+def test_b4_std_is_the_bernoulli_variance_at_large_p(trained):
+    """At fc2 the rest of the mlp is linear, so b4's std with p(1 - p) is exact;
+    the paper's small-p form p would put it sqrt(1 / 0.7) = 1.195x too high."""
+    model, images, _ = trained
+    p, repetitions = 0.3, 400
+    deltas, x, y, suffix = monte_carlo(model, "fc2", images[:100], p, repetitions)
+    mc = faults.aggregate(faults.monte_carlo(deltas), repetitions)["std"]
+    terms = faults._per_input_terms(suffix, x, y, rows_per_pass=4096)
+    b4 = faults.aggregate(faults.bounds_per_input(suffix, x, p, terms)["b4"])["std"]
+    assert b4 == pytest.approx(mc, rel=0.03)
+    small_p = float((p * terms["d_sq"]).sqrt().square().mean().sqrt())
+    assert abs(small_p / mc - 1) > 0.15
+
+
 def test_b1_and_b2_are_never_below_the_monte_carlo_error(trained):
     model, images, labels = trained
     errors, bounds = faults.layer_study(model, "fc1", images[:150], labels[:150],

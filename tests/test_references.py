@@ -53,6 +53,15 @@ def test_summarise_of_a_batch_of_variants_is_per_variant_and_per_image():
     assert loss[1, 1].item() == pytest.approx(cross_entropy(-LOGITS[1].numpy(), 4), rel=1e-6)
 
 
+def test_an_overflowing_loss_of_finite_logits_counts_as_non_finite():
+    logits = torch.tensor([[3e38, -3e38, 0.0], [1e38, -1e38, 0.0], [1.0, 2.0, 3.0]])
+    assert torch.isfinite(logits).all()
+    assert torch.isinf(nn.functional.cross_entropy(logits[:1], torch.tensor([1])))  # 6e38
+    _, loss = evaluate.summarise(logits, torch.tensor([1, 1, 1]))
+    assert torch.isnan(loss).tolist() == [True, False, False]
+    assert loss[1].item() == pytest.approx(2e38, rel=1e-6)
+
+
 def test_summarise_marks_exactly_the_non_finite_outputs():
     logits = LOGITS.clone().repeat(2, 1)
     logits[1, 3], logits[2, 0] = torch.inf, torch.nan

@@ -66,10 +66,11 @@ def images_per_chunk(prefix: nn.Module, images: torch.Tensor, budget_bytes: floa
 def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image: the top-k classes (k = min(5, classes)) and the cross-entropy loss.
 
-    The loss is NaN exactly where the output is not finite (a NaN or an
-    infinite logit, e.g. after a bit flip in an exponent): finite logits never
-    give a NaN loss, so the metrics count such outputs (`nonfinite`) from it
-    instead of failing on them.
+    The loss is NaN exactly where the output is not finite: a NaN or an
+    infinite logit, or finite logits so far apart that the float32 loss
+    overflows (a bit flip in an exponent can give logits of 1e38). The
+    metrics count such outputs (`nonfinite`) from the NaN, as wrong, and
+    keep them out of the mean loss, which so stays finite.
     """
     k = min(TOPK, logits.shape[-1])
     top = logits.topk(k, dim=-1).indices
@@ -77,7 +78,8 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
         logits.reshape(-1, logits.shape[-1]).float(),
         labels.expand(*logits.shape[:-1]).reshape(-1), reduction="none",
     ).reshape(logits.shape[:-1])
-    return top, torch.where(torch.isfinite(logits).all(dim=-1), loss, torch.nan)
+    finite = torch.isfinite(logits).all(dim=-1) & torch.isfinite(loss)
+    return top, torch.where(finite, loss, torch.nan)
 
 
 @torch.no_grad()

@@ -5,8 +5,9 @@ dataset, model, perturbation, layer, level, draw, variant, metric, value.
 Metrics: top1 and top5 accuracy, mean cross-entropy `loss`, and `agreement`,
 the share of test images whose top-1 class equals the unperturbed model's,
 and `nonfinite`, the share of test images whose output is not finite (NaN or
-infinite logits, e.g. after bit flips; they count as wrong and are left out of
-the mean loss).
+infinite logits, e.g. after bit flips, or logits so large that their loss
+overflows; they count as wrong and are left out of the mean loss, so `loss`
+is the mean over the finite ones).
 The unperturbed model is perturbation `none`, layer `none`, level 0, draw 0.
 `summarise` averages over draws (mean, std, 95% CI half-width, n).
 """
