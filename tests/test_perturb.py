@@ -161,3 +161,19 @@ def test_variant_seed_depends_on_every_part_of_the_variant_name():
 def test_variant_ids_follow_the_seed_naming():
     assert perturb.variant_id("alexnet", "conv1", "redraw", 0.1, 3) == "alexnet-conv1-redraw0.10-num3"
     assert perturb.variant_id("alexnet", "conv1", "redraw", 0.5, None) == "alexnet-conv1-redraw0.50"
+
+
+# (level, entries, count): level * n rounded to nearest, halves to even, written out
+# by hand where the seed code's floor differs, and one tie that halves-up would not give
+COUNTS_WHERE_FLOOR_DIFFERS = [(0.3, 12, 4), (0.29, 100, 29), (0.5, 7, 4), (0.15, 10, 2),
+                              (0.35, 10, 4), (0.25, 10, 2)]
+
+
+@pytest.mark.parametrize(("level", "n", "count"), COUNTS_WHERE_FLOOR_DIFFERS)
+def test_a_fraction_selects_the_nearest_whole_number_of_entries(level, n, count):
+    base = {"weight": torch.arange(1, n + 1, dtype=torch.float32).reshape(n, 1),
+            "bias": torch.arange(1, n + 1, dtype=torch.float32)}
+    knocked = perturb.apply("synapse_knockout", base, level, seed=0)
+    assert int((knocked["bias"] == 0).sum()) == count
+    units = perturb.apply("node_knockout", base, level, seed=0)
+    assert int((units["bias"] == 0).sum()) == count

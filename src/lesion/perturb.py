@@ -30,7 +30,12 @@ Operator = Callable[..., dict[str, torch.Tensor]]  # (tensors, level, generator,
 
 
 def _count(level: float, n: int) -> int:
-    """How many of `n` entries a fraction `level` selects (rounded to nearest)."""
+    """How many of `n` entries a fraction `level` selects: level * n rounded to the nearest
+    integer, halves to even (Python's `round`).
+
+    The seed code took the floor, which undercounts (p = 0.3 of 12 units is 4,
+    not 3) and trips on float error (0.29 * 100 = 28.999...: floor 28).
+    """
     return min(n, int(round(level * n)))
 
 
