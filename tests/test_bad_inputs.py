@@ -297,7 +297,7 @@ def made(tmp_path_factory) -> dict[str, str]:
                       p["test.safetensors"], test_fraction=0.25, seed=0)
     train.train("mlp", "digits", p["train.safetensors"], p["test.safetensors"],
                 p["weights.safetensors"], p["curve.parquet"], epochs=1, batch_size=64,
-                learning_rate=1e-3, weight_decay=0.0, seed=0, device="cpu")
+                learning_rate=1e-3, weight_decay=0.0, seed=0, device="cpu", precision="ieee")
     sweep.write_variants("digits", p["weights.safetensors"], "fc1", "gaussian", levels=[0.1, 0.5],
                          draws=2, study_seed=0, out=p["variants.parquet"])
 
@@ -332,7 +332,7 @@ VARIANTS = ["sweep", "variants", "--dataset", "digits", "--weights", "{weights.s
             "--seed", "0", "--threads", "1"]
 PREDICT = ["sweep", "predict", "--dataset", "digits", "--weights", "{weights.safetensors}",
            "--test", "{test.safetensors}", "--variants", "{variants.parquet}", "--device", "cpu",
-           "--batch-size", "512", "--variants-per-pass", "8", "--cache-gb", "4", "--threads", "1"]
+           "--batch-size", "512", "--variants-per-pass", "8", "--cache-gb", "4", "--precision", "ieee", "--threads", "1"]
 TENSORS = ["data", "tensors", "--dataset", "digits", "--raw", "{raw.safetensors}",
            "--train-out", "{out}/train.safetensors", "--test-fraction", "0.25", "--seed", "0"]
 
@@ -379,7 +379,7 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
                        "{train.safetensors}", "--test", "{test.safetensors}", "--weights-out",
                        "{out}/w.safetensors", "--curve-out", "{out}/c.parquet", "--epochs", "1",
                        "--batch-size", "64", "--learning-rate", "0.001", "--weight-decay", "0",
-                       "--seed", "0", "--device", "cpu", "--threads", "1"],
+                       "--seed", "0", "--device", "cpu", "--precision", "ieee", "--threads", "1"],
                       ["'lenet'", "['cnn', 'mlp']"]),
     "weights missing": (replaced(VARIANTS, "--weights", "{out}/../nowhere.safetensors")
                         + ["--out", "{out}/v.parquet"], ["nowhere.safetensors", "not found"]),

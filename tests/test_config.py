@@ -72,7 +72,8 @@ def test_canonical_fills_defaults_sorts_keys_and_normalises_numbers():
     out = canonical(written, schema)
     assert list(out) == sorted(out)
     assert out["seed"] == 0 and out["device"] == "auto"            # defaults filled in
-    assert out["evaluate"] == {"batch_size": 512, "cache_gb": 4.0, "variants_per_pass": 8}
+    assert out["evaluate"] == {"batch_size": 512, "cache_gb": 4.0, "precision": "ieee",
+                               "variants_per_pass": 8}
     assert out["train"] == {"batch_size": 64, "epochs": 40, "learning_rate": 1.0,
                             "weight_decay": 0.0}
     assert out["models"]["mlp"] == {"layers": "all", "train": {"epochs": 5}}  # no defaults here

@@ -77,3 +77,42 @@ def test_cuda_without_a_gpu_is_a_clear_error():
     with pytest.raises(RuntimeError, match="no CUDA GPU"):
         evaluate.pick_device("cuda")
     assert evaluate.pick_device("auto") == CPU
+
+
+@pytest.fixture
+def restore_precision():
+    backends = (torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn)
+    saved = [b.fp32_precision for b in backends]
+    yield
+    for backend, value in zip(backends, saved, strict=True):
+        backend.fp32_precision = value
+
+
+def test_precision_sets_cuda_matmuls_and_cudnn_convolutions(restore_precision):
+    # PyTorch's own default lets cuDNN convolutions use TF32 (10 mantissa bits)
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    evaluate.set_precision("ieee")
+    assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+    evaluate.set_precision("tf32")
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+    with pytest.raises(ValueError, match=r"precision = 'fp16' is unknown; expected one of"):
+        evaluate.set_precision("fp16")
+
+
+def test_the_predict_step_applies_the_precision_and_records_it(restore_precision, tmp_path, cnn):
+    import pyarrow.parquet as pq
+
+    from lesion import data, predict
+
+    data.export("digits", tmp_path / "raw.safetensors")
+    data.make_tensors("digits", tmp_path / "raw.safetensors", tmp_path / "train.safetensors",
+                      tmp_path / "test.safetensors", test_fraction=0.1, seed=0)
+    models.save_weights(cnn, tmp_path / "w.safetensors")
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    predict.predict_clean("digits", tmp_path / "w.safetensors", tmp_path / "test.safetensors",
+                          tmp_path / "none.parquet", device="cpu", batch_size=64, precision="ieee")
+    assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+    metadata = pq.read_schema(tmp_path / "none.parquet").metadata
+    assert metadata[b"precision"] == b"ieee" and metadata[b"device"] == b"cpu"

@@ -39,7 +39,8 @@ def test_chunked_prefix_cache_gives_the_same_predictions(study, perturbation):
         out = study / f"{perturbation}-{name}.parquet"
         predict.predict_sweep("digits", study / "weights.safetensors", study / "test.safetensors",
                               study / f"{perturbation}.parquet", out, device="cpu",
-                              batch_size=32, variants_per_pass=4, cache_gb=cache_gb)
+                              batch_size=32, variants_per_pass=4, cache_gb=cache_gb,
+                              precision="ieee")
         tables[name] = pq.read_table(out)
     assert len(tables["whole"]) == 6 * 450
     assert tables["chunked"].equals(tables["whole"])

@@ -255,7 +255,8 @@ def test_each_predicted_row_is_its_own_variant_run_through_the_whole_network(
                          draws=2, study_seed=0, out=str(variants))
     out = split / f"{perturbation}-predictions.parquet"
     predict.predict_sweep("digits", weights, split / "test.safetensors", variants, out,
-                          device="cpu", batch_size=64, variants_per_pass=3, cache_gb=1.0)
+                          device="cpu", batch_size=64, variants_per_pass=3, cache_gb=1.0,
+                          precision="ieee")
     table = pq.read_table(out)
     images, labels = data.load_split(split / "test.safetensors")
     base = models.layer_tensors(cnn, layer_name)
@@ -282,7 +283,8 @@ def test_each_crash_row_is_the_network_with_its_own_seeds_masks(split, mlp):
     out = split / "crash-predictions.parquet"
     batch = 64
     predict.predict_sweep("digits", weights, split / "test.safetensors", variants, out,
-                          device="cpu", batch_size=batch, variants_per_pass=3, cache_gb=1.0)
+                          device="cpu", batch_size=batch, variants_per_pass=3, cache_gb=1.0,
+                          precision="ieee")
     table = pq.read_table(out)
     images, labels = data.load_split(split / "test.safetensors")
     relu = mlp[2]

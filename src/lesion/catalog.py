@@ -29,6 +29,11 @@ class ModelInfo:
     weights: str | None = None
 
 
+# Float32 arithmetic on a GPU (evaluate.set_precision): "ieee" keeps every
+# mantissa bit (bit-fault studies need them); "tf32" lets matmuls and cuDNN
+# convolutions round inputs to 10 mantissa bits, faster on Ampere and later.
+PRECISIONS = ("ieee", "tf32")
+
 _IMAGENET = ("imagenet",)
 # One row per model: the schema's model names, the CLI's choices and the
 # config check are all derived from this table (tests/test_catalog.py checks

@@ -18,7 +18,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 import jsonschema
 import yaml
 
-from lesion.catalog import DATASET_MODELS, DATASET_SOURCES, MODELS, layer_names
+from lesion.catalog import DATASET_MODELS, DATASET_SOURCES, MODELS, PRECISIONS, layer_names
 
 # Where a study may write, relative to the project directory.
 OUTPUT_ROOTS = ("results", "resources", "logs", "benchmarks")
@@ -158,6 +158,7 @@ def load_schema(path: str | os.PathLike) -> dict:
     props = schema["properties"]
     props["dataset"]["properties"]["name"]["enum"] = list(DATASET_SOURCES)
     props["models"]["propertyNames"]["enum"] = list(MODELS)
+    props["evaluate"]["properties"]["precision"]["enum"] = list(PRECISIONS)
     return schema
 
 

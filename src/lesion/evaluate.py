@@ -29,6 +29,22 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+def set_precision(precision: str) -> None:
+    """Float32 matmuls and cuDNN convolutions in full IEEE precision, or TF32 (catalog.PRECISIONS).
+
+    On CUDA, PyTorch lets cuDNN convolutions use TF32 by default, which rounds
+    away the low 13 mantissa bits that bit-fault studies flip, so every step
+    that runs a network sets this explicitly before it starts. Harmless on the
+    CPU (the settings only apply to CUDA kernels).
+    """
+    from lesion.catalog import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision = {precision!r} is unknown; expected one of {list(PRECISIONS)}")
+    torch.backends.cuda.matmul.fp32_precision = precision
+    torch.backends.cudnn.conv.fp32_precision = precision
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """`auto` is CUDA when present, else the CPU; `cuda` without a GPU is an error."""
     if name == "auto":

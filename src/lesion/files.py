@@ -96,8 +96,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_table(table: pa.Table, path: str | os.PathLike) -> None:
-    """Write a Parquet table atomically."""
+def write_table(table: pa.Table, path: str | os.PathLike,
+                metadata: dict[str, str] | None = None) -> None:
+    """Write a Parquet table atomically, with `metadata` added to its schema's."""
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               **{k.encode(): v.encode() for k, v in metadata.items()}})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 

@@ -47,13 +47,18 @@ def _load(dataset: str, weights: str | os.PathLike, test: str | os.PathLike):
 
 
 def predict_clean(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
-                  out: str | os.PathLike, *, device: str, batch_size: int) -> None:
-    """Predictions of the unperturbed model (perturbation `none`)."""
+                  out: str | os.PathLike, *, device: str, batch_size: int, precision: str) -> None:
+    """Predictions of the unperturbed model (perturbation `none`).
+
+    `precision` (evaluate.set_precision) is recorded in the table's metadata.
+    """
+    evaluate.set_precision(precision)
     dev = evaluate.pick_device(device)
     model, images, labels = _load(dataset, weights, test)
     logits = evaluate.run_batched(model, images, batch_size, dev)
     top, loss = evaluate.summarise(logits, labels.to(dev))
-    files.write_table(_table([model.lesion_name], labels, [top.cpu()], [loss.cpu()]), out)
+    files.write_table(_table([model.lesion_name], labels, [top.cpu()], [loss.cpu()]), out,
+                      {"precision": precision, "device": dev.type})
 
 
 def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tensor,
@@ -115,12 +120,15 @@ def _weight_results(model, layer: str, base, rows: list[dict], images: torch.Ten
 
 def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
                   variants: str | os.PathLike, out: str | os.PathLike, *, device: str,
-                  batch_size: int, variants_per_pass: int, cache_gb: float) -> None:
+                  batch_size: int, variants_per_pass: int, cache_gb: float,
+                  precision: str) -> None:
     """Predictions of every variant in a variants table (one layer, one operator).
 
     `cache_gb` bounds the clean prefix activations held at once (see
-    `evaluate.images_per_chunk`).
+    `evaluate.images_per_chunk`); `precision` (evaluate.set_precision) is
+    recorded in the table's metadata.
     """
+    evaluate.set_precision(precision)
     dev = evaluate.pick_device(device)
     model, images, labels = _load(dataset, weights, test)
     rows = files.read_table(variants).to_pylist()
@@ -145,4 +153,5 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
             losses.append(loss)
     except sweep.VariantMismatchError as err:
         raise sweep.VariantMismatchError(f"{variants}: {err}") from None
-    files.write_table(_table([r["variant"] for r in rows], labels, tops, losses), out)
+    files.write_table(_table([r["variant"] for r in rows], labels, tops, losses), out,
+                      {"precision": precision, "device": dev.type})

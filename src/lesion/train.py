@@ -16,7 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lesion import activations, data, files, models
-from lesion.evaluate import pick_device
+from lesion.evaluate import pick_device, set_precision
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dropout: float,
 def train(model_name: str, dataset: str, train_path: str | os.PathLike,
           test_path: str | os.PathLike, weights_out: str | os.PathLike,
           curve_out: str | os.PathLike, *, epochs: int, batch_size: int,
-          learning_rate: float, weight_decay: float, seed: int, device: str = "auto",
+          learning_rate: float, weight_decay: float, seed: int, device: str, precision: str,
           dropout: float = 0.0, extra_loss: ExtraLoss | None = None,
           metadata: dict | None = None) -> None:
     """Train with Adam on shuffled mini-batches; write weights and curve.
@@ -70,6 +70,7 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     """
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout = {dropout!r} is out of range; expected a number in [0, 1)")
+    set_precision(precision)
     dev = pick_device(device)
     if dev.type == "cuda":
         # cuBLAS is deterministic only with a fixed workspace (set before its first use);
@@ -101,7 +102,7 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     log.info("trained %s on %s: %s", model_name, dataset, rows[-2:])
     models.save_weights(model.cpu(), weights_out, dataset=dataset, epochs=epochs,
                         batch_size=batch_size, learning_rate=learning_rate,
-                        weight_decay=weight_decay, seed=seed,
+                        weight_decay=weight_decay, seed=seed, precision=precision,
                         test_accuracy=rows[-1]["accuracy"],
                         **{**({"dropout": dropout} if dropout else {}), **(metadata or {})})
     files.write_table(pa.Table.from_pylist(rows), curve_out)

@@ -21,6 +21,7 @@ rule fault_bounds:
         seed=config["seed"],
         device=config["device"],
         batch_size=config["evaluate"]["batch_size"],
+        precision=config["evaluate"]["precision"],
     log:
         "logs/fault_bounds/{dataset}/{model}.log",
     benchmark:
@@ -35,7 +36,7 @@ rule fault_bounds:
         " --test {input.test} --layers {params.faults[layers]} --levels {params.faults[levels]}"
         " --repetitions {params.faults[repetitions]} {params.faults[inputs]}"
         " --seed {params.seed} --device {params.device}"
-        " --batch-size {params.batch_size} --errors-out {output.errors} --bounds-out {output.bounds}"
+        " --batch-size {params.batch_size} --precision {params.precision} --errors-out {output.errors} --bounds-out {output.bounds}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -58,6 +59,7 @@ use rule train as train_regime with:
         ),
         seed=config["seed"],
         device=config["device"],
+        precision=config["evaluate"]["precision"],
     log:
         "logs/train_regime/{dataset}/{model}/{regime}.log",
     benchmark:

@@ -19,6 +19,7 @@ rule train:
         options="",  # and passes its own options
         seed=config["seed"],
         device=config["device"],
+        precision=config["evaluate"]["precision"],
     log:
         "logs/train/{dataset}/{model}.log",
     benchmark:
@@ -34,7 +35,8 @@ rule train:
         " --weights-out {output.weights} --curve-out {output.curve}"
         " --epochs {params.train[epochs]} --batch-size {params.train[batch_size]}"
         " --learning-rate {params.train[learning_rate]} --weight-decay {params.train[weight_decay]}"
-        " {params.options} --seed {params.seed} --device {params.device} --threads {threads}"
+        " {params.options} --seed {params.seed} --device {params.device}"
+        " --precision {params.precision} --threads {threads}"
         " > {log} 2>&1"
 
 

@@ -16,6 +16,7 @@ rule predict_clean:
         CLEAN,
     params:
         batch_size=config["evaluate"]["batch_size"],
+        precision=config["evaluate"]["precision"],
         device=config["device"],
     log:
         "logs/predict_clean/{dataset}/{model}.log",
@@ -29,7 +30,8 @@ rule predict_clean:
     shell:
         "python -m lesion sweep predict --dataset {wildcards.dataset} --weights {input.weights}"
         " --test {input.test} --out {output} --device {params.device}"
-        " --batch-size {params.batch_size} --threads {threads} > {log} 2>&1"
+        " --batch-size {params.batch_size} --precision {params.precision}"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule sweep:
@@ -60,6 +62,7 @@ rule sweep:
         " --levels {params.sweep[levels]} --draws {params.sweep[draws]} {params.sweep[bits]}"
         " --seed {params.seed} --variants-out {output.variants} --out {output.predictions}"
         " --device {params.device} --batch-size {params.evaluate[batch_size]}"
+        " --precision {params.evaluate[precision]}"
         " --variants-per-pass {params.evaluate[variants_per_pass]}"
         " --cache-gb {params.evaluate[cache_gb]} --threads {threads} > {log} 2>&1"
 

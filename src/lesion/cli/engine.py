@@ -69,7 +69,8 @@ def _train(args):
     set_threads(args.threads)
     train.train(args.model, args.dataset, args.train, args.test, args.weights_out, args.curve_out,
                 epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                weight_decay=args.weight_decay, seed=args.seed, device=args.device)
+                weight_decay=args.weight_decay, seed=args.seed, device=args.device,
+                precision=args.precision)
 
 
 def _variants(args):
@@ -104,7 +105,8 @@ def _predict(args):
     set_threads(args.threads)
     if args.variants is None:
         predict.predict_clean(args.dataset, args.weights, args.test, args.out,
-                              device=args.device, batch_size=args.batch_size)
+                              device=args.device, batch_size=args.batch_size,
+                              precision=args.precision)
     else:
         if args.variants_per_pass is None or args.cache_gb is None:
             raise ValueError("--variants needs --variants-per-pass and --cache-gb (the config's "
@@ -112,7 +114,7 @@ def _predict(args):
         predict.predict_sweep(args.dataset, args.weights, args.test, args.variants, args.out,
                               device=args.device, batch_size=args.batch_size,
                               variants_per_pass=args.variants_per_pass,
-                              cache_gb=args.cache_gb)
+                              cache_gb=args.cache_gb, precision=args.precision)
 
 
 def _metrics(args):

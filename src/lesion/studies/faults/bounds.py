@@ -218,8 +218,8 @@ def layer_study(model: nn.Module, layer: str, images: torch.Tensor, labels: torc
 
 def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
                 levels: Sequence[float], repetitions: int, study_seed: int, errors_out: str,
-                bounds_out: str, device: str, batch_size: int, reps_per_pass: int = 100,
-                inputs: int | None = None) -> None:
+                bounds_out: str, device: str, batch_size: int, precision: str,
+                reps_per_pass: int = 100, inputs: int | None = None) -> None:
     """The faults step: `errors.parquet` and `bounds.parquet` of one network.
 
     errors: dataset, model, layer, p, statistic (mean, std, norm_l1, norm_l2,
@@ -237,6 +237,7 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
     for p in levels:
         if not 0 <= p <= 1:
             raise ValueError(f"crash level p = {p!r} is out of range; expected a number in [0, 1]")
+    evaluate.set_precision(precision)
     dev = evaluate.pick_device(device)
     spec = data.get(dataset)
     model = models.load_weights(weights, num_classes=spec.num_classes, input_shape=spec.input_shape)
@@ -253,7 +254,8 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
     for rows, out in ((errors, errors_out), (bounds, bounds_out)):
         frame = pd.DataFrame(rows).assign(**names)
         frame = frame[list(names) + [c for c in frame.columns if c not in names]]
-        files.write_table(pa.Table.from_pandas(frame, preserve_index=False), out)
+        files.write_table(pa.Table.from_pandas(frame, preserve_index=False), out,
+                          {"precision": precision, "device": dev.type})
 
 
 def b3_variance(y: torch.Tensor, acts: Sequence[torch.Tensor]) -> torch.Tensor:

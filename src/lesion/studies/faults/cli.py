@@ -24,7 +24,7 @@ def _bounds(args):
                        levels=args.levels, repetitions=args.repetitions, study_seed=args.seed,
                        errors_out=args.errors_out, bounds_out=args.bounds_out,
                        device=args.device, batch_size=args.batch_size,
-                       reps_per_pass=args.reps_per_pass, inputs=args.inputs)
+                       precision=args.precision, reps_per_pass=args.reps_per_pass, inputs=args.inputs)
 
 
 def _train(args):
@@ -38,6 +38,7 @@ def _train(args):
     train.train(args.model, args.dataset, args.train, args.test, args.weights_out, args.curve_out,
                 epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 weight_decay=args.weight_decay, seed=args.seed, device=args.device,
+                precision=args.precision,
                 dropout=args.dropout, extra_loss=extra,
                 metadata={"dropout": args.dropout, "b3_variance": args.b3_variance})
 
