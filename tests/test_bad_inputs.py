@@ -332,7 +332,8 @@ VARIANTS = ["sweep", "variants", "--dataset", "digits", "--weights", "{weights.s
             "--seed", "0", "--threads", "1"]
 PREDICT = ["sweep", "predict", "--dataset", "digits", "--weights", "{weights.safetensors}",
            "--test", "{test.safetensors}", "--variants", "{variants.parquet}", "--device", "cpu",
-           "--batch-size", "512", "--variants-per-pass", "8", "--cache-gb", "4", "--precision", "ieee", "--threads", "1"]
+           "--batch-size", "512", "--variants-per-pass", "8", "--cache-gb", "4", "--precision", "ieee",
+           "--threads", "1"]
 TENSORS = ["data", "tensors", "--dataset", "digits", "--raw", "{raw.safetensors}",
            "--train-out", "{out}/train.safetensors", "--test-fraction", "0.25", "--seed", "0"]
 
