@@ -58,6 +58,9 @@ def test_values_of_every_metric():
     assert value[(ids[1], "agreement")] == 0.75
     none = long[long["perturbation"] == "none"]
     assert set(none["level"]) == {0.0} and set(none["layer"]) == {"none"}
+    assert set(none["draw"]) == {0} and set(none["dataset"]) == {"digits"}
+    assert set(long["model"]) == {"mlp"} and set(long["dataset"]) == {"digits"}
+    assert list(long["metric"].unique()) == ["top1", "top5", "loss", "agreement", "nonfinite"]
 
 
 def test_summary_averages_draws_with_a_t_interval():
@@ -104,6 +107,13 @@ def test_metrics_step_writes_the_values_to_parquet_and_csv(tmp_path):
     row = summary[(summary["metric"] == "top1") & (summary["perturbation"] == "gaussian")].iloc[0]
     assert (row["mean"], row["n"]) == (0.625, 2)
     assert row["std"] == pytest.approx(np.std([0.25, 1.0], ddof=1))
+    # two draws: t with one degree of freedom, 12.706 (a t table)
+    assert row["ci95"] == pytest.approx(12.706 * np.std([0.25, 1.0], ddof=1) / np.sqrt(2),
+                                        rel=1e-4)
     assert row["variant"] == "mlp-fc1-gaussian0.50"
+    # rows in the order the long table first names them (metric by metric; the clean
+    # model first), not sorted, which would put gaussian before none
+    assert summary["perturbation"].tolist()[:2] == ["none", "gaussian"]
+    assert summary["metric"].tolist()[:3] == ["top1", "top1", "top5"]
     csv = pd.read_csv(out["summary.csv"])
     pd.testing.assert_frame_equal(csv, summary, check_dtype=False)
