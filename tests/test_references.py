@@ -378,3 +378,24 @@ def test_train_and_test_splits_are_disjoint_complete_and_stratified(split):
     test_counts = np.bincount(parts["test"]["labels"].numpy(), minlength=10)
     # stratified: every class's test share within one image of 10%
     assert np.all(np.abs(test_counts - 0.1 * counts) <= 1)
+
+
+def test_a_variants_row_records_what_changed_counted_by_numpy():
+    base = layer()
+    table, variants = sweep.variant_table(base, dataset="digits", model="cnn", layer="fc1",
+                                          perturbation="synapse_knockout", levels=[0.3],
+                                          draws=1, study_seed=0)
+    row = table.to_pylist()[0]
+    old = np.concatenate([base[k].numpy().ravel() for k in ("bias", "weight")]).astype(np.float64)
+    new = np.concatenate([variants[0][k].numpy().ravel() for k in ("bias", "weight")])
+    assert row["changed"] == int((new != old).sum()) == COUNTS[(0.3, 60)] + COUNTS[(0.3, 12)]
+    assert row["weights"] == 72
+    assert row["rel_l1"] == pytest.approx(np.abs(new - old).sum() / np.abs(old).sum())
+    assert row["rel_l2"] == pytest.approx(np.linalg.norm(new - old) / np.linalg.norm(old))
+    assert (row["dataset"], row["model"], row["layer"]) == ("digits", "cnn", "fc1")
+
+
+def test_the_b3_loss_weight_may_be_zero_but_not_infinite():
+    bounds.b3_loss(0.0)  # a regime without the regulariser
+    with pytest.raises(ValueError, match=r"b3_variance = inf is out of range; expected a finite"):
+        bounds.b3_loss(float("inf"))
