@@ -34,6 +34,8 @@ CASES = {
     "unknown layer": (lambda c: c["models"]["cnn"].update(layers=["conv1", "fc7"]),
                       ["models.cnn.layers", "'fc7'", "['conv1', 'conv2', 'fc1', 'fc2']"]),
     "unknown dataset": (lambda c: c["dataset"].update(name="svhn"), ["dataset.name", "'svhn'", "digits"]),
+    "unknown precision": (lambda c: c["evaluate"].update(precision="fp16"),
+                          ["evaluate.precision", "'fp16'", "['ieee', 'tf32']"]),
     "fraction above 1": (lambda c: c["perturbations"]["node_knockout"].update(levels=[0.5, 1.5]),
                          ["perturbations.node_knockout.levels[1]", "1.5", "<= 1"]),
     "negative noise": (lambda c: c["perturbations"]["gaussian"].update(levels=[-0.1]),

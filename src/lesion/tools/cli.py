@@ -31,6 +31,11 @@ def _dag(args):
     dagbench.dag_speed(args.configfile, repeats=args.repeats, snakefile=args.snakefile)
 
 
+def _jobs(args):
+    from lesion.tools import jobs
+    jobs.compare(args.benchmarks, args.baseline)
+
+
 def _network(s: argparse.ArgumentParser, model: str) -> None:
     """The network a benchmark times: dataset, model, weights, device, threads."""
     s.add_argument("--dataset", default="digits")
@@ -57,6 +62,11 @@ def register(groups) -> None:
     s.add_argument("--configfile", default="config/imagenet.yaml")
     s.add_argument("--repeats", type=positive, default=3)
     s.add_argument("--snakefile", default=None, help="default: the checkout's Snakefile")
+
+    s = step("jobs", _jobs, "Sum a built study's job costs per rule from Snakemake's "
+             "benchmark files, beside a baseline build's when given.")
+    s.add_argument("benchmarks", nargs="?", default="benchmarks")
+    s.add_argument("--baseline", default=None, help="the benchmarks/ of a baseline build")
 
     s = step("faults", _faults, "Time crash-fault Monte Carlo repetitions: batched against a "
              "per-repetition loop, in the same run.")

@@ -1,0 +1,39 @@
+"""`python -m lesion bench jobs`: what a built study's jobs cost, from Snakemake's benchmark files.
+
+Every rule writes `benchmarks/<rule>/....tsv` (Snakemake's `benchmark:`),
+one row per job with its wall time `s` and `cpu_time`. Summed per rule,
+they tell where a study's time goes; given a baseline directory too (the
+same study built from another commit), both are printed side by side.
+Torch-free, so it costs nothing to run after a study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def job_costs(benchmarks: str | Path) -> pd.DataFrame:
+    """Per rule: jobs, summed wall time `s` and `cpu_time` (seconds), with a total row."""
+    root = Path(benchmarks)
+    rows = []
+    for tsv in sorted(root.rglob("*.tsv")):
+        frame = pd.read_csv(tsv, sep="\t")
+        rows.append({"rule": tsv.relative_to(root).parts[0], "jobs": 1,
+                     "s": float(frame["s"].iloc[-1]), "cpu_time": float(frame["cpu_time"].iloc[-1])})
+    if not rows:
+        raise FileNotFoundError(f"{root}: no benchmark files; expected the benchmarks/ directory "
+                                "of a built study")
+    table = pd.DataFrame(rows).groupby("rule").sum()
+    table.loc["total"] = table.sum()
+    return table.astype({"jobs": int})
+
+
+def compare(benchmarks: str, baseline: str | None = None) -> pd.DataFrame:
+    """Print the job costs of `benchmarks`, beside `baseline`'s when given; return the table."""
+    table = job_costs(benchmarks)
+    if baseline is not None:
+        table = job_costs(baseline).join(table, how="outer", lsuffix="_baseline").fillna(0)
+    print(table.round(1).to_string())
+    return table

@@ -1,0 +1,29 @@
+"""`bench jobs`: job costs summed per rule from Snakemake benchmark files."""
+
+from __future__ import annotations
+
+import pytest
+
+from lesion.tools import jobs
+
+HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def bench(root, path, s, cpu):
+    file = root / path
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(HEADER + f"{s}\t0:00:01\t1\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+
+
+def test_job_costs_sum_per_rule_and_in_total(tmp_path):
+    bench(tmp_path, "sweep/digits/mlp/gaussian/fc1.tsv", 1.5, 1.25)
+    bench(tmp_path, "sweep/digits/mlp/gaussian/fc2.tsv", 2.0, 1.75)
+    bench(tmp_path, "train/digits/mlp.tsv", 10.0, 9.0)
+    table = jobs.job_costs(tmp_path)
+    assert table.loc["sweep"].tolist() == [2, 3.5, 3.0]
+    assert table.loc["total"].tolist() == [3, 13.5, 12.0]
+
+
+def test_no_benchmark_files_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no benchmark files; expected the benchmarks/"):
+        jobs.job_costs(tmp_path)
