@@ -75,8 +75,8 @@ def test_cuda_without_a_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="no CUDA GPU"):
-        evaluate.pick_device("cuda")
-    assert evaluate.pick_device("auto") == CPU
+        evaluate.pick_device("cuda", "ieee")
+    assert evaluate.pick_device("auto", "ieee") == CPU
 
 
 @pytest.fixture

@@ -45,8 +45,13 @@ def set_precision(precision: str) -> None:
     torch.backends.cudnn.conv.fp32_precision = precision
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """`auto` is CUDA when present, else the CPU; `cuda` without a GPU is an error."""
+def pick_device(name: str, precision: str) -> torch.device:
+    """`auto` is CUDA when present, else the CPU; `cuda` without a GPU is an error.
+
+    Every step that runs a network starts here, so this is also where its
+    float32 `precision` is set (set_precision).
+    """
+    set_precision(precision)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -50,10 +50,9 @@ def predict_clean(dataset: str, weights: str | os.PathLike, test: str | os.PathL
                   out: str | os.PathLike, *, device: str, batch_size: int, precision: str) -> None:
     """Predictions of the unperturbed model (perturbation `none`).
 
-    `precision` (evaluate.set_precision) is recorded in the table's metadata.
+    `precision` (evaluate.pick_device) is recorded in the table's metadata.
     """
-    evaluate.set_precision(precision)
-    dev = evaluate.pick_device(device)
+    dev = evaluate.pick_device(device, precision)
     model, images, labels = _load(dataset, weights, test)
     logits = evaluate.run_batched(model, images, batch_size, dev)
     top, loss = evaluate.summarise(logits, labels.to(dev))
@@ -125,11 +124,10 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     """Predictions of every variant in a variants table (one layer, one operator).
 
     `cache_gb` bounds the clean prefix activations held at once (see
-    `evaluate.images_per_chunk`); `precision` (evaluate.set_precision) is
+    `evaluate.images_per_chunk`); `precision` (evaluate.pick_device) is
     recorded in the table's metadata.
     """
-    evaluate.set_precision(precision)
-    dev = evaluate.pick_device(device)
+    dev = evaluate.pick_device(device, precision)
     model, images, labels = _load(dataset, weights, test)
     rows = files.read_table(variants).to_pylist()
     if not rows:

@@ -16,7 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lesion import activations, data, files, models
-from lesion.evaluate import pick_device, set_precision
+from lesion.evaluate import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,7 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     """
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout = {dropout!r} is out of range; expected a number in [0, 1)")
-    set_precision(precision)
-    dev = pick_device(device)
+    dev = pick_device(device, precision)
     if dev.type == "cuda":
         # cuBLAS is deterministic only with a fixed workspace (set before its first use);
         # a few CUDA kernels (NLLLoss, AdaptiveAvgPool2d backward) have no deterministic

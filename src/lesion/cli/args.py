@@ -95,20 +95,23 @@ def steps(group: argparse.ArgumentParser) -> Callable[..., argparse.ArgumentPars
     return step
 
 
-def network(parser: argparse.ArgumentParser) -> None:
-    """--device, --batch-size, --precision of a step that evaluates a network (the rules pass all)."""
+def device(parser: argparse.ArgumentParser) -> None:
+    """--device and --precision (float32 arithmetic there) of a step that runs a network."""
     from lesion.catalog import PRECISIONS
 
     parser.add_argument("--device", required=True, help="auto, cpu or cuda")
     parser.add_argument("--precision", choices=PRECISIONS, required=True,
                         help="float32 on a GPU: full IEEE, or TF32 (faster, 10 mantissa bits)")
+
+
+def network(parser: argparse.ArgumentParser) -> None:
+    """--device, --precision, --batch-size of a step that evaluates a network (the rules pass all)."""
+    device(parser)
     parser.add_argument("--batch-size", type=positive, required=True, help="images per pass")
 
 
 def training_options(parser: argparse.ArgumentParser) -> None:
     """The train block of the config (workflow/schemas/config.schema.yaml holds the defaults)."""
-    from lesion.catalog import PRECISIONS
-
     for name in ("--model", "--dataset", "--train", "--test", "--weights-out", "--curve-out"):
         parser.add_argument(name, required=True)
     parser.add_argument("--epochs", type=positive, required=True)
@@ -116,9 +119,7 @@ def training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, required=True)
     parser.add_argument("--weight-decay", type=float, required=True)
     parser.add_argument("--seed", type=int, required=True, help="the study seed")
-    parser.add_argument("--device", required=True, help="auto, cpu or cuda")
-    parser.add_argument("--precision", choices=PRECISIONS, required=True,
-                        help="float32 on a GPU: full IEEE, or TF32 (faster, 10 mantissa bits)")
+    device(parser)
 
 
 def check_model_fits(model: str, dataset: str) -> None:

@@ -73,7 +73,7 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
           levels: list[float], draws: int, device: str, variants_per_pass: int,
           batch_size: int = 512, repeats: int = 3) -> list[dict]:
     """Time every layer's sweep; print a table and return its rows (best of `repeats`)."""
-    dev = evaluate.pick_device(device)
+    dev = evaluate.pick_device(device, "ieee")  # what a study runs by default
     net, source = _model(dataset, model, weights)
     images, labels = _images(dataset)
     print(f"bench sweep: {dataset}/{model} ({source}), {perturbation}, {len(levels)} levels x "
@@ -147,7 +147,7 @@ def fault_speed(*, dataset: str, model: str, weights: str | None, layers: list[s
     """
     from lesion import perturb
 
-    dev = evaluate.pick_device(device)
+    dev = evaluate.pick_device(device, "ieee")  # what a study runs by default
     net, source = _model(dataset, model, weights)
     images = _images(dataset)[0][:images]
     print(f"bench faults: {dataset}/{model} ({source}), crash p={p}, {repetitions} repetitions, "

@@ -237,8 +237,7 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
     for p in levels:
         if not 0 <= p <= 1:
             raise ValueError(f"crash level p = {p!r} is out of range; expected a number in [0, 1]")
-    evaluate.set_precision(precision)
-    dev = evaluate.pick_device(device)
+    dev = evaluate.pick_device(device, precision)
     spec = data.get(dataset)
     model = models.load_weights(weights, num_classes=spec.num_classes, input_shape=spec.input_shape)
     images, labels = data.load_split(test)
