@@ -27,3 +27,19 @@ def test_job_costs_sum_per_rule_and_in_total(tmp_path):
 def test_no_benchmark_files_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no benchmark files; expected the benchmarks/"):
         jobs.job_costs(tmp_path)
+
+
+def test_tables_differ_only_where_a_value_does(tmp_path):
+    import pandas as pd
+
+    from lesion.tools import tables
+
+    for side, values in (("before", [1.0, float("nan"), 3.0]), ("after", [1.0, float("nan"), 3.5])):
+        (tmp_path / side / "m").mkdir(parents=True)
+        pd.DataFrame({"name": ["a", "b", "c"], "value": values}).to_parquet(
+            tmp_path / side / "m" / "x.parquet")
+        pd.DataFrame({"n": [1, 2]}).to_parquet(tmp_path / side / "same.parquet")
+    (tmp_path / "after" / "new.parquet").write_bytes(
+        (tmp_path / "after" / "same.parquet").read_bytes())
+    assert tables.table_differences(tmp_path / "before", tmp_path / "after") == {
+        "m/x.parquet": "value: 1 values differ, largest by 0.5", "new.parquet": "only in after"}

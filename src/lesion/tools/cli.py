@@ -36,6 +36,11 @@ def _jobs(args):
     jobs.compare(args.benchmarks, args.baseline)
 
 
+def _tables(args):
+    from lesion.tools import tables
+    tables.compare(args.before, args.after)
+
+
 def _network(s: argparse.ArgumentParser, model: str) -> None:
     """The network a benchmark times: dataset, model, weights, device, threads."""
     s.add_argument("--dataset", default="digits")
@@ -67,6 +72,11 @@ def register(groups) -> None:
              "benchmark files, beside a baseline build's when given.")
     s.add_argument("benchmarks", nargs="?", default="benchmarks")
     s.add_argument("--baseline", default=None, help="the benchmarks/ of a baseline build")
+
+    s = step("tables", _tables, "Compare every Parquet table of two builds of a study, value "
+             "for value (a refactor must change none).")
+    s.add_argument("before", help="results/ of the baseline build")
+    s.add_argument("after", help="results/ of the new build")
 
     s = step("faults", _faults, "Time crash-fault Monte Carlo repetitions: batched against a "
              "per-repetition loop, in the same run.")

@@ -35,5 +35,6 @@ def compare(benchmarks: str, baseline: str | None = None) -> pd.DataFrame:
     table = job_costs(benchmarks)
     if baseline is not None:
         table = job_costs(baseline).join(table, how="outer", lsuffix="_baseline").fillna(0)
+        table = table.loc[[r for r in table.index if r != "total"] + ["total"]]
     print(table.round(1).to_string())
     return table

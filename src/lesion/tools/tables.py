@@ -1,0 +1,62 @@
+"""`python -m lesion bench tables`: are two builds of a study's tables the same, value for value?
+
+A refactor must change no result: build the study at the old and the new
+commit, then compare every Parquet table under both `results/`. Tables are
+compared by their values (column by column, NaN equal to NaN), not their
+bytes, so metadata (e.g. the precision a step recorded) does not count;
+a column that differs is reported with its largest difference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _column_difference(old: pd.Series, new: pd.Series) -> str | None:
+    """None when equal; else how they differ."""
+    if pd.api.types.is_numeric_dtype(old) and pd.api.types.is_numeric_dtype(new):
+        a, b = old.to_numpy(dtype=float), new.to_numpy(dtype=float)
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        if same.all():
+            return None
+        return f"{int((~same).sum())} values differ, largest by {np.nanmax(np.abs(a - b)):.3g}"
+    old_text, new_text = old.astype(str).to_numpy(), new.astype(str).to_numpy()
+    differ = int((old_text != new_text).sum())
+    return f"{differ} values differ" if differ else None
+
+
+def table_differences(before: str | Path, after: str | Path) -> dict[str, str]:
+    """{table path: how it differs} for every Parquet table under either `results/`."""
+    before, after = Path(before), Path(after)
+    paths = sorted({p.relative_to(root) for root in (before, after)
+                    for p in root.rglob("*.parquet")})
+    out = {}
+    for path in paths:
+        if not (before / path).is_file() or not (after / path).is_file():
+            out[str(path)] = "only in " + ("after" if (after / path).is_file() else "before")
+            continue
+        old, new = pd.read_parquet(before / path), pd.read_parquet(after / path)
+        if list(old.columns) != list(new.columns) or len(old) != len(new):
+            out[str(path)] = (f"shape {len(old)}x{list(old.columns)} -> "
+                              f"{len(new)}x{list(new.columns)}")
+            continue
+        columns = {c: d for c in old.columns
+                   if (d := _column_difference(old[c].reset_index(drop=True),
+                                               new[c].reset_index(drop=True)))}
+        if columns:
+            out[str(path)] = "; ".join(f"{c}: {d}" for c, d in columns.items())
+    return out
+
+
+def compare(before: str, after: str) -> int:
+    """Print the tables that differ; the number of tables compared is printed too."""
+    differences = table_differences(before, after)
+    count = len({p.relative_to(r) for r in (Path(before), Path(after))
+                 for p in Path(r).rglob("*.parquet")})
+    for path, how in differences.items():
+        print(f"{path}: {how}")
+    print(f"{count} tables compared, {len(differences)} differ")
+    return len(differences)
