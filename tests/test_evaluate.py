@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from lesion import evaluate, models, perturb
+from lesion import evaluate, models, perturb, sweep
 
 CPU = torch.device("cpu")
 
@@ -16,8 +16,10 @@ def naive(model, layer, tensors, x, y):
     """Deep-copy, write the variant in, run the whole network."""
     clone = copy.deepcopy(model)
     with torch.no_grad():
-        for name, t in tensors.items():
-            getattr(models.layer(clone, layer), name).copy_(t)
+        for name, t in tensors.items():  # "norm.weight" is the layer's BatchNorm's
+            owner = models.norm_after(clone, layer) if name.startswith("norm.") else \
+                models.layer(clone, layer)
+            getattr(owner, name.removeprefix("norm.")).copy_(t)
         return evaluate.summarise(clone(x), y)
 
 
@@ -30,9 +32,10 @@ def test_prefix_cached_sweep_equals_full_network(request, digits, model_fixture,
         base = models.layer_tensors(model, layer)
         variants = [perturb.apply(op, base, 0.5, seed) for seed, op in
                     enumerate(sorted(perturb.OPERATORS))]
-        prefix, suffix, path = models.split(model, layer)
+        prefix, suffix, _ = models.split(model, layer)
         activations = evaluate.run_batched(prefix, x, 64, CPU)
-        got = list(evaluate.sweep_suffix(suffix, path, variants, activations, y,
+        names = models.parameter_names(suffix, model, layer, list(base))
+        got = list(evaluate.sweep_suffix(suffix, names, variants, activations, y,
                                          batch_size=70, variants_per_pass=per_pass))
         assert len(got) == len(variants)
         for tensors, (top, loss) in zip(variants, got, strict=True):
@@ -47,16 +50,19 @@ def test_prefix_excludes_the_perturbed_layer_in_a_residual_network():
     model = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32)).eval()
     x, y = torch.randn(6, 3, 32, 32), torch.arange(6)
     for layer in ("conv1", "conv5", "conv8", "fc1"):  # stem, inside a block, a downsample, head
-        prefix, suffix, path = models.split(model, layer)
+        prefix, suffix, _ = models.split(model, layer)
         target = models.layer(model, layer)
         assert not any(m is target for m in prefix.modules())
-        tensors = perturb.apply("gaussian", models.layer_tensors(model, layer), 0.8, seed=1)
-        activations = evaluate.run_batched(prefix, x, 4, CPU)
-        (top, loss), = evaluate.sweep_suffix(suffix, path, [tensors], activations, y,
-                                             batch_size=4, variants_per_pass=2)
-        ref_top, ref_loss = naive(model, layer, tensors, x, y)
-        assert torch.equal(top, ref_top)
-        assert torch.allclose(loss, ref_loss, atol=1e-4)
+        for operator in ("gaussian", "node_knockout"):  # node knockout: with the BatchNorm
+            tensors = perturb.apply(operator, sweep.base_tensors(model, layer, operator), 0.8,
+                                    seed=1)
+            activations = evaluate.run_batched(prefix, x, 4, CPU)
+            names = models.parameter_names(suffix, model, layer, list(tensors))
+            (top, loss), = evaluate.sweep_suffix(suffix, names, [tensors], activations, y,
+                                                 batch_size=4, variants_per_pass=2)
+            ref_top, ref_loss = naive(model, layer, tensors, x, y)
+            assert torch.equal(top, ref_top)
+            assert torch.allclose(loss, ref_loss, atol=1e-4)
 
 
 def test_clean_prefix_is_what_the_layer_receives(cnn, digits):

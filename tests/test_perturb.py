@@ -177,3 +177,34 @@ def test_a_fraction_selects_the_nearest_whole_number_of_entries(level, n, count)
     assert int((knocked["bias"] == 0).sum()) == count
     units = perturb.apply("node_knockout", base, level, seed=0)
     assert int((units["bias"] == 0).sum()) == count
+
+
+@pytest.mark.parametrize("layer", ["conv1", "conv2", "conv8"])  # stem, in a block, a downsample
+def test_node_knockout_silences_channels_after_their_batchnorm(layer):
+    """Zeroing a conv filter alone leaves its BatchNorm emitting a constant; the knocked-out
+    channels must be exactly 0 after the BatchNorm, for any input."""
+    from lesion import models, sweep
+
+    torch.manual_seed(0)
+    model = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32)).eval()
+    norm = models.norm_after(model, layer)
+    assert isinstance(norm, torch.nn.BatchNorm2d)
+    with torch.no_grad():  # running statistics of a trained network: non-zero mean
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+        norm.bias.uniform_(-1, 1)
+    base = sweep.base_tensors(model, layer, "node_knockout")
+    assert sorted(base) == ["norm.bias", "norm.weight", "weight"]  # resnet convs have no bias
+    out = perturb.apply("node_knockout", base, 0.5, seed=4)
+    dead = (out["weight"] == 0).flatten(1).all(dim=1)
+    assert int(dead.sum()) == round(0.5 * len(dead))
+    with torch.no_grad():
+        models.layer(model, layer).weight.copy_(out["weight"])
+        norm.weight.copy_(out["norm.weight"])
+        norm.bias.copy_(out["norm.bias"])
+    seen = {}
+    norm.register_forward_hook(lambda m, a, y: seen.setdefault("y", y))
+    with torch.no_grad():
+        model(torch.randn(4, 3, 32, 32) * 5)
+    assert (seen["y"][:, dead] == 0).all()
+    assert (seen["y"][:, ~dead] != 0).any()

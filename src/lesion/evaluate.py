@@ -104,14 +104,15 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def sweep_suffix(suffix: nn.Module, layer_path: str,
+def sweep_suffix(suffix: nn.Module, names: dict[str, str],
                  variants: Iterable[dict[str, torch.Tensor]], activations: torch.Tensor,
                  labels: torch.Tensor, *, batch_size: int,
                  variants_per_pass: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (top-k classes [N, k], losses [N]) per variant, in order.
 
-    `variants` are replacement tensors for the parameters at `layer_path`
-    inside `suffix` (e.g. `{"weight": ..., "bias": ...}`), consumed lazily,
+    `variants` are replacement tensors (e.g. `{"weight": ..., "bias": ...}`)
+    for the parameters of `suffix` that `names` maps their keys to
+    (models.suffix_names), consumed lazily,
     `variants_per_pass` at a time, so a sweep over a large layer never holds
     more than one group; `activations` are the clean inputs of `suffix`,
     already on the evaluation device.
@@ -140,8 +141,8 @@ def sweep_suffix(suffix: nn.Module, layer_path: str,
         return torch.stack([forward({k: v[i] for k, v in stacked.items()}, x) for i in range(count)])
     remaining = iter(variants)
     while group := list(islice(remaining, variants_per_pass)):
-        stacked = {f"{layer_path}.{name}": torch.stack([v[name] for v in group]).to(device)
-                   for name in group[0]}
+        stacked = {names[key]: torch.stack([v[key] for v in group]).to(device)
+                   for key in group[0]}
         tops, losses = [], []
         for i in range(0, len(activations), batch_size):
             top, loss = summarise(batched(stacked, activations[i:i + batch_size]),

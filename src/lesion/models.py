@@ -171,6 +171,62 @@ def layer_tensors(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
     return {k: p.detach() for k, p in module.named_parameters(recurse=False)}
 
 
+NORM = "norm."  # key prefix of a unit's normalisation tensors (unit_tensors)
+
+
+def norm_after(model: nn.Module, name: str) -> nn.BatchNorm2d | nn.BatchNorm1d | None:
+    """The BatchNorm that normalises layer `name`'s output units, if one follows it directly.
+
+    torchvision registers a conv's BatchNorm right after the conv in the same
+    parent (ResNet's conv1/bn1 and downsample (conv, bn), ShuffleNet's
+    Sequential(conv, bn, relu)), so the next sibling is where it is; it must
+    have one feature per output unit of the layer.
+    """
+    target = layer(model, name)
+    for parent in model.modules():
+        children = list(parent.children())
+        for i, child in enumerate(children[:-1]):
+            if child is target:
+                after = children[i + 1]
+                if (isinstance(after, nn.BatchNorm1d | nn.BatchNorm2d)
+                        and after.num_features == target.weight.shape[0]):
+                    return after
+                return None
+    return None
+
+
+def unit_tensors(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
+    """What makes up the layer's output units: its tensors, and its BatchNorm's scale and
+    shift as "norm.weight" and "norm.bias" where one follows (norm_after).
+
+    Zeroing a unit's weights leaves its BatchNorm to emit beta - gamma * mean /
+    sqrt(var + eps), a constant, not silence; with gamma and beta zeroed too,
+    the unit's normalised output is exactly 0.
+    """
+    out = layer_tensors(model, name)
+    norm = norm_after(model, name)
+    if norm is not None:
+        out |= {NORM + k: p.detach() for k, p in norm.named_parameters(recurse=False)}
+    return out
+
+
+def parameter_names(container: nn.Module, model: nn.Module, name: str,
+                    keys: list[str]) -> dict[str, str]:
+    """The parameter name in `container` (the model, or a suffix of it from `split`) of each
+    variant tensor: `keys` of layer_tensors or unit_tensors."""
+    owners = {"": layer(model, name), NORM: norm_after(model, name)}
+    paths = {id(m): n for n, m in container.named_modules()}
+    out = {}
+    for key in keys:
+        prefix = NORM if key.startswith(NORM) else ""
+        owner = owners[prefix]
+        if owner is None or id(owner) not in paths:
+            raise ValueError(f"variant tensor {key!r} of layer {name!r} is not in the network "
+                             "after the layer; expected the layer's own tensors or its norm's")
+        out[key] = f"{paths[id(owner)]}.{key.removeprefix(prefix)}"
+    return out
+
+
 def stages(model: nn.Module) -> list[nn.Module]:
     """A list of modules whose composition equals `model` in eval mode."""
     return _architecture(model.lesion_name).stages(model)

@@ -57,9 +57,12 @@ def synapse_knockout(tensors: Tensors, level: float, generator: torch.Generator)
 def node_knockout(tensors: Tensors, level: float, generator: torch.Generator) -> dict:
     """Remove a random fraction `level` of the layer's output units.
 
-    An output unit (a dense unit, a conv filter) is dimension 0 of the weight
-    and the matching bias entry: both are zeroed. Inputs are left alone (the
-    seed code also zeroed input rows of dense layers).
+    An output unit (a dense unit, a conv filter) is dimension 0 of every
+    tensor given: the weight, the bias and, where a BatchNorm normalises the
+    layer, its scale and shift (`norm.weight`, `norm.bias`, see
+    models.unit_tensors and UNIT_OPERATORS), all zeroed, so the unit outputs
+    exactly 0. Inputs are left alone (the seed code also zeroed input rows of
+    dense layers).
     """
     weight = tensors["weight"]
     units = _choose(weight.shape[0], _count(level, weight.shape[0]), generator)
@@ -214,6 +217,10 @@ OPERATORS: dict[str, Operator] = {
     "stuck_at_one": stuck_at_one,
     "crash": crash,
 }
+# Operators that act on whole output units: they are given the layer's
+# BatchNorm scale and shift too (models.unit_tensors), the others the layer's
+# own tensors only (models.layer_tensors).
+UNIT_OPERATORS = ("node_knockout",)
 # Operators that take options, and which: passed to `apply` and recorded in
 # the variants table (column `options`, JSON), so that a row regenerates alone.
 OPERATOR_OPTIONS: dict[str, tuple[str, ...]] = {

@@ -91,7 +91,8 @@ def _weight_results(model, layer: str, base, rows: list[dict], images: torch.Ten
     several, each chunk redraws the variants rather than holding them all
     (a vgg16 fc1 variant is 400 MB), and their results are joined per variant.
     """
-    prefix, suffix, path = models.split(model, layer)
+    prefix, suffix, _ = models.split(model, layer)
+    names = models.parameter_names(suffix, model, layer, list(base))
     chunk = evaluate.images_per_chunk(prefix, images, cache_bytes, batch_size, device)
     spans = [(start, min(start + chunk, len(images))) for start in range(0, len(images), chunk)]
     log.info("%s: %d variants x %d images on %s, clean prefix cached for %d chunk(s) of %d",
@@ -99,7 +100,7 @@ def _weight_results(model, layer: str, base, rows: list[dict], images: torch.Ten
     if len(spans) == 1:
         activations = evaluate.run_batched(prefix, images, batch_size, device)
         regenerated = (sweep.regenerate(row, base) for row in rows)
-        yield from evaluate.sweep_suffix(suffix, path, regenerated, activations, labels,
+        yield from evaluate.sweep_suffix(suffix, names, regenerated, activations, labels,
                                          batch_size=batch_size,
                                          variants_per_pass=variants_per_pass)
         return
@@ -107,7 +108,7 @@ def _weight_results(model, layer: str, base, rows: list[dict], images: torch.Ten
     for start, stop in tqdm(spans, desc=f"chunks {layer}", mininterval=1):
         activations = evaluate.run_batched(prefix, images[start:stop], batch_size, device)
         regenerated = (sweep.regenerate(row, base) for row in rows)
-        results = evaluate.sweep_suffix(suffix, path, regenerated, activations,
+        results = evaluate.sweep_suffix(suffix, names, regenerated, activations,
                                         labels[start:stop], batch_size=batch_size,
                                         variants_per_pass=variants_per_pass)
         for part, result in zip(parts, results, strict=True):
@@ -136,7 +137,7 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     if len(layer_names) != 1:
         raise files.InputFileError(f"{variants}: expected one layer per table, found {layer_names}")
     layer = layer_names.pop()
-    base = models.layer_tensors(model, layer)
+    base = sweep.base_tensors(model, layer, rows[0]["perturbation"])
     if {r["perturbation"] for r in rows} & set(ACTIVATION_OPERATORS):
         results = _crash_results(model, layer, base, rows, images, labels, dev,
                                  batch_size=batch_size, reps_per_pass=variants_per_pass)

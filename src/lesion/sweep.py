@@ -26,11 +26,13 @@ VARIANT_SCHEMA = pa.schema([
     ("draw", pa.int32()),
     ("seed", pa.int64()),
     ("sha256", pa.string()),
-    ("weights", pa.int64()),       # entries of the layer's weight and bias
+    ("weights", pa.int64()),       # entries of those tensors (the layer's weight and bias,
+                                   # for node knockout also its BatchNorm's scale and shift)
     ("changed", pa.int64()),       # entries whose value differs from the original
     ("rel_l1", pa.float64()),      # |W' - W|_1 / |W|_1 over weight and bias together
     ("rel_l2", pa.float64()),      # |W' - W|_2 / |W|_2
     ("options", pa.string()),      # the operator's options as JSON, e.g. {"bits": ["sign"]}
+    ("tensors", pa.string()),      # the tensors the operator was given, e.g. "bias,weight"
 ])
 
 
@@ -70,6 +72,7 @@ def variant_table(base: Mapping[str, torch.Tensor], *, dataset: str, model: str,
                 "layer": layer, "level": float(level), "draw": draw, "seed": seed,
                 "sha256": io.tensors_sha256(new), **_difference(base, new),
                 "options": json.dumps(options, sort_keys=True),
+                "tensors": ",".join(sorted(base)),
             })
             variants.append(new)
     return pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), variants
@@ -88,13 +91,23 @@ def regenerate(row: Mapping, base: Mapping[str, torch.Tensor]) -> dict[str, torc
     return new
 
 
-def _base(dataset: str, weights: str, layer: str):
-    from lesion import data, models  # here, so that the pure functions above stay light
+def base_tensors(model, layer: str, perturbation: str) -> dict[str, torch.Tensor]:
+    """The tensors an operator perturbs: a layer's own, or for an operator on whole units
+    (perturb.UNIT_OPERATORS) also its BatchNorm's scale and shift (models.unit_tensors)."""
+    from lesion import models  # here, so that the pure functions above stay light
+
+    if perturbation in perturb.UNIT_OPERATORS:
+        return models.unit_tensors(model, layer)
+    return models.layer_tensors(model, layer)
+
+
+def _base(dataset: str, weights: str, layer: str, perturbation: str):
+    from lesion import data, models
 
     spec = data.get(dataset)
     model = models.load_weights(weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape)
-    return model.lesion_name, models.layer_tensors(model, layer)
+    return model.lesion_name, base_tensors(model, layer, perturbation)
 
 
 def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
@@ -104,7 +117,7 @@ def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
     from lesion.catalog import check_sweep
 
     check_sweep(perturbation, list(levels))
-    model, base = _base(dataset, weights, layer)
+    model, base = _base(dataset, weights, layer, perturbation)
     table, _ = variant_table(base, dataset=dataset, model=model, layer=layer,
                              perturbation=perturbation, levels=levels, draws=draws,
                              study_seed=study_seed, options=options)
@@ -119,7 +132,7 @@ def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: st
     rows = files.read_table(variants).to_pylist()
     if not rows:
         raise files.InputFileError(f"{variants}: the variants table is empty")
-    _, base = _base(dataset, weights, rows[0]["layer"])
+    _, base = _base(dataset, weights, rows[0]["layer"], rows[0]["perturbation"])
     with files.atomic_dir(out_dir) as tmp:
         for row in rows:
             io.save_tensors(regenerate(row, base), tmp / f"{row['variant']}.safetensors",

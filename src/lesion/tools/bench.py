@@ -35,15 +35,16 @@ def _naive(model, layer, variants, images, labels, batch_size, device) -> None:
         clone = copy.deepcopy(model)
         with torch.no_grad():
             for name, t in tensors.items():
-                getattr(models.layer(clone, layer), name).copy_(t)
+                clone.get_parameter(models.parameter_names(clone, clone, layer, [name])[name]).copy_(t)
         logits = evaluate.run_batched(clone, images, batch_size, device)
         evaluate.summarise(logits, labels.to(device))
 
 
 def _prefix(model, layer, variants, images, labels, batch_size, device, per_pass) -> None:
-    prefix, suffix, path = models.split(model, layer)
+    prefix, suffix, _ = models.split(model, layer)
+    names = models.parameter_names(suffix, model, layer, list(variants[0]))
     activations = evaluate.run_batched(prefix, images, batch_size, device)
-    for _ in evaluate.sweep_suffix(suffix, path, variants, activations, labels,
+    for _ in evaluate.sweep_suffix(suffix, names, variants, activations, labels,
                                    batch_size=batch_size, variants_per_pass=per_pass):
         pass
 
@@ -83,7 +84,7 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
           f"{'prefix x':>9} {'batched x':>10}")
     rows = []
     for layer in models.layers(net):
-        base = models.layer_tensors(net, layer)
+        base = sweep.base_tensors(net, layer, perturbation)
         begin = time.perf_counter()
         _, variants = sweep.variant_table(base, dataset=dataset, model=model, layer=layer,
                                           perturbation=perturbation, levels=levels, draws=draws,
