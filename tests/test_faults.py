@@ -166,7 +166,7 @@ def test_b1_and_b2_are_never_below_the_monte_carlo_error(trained):
                                         levels=[0.01, 0.1, 0.5], repetitions=50, study_seed=0,
                                         batch_size=512, reps_per_pass=50, device=CPU)
     table = pd.DataFrame(bounds)
-    assert set(table["bound"]) == {"b1", "b2", "b3", "b4"}
+    assert set(table["bound"]) == {"b1", "b1_jensen", "b2", "b3", "b4"}
     assert set(table.loc[table["bound"] == "b1", "statistic"]) == {"norm_l1", "norm_l2", "norm_linf"}
     assert set(pd.DataFrame(errors)["statistic"]) >= {"mean", "std", "top1", "top1_drop"}
     for layer in ("fc1", "fc2", "fc3"):
@@ -182,6 +182,13 @@ def test_b1_and_b2_are_never_below_the_monte_carlo_error(trained):
                 se = float(norms.std()) / np.sqrt(norms.numel())
                 # at the output layer b1's l1 form is exact, so only noise can cross it
                 assert b1[stat] >= mc[stat] - 3 * se, (layer, p, stat, b1[stat], mc[stat])
+            # the Jensen form: a bound too, and never above b1 (the min of two bounds)
+            jensen = faults.aggregate(predicted["b1_jensen"])["norm_l2"]
+            l2 = torch.linalg.vector_norm(deltas, ord=2, dim=-1)
+            se = float(l2.std()) / np.sqrt(l2.numel())
+            assert mc["norm_l2"] - 3 * se <= jensen <= b1["norm_l2"] * (1 + 1e-6), (layer, p)
+            if p >= 0.1 and layer != "fc3":  # many neurons, p > 1/n: strictly tighter
+                assert jensen < 0.8 * b1["norm_l2"], (layer, p, jensen, b1["norm_l2"])
             assert faults.aggregate(predicted["b2"])["mean"] >= mc["mean"] * 0.97, (layer, p)
 
 
@@ -255,7 +262,7 @@ def test_the_faults_part_of_the_workflow_builds_end_to_end(tmp_path):
     assert list(bounds.columns) == ["dataset", "model", "layer", "p", "bound", "statistic",
                                     "value", "mc"]
     assert set(bounds["layer"]) == {"fc2"} and sorted(set(bounds["p"])) == [0.05, 0.2]
-    assert set(bounds["bound"]) == {"b1", "b2", "b3", "b4"}
+    assert set(bounds["bound"]) == {"b1", "b1_jensen", "b2", "b3", "b4"}
     assert bounds[["value", "mc"]].notna().all().all()
     errors = pd.read_parquet(out / "faults" / "errors.parquet")
     assert {"mean", "std", "top1", "top1_drop"} <= set(errors["statistic"])

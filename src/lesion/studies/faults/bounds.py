@@ -43,7 +43,14 @@ constant); for other layers (a conv layer, max-pooling after it) they are
 left out. b1 differs from STUDIES.md's p * prod ||W|| * ||x||_q: E||x - x
 crashed||_q equals p ||x||_q only for q = 1 (for q = 2 it is about p ||x||_1
 at small p, which exceeds p ||x||_2), so ||x||_1 is used for every q, which
-keeps b1 a bound. b2's variance is the paper's estimate, not a bound: it
+keeps b1 a bound. For q = 2 a tighter bound is its own row, b1_jensen:
+  E ||Delta||_2 <= prod_l ||W_l||_2 * min(p ||x||_1, sqrt(p) ||x||_2)
+Proof: the network after L is Lipschitz with constant L2 = prod_l ||W_l||_2
+in the l2 norm, so ||Delta||_2 <= L2 ||c * x||_2 with c_i ~ Bernoulli(p) the
+crash indicators. ||c * x||_2 <= ||c * x||_1, whose mean is p ||x||_1; and by
+Jensen, E ||c * x||_2 <= sqrt(E ||c * x||_2^2) = sqrt(p sum_i x_i^2). The
+second is smaller once p > (||x||_2 / ||x||_1)^2, about 1/n for n similar
+neurons. b2's variance is the paper's estimate, not a bound: it
 drops the cross terms of paths that meet again, and falls below the Monte
 Carlo variance when a layer feeds two or more later layers (fc1 of the mlp).
 b3 is blind where the network is not differentiable in the way crashes move
@@ -69,7 +76,7 @@ LIPSCHITZ_ONE = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Dropout
                  nn.Flatten)
 STATISTICS = ("mean", "std", "norm_l1", "norm_l2", "norm_linf")
 NORMS = {"norm_l1": 1.0, "norm_l2": 2.0, "norm_linf": math.inf}
-BOUNDS = ("b1", "b2", "b3", "b4")
+BOUNDS = ("b1", "b1_jensen", "b2", "b3", "b4")
 
 
 def _dense_chain(suffix: nn.Module) -> list[torch.Tensor] | None:
@@ -145,9 +152,11 @@ def bounds_per_input(suffix: nn.Module, x: torch.Tensor, p: float,
             absolute, squared = w.abs() @ absolute, w.square() @ squared
         out["b2"] = {"mean": p * flat.abs() @ absolute.T, "std": (p * flat.square() @ squared.T).sqrt()}
         l1 = flat.abs().sum(1)
-        out["b1"] = {
-            stat: p * l1 * math.prod(float(torch.linalg.matrix_norm(w, ord=order)) for w in chain)
-            for stat, order in NORMS.items()}
+        lipschitz = {stat: math.prod(float(torch.linalg.matrix_norm(w, ord=order)) for w in chain)
+                     for stat, order in NORMS.items()}
+        out["b1"] = {stat: p * l1 * lipschitz[stat] for stat in NORMS}
+        jensen = torch.minimum(p * l1, math.sqrt(p) * flat.norm(dim=1))
+        out["b1_jensen"] = {"norm_l2": jensen * lipschitz["norm_l2"]}
     return out
 
 
@@ -224,7 +233,7 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
 
     errors: dataset, model, layer, p, statistic (mean, std, norm_l1, norm_l2,
     norm_linf, top1, top1_drop, nonfinite), value. bounds: dataset, model,
-    layer, p, bound (b1..b4), statistic, value, mc (the Monte Carlo value of
+    layer, p, bound (b1, b1_jensen, b2, b3, b4), statistic, value, mc (the Monte Carlo value of
     the same statistic). `inputs` keeps the first that many test inputs
     (all when None): b3 and b4 cost one Jacobian row and one suffix pass per
     neuron and input.

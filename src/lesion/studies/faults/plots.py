@@ -21,8 +21,8 @@ from lesion.figures import save  # noqa: E402
 
 FIGURES = ("bounds", "tolerance")
 ROWS = {"mean": "RMS of E[Delta]", "std": "RMS of Std[Delta]", "norm_l2": "E ||Delta||_2"}
-BOUND_STYLE = {"b1": ("tab:red", ":"), "b2": ("tab:orange", "-."), "b3": ("tab:blue", "--"),
-               "b4": ("tab:green", "-")}
+BOUND_STYLE = {"b1": ("tab:red", ":"), "b1_jensen": ("tab:purple", ":"),
+               "b2": ("tab:orange", "-."), "b3": ("tab:blue", "--"), "b4": ("tab:green", "-")}
 
 
 def _grid(rows: int, layers: list[str]):
