@@ -250,8 +250,10 @@ def split(model: nn.Module, layer_name: str) -> tuple[nn.Sequential, nn.Sequenti
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> None:
-    """Store the state dict as safetensors with its provenance as metadata."""
-    io.save_tensors(model.state_dict(), path, {"model": model.lesion_name, **metadata})
+    """Store the state dict (copied to the CPU, the model stays where it is) as safetensors,
+    with its provenance as metadata."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    io.save_tensors(state, path, {"model": model.lesion_name, **metadata})
 
 
 def load_weights(path: str | os.PathLike, *, num_classes: int,

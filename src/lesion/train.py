@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import pyarrow as pa
 import torch
@@ -55,21 +55,72 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dropout: float,
     return loss
 
 
+def _start(model_name: str, spec, init: str | os.PathLike | None) -> nn.Module:
+    """A fresh network (seed the global RNG first), or the weights in `init` to fine-tune."""
+    model = models.build(model_name, num_classes=spec.num_classes, input_shape=spec.input_shape)
+    if init is not None:
+        start = models.load_weights(init, num_classes=spec.num_classes,
+                                    input_shape=spec.input_shape)
+        if start.lesion_name != model_name:
+            raise ValueError(f"init = {str(init)!r} holds {start.lesion_name} weights; expected "
+                             f"weights of {model_name}")
+        model.load_state_dict(start.state_dict())
+    return model
+
+
+def _updates(model: nn.Module, freeze: Sequence[str],
+             masks: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor | None]:
+    """The parameters training updates, by name, each with its boolean mask (None: all of it).
+
+    Frozen layers' parameters are left out (and stop needing gradients).
+    """
+    frozen = {id(p) for name in freeze for p in models.layer(model, name).parameters()}
+    params = dict(model.named_parameters())
+    unknown = sorted(set(masks or {}) - set(params))
+    if unknown:
+        raise ValueError(f"masks name {unknown[0]!r}, which is not a parameter of the model; "
+                         f"expected some of {list(params)}")
+    out = {}
+    for name, p in params.items():
+        p.requires_grad_(id(p) not in frozen)
+        if id(p) in frozen:
+            continue
+        mask = None if masks is None or name not in masks else masks[name]
+        if mask is not None and (mask.dtype != torch.bool or mask.shape != p.shape):
+            raise ValueError(f"masks[{name!r}] is {mask.dtype} of shape {tuple(mask.shape)}; "
+                             f"expected torch.bool of shape {tuple(p.shape)}")
+        out[name] = None if mask is None else mask.to(p.device)
+    return out
+
+
 def train(model_name: str, dataset: str, train_path: str | os.PathLike,
           test_path: str | os.PathLike, weights_out: str | os.PathLike,
           curve_out: str | os.PathLike, *, epochs: int, batch_size: int,
           learning_rate: float, weight_decay: float, seed: int, device: str, precision: str,
           dropout: float = 0.0, extra_loss: ExtraLoss | None = None,
+          init: str | os.PathLike | None = None, freeze: Sequence[str] = (),
+          masks: Mapping[str, torch.Tensor] | None = None,
+          checkpoints: Mapping[int, str | os.PathLike] | None = None,
           metadata: dict | None = None) -> None:
     """Train with Adam on shuffled mini-batches; write weights and curve.
 
     `dropout` drops every hidden layer's neurons with that probability
     during training (inverted dropout; the saved network has no dropout);
     `extra_loss` is a study's term added to the cross-entropy (see
-    ExtraLoss); `metadata` is stored with the weights beside the settings.
+    ExtraLoss). Fine-tuning: `init` starts from a weights file of the same
+    model instead of a fresh network; `freeze` names layers left as they are;
+    `masks` (parameter name -> bool tensor) lets only the True entries of a
+    parameter change: the others get no gradient, no weight decay and so no
+    optimiser state, and stay bit for bit as they started. `checkpoints`
+    (epoch -> path) saves the weights after those epochs. `metadata` is
+    stored with the weights beside the settings.
     """
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout = {dropout!r} is out of range; expected a number in [0, 1)")
+    late = sorted(e for e in (checkpoints or {}) if not 1 <= e <= epochs)
+    if late:
+        raise ValueError(f"checkpoint epoch {late[0]} is out of range; expected an epoch in "
+                         f"1..{epochs} (epochs = {epochs})")
     dev = pick_device(device, precision)
     if dev.type == "cuda":
         # cuBLAS is deterministic only with a fixed workspace (set before its first use);
@@ -81,11 +132,16 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
         torch.use_deterministic_algorithms(True)
     spec = data.get(dataset)
     torch.manual_seed(seed)
-    model = models.build(model_name, num_classes=spec.num_classes,
-                         input_shape=spec.input_shape).to(dev)
+    model = _start(model_name, spec, init).to(dev)
+    updates = _updates(model, freeze, masks)
+    params = dict(model.named_parameters())
     x_train, y_train = (t.to(dev) for t in data.load_split(train_path))
     x_test, y_test = (t.to(dev) for t in data.load_split(test_path))
-    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    masked = {name: mask for name, mask in updates.items() if mask is not None}
+    # With masks, weight decay is added to the gradient here, before masking (Adam's
+    # own adds it after any gradient hook, which would move masked entries).
+    optimiser = torch.optim.Adam([params[name] for name in updates], lr=learning_rate,
+                                 weight_decay=0.0 if masked else weight_decay)
     order = torch.Generator().manual_seed(seed)
     rows = []
     for epoch in tqdm(range(1, epochs + 1), desc=f"train {model_name}", mininterval=1):
@@ -94,14 +150,30 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
             batch = batch.to(dev)
             optimiser.zero_grad()
             _loss(model, x_train[batch], y_train[batch], dropout, extra_loss).backward()
+            if masked:
+                with torch.no_grad():
+                    for name in updates:
+                        grad = params[name].grad
+                        if grad is None:  # a parameter this batch's loss does not reach
+                            continue
+                        if weight_decay:
+                            grad.add_(params[name], alpha=weight_decay)
+                        if name in masked:
+                            grad.mul_(masked[name])
             optimiser.step()
         for split, (x, y) in (("train", (x_train, y_train)), ("test", (x_test, y_test))):
             loss, acc = _score(model, x, y)
             rows.append({"epoch": epoch, "split": split, "loss": loss, "accuracy": acc})
+        if epoch in (checkpoints or {}):
+            models.save_weights(model, checkpoints[epoch], dataset=dataset, epoch=epoch,
+                                test_accuracy=rows[-1]["accuracy"], seed=seed)
     log.info("trained %s on %s: %s", model_name, dataset, rows[-2:])
-    models.save_weights(model.cpu(), weights_out, dataset=dataset, epochs=epochs,
+    start = {"init": str(init)} if init is not None else {}
+    start |= {"freeze": list(freeze)} if freeze else {}
+    start |= {"masked": sorted(masked)} if masked else {}
+    models.save_weights(model, weights_out, dataset=dataset, epochs=epochs,
                         batch_size=batch_size, learning_rate=learning_rate,
                         weight_decay=weight_decay, seed=seed, precision=precision,
-                        test_accuracy=rows[-1]["accuracy"],
+                        test_accuracy=rows[-1]["accuracy"], **start,
                         **{**({"dropout": dropout} if dropout else {}), **(metadata or {})})
     files.write_table(pa.Table.from_pylist(rows), curve_out)

@@ -1,0 +1,84 @@
+"""Fine-tuning: start from weights, freeze layers, masked updates, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lesion import data, io, models, train
+
+SETTINGS = {"batch_size": 64, "learning_rate": 1e-2, "seed": 0, "device": "cpu",
+            "precision": "ieee"}
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    data.export("digits", root / "raw.safetensors")
+    data.make_tensors("digits", root / "raw.safetensors", root / "train.safetensors",
+                      root / "test.safetensors", test_fraction=0.25, seed=0)
+    torch.manual_seed(5)
+    models.save_weights(models.build("mlp", num_classes=10, input_shape=(1, 8, 8)),
+                        root / "start.safetensors")
+    return root
+
+
+def run(split, name, *, epochs=1, weight_decay=0.0, **options):
+    out = split / f"{name}.safetensors"
+    train.train("mlp", "digits", split / "train.safetensors", split / "test.safetensors", out,
+                split / f"{name}.parquet", epochs=epochs, weight_decay=weight_decay,
+                **SETTINGS, **options)
+    return io.load_tensors(out)
+
+
+def test_masked_entries_stay_bit_identical_with_weight_decay(split):
+    start = io.load_tensors(split / "start.safetensors")
+    mask = torch.rand(start["1.weight"].shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    out = run(split, "masked", weight_decay=0.1, init=split / "start.safetensors",
+              masks={"1.weight": mask, "1.bias": torch.zeros(100, dtype=torch.bool)})
+    kept = start["1.weight"].view(torch.int32)[~mask]
+    assert torch.equal(out["1.weight"].view(torch.int32)[~mask], kept)
+    assert torch.equal(out["1.bias"], start["1.bias"])
+    assert (out["1.weight"][mask] != start["1.weight"][mask]).float().mean() > 0.9
+    assert not torch.equal(out["3.weight"], start["3.weight"])  # unmasked: trained
+
+
+def test_frozen_layers_and_init(split):
+    start = io.load_tensors(split / "start.safetensors")
+    out = run(split, "frozen", init=split / "start.safetensors", freeze=["fc1", "fc3"])
+    for name in ("1.weight", "1.bias", "5.weight", "5.bias"):  # fc1 and fc3
+        assert torch.equal(out[name], start[name]), name
+    assert not torch.equal(out["3.weight"], start["3.weight"])  # fc2 trains
+    meta = io.load_metadata(split / "frozen.safetensors")
+    assert meta["freeze"] == ["fc1", "fc3"] and meta["init"].endswith("start.safetensors")
+
+
+def test_init_must_hold_the_same_model(split):
+    torch.manual_seed(0)
+    models.save_weights(models.build("cnn", num_classes=10, input_shape=(1, 8, 8)),
+                        split / "cnn.safetensors")
+    with pytest.raises(ValueError, match=r"holds cnn weights; expected weights of mlp"):
+        run(split, "wrong", init=split / "cnn.safetensors")
+
+
+def test_checkpoints_are_the_weights_after_their_epoch(split):
+    final = run(split, "three", epochs=3, checkpoints={1: split / "e1.safetensors",
+                                                       3: split / "e3.safetensors"})
+    one = run(split, "one", epochs=1)
+    assert all(torch.equal(io.load_tensors(split / "e3.safetensors")[k], final[k]) for k in final)
+    assert all(torch.equal(io.load_tensors(split / "e1.safetensors")[k], one[k]) for k in one)
+    assert not torch.equal(one["1.weight"], final["1.weight"])
+    assert io.load_metadata(split / "e1.safetensors")["epoch"] == 1
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    ({"checkpoints": {4: "x"}}, r"checkpoint epoch 4 is out of range; expected an epoch in 1\.\.1"),
+    ({"masks": {"fc1.weight": torch.ones(3, dtype=torch.bool)}},
+     r"masks name 'fc1.weight', which is not a parameter of the model; expected some of"),
+    ({"masks": {"1.weight": torch.ones(3, dtype=torch.bool)}},
+     r"masks\['1.weight'\] is torch.bool of shape \(3,\); expected torch.bool of shape \(100, 64\)"),
+])
+def test_bad_fine_tuning_options_are_refused_before_training(split, options, words):
+    with pytest.raises(ValueError, match=words):
+        run(split, "bad", **options)
+    assert not (split / "bad.safetensors").exists()
