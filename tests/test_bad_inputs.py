@@ -349,6 +349,13 @@ def replaced(argv: list[str], flag: str, value: str) -> list[str]:
     return [*argv[: i + 1], value, *argv[i + 2:]]
 
 
+TRAIN = ["model", "train", "--model", "mlp", "--dataset", "digits", "--train",
+         "{train.safetensors}", "--test", "{test.safetensors}", "--weights-out",
+         "{out}/w.safetensors", "--curve-out", "{out}/c.parquet", "--epochs", "1",
+         "--batch-size", "64", "--learning-rate", "0.001", "--weight-decay", "0",
+         "--seed", "0", "--device", "cpu", "--precision", "ieee", "--threads", "1"]
+
+
 # id: (argv with {name} for the inputs above and {out} for a fresh output
 # directory, words the message must hold); each run writes to {out}/.
 CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
@@ -376,12 +383,13 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
                       ["'fc9'", "['fc1', 'fc2', 'fc3']"]),
     "unknown dataset": (["data", "export", "--dataset", "digitz", "--out", "{out}/raw.safetensors"],
                         ["'digitz'", "'digits'"]),
-    "unknown model": (["model", "train", "--model", "lenet", "--dataset", "digits", "--train",
-                       "{train.safetensors}", "--test", "{test.safetensors}", "--weights-out",
-                       "{out}/w.safetensors", "--curve-out", "{out}/c.parquet", "--epochs", "1",
-                       "--batch-size", "64", "--learning-rate", "0.001", "--weight-decay", "0",
-                       "--seed", "0", "--device", "cpu", "--precision", "ieee", "--threads", "1"],
-                      ["'lenet'", "['cnn', 'mlp']"]),
+    "unknown model": (replaced(TRAIN, "--model", "lenet"), ["'lenet'", "['cnn', 'mlp']"]),
+    "checkpoint epoch zero": (TRAIN + ["--checkpoint-epochs", "0,5", "--checkpoints-dir", "{out}"],
+                              ["--checkpoint-epochs", "'0,5'", "epochs >= 1"]),
+    "checkpoints without a directory": (TRAIN + ["--checkpoint-epochs", "1"],
+                                        ["--checkpoint-epochs needs --checkpoints-dir"]),
+    "init missing": (TRAIN + ["--init", "{out}/../no-init.safetensors"],
+                     ["no-init.safetensors", "not found"]),
     "weights missing": (replaced(VARIANTS, "--weights", "{out}/../nowhere.safetensors")
                         + ["--out", "{out}/v.parquet"], ["nowhere.safetensors", "not found"]),
     "weights truncated": (replaced(VARIANTS, "--weights", "{truncated.safetensors}")

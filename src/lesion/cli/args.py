@@ -49,6 +49,15 @@ def names(text: str) -> list[str]:
     return found
 
 
+def epochs(text: str) -> list[int]:
+    """Comma-separated epoch numbers, each at least 1."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items or not all(x.isdigit() and int(x) >= 1 for x in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs >= 1 such as 1,5,10, "
+                                         f"got {text!r}")
+    return sorted({int(x) for x in items})
+
+
 def number(convert: Callable[[str], float], accept: Callable[[float], bool],
            expected: str) -> Callable[[str], float]:
     """An argparse type: `convert` the text, refuse it unless `accept`-ed, saying what was expected."""
@@ -120,6 +129,33 @@ def training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, required=True)
     parser.add_argument("--seed", type=int, required=True, help="the study seed")
     device(parser)
+    parser.add_argument("--init", default=None,
+                        help="fine-tune: start from this weights file of the same model")
+    parser.add_argument("--freeze", type=names, default=[], help="layers left as they are")
+    parser.add_argument("--masks", default=None,
+                        help="safetensors of bool tensors by parameter name: only True entries train")
+    parser.add_argument("--checkpoint-epochs", type=epochs, default=[],
+                        help="save the weights after these epochs, e.g. 1,5,10")
+    parser.add_argument("--checkpoints-dir", default=None,
+                        help="where checkpoints go, as epoch{N}.safetensors")
+
+
+def training_kwargs(args: argparse.Namespace) -> dict:
+    """train.train's keyword arguments from training_options (files checked, masks loaded)."""
+    require(args.train, args.test, args.init, args.masks)
+    if args.checkpoint_epochs and args.checkpoints_dir is None:
+        raise ValueError("--checkpoint-epochs needs --checkpoints-dir (where they go)")
+    masks = None
+    if args.masks is not None:
+        from lesion import io
+        masks = io.load_tensors(args.masks)
+    return {
+        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "weight_decay": args.weight_decay, "seed": args.seed, "device": args.device,
+        "precision": args.precision, "init": args.init, "freeze": args.freeze, "masks": masks,
+        "checkpoints": {e: os.path.join(args.checkpoints_dir, f"epoch{e}.safetensors")
+                        for e in args.checkpoint_epochs},
+    }
 
 
 def check_model_fits(model: str, dataset: str) -> None:

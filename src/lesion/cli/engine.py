@@ -21,6 +21,7 @@ from lesion.cli.args import (
     positive,
     require,
     steps,
+    training_kwargs,
     training_options,
 )
 
@@ -63,14 +64,12 @@ def _pretrained(args):
 
 def _train(args):
     check_model_fits(args.model, args.dataset)
-    require(args.train, args.test)
+    options = training_kwargs(args)
     from lesion import train
     from lesion.evaluate import set_threads
     set_threads(args.threads)
     train.train(args.model, args.dataset, args.train, args.test, args.weights_out, args.curve_out,
-                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                weight_decay=args.weight_decay, seed=args.seed, device=args.device,
-                precision=args.precision)
+                **options)
 
 
 def _variants(args):

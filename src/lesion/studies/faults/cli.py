@@ -11,6 +11,7 @@ from lesion.cli.args import (
     positive,
     require,
     steps,
+    training_kwargs,
     training_options,
 )
 
@@ -29,17 +30,14 @@ def _bounds(args):
 
 def _train(args):
     check_model_fits(args.model, args.dataset)
-    require(args.train, args.test)
+    options = training_kwargs(args)
     from lesion import train
     from lesion.evaluate import set_threads
     from lesion.studies.faults import bounds
     set_threads(args.threads)
     extra = bounds.b3_loss(args.b3_variance) if args.b3_variance else None
     train.train(args.model, args.dataset, args.train, args.test, args.weights_out, args.curve_out,
-                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                weight_decay=args.weight_decay, seed=args.seed, device=args.device,
-                precision=args.precision,
-                dropout=args.dropout, extra_loss=extra,
+                **options, dropout=args.dropout, extra_loss=extra,
                 metadata={"dropout": args.dropout, "b3_variance": args.b3_variance})
 
 
