@@ -34,6 +34,10 @@ CASES = {
     "unknown layer": (lambda c: c["models"]["cnn"].update(layers=["conv1", "fc7"]),
                       ["models.cnn.layers", "'fc7'", "['conv1', 'conv2', 'fc1', 'fc2']"]),
     "unknown dataset": (lambda c: c["dataset"].update(name="svhn"), ["dataset.name", "'svhn'", "digits"]),
+    "unknown frozen layer": (lambda c: c["models"]["mlp"].update(train={"freeze": ["fc9"]}),
+                             ["models.mlp.train.freeze", "'fc9'", "['fc1', 'fc2', 'fc3']"]),
+    "checkpoint after the last epoch": (lambda c: c["train"].update(checkpoints=[5, 99]),
+                                        ["train.checkpoints", "epoch 99", "1..40"]),
     "unknown precision": (lambda c: c["evaluate"].update(precision="fp16"),
                           ["evaluate.precision", "'fp16'", "['ieee', 'tf32']"]),
     "fraction above 1": (lambda c: c["perturbations"]["node_knockout"].update(levels=[0.5, 1.5]),
@@ -76,8 +80,8 @@ def test_canonical_fills_defaults_sorts_keys_and_normalises_numbers():
     assert out["seed"] == 0 and out["device"] == "auto"            # defaults filled in
     assert out["evaluate"] == {"batch_size": 512, "cache_gb": 4.0, "precision": "ieee",
                                "variants_per_pass": 8}
-    assert out["train"] == {"batch_size": 64, "epochs": 40, "learning_rate": 1.0,
-                            "weight_decay": 0.0}
+    assert out["train"] == {"batch_size": 64, "checkpoints": [], "epochs": 40,
+                            "learning_rate": 1.0, "weight_decay": 0.0}
     assert out["models"]["mlp"] == {"layers": "all", "train": {"epochs": 5}}  # no defaults here
     assert type(out["models"]["mlp"]["train"]["epochs"]) is int
     assert out["perturbations"]["gaussian"] == {"draws": 2, "levels": [1.0, 0.5]}

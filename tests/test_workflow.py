@@ -45,7 +45,7 @@ CONFIG = {
     "device": "cpu",
     "dataset": {"name": DATASET},
     "models": {MODEL: {"layers": LAYERS}},
-    "train": {"epochs": 3},
+    "train": {"epochs": 3, "checkpoints": [2]},
     "perturbations": {
         "synapse_knockout": {"levels": LEVELS, "draws": DRAWS},
         "gaussian": {"levels": LEVELS, "draws": DRAWS},
@@ -131,6 +131,7 @@ def test_the_study_builds_every_target(study):
     out = model_dir(study)
     expected = [
         "weights.safetensors", "training.parquet", "metrics.parquet",
+        "checkpoints/epoch2.safetensors",
         "metrics_summary.parquet", "metrics_summary.csv", "predictions/none.parquet",
         *(f"{kind}/{perturbation}/{layer}.parquet" for kind in ("variants", "predictions")
           for perturbation in PERTURBATIONS for layer in LAYERS),
@@ -249,6 +250,23 @@ def test_a_reordered_reformatted_config_with_defaults_spelled_out_reruns_nothing
         assert planned_jobs(study) == []
     finally:
         config.write_text(original)
+
+
+def test_a_fine_tuned_model_trains_from_its_init_file_with_frozen_layers(study):
+    start = study / "resources" / "start.safetensors"
+    shutil.copy2(model_dir(study) / "checkpoints" / "epoch2.safetensors", start)
+    overlay = study / "fine-tune.yaml"
+    overlay.write_text(yaml.safe_dump({"models": {MODEL: {"layers": LAYERS, "train": {
+        "init": "resources/start.safetensors", "freeze": ["fc1"]}}}}))
+    try:
+        layered = ("--configfile", "config/config.yaml", "fine-tune.yaml")
+        jobs = Counter(rule for rule, _ in planned_jobs(study, *layered))
+        assert jobs["train"] == 1 and jobs["sweep"] == SWEEPS  # retrained, and all after it
+        out = snakemake(study, "-n", "-p", *layered)
+        assert "--init resources/start.safetensors --freeze fc1" in out
+        assert "--checkpoint-epochs 2 --checkpoints-dir results/digits/mlp/checkpoints" in out
+    finally:
+        start.unlink()
 
 
 def test_a_study_left_out_of_the_config_plans_none_of_its_jobs(study):

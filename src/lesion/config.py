@@ -237,6 +237,22 @@ def check(config: Mapping, schema: Mapping) -> None:
                 if name not in valid:
                     raise ConfigError(f"config error: models.{model}.layers: {name!r} is not a "
                                       f"weight layer of {model}; expected \"all\" or some of {valid}")
+        _check_training(config, schema, model, (settings or {}).get("train", {}))
+
+
+def _check_training(config: Mapping, schema: Mapping, model: str, own: Mapping) -> None:
+    """A model's frozen layers exist, and the shared checkpoints fall within its epochs."""
+    valid = layer_names(model)
+    for name in own.get("freeze", []):
+        if name not in valid:
+            raise ConfigError(f"config error: models.{model}.train.freeze: {name!r} is not a "
+                              f"weight layer of {model}; expected some of {valid}")
+    default = schema["$defs"]["train"]["properties"]["epochs"]["default"]
+    epochs = own.get("epochs", config.get("train", {}).get("epochs", default))
+    late = [e for e in config.get("train", {}).get("checkpoints", []) if e > epochs]
+    if late:
+        raise ConfigError(f"config error: train.checkpoints: epoch {late[0]} is after the last "
+                          f"epoch of {model} ({epochs}); expected epochs in 1..{epochs}")
 
 
 def check_writable(project: str | os.PathLike = ".") -> None:

@@ -64,6 +64,8 @@ TRAIN = "results/{dataset}/tensors/train.safetensors"
 TEST = "results/{dataset}/tensors/test.safetensors"
 WEIGHTS = "results/{dataset}/{model}/weights.safetensors"  # trained or pretrained
 CURVE = "results/{dataset}/{model}/training.parquet"
+CHECKPOINTS = "results/{dataset}/{model}/checkpoints"
+CHECKPOINT = CHECKPOINTS + "/epoch{epoch}.safetensors"
 CLEAN = "results/{dataset}/{model}/predictions/none.parquet"
 VARIANTS = "results/{dataset}/{model}/variants/{perturbation}/{layer}.parquet"
 PREDICTIONS = "results/{dataset}/{model}/predictions/{perturbation}/{layer}.parquet"
@@ -102,6 +104,29 @@ def model_layers(model):
 def train_settings(model):
     """The shared train block, each key of the model's own winning (sorted, for stable params)."""
     return dict(sorted({**config["train"], **config["models"][model].get("train", {})}.items()))
+
+
+def train_init(wildcards):
+    """The weights a model fine-tunes from (its train.init), if any: an input of its training."""
+    init = train_settings(wildcards.model).get("init")
+    return [init] if init else []
+
+
+def start_options(model):
+    """--init and --freeze of a model's training (fine-tuning), or nothing."""
+    settings = train_settings(model)
+    options = [f"--init {shlex.quote(settings['init'])}"] if settings.get("init") else []
+    options += [f"--freeze {','.join(settings['freeze'])}"] if settings.get("freeze") else []
+    return " ".join(options)
+
+
+def checkpoint_options(wildcards):
+    """--checkpoint-epochs and --checkpoints-dir when train.checkpoints names epochs."""
+    epochs = config["train"]["checkpoints"]
+    if not epochs:
+        return ""
+    where = CHECKPOINTS.format(dataset=wildcards.dataset, model=wildcards.model)
+    return f"--checkpoint-epochs {','.join(map(str, epochs))} --checkpoints-dir {where}"
 
 
 # Each study's rule file registers a function returning its targets; rule

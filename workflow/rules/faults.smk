@@ -46,6 +46,7 @@ use rule train as train_regime with:
     input:
         train=TRAIN,
         test=TEST,
+        init=train_init,
         code=code("faults", "train"),
     output:
         weights=f"{REGIME_DIR}/weights.safetensors",
@@ -57,6 +58,8 @@ use rule train as train_regime with:
             f"--dropout {REGIMES[w.regime]['dropout']!r}"
             f" --b3-variance {REGIMES[w.regime]['b3_variance']!r}"
         ),
+        start=lambda w: start_options(w.model),  # a regime starts where its model does
+        checkpoints="",  # the study's checkpoints are of its own networks
         seed=config["seed"],
         device=config["device"],
         precision=config["evaluate"]["precision"],

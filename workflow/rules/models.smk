@@ -7,16 +7,20 @@ rule train:
     input:
         train=TRAIN,
         test=TEST,
+        init=train_init,
         code=code("model", "train"),
     output:
         weights=WEIGHTS,
         curve=CURVE,
+        checkpoints=expand(CHECKPOINT, epoch=config["train"]["checkpoints"], allow_missing=True),
     wildcard_constraints:
         dataset=f"{EXPORTED}|{DOWNLOADED}",
     params:
         step="model train",  # a study's twin of this rule runs its own step
         train=lambda w: train_settings(w.model),
         options="",  # and passes its own options
+        start=lambda w: start_options(w.model),
+        checkpoints=checkpoint_options,
         seed=config["seed"],
         device=config["device"],
         precision=config["evaluate"]["precision"],
@@ -35,7 +39,8 @@ rule train:
         " --weights-out {output.weights} --curve-out {output.curve}"
         " --epochs {params.train[epochs]} --batch-size {params.train[batch_size]}"
         " --learning-rate {params.train[learning_rate]} --weight-decay {params.train[weight_decay]}"
-        " {params.options} --seed {params.seed} --device {params.device}"
+        " {params.options} {params.start} {params.checkpoints}"
+        " --seed {params.seed} --device {params.device}"
         " --precision {params.precision} --threads {threads}"
         " > {log} 2>&1"
 
