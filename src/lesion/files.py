@@ -58,6 +58,23 @@ def _remove_leftovers(path: Path) -> None:
                 old.unlink()
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it, so set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str | Path, mode: int) -> None:
+    """Give a finished temporary the mode a plainly created file would have.
+
+    mkstemp and mkdtemp create private (0600, 0700) entries; outputs must be
+    readable by whoever the umask allows, e.g. colleagues on a shared cluster
+    file system.
+    """
+    os.chmod(tmp, mode & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` on success.
@@ -74,6 +91,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
+        _publish(tmp, 0o666)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -83,14 +101,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside `path`; rename it onto `path` on success."""
+    """Yield a fresh temporary directory beside `path`; rename it onto `path` on success.
+
+    A directory already at `path` (an earlier run's) is replaced: it is
+    renamed aside first, as a leftover temporary, and removed after.
+    """
     path = Path(path)
     _make_parent(path)
     _remove_leftovers(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        os.replace(tmp, path)
+        _publish(tmp, 0o777)
+        if path.is_dir() and not path.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+            os.replace(path, old)  # onto the empty directory just made
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
