@@ -384,6 +384,8 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
     "unknown dataset": (["data", "export", "--dataset", "digitz", "--out", "{out}/raw.safetensors"],
                         ["'digitz'", "'digits'"]),
     "unknown model": (replaced(TRAIN, "--model", "lenet"), ["'lenet'", "['cnn', 'mlp']"]),
+    "unknown device": (replaced(TRAIN, "--device", "gpu"),
+                       ["--device", "'gpu'", "['auto', 'cpu', 'cuda']"]),
     "checkpoint epoch zero": (TRAIN + ["--checkpoint-epochs", "0,5", "--checkpoints-dir", "{out}"],
                               ["--checkpoint-epochs", "'0,5'", "epochs >= 1"]),
     "checkpoints without a directory": (TRAIN + ["--checkpoint-epochs", "1"],

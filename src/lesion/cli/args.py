@@ -49,6 +49,14 @@ def names(text: str) -> list[str]:
     return found
 
 
+def device_name(text: str) -> str:
+    """auto, cpu, cuda or cuda:N, as the config allows (plus a GPU index)."""
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of ['auto', 'cpu', 'cuda'] or cuda:N, "
+                                     f"got {text!r}")
+
+
 def epochs(text: str) -> list[int]:
     """Comma-separated epoch numbers, each at least 1."""
     items = [x.strip() for x in text.split(",") if x.strip()]
@@ -108,7 +116,8 @@ def device(parser: argparse.ArgumentParser) -> None:
     """--device and --precision (float32 arithmetic there) of a step that runs a network."""
     from lesion.catalog import PRECISIONS
 
-    parser.add_argument("--device", required=True, help="auto, cpu or cuda")
+    parser.add_argument("--device", type=device_name, required=True,
+                        help="auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--precision", choices=PRECISIONS, required=True,
                         help="float32 on a GPU: full IEEE, or TF32 (faster, 10 mantissa bits)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lesion.cli.args import levels, names, positive, steps
+from lesion.cli.args import device_name, levels, names, positive, steps
 
 
 def _sweep(args):
@@ -48,7 +48,7 @@ def _network(s: argparse.ArgumentParser, model: str) -> None:
     s.add_argument("--weights", default=None,
                    help="trained weights (default: results/{dataset}/{model}/weights.safetensors "
                         "when present, else a freshly initialised network)")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", type=device_name, default="auto")
     s.add_argument("--threads", type=positive, default=1)
 
 
