@@ -286,7 +286,7 @@ def made(tmp_path_factory) -> dict[str, str]:
     import pyarrow.compute as pc
     import torch
 
-    from lesion import data, files, io, sweep, train
+    from lesion import data, files, io, predict, sweep, train
 
     d = tmp_path_factory.mktemp("inputs")
     p = {name: str(d / name) for name in (
@@ -322,6 +322,13 @@ def made(tmp_path_factory) -> dict[str, str]:
     tampered = pc.binary_join_element_wise(table.column("sha256"), "0", "")  # one more digit
     p["tampered.parquet"] = str(d / "tampered.parquet")
     files.write_table(table.set_column(column, "sha256", tampered), p["tampered.parquet"])
+    model_column = table.schema.get_field_index("model")
+    p["cnn-variants.parquet"] = str(d / "cnn-variants.parquet")
+    files.write_table(table.set_column(model_column, "model", pc.replace_substring(
+        table.column("model"), "mlp", "cnn")), p["cnn-variants.parquet"])
+    p["predictions.parquet"] = str(d / "predictions.parquet")
+    predict.predict_clean("digits", p["weights.safetensors"], p["test.safetensors"],
+                          p["predictions.parquet"], device="cpu", batch_size=512, precision="ieee")
     p["file"] = str(d / "a-file")
     Path(p["file"]).write_text("a file where a directory should be\n")
     return p
@@ -408,6 +415,14 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
                                            + ["--out", "{out}/p.parquet"],
                                            ["tampered.parquet", "mlp-fc1-gaussian0.10-num0",
                                             "recorded", "rebuild the variants table"]),
+    "variants table of another model": (replaced(PREDICT, "--variants", "{cnn-variants.parquet}")
+                                        + ["--out", "{out}/p.parquet"],
+                                        ["cnn-variants.parquet", "variants table of model 'cnn'",
+                                         "the weights are 'mlp'"]),
+    "a predictions table as variants": (replaced(PREDICT, "--variants", "{predictions.parquet}")
+                                        + ["--out", "{out}/p.parquet"],
+                                        ["predictions.parquet", "not a variants table",
+                                         "python -m lesion sweep variants"]),
     "variants table not parquet": (replaced(PREDICT, "--variants", "{table.parquet.txt}")
                                    + ["--out", "{out}/p.parquet"],
                                    ["table.parquet.txt", "not a readable Parquet file"]),

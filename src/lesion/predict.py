@@ -130,13 +130,8 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     """
     dev = evaluate.pick_device(device, precision)
     model, images, labels = _load(dataset, weights, test)
-    rows = files.read_table(variants).to_pylist()
-    if not rows:
-        raise files.InputFileError(f"{variants}: the variants table is empty")
-    layer_names = {r["layer"] for r in rows}
-    if len(layer_names) != 1:
-        raise files.InputFileError(f"{variants}: expected one layer per table, found {layer_names}")
-    layer = layer_names.pop()
+    rows = sweep.read_variants(variants, model.lesion_name)
+    layer = rows[0]["layer"]
     base = sweep.base_tensors(model, layer, rows[0]["perturbation"])
     if {r["perturbation"] for r in rows} & set(ACTIVATION_OPERATORS):
         results = _crash_results(model, layer, base, rows, images, labels, dev,

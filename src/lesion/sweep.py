@@ -9,6 +9,7 @@ variant from its row alone and refuses one whose hash no longer matches.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 
 import pyarrow as pa
@@ -110,6 +111,33 @@ def _base(dataset: str, weights: str, layer: str, perturbation: str):
     return model.lesion_name, base_tensors(model, layer, perturbation)
 
 
+def read_variants(path: str | os.PathLike, model: str) -> list[dict]:
+    """The rows of a variants table for `model`'s weights: one layer, one operator.
+
+    Checked at entry, so that a wrong table is named as such (not a KeyError,
+    not a hash mismatch whose real cause is another model's table).
+    """
+    table = files.read_table(path)
+    missing = [c for c in ("variant", "model", "perturbation", "layer", "level", "seed", "sha256")
+               if c not in table.column_names]
+    if missing:
+        raise files.InputFileError(f"{path}: not a variants table (no column {missing[0]!r}); "
+                                   "expected a table written by `python -m lesion sweep variants`")
+    rows = table.to_pylist()
+    if not rows:
+        raise files.InputFileError(f"{path}: the variants table is empty")
+    for column in ("layer", "perturbation"):
+        found = sorted({r[column] for r in rows})
+        if len(found) != 1:
+            raise files.InputFileError(f"{path}: expected one {column} per table, found {found}")
+    models_found = sorted({r["model"] for r in rows})
+    if models_found != [model]:
+        raise files.InputFileError(f"{path}: a variants table of model {models_found[0]!r}, but "
+                                   f"the weights are {model!r}'s; expected the weights the "
+                                   "table was drawn from")
+    return rows
+
+
 def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
                    levels: list[float], draws: int, study_seed: int, out: str,
                    options: Mapping | None = None) -> None:
@@ -129,9 +157,7 @@ def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: st
 
     The directory appears only when complete (built aside, then renamed).
     """
-    rows = files.read_table(variants).to_pylist()
-    if not rows:
-        raise files.InputFileError(f"{variants}: the variants table is empty")
+    rows = read_variants(variants, io.load_metadata(weights).get("model"))
     _, base = _base(dataset, weights, rows[0]["layer"], rows[0]["perturbation"])
     with files.atomic_dir(out_dir) as tmp:
         for row in rows:
