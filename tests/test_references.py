@@ -399,3 +399,115 @@ def test_the_b3_loss_weight_may_be_zero_but_not_infinite():
     bounds.b3_loss(0.0)  # a regime without the regulariser
     with pytest.raises(ValueError, match=r"b3_variance = inf is out of range; expected a finite"):
         bounds.b3_loss(float("inf"))
+
+
+# --- crash bounds and their statistics, by hand on a linear layer ------------------
+
+W3 = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
+X3 = np.array([[2.0, 1.0, 4.0], [0.5, 3.0, 1.0]])
+
+
+def test_every_bound_on_a_linear_suffix_against_its_formula():
+    """After a dense layer y = W x + b, crashing neuron i changes y by d_i = -W[:, i] x_i
+    exactly, so b3 and b4 are exact and every bound has a closed form."""
+    suffix = nn.Sequential(nn.Linear(3, 2))
+    with torch.no_grad():
+        suffix[0].weight.copy_(torch.tensor(W3))
+        suffix[0].bias.copy_(torch.tensor([0.1, -0.2]))
+    x = torch.tensor(X3, dtype=torch.float32)
+    p = 0.2
+    terms = bounds._per_input_terms(suffix, x, suffix(x).detach(), rows_per_pass=4)
+    got = {b: {s: v.detach().numpy() for s, v in stats.items()}
+           for b, stats in bounds.bounds_per_input(suffix, x, p, terms).items()}
+    mean = -p * X3 @ W3.T                                     # E Delta = -p W x
+    std = np.sqrt(p * (1 - p) * X3**2 @ (W3**2).T)           # Bernoulli variance
+    for bound in ("b3", "b4"):
+        assert np.allclose(got[bound]["mean"], mean, rtol=1e-5), bound
+        assert np.allclose(got[bound]["std"], std, rtol=1e-5), bound
+    assert np.allclose(got["b2"]["mean"], p * np.abs(X3) @ np.abs(W3).T, rtol=1e-5)
+    assert np.allclose(got["b2"]["std"], np.sqrt(p * X3**2 @ (W3**2).T), rtol=1e-5)
+    l1, l2 = np.abs(X3).sum(1), np.linalg.norm(X3, axis=1)
+    for stat, order in (("norm_l1", 1), ("norm_l2", 2), ("norm_linf", np.inf)):
+        assert np.allclose(got["b1"][stat], p * l1 * np.linalg.norm(W3, order), rtol=1e-5), stat
+    jensen = np.minimum(p * l1, np.sqrt(p) * l2) * np.linalg.norm(W3, 2)
+    assert np.allclose(got["b1_jensen"]["norm_l2"], jensen, rtol=1e-5)
+
+
+def test_aggregate_is_a_root_mean_square_with_the_monte_carlo_excess_removed():
+    per_input = {"mean": torch.tensor([[1.0, -2.0], [3.0, 0.0]]),
+                 "std": torch.tensor([[1.0, 1.0], [2.0, 0.0]]),
+                 "norm_l1": torch.tensor([1.0, 3.0])}
+    plain = bounds.aggregate(per_input)
+    assert plain["mean"] == pytest.approx(np.sqrt(14 / 4))
+    assert plain["std"] == pytest.approx(np.sqrt(6 / 4))
+    assert plain["norm_l1"] == pytest.approx(2.0)
+    # with R = 2 repetitions each squared mean loses std^2 / R: (0.5 + 3.5 + 7 + 0) / 4
+    assert bounds.aggregate(per_input, 2)["mean"] == pytest.approx(np.sqrt(11 / 4))
+    tiny = {"mean": torch.tensor([[0.1]]), "std": torch.tensor([[1.0]])}
+    assert bounds.aggregate(tiny, 2)["mean"] == 0.0  # clamped at 0, never imaginary
+
+
+def test_monte_carlo_statistics_of_three_repetitions():
+    deltas = torch.tensor([[[1.0, 2.0]], [[3.0, -2.0]], [[2.0, 0.0]]])  # [R=3, N=1, K=2]
+    got = {k: v.numpy() for k, v in bounds.monte_carlo(deltas).items()}
+    assert got["mean"].tolist() == [[2.0, 0.0]]
+    assert got["std"].tolist() == [[1.0, 2.0]]  # sample std (R - 1)
+    assert got["norm_l1"].tolist() == pytest.approx([10 / 3])
+    assert got["norm_l2"].tolist() == pytest.approx([(np.sqrt(5) + np.sqrt(13) + 2) / 3])
+    assert got["norm_linf"].tolist() == pytest.approx([7 / 3])
+
+
+def test_sites_without_training_apply_no_dropout(mlp, digits):
+    x = digits[0][:16]
+    parts = activations.flat_stages(mlp)
+    out, _ = activations.forward_with_sites(parts, x, activations.hidden_sites(mlp), dropout=0.5,
+                                            training=False)
+    assert torch.equal(out, mlp(x))
+
+
+# --- bit faults on large tensors, and what a bad bit request says --------------------
+
+def test_bit_faults_on_a_tensor_of_several_chunks_match_the_reference():
+    n = 2 * perturb._CHUNK + 7
+    base = {"weight": torch.linspace(-1, 1, n)}
+    out = perturb.apply("bitflip", base, 0.01, seed=3, bits=[0, 30])
+    g = fresh(3)
+    hits = np.concatenate([torch.rand((min(perturb._CHUNK, n - s), 2), generator=g).numpy() < 0.01
+                           for s in range(0, n, perturb._CHUNK)])
+    mask = hits[:, 0].astype(np.uint32) | (hits[:, 1].astype(np.uint32) << np.uint32(30))
+    expected = base["weight"].numpy().view(np.uint32) ^ mask
+    assert np.array_equal(out["weight"].numpy().view(np.uint32), expected)
+
+
+@pytest.mark.parametrize(("tensors", "bits", "words"), [
+    ({"weight": torch.zeros(3, dtype=torch.int32)}, "all",
+     r"bit faults need a float tensor; got dtype torch.int32, expected one of \['torch.float32'"),
+    ({"weight": torch.zeros(3)}, [40],
+     r"bits = 40 is not a bit of torch.float32; expected one of "
+     r"\['all', 'sign', 'exponent', 'mantissa'\] or an index in 0\.\.31"),
+    ({"weight": torch.zeros(3)}, [], r"bits = \[\] selects no bit; expected at least one"),
+])
+def test_a_bad_bit_request_says_what_is_allowed(tensors, bits, words):
+    with pytest.raises(ValueError, match=words):
+        perturb.apply("bitflip", tensors, 0.1, seed=0, bits=bits)
+
+
+# --- the tables' types ----------------------------------------------------------------
+
+def test_predictions_and_summary_columns_have_their_documented_types():
+    table = _table(["a", "b"], torch.tensor([1, 2]), [torch.tensor([[1, 2, 3, 4, 5]] * 2)] * 2,
+                   [torch.tensor([0.5, 1.5])] * 2)
+    import pyarrow as pa
+
+    assert table.schema.field("variant").type == pa.dictionary(pa.int32(), pa.string())
+    assert table.schema.field("image").type == pa.int32()
+    assert table.schema.field("label").type == pa.int16()
+    assert table.schema.field("top5").type == pa.list_(pa.int32(), 5)
+    assert table.schema.field("loss").type == pa.float32()
+    import pandas as pd
+
+    long = pd.DataFrame({"dataset": "d", "model": "m", "perturbation": ["none", "g", "g"],
+                         "layer": "l", "level": [0.0, 0.5, 0.5], "variant": ["m", "v-num0", "v-num1"],
+                         "metric": "top1", "value": [0.9, 0.5, 0.7]})
+    summary = metrics.summarise(long)
+    assert summary["ci95"].dtype == np.float64 and np.isnan(summary["ci95"].iloc[0])

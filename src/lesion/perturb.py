@@ -162,8 +162,15 @@ def _bit_masks(t: torch.Tensor, level: float, positions: list[int],
         count = min(_CHUNK, t.numel() - start)
         hits = torch.rand((count, len(positions)), generator=generator) < level
         masks.append((hits.to(torch.int64) * values).sum(dim=1))
-    flat = torch.cat(masks) if masks else torch.zeros(0, dtype=torch.int64)
-    return flat.to(itype).reshape(t.shape)
+    return torch.cat(masks).to(itype).reshape(t.shape)
+
+
+# What a bit fault does to the stored bits `raw` where `mask` has a 1.
+_BIT_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "flip": lambda raw, mask: raw ^ mask,
+    "zero": lambda raw, mask: raw & ~mask,
+    "one": lambda raw, mask: raw | mask,
+}
 
 
 def _bit_fault(kind: str, tensors: Tensors, level: float, generator: torch.Generator,
@@ -175,8 +182,7 @@ def _bit_fault(kind: str, tensors: Tensors, level: float, generator: torch.Gener
         positions = bit_positions(bits, t.dtype)
         raw = t.contiguous().view(_FLOAT_BITS[t.dtype][0])
         mask = _bit_masks(t, level, positions, generator)
-        new = raw ^ mask if kind == "flip" else raw & ~mask if kind == "zero" else raw | mask
-        out[name] = new.view(t.dtype).clone()
+        out[name] = _BIT_OPS[kind](raw, mask).view(t.dtype).clone()
     return out
 
 

@@ -81,7 +81,7 @@ def variant_table(base: Mapping[str, torch.Tensor], *, dataset: str, model: str,
 
 def regenerate(row: Mapping, base: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rebuild the variant of a table row from the original tensors; check its hash."""
-    options = json.loads(row.get("options") or "{}")
+    options = json.loads(row["options"])
     new = perturb.apply(row["perturbation"], base, row["level"], row["seed"], **options)
     digest = io.tensors_sha256(new)
     if digest != row["sha256"]:
