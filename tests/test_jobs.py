@@ -39,7 +39,10 @@ def test_tables_differ_only_where_a_value_does(tmp_path):
         pd.DataFrame({"name": ["a", "b", "c"], "value": values}).to_parquet(
             tmp_path / side / "m" / "x.parquet")
         pd.DataFrame({"n": [1, 2]}).to_parquet(tmp_path / side / "same.parquet")
+    pd.DataFrame({"n": [1, 2, 3], "extra": 0}).to_parquet(tmp_path / "after" / "grown.parquet")
+    pd.DataFrame({"n": [1, 2]}).to_parquet(tmp_path / "before" / "grown.parquet")
     (tmp_path / "after" / "new.parquet").write_bytes(
         (tmp_path / "after" / "same.parquet").read_bytes())
     assert tables.table_differences(tmp_path / "before", tmp_path / "after") == {
-        "m/x.parquet": "value: 1 values differ, largest by 0.5", "new.parquet": "only in after"}
+        "m/x.parquet": "value: 1 values differ, largest by 0.5", "new.parquet": "only in after",
+        "grown.parquet": "columns added ['extra']; rows 2 -> 3"}

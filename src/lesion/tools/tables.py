@@ -4,7 +4,8 @@ A refactor must change no result: build the study at the old and the new
 commit, then compare every Parquet table under both `results/`. Tables are
 compared by their values (column by column, NaN equal to NaN), not their
 bytes, so metadata (e.g. the precision a step recorded) does not count;
-a column that differs is reported with its largest difference.
+a column that differs is reported with its largest difference, added or
+removed columns and a changed row count by name.
 """
 
 from __future__ import annotations
@@ -39,15 +40,17 @@ def table_differences(before: str | Path, after: str | Path) -> dict[str, str]:
             out[str(path)] = "only in " + ("after" if (after / path).is_file() else "before")
             continue
         old, new = pd.read_parquet(before / path), pd.read_parquet(after / path)
-        if list(old.columns) != list(new.columns) or len(old) != len(new):
-            out[str(path)] = (f"shape {len(old)}x{list(old.columns)} -> "
-                              f"{len(new)}x{list(new.columns)}")
-            continue
-        columns = {c: d for c in old.columns
-                   if (d := _column_difference(old[c].reset_index(drop=True),
-                                               new[c].reset_index(drop=True)))}
-        if columns:
-            out[str(path)] = "; ".join(f"{c}: {d}" for c, d in columns.items())
+        notes = [f"{label} {cols}" for label, cols in (
+            ("columns added", [c for c in new.columns if c not in old.columns]),
+            ("columns removed", [c for c in old.columns if c not in new.columns])) if cols]
+        if len(old) != len(new):
+            notes.append(f"rows {len(old)} -> {len(new)}")
+        else:  # the shared columns, value for value
+            notes += [f"{c}: {d}" for c in old.columns if c in new.columns
+                      and (d := _column_difference(old[c].reset_index(drop=True),
+                                                   new[c].reset_index(drop=True)))]
+        if notes:
+            out[str(path)] = "; ".join(notes)
     return out
 
 
