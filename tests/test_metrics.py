@@ -114,6 +114,7 @@ def test_metrics_step_writes_the_values_to_parquet_and_csv(tmp_path):
     # rows in the order the long table first names them (metric by metric; the clean
     # model first), not sorted, which would put gaussian before none
     assert summary["perturbation"].tolist()[:2] == ["none", "gaussian"]
+    assert summary["variant"].tolist()[:2] == ["mlp", "mlp-fc1-gaussian0.50"]
     assert summary["metric"].tolist()[:3] == ["top1", "top1", "top5"]
     csv = pd.read_csv(out["summary.csv"])
     pd.testing.assert_frame_equal(csv, summary, check_dtype=False)

@@ -82,3 +82,13 @@ def test_bad_fine_tuning_options_are_refused_before_training(split, options, wor
     with pytest.raises(ValueError, match=words):
         run(split, "bad", **options)
     assert not (split / "bad.safetensors").exists()
+
+
+def test_masks_from_a_safetensors_file(split):
+    start = io.load_tensors(split / "start.safetensors")
+    io.save_tensors({"5.weight": torch.zeros(10, 100, dtype=torch.bool)},
+                    split / "masks.safetensors", {})
+    out = run(split, "file-masked", init=split / "start.safetensors",
+              masks=str(split / "masks.safetensors"))
+    assert torch.equal(out["5.weight"], start["5.weight"])
+    assert not torch.equal(out["3.weight"], start["3.weight"])

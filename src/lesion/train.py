@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lesion import activations, data, files, models
+from lesion import activations, data, files, io, models
 from lesion.evaluate import pick_device
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
           learning_rate: float, weight_decay: float, seed: int, device: str, precision: str,
           dropout: float = 0.0, extra_loss: ExtraLoss | None = None,
           init: str | os.PathLike | None = None, freeze: Sequence[str] = (),
-          masks: Mapping[str, torch.Tensor] | None = None,
+          masks: Mapping[str, torch.Tensor] | str | os.PathLike | None = None,
           checkpoints: Mapping[int, str | os.PathLike] | None = None,
           metadata: dict | None = None) -> None:
     """Train with Adam on shuffled mini-batches; write weights and curve.
@@ -109,8 +109,8 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     `extra_loss` is a study's term added to the cross-entropy (see
     ExtraLoss). Fine-tuning: `init` starts from a weights file of the same
     model instead of a fresh network; `freeze` names layers left as they are;
-    `masks` (parameter name -> bool tensor) lets only the True entries of a
-    parameter change: the others get no gradient, no weight decay and so no
+    `masks` (parameter name -> bool tensor, or a safetensors file of them)
+    lets only the True entries of a parameter change: the others get no gradient, no weight decay and so no
     optimiser state, and stay bit for bit as they started. `checkpoints`
     (epoch -> path) saves the weights after those epochs. `metadata` is
     stored with the weights beside the settings.
@@ -131,6 +131,8 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     else:
         torch.use_deterministic_algorithms(True)
     spec = data.get(dataset)
+    if isinstance(masks, str | os.PathLike):
+        masks = io.load_tensors(masks)
     torch.manual_seed(seed)
     model = _start(model_name, spec, init).to(dev)
     updates = _updates(model, freeze, masks)

@@ -150,18 +150,14 @@ def training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def training_kwargs(args: argparse.Namespace) -> dict:
-    """train.train's keyword arguments from training_options (files checked, masks loaded)."""
+    """train.train's keyword arguments from training_options (input files checked)."""
     require(args.train, args.test, args.init, args.masks)
     if args.checkpoint_epochs and args.checkpoints_dir is None:
         raise ValueError("--checkpoint-epochs needs --checkpoints-dir (where they go)")
-    masks = None
-    if args.masks is not None:
-        from lesion import io
-        masks = io.load_tensors(args.masks)
     return {
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "weight_decay": args.weight_decay, "seed": args.seed, "device": args.device,
-        "precision": args.precision, "init": args.init, "freeze": args.freeze, "masks": masks,
+        "precision": args.precision, "init": args.init, "freeze": args.freeze, "masks": args.masks,
         "checkpoints": {e: os.path.join(args.checkpoints_dir, f"epoch{e}.safetensors")
                         for e in args.checkpoint_epochs},
     }
