@@ -208,3 +208,12 @@ def test_node_knockout_silences_channels_after_their_batchnorm(layer):
         model(torch.randn(4, 3, 32, 32) * 5)
     assert (seen["y"][:, dead] == 0).all()
     assert (seen["y"][:, ~dead] != 0).any()
+
+
+def test_variant_seed_is_the_documented_hash_of_the_variant_name():
+    """Pinned: a table row's seed must regenerate its variant in every later version."""
+    import hashlib
+
+    digest = hashlib.sha256(b"0/cnn/fc1/gaussian/0.5/3").digest()
+    assert perturb.variant_seed(0, "cnn", "fc1", "gaussian", 0.5, 3) == \
+        int.from_bytes(digest[:8], "little") >> 1

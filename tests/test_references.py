@@ -417,7 +417,8 @@ def test_every_bound_on_a_linear_suffix_against_its_formula():
         suffix[0].bias.copy_(torch.tensor([0.1, -0.2]))
     x = torch.tensor(X3, dtype=torch.float32)
     p = 0.2
-    terms = bounds._per_input_terms(suffix, x, suffix(x).detach(), rows_per_pass=4)
+    # 2 rows per pass: the 3 neurons are crashed in two blocks, which must add up
+    terms = bounds._per_input_terms(suffix, x, suffix(x).detach(), rows_per_pass=2)
     got = {b: {s: v.detach().numpy() for s, v in stats.items()}
            for b, stats in bounds.bounds_per_input(suffix, x, p, terms).items()}
     mean = -p * X3 @ W3.T                                     # E Delta = -p W x

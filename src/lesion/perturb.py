@@ -81,7 +81,7 @@ def gaussian(tensors: Tensors, level: float, generator: torch.Generator) -> dict
     out = {}
     for name in sorted(tensors):
         t = tensors[name].detach()
-        std = t.std(correction=0) if t.numel() > 1 else torch.zeros((), dtype=t.dtype)
+        std = t.std(correction=0)  # 0 for a one-entry tensor
         noise = torch.randn(t.shape, generator=generator, dtype=t.dtype, device=t.device)
         out[name] = t + noise * (level * std)
     return out
