@@ -513,3 +513,32 @@ def test_predictions_and_summary_columns_have_their_documented_types():
                          "metric": "top1", "value": [0.9, 0.5, 0.7]})
     summary = metrics.summarise(long)
     assert summary["ci95"].dtype == np.float64 and np.isnan(summary["ci95"].iloc[0])
+
+
+# --- the GPU path, where a GPU is present --------------------------------------------
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_a_sweep_on_cuda_equals_the_cpu_one(split, cnn):
+    """Variants are drawn on the CPU whatever the device (bit for bit the same tensors);
+    evaluated on CUDA in IEEE float32 they give the same top-1, logits' losses within 1e-4."""
+    weights = split / "cnn-gpu.safetensors"
+    models.save_weights(cnn, weights)
+    variants = split / "gpu-variants.parquet"
+    sweep.write_variants("digits", str(weights), "conv2", "gaussian", levels=[0.3, 0.9], draws=2,
+                         study_seed=0, out=str(variants))
+    tables = {}
+    for device in ("cpu", "cuda"):
+        out = split / f"gpu-{device}.parquet"
+        predict.predict_sweep("digits", weights, split / "test.safetensors", variants, out,
+                              device=device, batch_size=64, variants_per_pass=3, cache_gb=1.0,
+                              precision="ieee")
+        tables[device] = pq.read_table(out).to_pandas()
+    cpu, gpu = tables["cpu"], tables["cuda"]
+    assert (np.stack(cpu["top5"])[:, 0] == np.stack(gpu["top5"])[:, 0]).all()
+    assert np.allclose(cpu["loss"], gpu["loss"], rtol=1e-4, atol=1e-5)
+    base = models.layer_tensors(cnn, "conv2")
+    for row in pq.read_table(variants).to_pylist():  # drawn on the CPU, hash-checked
+        on_gpu = {k: v.cuda() for k, v in base.items()}
+        again = sweep.regenerate(row, on_gpu)
+        assert all(torch.equal(again[k], perturb.apply("gaussian", base, row["level"],
+                                                       row["seed"])[k]) for k in base)
