@@ -31,3 +31,8 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
         raise ValueError(f"FGSM eps {eps!r} is out of range; expected a number >= 0")
     grad = _input_gradient(model, images, labels)
     return (images + eps * grad.sign()).clamp(0.0, 1.0).detach()
+
+
+def distortion(images: torch.Tensor, adversarial: torch.Tensor) -> torch.Tensor:
+    """Per image sqrt(sum((x' - x)^2) / n), n the values per image (Szegedy et al. 2013)."""
+    return (adversarial - images).flatten(1).pow(2).mean(1).sqrt()

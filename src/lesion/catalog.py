@@ -29,6 +29,11 @@ class ModelInfo:
     weights: str | None = None
 
 
+# Which part of the training split a model sees: all of it, or one of two
+# fixed, disjoint, seeded, stratified halves (data.training_part), for
+# Szegedy et al.'s cross-training-set experiment.
+TRAIN_SPLITS = ("all", "P1", "P2")
+
 # Float32 arithmetic on a GPU (evaluate.set_precision): "ieee" keeps every
 # mantissa bit (bit-fault studies need them); "tf32" lets matmuls and cuDNN
 # convolutions round inputs to 10 mantissa bits, faster on Ampere and later.
@@ -44,6 +49,12 @@ _IMAGENET = ("imagenet",)
 MODELS: dict[str, ModelInfo] = {m.name: m for m in (
     ModelInfo("cnn", 2, 2, ("digits", "mnist", "cifar10")),
     ModelInfo("mlp", 0, 3, ("digits", "mnist", "cifar10")),
+    # Szegedy et al. (2013)'s networks: sigmoid hidden units, a softmax output
+    ModelInfo("fc10", 0, 1, ("digits", "mnist", "cifar10")),
+    ModelInfo("fc100_100_10", 0, 3, ("digits", "mnist", "cifar10")),
+    ModelInfo("fc200_200_10", 0, 3, ("digits", "mnist", "cifar10")),
+    ModelInfo("fc123_456_10", 0, 3, ("digits", "mnist", "cifar10")),
+    ModelInfo("ae400_10", 0, 2, ("digits", "mnist", "cifar10")),
     # resnet18 for 32x32 inputs: 3x3 stem, no max-pool
     ModelInfo("resnet18_cifar", 20, 1, ("cifar10",)),
     ModelInfo("alexnet", 5, 3, _IMAGENET, "AlexNet_Weights.IMAGENET1K_V1"),

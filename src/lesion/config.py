@@ -18,14 +18,22 @@ from pathlib import PurePosixPath, PureWindowsPath
 import jsonschema
 import yaml
 
-from lesion.catalog import DATASET_MODELS, DATASET_SOURCES, MODELS, PRECISIONS, layer_names
+from lesion.catalog import (
+    DATASET_MODELS,
+    DATASET_SOURCES,
+    MODELS,
+    PRECISIONS,
+    TRAIN_SPLITS,
+    layer_names,
+)
 
 # Where a study may write, relative to the project directory.
 OUTPUT_ROOTS = ("results", "resources", "logs", "benchmarks")
 # Config values that become part of output paths (a name in a file or
 # directory name); `*` matches every key of a mapping, `[]` every list item.
 PATH_NAMES = ("dataset.name", "models.*", "models.*.layers[]", "perturbations.*",
-              "faults.models[]", "faults.regimes.*")
+              "perturbations.models[]", "faults.models[]", "faults.regimes.*",
+              "adversarial.training.regimes.*")
 # Config values that are output paths themselves (relative, inside
 # OUTPUT_ROOTS). Input directories (dataset.path: ImageNet images the user
 # keeps elsewhere) and URLs (mirror) may be anywhere and are not listed here.
@@ -157,7 +165,9 @@ def load_schema(path: str | os.PathLike) -> dict:
         schema = yaml.safe_load(f)
     props = schema["properties"]
     props["dataset"]["properties"]["name"]["enum"] = list(DATASET_SOURCES)
-    props["models"]["propertyNames"]["enum"] = list(MODELS)
+    model = props["models"]["additionalProperties"]["properties"]
+    model["arch"]["enum"] = list(MODELS)
+    model["train_split"]["enum"] = list(TRAIN_SPLITS)
     props["evaluate"]["properties"]["precision"]["enum"] = list(PRECISIONS)
     return schema
 
@@ -226,27 +236,66 @@ def check(config: Mapping, schema: Mapping) -> None:
                           f"sections {studies} (each switches its study on)")
     dataset = config["dataset"]["name"]
     for model, settings in config["models"].items():
+        settings = settings or {}
+        arch = architecture(model, settings)
         allowed = DATASET_MODELS.get(dataset, ())
-        if model not in allowed:
+        if arch not in allowed:
             raise ConfigError(f"config error: models.{model}: dataset {dataset!r} cannot feed "
-                              f"model {model!r}; expected one of {list(allowed)}")
-        layers = (settings or {}).get("layers", "all")
+                              f"architecture {arch!r}; expected one of {list(allowed)}")
+        layers = settings.get("layers", "all")
         if layers != "all":
-            valid = layer_names(model)
+            valid = layer_names(arch)
             for name in layers:
                 if name not in valid:
                     raise ConfigError(f"config error: models.{model}.layers: {name!r} is not a "
-                                      f"weight layer of {model}; expected \"all\" or some of {valid}")
-        _check_training(config, schema, model, (settings or {}).get("train", {}))
+                                      f"weight layer of {arch}; expected \"all\" or some of {valid}")
+        _check_training(config, schema, model, arch, settings.get("train", {}))
+    _check_model_lists(config)
 
 
-def _check_training(config: Mapping, schema: Mapping, model: str, own: Mapping) -> None:
+def architecture(model: str, settings: Mapping) -> str:
+    """The registry architecture of config model `model`: its `arch`, else its own name."""
+    arch = settings.get("arch", model)
+    if arch not in MODELS:
+        raise ConfigError(f"config error: models.{model}: {model!r} is not a registry "
+                          f"architecture, so it needs an `arch`; expected one of {list(MODELS)}"
+                          f"{_guess(model, list(MODELS))}")
+    return arch
+
+
+# Lists of model names in the study sections; each name must be a key of `models`.
+MODEL_LISTS = ("perturbations.models[]", "faults.models[]", "adversarial.models[]",
+               "adversarial.cross_training.models[]", "adversarial.training.model",
+               "adversarial.units.model")
+
+
+def _check_model_lists(config: Mapping) -> None:
+    known = list(config["models"])
+    for pattern in MODEL_LISTS:
+        for key, name in _values(config, pattern):
+            if name not in known:
+                raise ConfigError(f"config error: {key} = {name!r} is not a model of this "
+                                  f"study; expected one of {known}{_guess(name, known)}")
+    for model, settings in config["models"].items():
+        if (settings or {}).get("pretrain") and (settings.get("train") or {}).get("init"):
+            raise ConfigError(f"config error: models.{model}: both pretrain and train.init; "
+                              "expected one way for its training to start")
+    units = (config.get("adversarial") or {}).get("units")
+    if units:
+        arch = architecture(units["model"], config["models"][units["model"]] or {})
+        hidden = layer_names(arch)[:-1]
+        if units["layer"] not in hidden:
+            raise ConfigError(f"config error: adversarial.units.layer = {units['layer']!r} is not "
+                              f"a hidden layer of {units['model']}; expected one of {hidden}")
+
+
+def _check_training(config: Mapping, schema: Mapping, model: str, arch: str, own: Mapping) -> None:
     """A model's frozen layers exist, and the shared checkpoints fall within its epochs."""
-    valid = layer_names(model)
+    valid = layer_names(arch)
     for name in own.get("freeze", []):
         if name not in valid:
             raise ConfigError(f"config error: models.{model}.train.freeze: {name!r} is not a "
-                              f"weight layer of {model}; expected some of {valid}")
+                              f"weight layer of {arch}; expected some of {valid}")
     default = schema["$defs"]["train"]["properties"]["epochs"]["default"]
     epochs = own.get("epochs", config.get("train", {}).get("epochs", default))
     late = [e for e in config.get("train", {}).get("checkpoints", []) if e > epochs]

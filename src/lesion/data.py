@@ -161,6 +161,31 @@ def _official_tensors(name: str, root: str | os.PathLike, train_out: str | os.Pa
                         out, {"dataset": name, "split": split, "source": spec.source})
 
 
+def training_part(labels: torch.Tensor, part: str, *, seed: int) -> torch.Tensor:
+    """Positions of the training images in `part`: "all", or the half "P1" or "P2".
+
+    P1 and P2 are disjoint and together cover the split: each class's images
+    in a seeded random order, the first half of each class to P1 (the smaller
+    half when the count is odd), the rest to P2. Stratified, so both halves
+    keep the class balance (Szegedy et al. 2013 split MNIST's 60,000 training
+    images into two halves of 30,000 for the cross-training-set experiment).
+    """
+    from lesion.catalog import TRAIN_SPLITS
+
+    if part not in TRAIN_SPLITS:
+        raise ValueError(f"train split {part!r} is unknown; expected one of {list(TRAIN_SPLITS)}")
+    if part == "all":
+        return torch.arange(len(labels))
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in torch.unique(labels):
+        members = torch.nonzero(labels == label).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        half = len(members) // 2
+        chosen.append(members[:half] if part == "P1" else members[half:])
+    return torch.sort(torch.cat(chosen)).values
+
+
 def load_split(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) of a preprocessed split, images float32 NCHW.
 

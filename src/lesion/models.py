@@ -51,6 +51,17 @@ def _mlp(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Sequential:
     )
 
 
+def _fc(*hidden: int, activation: type[nn.Module] = nn.Sigmoid):
+    """A fully connected network with `hidden` sigmoid layers and a softmax output
+    (Szegedy et al. 2013: FC10 is softmax regression, FC100-100-10 has two hidden layers)."""
+
+    def build(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Sequential:
+        sizes = [input_shape[0] * input_shape[1] * input_shape[2], *hidden]
+        body = [m for a, b in zip(sizes, sizes[1:], strict=False) for m in (nn.Linear(a, b), activation())]
+        return nn.Sequential(nn.Flatten(), *body, nn.Linear(sizes[-1], num_classes))
+    return build
+
+
 def _torchvision(name: str) -> Callable[[int, tuple[int, int, int]], nn.Module]:
     def build(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
         import torchvision  # costs 2 s of start-up: only for the models that need it
@@ -112,6 +123,13 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     "cnn": Architecture(_cnn, _sequential_stages, "lesion"),
     "mlp": Architecture(_mlp, _sequential_stages, "lesion"),
+    "fc10": Architecture(_fc(), _sequential_stages, "lesion"),
+    "fc100_100_10": Architecture(_fc(100, 100), _sequential_stages, "lesion"),
+    "fc200_200_10": Architecture(_fc(200, 200), _sequential_stages, "lesion"),
+    "fc123_456_10": Architecture(_fc(123, 456), _sequential_stages, "lesion"),
+    # a 400-unit sigmoid code with a softmax on top; fc1 is pretrained as an
+    # autoencoder's encoder (lesion.studies.adversarial.autoencoder)
+    "ae400_10": Architecture(_fc(400), _sequential_stages, "lesion"),
     "alexnet": Architecture(_torchvision("alexnet"), _classic_stages, "torchvision"),
     "vgg16": Architecture(_torchvision("vgg16"), _classic_stages, "torchvision"),
     "resnet18": Architecture(_torchvision("resnet18"), _resnet_stages, "torchvision"),
@@ -135,11 +153,16 @@ def _architecture(name: str) -> Architecture:
         raise ValueError(f"model {name!r} is unknown; expected one of {list_models()}") from None
 
 
-def build(name: str, *, num_classes: int = 1000,
-          input_shape: tuple[int, int, int] = (3, 224, 224)) -> nn.Module:
-    """A freshly initialised network `name` (uses the global torch RNG: seed it first)."""
-    model = _architecture(name).build(num_classes, tuple(input_shape))
-    model.lesion_name = name  # lets stages() find the architecture
+def build(arch: str, *, num_classes: int = 1000,
+          input_shape: tuple[int, int, int] = (3, 224, 224), name: str | None = None) -> nn.Module:
+    """A freshly initialised network of architecture `arch` (uses the global torch RNG: seed it first).
+
+    `name` is what a study calls this network (a config's model key, e.g.
+    "FC10-1e-4" for an `fc10`); it defaults to the architecture.
+    """
+    model = _architecture(arch).build(num_classes, tuple(input_shape))
+    model.lesion_arch = arch  # lets stages() find the architecture
+    model.lesion_name = name or arch  # the network's name in tables and variant ids
     return model
 
 
@@ -229,7 +252,7 @@ def parameter_names(container: nn.Module, model: nn.Module, name: str,
 
 def stages(model: nn.Module) -> list[nn.Module]:
     """A list of modules whose composition equals `model` in eval mode."""
-    return _architecture(model.lesion_name).stages(model)
+    return _architecture(model.lesion_arch).stages(model)
 
 
 def split(model: nn.Module, layer_name: str) -> tuple[nn.Sequential, nn.Sequential, str]:
@@ -253,16 +276,21 @@ def save_weights(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> 
     """Store the state dict (copied to the CPU, the model stays where it is) as safetensors,
     with its provenance as metadata."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    io.save_tensors(state, path, {"model": model.lesion_name, **metadata})
+    io.save_tensors(state, path, {"model": model.lesion_name, "arch": model.lesion_arch, **metadata})
 
 
 def load_weights(path: str | os.PathLike, *, num_classes: int,
                  input_shape: tuple[int, int, int]) -> nn.Module:
-    """Rebuild the model named in the file's metadata and load its weights (eval mode)."""
+    """Rebuild the network the file's metadata names (its `arch`, or for files
+    without one its `model`) and load its weights (eval mode)."""
     meta = io.load_metadata(path)
     if "model" not in meta:
         raise files.InputFileError(f"{path}: no 'model' entry in the safetensors metadata")
-    model = build(meta["model"], num_classes=num_classes, input_shape=input_shape)
+    arch = meta.get("arch", meta["model"])
+    if arch not in ARCHITECTURES:
+        raise files.InputFileError(f"{path}: architecture {arch!r} is unknown; expected one of "
+                                   f"{list_models()}")
+    model = build(arch, num_classes=num_classes, input_shape=input_shape, name=meta["model"])
     state = io.load_tensors(path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -272,7 +300,8 @@ def load_weights(path: str | os.PathLike, *, num_classes: int,
         details = "; ".join(
             f"{label}: {keys[:5]}" for label, keys in
             (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
-        raise files.InputFileError(f"{path}: tensors do not fit model {meta['model']!r} ({details})")
+        raise files.InputFileError(f"{path}: tensors do not fit model {meta['model']!r} "
+                                   f"(architecture {arch!r}; {details})")
     model.load_state_dict(state)
     model.lesion_metadata = meta
     return model.eval()

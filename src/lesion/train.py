@@ -40,6 +40,11 @@ def _score(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 # (activations.hidden_sites), e.g. the fault study's b3-variance regulariser.
 ExtraLoss = Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor]
 
+# A study's change to each training batch, given the network as it is at that
+# step: (model, images, labels) -> (images, labels), e.g. adversarial examples
+# of the current network mixed in (Szegedy et al. 2013, §4.1).
+BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dropout: float,
           extra_loss: ExtraLoss | None) -> torch.Tensor:
@@ -55,15 +60,16 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dropout: float,
     return loss
 
 
-def _start(model_name: str, spec, init: str | os.PathLike | None) -> nn.Module:
+def _start(model_name: str, arch: str, spec, init: str | os.PathLike | None) -> nn.Module:
     """A fresh network (seed the global RNG first), or the weights in `init` to fine-tune."""
-    model = models.build(model_name, num_classes=spec.num_classes, input_shape=spec.input_shape)
+    model = models.build(arch, num_classes=spec.num_classes, input_shape=spec.input_shape,
+                         name=model_name)
     if init is not None:
         start = models.load_weights(init, num_classes=spec.num_classes,
                                     input_shape=spec.input_shape)
-        if start.lesion_name != model_name:
-            raise ValueError(f"init = {str(init)!r} holds {start.lesion_name} weights; expected "
-                             f"weights of {model_name}")
+        if start.lesion_arch != arch:
+            raise ValueError(f"init = {str(init)!r} holds {start.lesion_arch} weights; expected "
+                             f"weights of architecture {arch}")
         model.load_state_dict(start.state_dict())
     return model
 
@@ -101,7 +107,8 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
           init: str | os.PathLike | None = None, freeze: Sequence[str] = (),
           masks: Mapping[str, torch.Tensor] | str | os.PathLike | None = None,
           checkpoints: Mapping[int, str | os.PathLike] | None = None,
-          metadata: dict | None = None) -> None:
+          metadata: dict | None = None, arch: str | None = None, train_split: str = "all",
+          split_seed: int | None = None, batch_hook: BatchHook | None = None) -> None:
     """Train with Adam on shuffled mini-batches; write weights and curve.
 
     `dropout` drops every hidden layer's neurons with that probability
@@ -113,7 +120,12 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     lets only the True entries of a parameter change: the others get no gradient, no weight decay and so no
     optimiser state, and stay bit for bit as they started. `checkpoints`
     (epoch -> path) saves the weights after those epochs. `metadata` is
-    stored with the weights beside the settings.
+    stored with the weights beside the settings. `arch` is the registry
+    architecture when `model_name` is a study's own name for the network
+    (default: the name is the architecture); `train_split` trains on all of the
+    training split or on one of its fixed halves P1, P2 (data.training_part,
+    drawn from `split_seed`, the study seed, so that every model sees the same halves);
+    `batch_hook` changes each batch before its step (see BatchHook).
     """
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout = {dropout!r} is out of range; expected a number in [0, 1)")
@@ -134,10 +146,12 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     if isinstance(masks, str | os.PathLike):
         masks = io.load_tensors(masks)
     torch.manual_seed(seed)
-    model = _start(model_name, spec, init).to(dev)
+    model = _start(model_name, arch or model_name, spec, init).to(dev)
     updates = _updates(model, freeze, masks)
     params = dict(model.named_parameters())
-    x_train, y_train = (t.to(dev) for t in data.load_split(train_path))
+    x_train, y_train = data.load_split(train_path)
+    part = data.training_part(y_train, train_split, seed=seed if split_seed is None else split_seed)
+    x_train, y_train = x_train[part].to(dev), y_train[part].to(dev)
     x_test, y_test = (t.to(dev) for t in data.load_split(test_path))
     masked = {name: mask for name, mask in updates.items() if mask is not None}
     # With masks, weight decay is added to the gradient here, before masking (Adam's
@@ -150,8 +164,12 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
         model.train()
         for batch in torch.randperm(len(y_train), generator=order).split(batch_size):
             batch = batch.to(dev)
+            x, y = x_train[batch], y_train[batch]
+            if batch_hook is not None:
+                x, y = batch_hook(model, x, y)
+                model.train()
             optimiser.zero_grad()
-            _loss(model, x_train[batch], y_train[batch], dropout, extra_loss).backward()
+            _loss(model, x, y, dropout, extra_loss).backward()
             if masked:
                 with torch.no_grad():
                     for name in updates:
@@ -173,6 +191,7 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     start = {"init": str(init)} if init is not None else {}
     start |= {"freeze": list(freeze)} if freeze else {}
     start |= {"masked": sorted(masked)} if masked else {}
+    start |= {"train_split": train_split} if train_split != "all" else {}
     models.save_weights(model, weights_out, dataset=dataset, epochs=epochs,
                         batch_size=batch_size, learning_rate=learning_rate,
                         weight_decay=weight_decay, seed=seed, precision=precision,

@@ -1,6 +1,7 @@
 # What the rules share: the checked, canonical config, the paths of the
 # artifacts, the source files each step runs, and the studies' targets. No
 # heavy imports: lesion.config, lesion.catalog and lesion.sources are torch-free.
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))  # the workflow reads the catalog even before `pip install`
 
 from lesion.catalog import DATASET_SOURCES, OPERATOR_LEVELS, PRETRAINED_WEIGHTS, layer_names
-from lesion.config import ConfigError, canonical, check, check_writable, load_schema
+from lesion.config import ConfigError, architecture, canonical, check, check_writable, load_schema
 from lesion.sources import step_sources
 
 SCHEMA = load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -51,7 +52,7 @@ if DATASET_SOURCES[DATASET] == "directory" and not _DECODED.exists():
 
 wildcard_constraints:
     dataset=DATASET,
-    model="|".join(MODELS),
+    model="|".join(re.escape(m) for m in MODELS),
     perturbation="|".join(OPERATOR_LEVELS),
     layer=r"(conv|fc)\d+",
 
@@ -64,6 +65,7 @@ TRAIN = "results/{dataset}/tensors/train.safetensors"
 TEST = "results/{dataset}/tensors/test.safetensors"
 WEIGHTS = "results/{dataset}/{model}/weights.safetensors"  # trained or pretrained
 CURVE = "results/{dataset}/{model}/training.parquet"
+PRETRAINED = "results/{dataset}/{model}/pretrained.safetensors"  # fc1 as an autoencoder's encoder
 CHECKPOINTS = "results/{dataset}/{model}/checkpoints"
 CHECKPOINT = "results/{dataset}/{model}/checkpoints/epoch{epoch}.safetensors"
 CLEAN = "results/{dataset}/{model}/predictions/none.parquet"
@@ -91,14 +93,19 @@ def raw_data(wildcards):
     return source.format(dataset=wildcards.dataset)
 
 
+def arch(model):
+    """The registry architecture of a config model (its `arch`, else its name)."""
+    return architecture(model, config["models"][model])
+
+
 def pretrained_file(wildcards):
     """The downloaded .pth of a model's torchvision weights, named after them."""
-    return PTH.format(weights=PRETRAINED_WEIGHTS[wildcards.model])
+    return PTH.format(weights=PRETRAINED_WEIGHTS[arch(wildcards.model)])
 
 
 def model_layers(model):
     layers = config["models"][model]["layers"]
-    return layer_names(model) if layers == "all" else layers
+    return layer_names(arch(model)) if layers == "all" else layers
 
 
 def train_settings(model):
@@ -106,16 +113,27 @@ def train_settings(model):
     return dict(sorted({**config["train"], **config["models"][model].get("train", {})}.items()))
 
 
+def init_weights(model):
+    """Where a model's training starts: its train.init, its pretrained network, or None."""
+    if config["models"][model].get("pretrain"):
+        return PRETRAINED.format(dataset=DATASET, model=model)
+    return train_settings(model).get("init")
+
+
 def train_init(wildcards):
-    """The weights a model fine-tunes from (its train.init), if any: an input of its training."""
-    init = train_settings(wildcards.model).get("init")
+    """The weights a model fine-tunes from, if any: an input of its training."""
+    init = init_weights(wildcards.model)
     return [init] if init else []
 
 
 def start_options(model):
-    """--init and --freeze of a model's training (fine-tuning), or nothing."""
+    """What the network is and where it starts: --arch, --train-split, --seed (its own
+    training seed, else the study's), --split-seed, and --init and --freeze of fine-tuning."""
     settings = train_settings(model)
-    options = [f"--init {shlex.quote(settings['init'])}"] if settings.get("init") else []
+    options = [f"--arch {arch(model)} --train-split {config['models'][model]['train_split']}",
+               f"--seed {settings.get('seed', config['seed'])} --split-seed {config['seed']}"]
+    init = init_weights(model)
+    options += [f"--init {shlex.quote(init)}"] if init else []
     options += [f"--freeze {','.join(settings['freeze'])}"] if settings.get("freeze") else []
     return " ".join(options)
 

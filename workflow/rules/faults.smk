@@ -53,14 +53,10 @@ use rule train as train_regime with:
         curve=f"{REGIME_DIR}/training.parquet",
     params:
         step="faults train",
-        train=lambda w: train_settings(w.model),
-        options=lambda w: (
-            f"--dropout {REGIMES[w.regime]['dropout']!r}"
-            f" --b3-variance {REGIMES[w.regime]['b3_variance']!r}"
-        ),
+        train=lambda w: {**train_settings(w.model), "dropout": REGIMES[w.regime]["dropout"]},
+        options=lambda w: f"--b3-variance {REGIMES[w.regime]['b3_variance']!r}",
         start=lambda w: start_options(w.model),  # a regime starts where its model does
         checkpoints="",  # the study's checkpoints are of its own networks
-        seed=config["seed"],
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:

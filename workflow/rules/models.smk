@@ -21,7 +21,6 @@ rule train:
         options="",  # and passes its own options
         start=lambda w: start_options(w.model),
         checkpoints=checkpoint_options,
-        seed=config["seed"],
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:
@@ -39,8 +38,9 @@ rule train:
         " --weights-out {output.weights} --curve-out {output.curve}"
         " --epochs {params.train[epochs]} --batch-size {params.train[batch_size]}"
         " --learning-rate {params.train[learning_rate]} --weight-decay {params.train[weight_decay]}"
+        " --dropout {params.train[dropout]}"
         " {params.options} {params.start} {params.checkpoints}"
-        " --seed {params.seed} --device {params.device}"
+        " --device {params.device}"
         " --precision {params.precision} --threads {threads}"
         " > {log} 2>&1"
 
@@ -77,6 +77,8 @@ rule pretrained:
         weights=WEIGHTS,
     wildcard_constraints:
         dataset=IN_DIRECTORY,
+    params:
+        arch=lambda w: arch(w.model),
     log:
         "logs/pretrained/{dataset}/{model}.log",
     benchmark:
@@ -84,5 +86,34 @@ rule pretrained:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m lesion data pretrained --model {wildcards.model} --pth {input.pth}"
+        "python -m lesion data pretrained --model {params.arch} --pth {input.pth}"
         " --out {output.weights} > {log} 2>&1"
+
+
+# A network whose fc1 starts as an autoencoder's encoder (models.<name>.pretrain).
+rule pretrain:
+    input:
+        train=TRAIN,
+        code=code("model", "autoencoder"),
+    output:
+        weights=PRETRAINED,
+    params:
+        arch=lambda w: arch(w.model),
+        pretrain=lambda w: config["models"][w.model]["pretrain"],
+        batch_size=lambda w: train_settings(w.model)["batch_size"],
+        seed=lambda w: train_settings(w.model).get("seed", config["seed"]),
+    log:
+        "logs/pretrain/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/pretrain/{dataset}/{model}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m lesion model autoencoder --model {wildcards.model} --arch {params.arch}"
+        " --dataset {wildcards.dataset} --train {input.train} --out {output.weights}"
+        " --epochs {params.pretrain[epochs]} --batch-size {params.batch_size}"
+        " --learning-rate {params.pretrain[learning_rate]} --sparsity {params.pretrain[sparsity]}"
+        " --seed {params.seed} --threads {threads} > {log} 2>&1"

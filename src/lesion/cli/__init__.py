@@ -21,6 +21,7 @@ GROUPS: dict[str, str] = {
     "sweep": "lesion.cli.engine",
     "perturbation": "lesion.studies.perturbation.cli",
     "faults": "lesion.studies.faults.cli",
+    "adversarial": "lesion.studies.adversarial.cli",
     "bench": "lesion.tools.cli",
 }
 

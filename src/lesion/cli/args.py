@@ -130,16 +130,31 @@ def network(parser: argparse.ArgumentParser) -> None:
 
 def training_options(parser: argparse.ArgumentParser) -> None:
     """The train block of the config (workflow/schemas/config.schema.yaml holds the defaults)."""
-    for name in ("--model", "--dataset", "--train", "--test", "--weights-out", "--curve-out"):
+    from lesion.catalog import MODELS, TRAIN_SPLITS
+
+    parser.add_argument("--model", required=True,
+                        help="the network's name in the study (a config's model key)")
+    parser.add_argument("--arch", choices=list(MODELS), default=None, metavar="ARCH",
+                        help="its registry architecture, one of %(choices)s (default: --model)")
+    for name in ("--dataset", "--train", "--test", "--weights-out", "--curve-out"):
         parser.add_argument(name, required=True)
     parser.add_argument("--epochs", type=positive, required=True)
     parser.add_argument("--batch-size", type=positive, required=True)
     parser.add_argument("--learning-rate", type=float, required=True)
     parser.add_argument("--weight-decay", type=float, required=True)
-    parser.add_argument("--seed", type=int, required=True, help="the study seed")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="dropout rate on every hidden layer's neurons while training "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, required=True,
+                        help="the training seed (initial weights, batch order)")
+    parser.add_argument("--split-seed", type=int, default=None,
+                        help="the study seed that draws the halves P1, P2 (default: --seed)")
+    parser.add_argument("--train-split", choices=TRAIN_SPLITS, default="all",
+                        help="train on all of the training split or on its half P1 or P2 "
+                             "(default: %(default)s)")
     device(parser)
     parser.add_argument("--init", default=None,
-                        help="fine-tune: start from this weights file of the same model")
+                        help="fine-tune: start from this weights file of the same architecture")
     parser.add_argument("--freeze", type=names, default=[], help="layers left as they are")
     parser.add_argument("--masks", default=None,
                         help="safetensors of bool tensors by parameter name: only True entries train")
@@ -154,12 +169,15 @@ def training_kwargs(args: argparse.Namespace) -> dict:
     require(args.train, args.test, args.init, args.masks)
     if args.checkpoint_epochs and args.checkpoints_dir is None:
         raise ValueError("--checkpoint-epochs needs --checkpoints-dir (where they go)")
+    check_model_fits(args.arch or args.model, args.dataset)
     return {
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "weight_decay": args.weight_decay, "seed": args.seed, "device": args.device,
         "precision": args.precision, "init": args.init, "freeze": args.freeze, "masks": args.masks,
         "checkpoints": {e: os.path.join(args.checkpoints_dir, f"epoch{e}.safetensors")
                         for e in args.checkpoint_epochs},
+        "arch": args.arch, "train_split": args.train_split, "split_seed": args.split_seed,
+        "dropout": args.dropout,
     }
 
 
@@ -168,5 +186,5 @@ def check_model_fits(model: str, dataset: str) -> None:
     from lesion.catalog import DATASET_MODELS
 
     if model not in DATASET_MODELS.get(dataset, (model,)):
-        raise ValueError(f"dataset {dataset!r} cannot feed model {model!r}; expected "
+        raise ValueError(f"dataset {dataset!r} cannot feed architecture {model!r}; expected "
                          f"one of {list(DATASET_MODELS[dataset])}")

@@ -13,11 +13,11 @@ import argparse
 from lesion.cli.args import (
     MIRROR_HELP,
     bits,
-    check_model_fits,
     fraction,
     gigabytes,
     levels,
     network,
+    non_negative,
     positive,
     require,
     steps,
@@ -63,13 +63,22 @@ def _pretrained(args):
 
 
 def _train(args):
-    check_model_fits(args.model, args.dataset)
     options = training_kwargs(args)
     from lesion import train
     from lesion.evaluate import set_threads
     set_threads(args.threads)
     train.train(args.model, args.dataset, args.train, args.test, args.weights_out, args.curve_out,
                 **options)
+
+
+def _autoencoder(args):
+    require(args.train)
+    from lesion import pretrain
+    from lesion.evaluate import set_threads
+    set_threads(args.threads)
+    pretrain.pretrain(args.arch, args.dataset, args.train, args.out, name=args.model,
+                         epochs=args.epochs, batch_size=args.batch_size,
+                         learning_rate=args.learning_rate, seed=args.seed, sparsity=args.sparsity)
 
 
 def _variants(args):
@@ -188,6 +197,19 @@ def register(groups) -> None:
 
     step = steps(groups.add_parser("model", help="Train a network."))
     training_options(step("train", _train, "Train a registry model, seeded.", torch_threads=True))
+
+    s = step("autoencoder", _autoencoder, "Pretrain a network's fc1 as an autoencoder's "
+             "encoder (AE400-10); write the network for fine-tuning.", torch_threads=True)
+    for name, text in (("--model", "the network's name"), ("--arch", "its registry architecture"),
+                       ("--dataset", "dataset name"), ("--train", "training tensors"),
+                       ("--out", "weights file to write")):
+        s.add_argument(name, required=True, help=text)
+    s.add_argument("--epochs", type=positive, required=True)
+    s.add_argument("--batch-size", type=positive, required=True)
+    s.add_argument("--learning-rate", type=float, required=True)
+    s.add_argument("--sparsity", type=non_negative, default=0.0,
+                   help="weight of an L1 penalty on the code (default: %(default)s)")
+    s.add_argument("--seed", type=int, required=True)
 
     step = steps(groups.add_parser("sweep", help="Variants of a layer, their predictions, metrics."))
     s = step("variants", _variants, "Draw every variant of one sweep; write its table.",

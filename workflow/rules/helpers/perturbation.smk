@@ -1,6 +1,8 @@
 # Helpers of perturbation.smk: report outputs and the study's targets.
 
 PERTURBATION_FIGURES = ["performances", "weight_diffs", "num_weights"]
+# The models whose layers are swept: perturbations.models, or every model.
+SWEPT_MODELS = (config.get("perturbations") or {}).get("models", MODELS)
 
 
 def perturbation_figure(name):
@@ -16,7 +18,7 @@ def perturbation_figure(name):
 def perturbation_targets():
     return [
         path
-        for model in MODELS
+        for model in SWEPT_MODELS
         for path in [
             SUMMARY_CSV.format(dataset=DATASET, model=model),
             *(f"results/{DATASET}/{model}/figures/{name}.{ext}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from lesion.cli.args import (
-    check_model_fits,
     levels,
     names,
     network,
@@ -29,7 +28,6 @@ def _bounds(args):
 
 
 def _train(args):
-    check_model_fits(args.model, args.dataset)
     options = training_kwargs(args)
     from lesion import train
     from lesion.evaluate import set_threads
@@ -37,7 +35,7 @@ def _train(args):
     set_threads(args.threads)
     extra = bounds.b3_loss(args.b3_variance) if args.b3_variance else None
     train.train(args.model, args.dataset, args.train, args.test, args.weights_out, args.curve_out,
-                **options, dropout=args.dropout, extra_loss=extra,
+                **options, extra_loss=extra,
                 metadata={"dropout": args.dropout, "b3_variance": args.b3_variance})
 
 
@@ -66,8 +64,6 @@ def register(groups) -> None:
     s = step("train", _train, "Train a model in a fault-tolerance regime (dropout, the "
              "b3-variance regulariser).", torch_threads=True)
     training_options(s)
-    s.add_argument("--dropout", type=float, required=True,
-                   help="dropout rate on every hidden layer's neurons while training")
     s.add_argument("--b3-variance", type=non_negative, required=True,
                    help="weight of the b3-variance regulariser")
 

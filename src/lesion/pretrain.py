@@ -1,0 +1,66 @@
+"""Pretraining a network's first layer as the encoder of an autoencoder (config
+`models.<name>.pretrain: autoencoder`; Szegedy et al.'s AE400-10).
+
+Szegedy et al.'s AE400-10 is a softmax classifier on the 400-unit sigmoid
+code of a single-layer autoencoder. Here the autoencoder is the network's
+own fc1 (encoder, sigmoid) and a fresh linear decoder with a sigmoid output,
+trained by mean squared reconstruction error on the training images; the
+result is the network with fc1 pretrained and every other layer freshly
+initialised, which training then fine-tunes (as from `train.init`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from lesion import data, models
+
+log = logging.getLogger(__name__)
+
+
+def pretrain(arch: str, dataset: str, train_path: str | os.PathLike, out: str | os.PathLike, *,
+             name: str, epochs: int, batch_size: int, learning_rate: float, seed: int,
+             sparsity: float = 0.0) -> None:
+    """Write `arch` with its fc1 trained as an autoencoder's encoder.
+
+    `sparsity` weighs an L1 penalty on the code (a sparse autoencoder, as the
+    paper's); 0 trains a plain one.
+    """
+    spec = data.get(dataset)
+    torch.manual_seed(seed)
+    network = models.build(arch, num_classes=spec.num_classes, input_shape=spec.input_shape,
+                           name=name)
+    encoder = models.layer(network, "fc1")
+    if not isinstance(encoder, nn.Linear):
+        raise ValueError(f"architecture {arch!r} has no dense first layer to pretrain; expected "
+                         "a fully connected network such as ae400_10")
+    width = encoder.in_features
+    decoder = nn.Linear(encoder.out_features, width)
+    images, _ = data.load_split(train_path)
+    flat = images.reshape(len(images), -1)
+    if flat.shape[1] != width:
+        raise ValueError(f"{train_path}: images of {flat.shape[1]} values; expected {width} for "
+                         f"{arch} on {dataset}")
+    params = [*encoder.parameters(), *decoder.parameters()]
+    optimiser = torch.optim.Adam(params, lr=learning_rate)
+    order = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(epochs), desc=f"autoencoder {name}", mininterval=1):
+        for batch in torch.randperm(len(flat), generator=order).split(batch_size):
+            x = flat[batch]
+            code = torch.sigmoid(encoder(x))
+            loss = nn.functional.mse_loss(torch.sigmoid(decoder(code)), x)
+            if sparsity:
+                loss = loss + sparsity * code.abs().mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    with torch.no_grad():
+        error = nn.functional.mse_loss(torch.sigmoid(decoder(torch.sigmoid(encoder(flat)))), flat)
+    log.info("autoencoder %s: reconstruction MSE %.4f after %d epochs", name, error.item(), epochs)
+    models.save_weights(network, out, dataset=dataset, pretrained="autoencoder fc1",
+                        reconstruction_mse=float(error), epochs=epochs, seed=seed)

@@ -1,0 +1,200 @@
+"""`python -m lesion adversarial STEP ...`: the adversarial study's steps (Szegedy et al. 2013)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lesion.cli.args import (
+    levels,
+    names,
+    network,
+    non_negative,
+    positive,
+    require,
+    steps,
+    training_kwargs,
+    training_options,
+)
+
+
+def options(text: str) -> dict:
+    """An attack's options as a JSON object, e.g. '{"eps": 0.1}'."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"eps\": 0.1}}', "
+                                         f"got {text!r}")
+    return value
+
+
+def _attack(args):
+    require(args.weights, args.test)
+    from lesion.evaluate import set_threads
+    from lesion.studies.adversarial import sets
+    if args.attack not in sets.ATTACKS:
+        raise ValueError(f"attack {args.attack!r} is unknown; expected one of {list(sets.ATTACKS)}")
+    set_threads(args.threads)
+    sets.write_set(args.dataset, args.weights, args.test, args.out, name=args.attack,
+                   options=args.options, images=args.images, seed=args.seed,
+                   device=args.device, precision=args.precision)
+
+
+def _train(args):
+    options = training_kwargs(args)
+    from lesion import data, train
+    from lesion.evaluate import set_threads
+    from lesion.studies.adversarial.training import mix_adversarial
+    set_threads(args.threads)
+    hook, meta = None, {}
+    if args.adversarial_attack != "none":
+        hook = mix_adversarial(args.adversarial_attack, args.adversarial_eps, seed=args.seed,
+                               num_classes=data.get(args.dataset).num_classes)
+        meta = {"adversarial": args.adversarial_attack, "adversarial_eps": args.adversarial_eps}
+    train.train(args.model, args.dataset, args.train, args.test, args.weights_out,
+                args.curve_out, **options, batch_hook=hook, metadata=meta)
+
+
+def _distortion(args):
+    require(*args.curves, *args.weights, *args.sets)
+    from lesion import files
+    from lesion.studies.adversarial import tables
+    files.write_table(tables.distortion_table(args.curves, args.weights, args.sets), args.out)
+
+
+def _transfer(args):
+    require(args.test, *args.weights, *args.sets)
+    from lesion import files
+    from lesion.evaluate import set_threads
+    from lesion.studies.adversarial import tables
+    set_threads(args.threads)
+    study = tables.Study(args.dataset, args.test, args.weights, args.device, args.precision)
+    files.write_table(tables.transfer_table(study, args.sets, args.sigmas, args.seed), args.out)
+
+
+def _cross_training(args):
+    require(args.test, *args.weights, *args.sets)
+    from lesion import files
+    from lesion.evaluate import set_threads
+    from lesion.studies.adversarial import tables
+    set_threads(args.threads)
+    study = tables.Study(args.dataset, args.test, args.weights, args.device, args.precision)
+    files.write_table(tables.cross_training_table(study, args.sets, args.sigma), args.out)
+
+
+def _training_table(args):
+    require(*args.weights, *args.curves)
+    from lesion import files
+    from lesion.studies.adversarial import tables
+    files.write_table(tables.training_table(args.labels, args.weights, args.curves), args.out)
+
+
+def _units(args):
+    require(args.weights, args.test)
+    from lesion.evaluate import set_threads
+    from lesion.studies.adversarial import units
+    set_threads(args.threads)
+    units.write_units(args.dataset, args.weights, args.test, args.out, layer=args.layer,
+                      unit=args.unit, top=args.top, seed=args.seed)
+
+
+def _figure(args):
+    from lesion.studies.adversarial import plots
+    if args.name == "examples":
+        require(args.set, args.test)
+        plots.examples(args.set, args.test, args.png, args.pdf)
+    elif args.name == "units":
+        require(args.units)
+        plots.units(args.units, args.png, args.pdf)
+    else:
+        require(args.transfer)
+        plots.transfer(args.transfer, args.png, args.pdf)
+
+
+def _csv(args):
+    require(args.table)
+    from lesion.studies.adversarial import plots
+    plots.csv(args.table, args.out)
+
+
+def register(groups) -> None:
+    step = steps(groups.add_parser(
+        "adversarial", help="Adversarial examples, transfer, adversarial training, unit "
+        "inspection (Szegedy et al. 2013)."))
+
+    s = step("attack", _attack, "Attack the first N test images of a network; write the "
+             "adversarial set.", torch_threads=True)
+    for name, text in (("--dataset", "dataset name"), ("--weights", "the network attacked"),
+                       ("--test", "test tensors"), ("--out", "adversarial set to write")):
+        s.add_argument(name, required=True, help=text)
+    s.add_argument("--attack", required=True, help="lbfgs, fgsm or pgd")
+    s.add_argument("--options", type=options, default={},
+                   help="the attack's options as JSON, e.g. '{\"eps\": 0.1}'")
+    s.add_argument("--images", type=positive, default=None, help="the first N test images (default: all)")
+    s.add_argument("--seed", type=int, required=True, help="the study seed (targets, random starts)")
+    network(s)
+
+    s = step("train", _train, "Train a network, optionally with adversarial examples of "
+             "itself mixed into every batch.", torch_threads=True)
+    training_options(s)
+    s.add_argument("--adversarial-attack", choices=("none", "fgsm", "pgd", "lbfgs"), default="none",
+                   help="attack whose examples are mixed in (default: %(default)s)")
+    s.add_argument("--adversarial-eps", type=non_negative, default=0.1,
+                   help="its eps for fgsm and pgd (default: %(default)s)")
+
+    s = step("distortion", _distortion, "Table 1: errors and mean minimum distortion per model.")
+    s.add_argument("--curves", nargs="+", required=True, help="training curves, one per model")
+    s.add_argument("--weights", nargs="+", required=True, help="weights, same order")
+    s.add_argument("--sets", nargs="+", required=True, help="L-BFGS sets, same order")
+    s.add_argument("--out", required=True)
+
+    for name, func, text in (
+            ("transfer", _transfer, "Table 2: every set fed to every model, with Gaussian and "
+             "amplified controls."),
+            ("cross-training", _cross_training, "Table 4: sets of models trained on the halves "
+             "P1, P2 fed to each other.")):
+        s = step(name, func, text, torch_threads=True)
+        for arg, help_text in (("--dataset", "dataset name"), ("--test", "test tensors"),
+                               ("--out", "table to write")):
+            s.add_argument(arg, required=True, help=help_text)
+        s.add_argument("--weights", nargs="+", required=True, help="the models evaluated")
+        s.add_argument("--sets", nargs="+", required=True, help="adversarial sets fed to them")
+        if name == "transfer":
+            s.add_argument("--sigmas", type=levels, required=True,
+                           help="Gaussian noise and amplification sizes (per-pixel RMS), e.g. 0.1,0.3")
+            s.add_argument("--seed", type=int, required=True, help="the study seed (noise)")
+        else:
+            s.add_argument("--sigma", type=non_negative, required=True,
+                           help="the size examples are amplified to (per-pixel RMS)")
+        network(s)
+
+    s = step("training-table", _training_table, "§4.1: test error of each training regime.")
+    s.add_argument("--labels", type=names, required=True, help="regime names, e.g. base,dropout")
+    s.add_argument("--weights", nargs="+", required=True, help="weights, one per regime")
+    s.add_argument("--curves", nargs="+", required=True, help="training curves, same order")
+    s.add_argument("--out", required=True)
+
+    s = step("units", _units, "§3: the test images that most activate one unit and a random "
+             "direction of a layer.", torch_threads=True)
+    for name, text in (("--dataset", "dataset name"), ("--weights", "the network"),
+                       ("--test", "test tensors"), ("--out", "file to write"),
+                       ("--layer", "a hidden layer, e.g. fc1")):
+        s.add_argument(name, required=True, help=text)
+    s.add_argument("--unit", type=int, required=True, help="the unit's index in the layer")
+    s.add_argument("--top", type=positive, required=True, help="images per direction")
+    s.add_argument("--seed", type=int, required=True, help="seeds the random direction")
+
+    s = step("figure", _figure, "Draw a figure of the adversarial study.")
+    s.add_argument("name", choices=("examples", "units", "transfer"))
+    s.add_argument("--set", default=None, help="examples: the L-BFGS set")
+    s.add_argument("--test", default=None, help="examples: the test tensors")
+    s.add_argument("--units", default=None, help="units: the units file")
+    s.add_argument("--transfer", default=None, help="transfer: the transfer table")
+    s.add_argument("--png", required=True)
+    s.add_argument("--pdf", required=True)
+
+    s = step("csv", _csv, "A table of the study as CSV, for the report.")
+    s.add_argument("--table", required=True)
+    s.add_argument("--out", required=True)

@@ -1,0 +1,84 @@
+"""Adversarial test sets: the first N test images attacked, as a drop-in test set file.
+
+A set is `results/{dataset}/adversarial/{attack}/{model}.safetensors` with the
+tensors of a test split (`images` float32 NCHW in [0, 1], `labels`, `index`:
+the image's index in the raw dataset, as in the test split), so every step
+that reads a test set reads it, plus `position` (the image's row in the test
+split), `targets` (the L-BFGS target class; -1 for untargeted attacks),
+`distortion` (sqrt(sum((x' - x)^2) / n) per image, Szegedy et al.) and
+`success` (1 where the attack reached its goal: the target for L-BFGS, any
+wrong class for FGSM and PGD).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+import torch
+
+from lesion import attacks, data, io, models
+from lesion.evaluate import pick_device
+
+log = logging.getLogger(__name__)
+
+ATTACKS = ("lbfgs", "fgsm", "pgd")
+
+
+def attack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+           index: torch.Tensor, name: str, options: Mapping, *, seed: int,
+           num_classes: int) -> dict[str, torch.Tensor]:
+    """The set's tensors for `images` attacked by attack `name` with its `options`.
+
+    Seeds: L-BFGS targets are drawn per image from (seed, index); PGD's random
+    start from a generator seeded with `seed`.
+    """
+    if name == "lbfgs":
+        targets = attacks.random_targets(labels, index, num_classes, seed)
+        result = attacks.lbfgs(model, images, targets, **options)
+        adversarial, success = result.images, result.success
+    elif name == "fgsm":
+        targets = torch.full_like(labels, -1)
+        adversarial = attacks.fgsm(model, images, labels, **options)
+        success = _predict(model, adversarial) != labels
+    elif name == "pgd":
+        targets = torch.full_like(labels, -1)
+        generator = torch.Generator(device=images.device).manual_seed(seed)
+        adversarial = attacks.pgd(model, images, labels, generator=generator, **options)
+        success = _predict(model, adversarial) != labels
+    else:
+        raise ValueError(f"attack {name!r} is unknown; expected one of {list(ATTACKS)}")
+    return {"images": adversarial, "labels": labels, "index": index,
+            "position": torch.arange(len(labels), device=labels.device), "targets": targets,
+            "distortion": attacks.distortion(images, adversarial).float(),
+            "success": success.to(torch.uint8)}
+
+
+@torch.no_grad()
+def _predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    return torch.cat([model(x).argmax(1) for x in images.split(batch_size)])
+
+
+def write_set(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
+              out: str | os.PathLike, *, name: str, options: Mapping, images: int | None,
+              seed: int, device: str, precision: str) -> None:
+    """Attack the first `images` test images (all when None) of `weights`' network."""
+    spec = data.get(dataset)
+    dev = pick_device(device, precision)
+    model = models.load_weights(weights, num_classes=spec.num_classes,
+                                input_shape=spec.input_shape).to(dev)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x, y = data.load_split(test)
+    index = io.load_tensors(test).get("index", torch.arange(len(y)))
+    n = len(y) if images is None else min(images, len(y))
+    tensors = attack(model, x[:n].to(dev), y[:n].to(dev), index[:n].to(dev), name, options,
+                     seed=seed, num_classes=spec.num_classes)
+    success = tensors["success"].float().mean().item()
+    log.info("%s on %s: %d images, success %.3f, mean distortion %.4f", name,
+             model.lesion_name, n, success, tensors["distortion"].mean().item())
+    io.save_tensors(tensors, out, {"dataset": dataset, "model": model.lesion_name,
+                                   "arch": model.lesion_arch, "attack": name,
+                                   "options": dict(options), "seed": seed, "split": "test",
+                                   "precision": precision})
