@@ -28,10 +28,13 @@ def test_every_catalog_model_is_built_by_the_registry_and_nothing_else_is():
 
 def test_the_schema_names_no_model_or_dataset_itself_and_gets_them_from_the_catalog():
     raw = yaml.safe_load(SCHEMA_FILE.read_text())["properties"]
-    assert raw["models"]["propertyNames"]["enum"] == []
+    model = "additionalProperties", "properties"
+    assert raw["models"][model[0]][model[1]]["arch"]["enum"] == []
+    assert raw["models"][model[0]][model[1]]["train_split"]["enum"] == []
     assert raw["dataset"]["properties"]["name"]["enum"] == []
     schema = load_schema(SCHEMA_FILE)["properties"]
-    assert schema["models"]["propertyNames"]["enum"] == list(catalog.MODELS)
+    assert schema["models"][model[0]][model[1]]["arch"]["enum"] == list(catalog.MODELS)
+    assert schema["models"][model[0]][model[1]]["train_split"]["enum"] == list(catalog.TRAIN_SPLITS)
     assert schema["dataset"]["properties"]["name"]["enum"] == list(catalog.DATASET_SOURCES)
 
 
@@ -60,9 +63,9 @@ def test_config_check_and_cli_accept_a_model_exactly_on_its_datasets(model):
             check(config, schema)
             check_model_fits(model, dataset)
         else:
-            with pytest.raises(ConfigError, match=f"cannot feed model '{model}'"):
+            with pytest.raises(ConfigError, match=f"cannot feed architecture '{model}'"):
                 check(config, schema)
-            with pytest.raises(ValueError, match=f"cannot feed model '{model}'"):
+            with pytest.raises(ValueError, match=f"cannot feed architecture '{model}'"):
                 check_model_fits(model, dataset)
 
 

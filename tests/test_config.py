@@ -5,6 +5,7 @@ Snakemake (common.smk); tests/test_bad_inputs.py drives it through snakemake."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -81,8 +82,9 @@ def test_canonical_fills_defaults_sorts_keys_and_normalises_numbers():
     assert out["evaluate"] == {"batch_size": 512, "cache_gb": 4.0, "precision": "ieee",
                                "variants_per_pass": 8}
     assert out["train"] == {"batch_size": 64, "checkpoints": [], "epochs": 40,
-                            "learning_rate": 1.0, "weight_decay": 0.0}
-    assert out["models"]["mlp"] == {"layers": "all", "train": {"epochs": 5}}  # no defaults here
+                            "learning_rate": 1.0, "weight_decay": 0.0, "dropout": 0.0}
+    # the model's own train block gets no defaults (the shared block's would override it)
+    assert out["models"]["mlp"] == {"layers": "all", "train_split": "all", "train": {"epochs": 5}}
     assert type(out["models"]["mlp"]["train"]["epochs"]) is int
     assert out["perturbations"]["gaussian"] == {"draws": 2, "levels": [1.0, 0.5]}
     assert type(out["perturbations"]["gaussian"]["draws"]) is int
@@ -109,8 +111,10 @@ def test_canonical_is_the_same_for_every_spelling_of_a_shipped_config():
 
 
 def test_a_study_is_switched_off_by_leaving_its_section_out():
-    faults_only = {k: v for k, v in DEFAULT.items() if k != "perturbations"}
+    studies = [k for k, v in SCHEMA["properties"].items() if v.get("x-study")]
+    assert studies[:2] == ["perturbations", "faults"]
+    faults_only = {k: v for k, v in DEFAULT.items() if k == "faults" or k not in studies}
     check(faults_only, SCHEMA)
     with pytest.raises(ConfigError, match=r"no study in the config; expected at least one of the "
-                                          r"sections \['perturbations', 'faults'\]"):
+                                          rf"sections {re.escape(str(studies))}"):
         check({k: v for k, v in faults_only.items() if k != "faults"}, SCHEMA)

@@ -64,7 +64,7 @@ def test_weights_round_trip_with_provenance(tmp_path, cnn):
     path = tmp_path / "w.safetensors"
     models.save_weights(cnn, path, dataset="digits", seed=3)
     loaded = models.load_weights(path, num_classes=10, input_shape=(1, 8, 8))
-    assert loaded.lesion_metadata == {"model": "cnn", "dataset": "digits", "seed": 3}
+    assert loaded.lesion_metadata == {"model": "cnn", "arch": "cnn", "dataset": "digits", "seed": 3}
     for key, value in cnn.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
 

@@ -57,7 +57,7 @@ def test_init_must_hold_the_same_model(split):
     torch.manual_seed(0)
     models.save_weights(models.build("cnn", num_classes=10, input_shape=(1, 8, 8)),
                         split / "cnn.safetensors")
-    with pytest.raises(ValueError, match=r"holds cnn weights; expected weights of mlp"):
+    with pytest.raises(ValueError, match=r"holds cnn weights; expected weights of architecture mlp"):
         run(split, "wrong", init=split / "cnn.safetensors")
 
 

@@ -277,7 +277,7 @@ def _check_model_lists(config: Mapping) -> None:
                 raise ConfigError(f"config error: {key} = {name!r} is not a model of this "
                                   f"study; expected one of {known}{_guess(name, known)}")
     for model, settings in config["models"].items():
-        if (settings or {}).get("pretrain") and (settings.get("train") or {}).get("init"):
+        if "pretrain" in (settings or {}) and (settings.get("train") or {}).get("init"):
             raise ConfigError(f"config error: models.{model}: both pretrain and train.init; "
                               "expected one way for its training to start")
     units = (config.get("adversarial") or {}).get("units")

@@ -35,8 +35,8 @@ def pretrain(arch: str, dataset: str, train_path: str | os.PathLike, out: str | 
     torch.manual_seed(seed)
     network = models.build(arch, num_classes=spec.num_classes, input_shape=spec.input_shape,
                            name=name)
-    encoder = models.layer(network, "fc1")
-    if not isinstance(encoder, nn.Linear):
+    first, encoder = next(iter(models.layers(network).items()))
+    if first != "fc1":
         raise ValueError(f"architecture {arch!r} has no dense first layer to pretrain; expected "
                          "a fully connected network such as ae400_10")
     width = encoder.in_features

@@ -115,7 +115,7 @@ def train_settings(model):
 
 def init_weights(model):
     """Where a model's training starts: its train.init, its pretrained network, or None."""
-    if config["models"][model].get("pretrain"):
+    if "pretrain" in config["models"][model]:
         return PRETRAINED.format(dataset=DATASET, model=model)
     return train_settings(model).get("init")
 

@@ -1,0 +1,333 @@
+"""The adversarial study (Szegedy et al. 2013): named models and their training halves,
+autoencoder pretraining, adversarial sets, the tables' numbers against hand computations,
+adversarial training's batches, unit inspection, the config's checks and the study end to end.
+
+The attacks themselves (FGSM, PGD, L-BFGS) are checked in tests/test_attacks.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from lesion import attacks, data, io, models, pretrain, train
+from lesion.config import ConfigError, check, load_schema
+from lesion.studies.adversarial import sets, tables, units
+from lesion.studies.adversarial.training import mix_adversarial
+
+from test_workflow import REPO
+
+SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("digits")
+    data.export("digits", root / "raw.safetensors")
+    data.make_tensors("digits", root / "raw.safetensors", root / "train.safetensors",
+                      root / "test.safetensors", test_fraction=0.25, seed=0)
+    return root
+
+
+def fit(root, name, arch, *, epochs=5, **options):
+    """Train `arch` as `name` on the digits split in `root`; return the weights path."""
+    out = root / f"{name}.safetensors"
+    train.train(name, "digits", root / "train.safetensors", root / "test.safetensors", out,
+                root / f"{name}.parquet", epochs=epochs, batch_size=64, learning_rate=0.01,
+                weight_decay=0.0, seed=0, device="cpu", precision="ieee", arch=arch, **options)
+    return out
+
+
+# --- the training halves P1 and P2 ---------------------------------------------------------
+
+def test_the_halves_are_disjoint_cover_the_split_keep_the_classes_and_are_seeded():
+    labels = torch.tensor([c for c in range(5) for _ in range(7 + c)])  # 7..11 per class
+    p1, p2 = (data.training_part(labels, part, seed=3) for part in ("P1", "P2"))
+    assert set(p1.tolist()).isdisjoint(p2.tolist())
+    assert sorted(p1.tolist() + p2.tolist()) == list(range(len(labels)))
+    for c in range(5):  # the smaller half of each class goes to P1
+        n = 7 + c
+        assert int((labels[p1] == c).sum()) == n // 2 and int((labels[p2] == c).sum()) == n - n // 2
+    assert torch.equal(p1, data.training_part(labels, "P1", seed=3))
+    assert not torch.equal(p1, data.training_part(labels, "P1", seed=4))
+    assert torch.equal(data.training_part(labels, "all", seed=3), torch.arange(len(labels)))
+    with pytest.raises(ValueError, match=r"train split 'P3' is unknown; expected one of "
+                                         r"\['all', 'P1', 'P2'\]"):
+        data.training_part(labels, "P3", seed=0)
+
+
+def test_a_model_trained_on_a_half_sees_exactly_that_half(split):
+    seen = []
+
+    def record(model, x, y):
+        seen.append(x.flatten(1))
+        return x, y
+
+    fit(split, "half", "fc10", epochs=1, train_split="P2", split_seed=7, batch_hook=record)
+    images, labels = data.load_split(split / "train.safetensors")
+    # the reference: P2 by hand, each class's images in the seeded order, the larger half
+    generator = torch.Generator().manual_seed(7)
+    expected = []
+    for c in torch.unique(labels):
+        members = torch.nonzero(labels == c).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        expected += members[len(members) // 2:].tolist()
+    got = torch.cat(seen)
+    assert len(got) == len(expected)
+    reference = images[sorted(expected)].flatten(1)
+    assert torch.equal(torch.sort(got, dim=0).values, torch.sort(reference, dim=0).values)
+    meta = io.load_metadata(split / "half.safetensors")
+    assert (meta["model"], meta["arch"], meta["train_split"]) == ("half", "fc10", "P2")
+
+
+def test_a_named_model_is_rebuilt_from_its_architecture_and_keeps_its_name(split):
+    path = fit(split, "FC10-1e-4", "fc10", epochs=1)
+    model = models.load_weights(path, num_classes=10, input_shape=(1, 8, 8))
+    assert (model.lesion_name, model.lesion_arch) == ("FC10-1e-4", "fc10")
+    assert [type(m) for m in model] == [nn.Flatten, nn.Linear]  # softmax regression
+    wide = models.build("fc123_456_10", num_classes=10, input_shape=(1, 8, 8))
+    assert [m.out_features for m in models.layers(wide).values()] == [123, 456, 10]
+    hidden = models.build("fc200_200_10", num_classes=10, input_shape=(1, 8, 8))
+    assert [m.out_features for m in models.layers(hidden).values()] == [200, 200, 10]
+    assert sum(isinstance(m, nn.Sigmoid) for m in hidden) == 2
+
+
+# --- autoencoder pretraining ----------------------------------------------------------------
+
+def test_pretraining_trains_fc1_as_an_encoder_and_leaves_the_rest_freshly_initialised(split):
+    out = split / "ae.safetensors"
+    pretrain.pretrain("ae400_10", "digits", split / "train.safetensors", out, name="AE",
+                      epochs=3, batch_size=64, learning_rate=0.01, seed=5)
+    torch.manual_seed(5)
+    fresh = models.build("ae400_10", num_classes=10, input_shape=(1, 8, 8))
+    state = io.load_tensors(out)
+    assert torch.equal(state["3.weight"], fresh[3].weight) and torch.equal(state["3.bias"], fresh[3].bias)
+    assert not torch.equal(state["1.weight"], fresh[1].weight)
+    # the reconstruction error it reports is well below that of an untrained encoder
+    images, _ = data.load_split(split / "train.safetensors")
+    flat = images.flatten(1)
+    torch.manual_seed(0)
+    decoder = nn.Linear(400, 64)
+    with torch.no_grad():
+        untrained = nn.functional.mse_loss(torch.sigmoid(decoder(torch.sigmoid(fresh[1](flat)))), flat)
+    assert io.load_metadata(out)["reconstruction_mse"] < 0.5 * float(untrained)
+    with pytest.raises(ValueError, match="no dense first layer"):
+        pretrain.pretrain("cnn", "digits", split / "train.safetensors", out, name="x", epochs=1,
+                          batch_size=64, learning_rate=0.01, seed=0)
+
+
+# --- adversarial sets and the tables ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_models(split):
+    return [fit(split, "A", "fc10", epochs=5), fit(split, "B", "fc100_100_10", epochs=5)]
+
+
+def make_set(split, weights, name, **options):
+    out = split / f"{name}-{io.load_metadata(weights)['model']}.safetensors"
+    sets.write_set("digits", weights, split / "test.safetensors", out, name=name,
+                   options=options, images=40, seed=0, device="cpu", precision="ieee")
+    return out
+
+
+def test_an_fgsm_set_is_a_test_set_of_the_attacked_images_and_reloads_bit_identically(split, two_models):
+    path = make_set(split, two_models[0], "fgsm", eps=0.1)
+    s = io.load_tensors(path)
+    test = io.load_tensors(split / "test.safetensors")
+    model = models.load_weights(two_models[0], num_classes=10, input_shape=(1, 8, 8))
+    expected = attacks.fgsm(model, test["images"][:40], test["labels"][:40], 0.1)
+    assert torch.equal(s["images"], expected)
+    assert torch.equal(s["labels"], test["labels"][:40]) and torch.equal(s["index"], test["index"][:40])
+    assert torch.equal(s["position"], torch.arange(40)) and (s["targets"] == -1).all()
+    rms = ((expected - test["images"][:40]).flatten(1) ** 2).mean(1).sqrt()
+    assert torch.allclose(s["distortion"], rms)
+    with torch.no_grad():
+        wrong = model(expected).argmax(1) != test["labels"][:40]
+    assert torch.equal(s["success"].bool(), wrong)
+    images, labels = data.load_split(path)  # a drop-in test set
+    assert images.shape == (40, 1, 8, 8) and labels.dtype == torch.int64
+    again = make_set(split, two_models[0], "fgsm", eps=0.1)
+    assert io.tensors_sha256(io.load_tensors(again)) == io.tensors_sha256(s)
+
+
+def test_amplified_examples_have_the_asked_size_and_the_adversarial_direction():
+    generator = torch.Generator().manual_seed(0)
+    clean = 0.3 + 0.4 * torch.rand(6, 1, 8, 8, generator=generator)  # far from the box's edges
+    adversarial = clean + 0.01 * torch.randn(6, 1, 8, 8, generator=generator)
+    out = tables.amplify(clean, adversarial, 0.05)
+    rms = ((out - clean).flatten(1) ** 2).mean(1).sqrt()
+    assert torch.allclose(rms, torch.full((6,), 0.05), atol=1e-6)
+    cosine = nn.functional.cosine_similarity((out - clean).flatten(1), (adversarial - clean).flatten(1))
+    assert torch.allclose(cosine, torch.ones(6), atol=1e-5)
+    assert torch.equal(tables.amplify(clean, clean, 0.1), clean)  # nothing to amplify
+    assert tables.amplify(torch.zeros(1, 1, 2, 2), -torch.ones(1, 1, 2, 2), 0.5).min() == 0  # clamped
+
+
+def test_gaussian_controls_are_seeded_clamped_and_of_the_asked_size():
+    clean = torch.full((200, 1, 8, 8), 0.5)
+    noisy = tables.gaussian(clean, 0.1, seed=1)
+    assert torch.equal(noisy, tables.gaussian(clean, 0.1, seed=1))
+    assert not torch.equal(noisy, tables.gaussian(clean, 0.1, seed=2))
+    assert abs(float((noisy - clean).std()) - 0.1) < 0.005
+    assert float(tables.gaussian(clean, 3.0, seed=1).max()) == 1.0
+
+
+def test_the_distortion_table_is_table_one_from_the_files(split, two_models):
+    path = make_set(split, two_models[1], "fgsm", eps=0.05)
+    table = tables.distortion_table([split / "B.parquet"], [two_models[1]], [path]).to_pylist()
+    curve = pd.read_parquet(split / "B.parquet")
+    last = curve[curve["epoch"] == 5].set_index("split")["accuracy"]
+    s = io.load_tensors(path)
+    hit = s["success"].bool()
+    assert table == [{
+        "model": "B", "arch": "fc100_100_10", "weight_decay": 0.0, "train_split": "all",
+        "train_error": 1 - last["train"], "test_error": 1 - last["test"],
+        "mean_distortion": pytest.approx(float(s["distortion"][hit].double().mean()), rel=1e-6),
+        "success_rate": float(hit.float().mean()), "n_images": 40, "attack": "fgsm"}]
+
+
+def test_the_transfer_table_feeds_every_set_to_every_model_with_its_controls(split, two_models):
+    paths = [make_set(split, w, "fgsm", eps=0.1) for w in two_models]
+    study = tables.Study("digits", split / "test.safetensors", two_models, "cpu", "ieee")
+    df = tables.transfer_table(study, paths, [0.1, 0.3], seed=0).to_pandas()
+    assert len(df) == 2 * 2 * (1 + 2) + 2 * 2  # sets x targets x (raw, 2 amplified) + noise
+    assert set(df["attack"]) == {"fgsm", "amplified", "gaussian"}
+    assert sorted(set(df[df["attack"] == "gaussian"]["sigma"])) == [0.1, 0.3]
+    # a model's error on its own set, from the set's success flags (untargeted: wrong)
+    own = df[(df["source"] == "A") & (df["target"] == "A") & (df["attack"] == "fgsm")]
+    assert own["error"].item() == pytest.approx(float(io.load_tensors(paths[0])["success"].float().mean()))
+    # and B's error on A's set, by hand
+    model_b = models.load_weights(two_models[1], num_classes=10, input_shape=(1, 8, 8))
+    s = io.load_tensors(paths[0])
+    with torch.no_grad():
+        by_hand = float((model_b(s["images"]).argmax(1) != s["labels"]).float().mean())
+    cross = df[(df["source"] == "A") & (df["target"] == "B") & (df["attack"] == "fgsm")]
+    assert cross["error"].item() == pytest.approx(by_hand)
+    amplified = df[(df["attack"] == "amplified") & (df["sigma"] == 0.1)]
+    assert (amplified["mean_distortion"] <= 0.1 + 1e-6).all()
+
+
+def test_adversarial_training_batches_are_the_batch_and_its_fgsm_copies(split, two_models):
+    model = models.load_weights(two_models[0], num_classes=10, input_shape=(1, 8, 8)).train()
+    x, y = data.load_split(split / "test.safetensors")
+    hook = mix_adversarial("fgsm", 0.2, seed=0, num_classes=10)
+    bx, by = hook(model, x[:16], y[:16])
+    assert torch.equal(bx[:16], x[:16]) and torch.equal(by, torch.cat([y[:16], y[:16]]))
+    assert torch.equal(bx[16:], attacks.fgsm(model.eval(), x[:16], y[:16], 0.2))
+    with pytest.raises(ValueError, match="adversarial training attack 'cw' is unknown"):
+        mix_adversarial("cw", 0.1, seed=0, num_classes=10)
+
+
+def test_unit_inspection_ranks_images_by_the_unit_and_by_a_seeded_direction(split, two_models):
+    model = models.load_weights(two_models[1], num_classes=10, input_shape=(1, 8, 8))
+    images, _ = data.load_split(split / "test.safetensors")
+    found = units.inspect(model, "fc1", images, unit=3, top=5, seed=2)
+    with torch.no_grad():  # the layer's activations by hand: sigmoid(W x + b)
+        phi = torch.sigmoid(images.flatten(1) @ model[1].weight.T + model[1].bias).double().numpy()
+    assert found["unit"].tolist() == list(np.argsort(-phi[:, 3], kind="stable")[:5])
+    v = found["direction"].double().numpy()
+    assert abs(np.linalg.norm(v) - 1) < 1e-6
+    assert found["random"].tolist() == list(np.argsort(-(phi @ v), kind="stable")[:5])
+    again = units.inspect(model, "fc1", images, unit=0, top=1, seed=2)["direction"]
+    assert torch.equal(found["direction"], again)
+    with pytest.raises(ValueError, match="unit 100 is out of range"):
+        units.inspect(model, "fc1", images, unit=100, top=5, seed=2)
+
+
+# --- the config -----------------------------------------------------------------------------
+
+BASE = {
+    "dataset": {"name": "digits"},
+    "models": {"FC10-1e-4": {"arch": "fc10", "train": {"weight_decay": 0.0001}},
+               "FC100-100-10": {"arch": "fc100_100_10"},
+               "P1": {"arch": "fc100_100_10", "train_split": "P1"},
+               "P2": {"arch": "fc100_100_10", "train_split": "P2"}},
+    "adversarial": {"models": ["FC10-1e-4", "FC100-100-10"], "attacks": {"fgsm": {"eps": 0.1}},
+                    "cross_training": {"models": ["P1", "P2"]},
+                    "training": {"model": "FC100-100-10", "regimes": {"adv": {"attack": "fgsm"}}},
+                    "units": {"model": "FC100-100-10", "layer": "fc1"}},
+}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["adversarial"]["attacks"].update(cw={}),
+     r"unknown key 'cw' in adversarial.attacks; expected one of \['fgsm', 'lbfgs', 'pgd'\]"),
+    (lambda c: c["models"]["P1"].update(train_split="P3"),
+     r"models.P1.train_split = 'P3' is not allowed; expected one of \['all', 'P1', 'P2'\]"),
+    (lambda c: c["models"]["FC10-1e-4"]["train"].update(weight_decay=-1),
+     r"models.FC10-1e-4.train.weight_decay = -1 is out of range; expected a number >= 0"),
+    (lambda c: c["models"]["FC100-100-10"].pop("arch"),
+     r"models.FC100-100-10: 'FC100-100-10' is not a registry architecture, so it needs an `arch`"),
+    (lambda c: c["models"]["FC100-100-10"].update(arch="resnet50"),
+     r"dataset 'digits' cannot feed architecture 'resnet50'"),
+    (lambda c: c["adversarial"]["models"].append("FC300"),
+     r"adversarial.models\[2\] = 'FC300' is not a model of this study"),
+    (lambda c: c["adversarial"]["training"].update(model="fc"),
+     r"adversarial.training.model = 'fc' is not a model of this study"),
+    (lambda c: c["adversarial"]["units"].update(layer="fc3"),
+     r"adversarial.units.layer = 'fc3' is not a hidden layer of FC100-100-10; expected one of "
+     r"\['fc1', 'fc2'\]"),
+    (lambda c: c["adversarial"]["training"]["regimes"]["adv"].update(attack="deepfool"),
+     r"adversarial.training.regimes.adv.attack = 'deepfool' is not allowed"),
+    (lambda c: c["adversarial"]["attacks"]["fgsm"].update(eps=-0.1),
+     r"adversarial.attacks.fgsm.eps = -0.1 is out of range"),
+    (lambda c: c["models"]["P1"].update(pretrain={}, train={"init": "results/x.safetensors"}),
+     r"models.P1: both pretrain and train.init"),
+])
+def test_a_bad_adversarial_config_gets_one_clear_error(change, message):
+    config = copy.deepcopy(BASE)
+    check(config, SCHEMA)
+    change(config)
+    with pytest.raises(ConfigError, match=message):
+        check(config, SCHEMA)
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+ADV_CONFIG = {
+    "seed": 0, "device": "cpu", "dataset": {"name": "digits"},
+    "models": {"FC10": {"arch": "fc10"}, "AE": {"arch": "ae400_10", "pretrain": {"epochs": 2}},
+               "P1": {"arch": "fc100_100_10", "train_split": "P1"},
+               "P2": {"arch": "fc100_100_10", "train_split": "P2"}},
+    "train": {"epochs": 3},
+    "adversarial": {"models": ["FC10", "AE"], "images": 20, "attacks": {"fgsm": {"eps": 0.1}},
+                    "sigmas": [0.2], "cross_training": {"models": ["P1", "P2"], "sigma": 0.1},
+                    "training": {"model": "FC10", "regimes": {"adv": {"attack": "fgsm", "eps": 0.1},
+                                                             "wd": {"weight_decay": 0.01}}},
+                    "units": {"model": "AE", "layer": "fc1", "top": 4}},
+}
+
+
+@pytest.mark.workflow
+def test_the_adversarial_study_builds_end_to_end(tmp_path):
+    from test_workflow import snakemake, write_config
+
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    shutil.copy2(REPO / "Snakefile", tmp_path / "Snakefile")
+    for name in ("workflow", "src", "envs", "profiles"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=ignore)
+    write_config(tmp_path, ADV_CONFIG)
+    snakemake(tmp_path)
+    out = tmp_path / "results" / "digits" / "adversarial"
+    distortion = pd.read_parquet(out / "distortion.parquet")
+    assert list(distortion["model"]) == ["FC10", "AE"] and (distortion["n_images"] == 20).all()
+    transfer = pd.read_parquet(out / "transfer.parquet")
+    assert len(transfer) == 2 * 2 * 2 + 2 and "gaussian" in set(transfer["attack"])
+    cross = pd.read_parquet(out / "cross_training.parquet")
+    assert set(zip(cross["source"], cross["source_split"], strict=True)) == {("P1", "P1"), ("P2", "P2")}
+    regimes = pd.read_parquet(out / "adversarial_training.parquet")
+    assert list(regimes["regime"]) == ["base", "adv", "wd"]
+    assert list(regimes["adversarial"]) == ["none", "fgsm", "none"]
+    assert list(regimes["weight_decay"]) == [0.0, 0.0, 0.01]
+    init = io.load_metadata(tmp_path / "results/digits/AE/weights.safetensors")["init"]
+    assert init.endswith("AE/pretrained.safetensors")
+    for figure in ("transfer", "units", "examples/FC10", "examples/AE"):
+        assert (out / "figures" / f"{figure}.png").read_bytes().startswith(b"\x89PNG")
+    for table in ("distortion", "transfer", "cross_training", "adversarial_training"):
+        assert pd.read_csv(out / f"{table}.csv").shape[0] > 0
