@@ -20,7 +20,6 @@ from lesion import attacks, data, io, models, pretrain, train
 from lesion.config import ConfigError, check, load_schema
 from lesion.studies.adversarial import sets, tables, units
 from lesion.studies.adversarial.training import mix_adversarial
-
 from test_workflow import REPO
 
 SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")

@@ -42,7 +42,7 @@ def test_values_of_every_metric():
     long = metrics.study_metrics("digits", "mlp", CLEAN, [(
         variants_table([(0.5, 0), (0.5, 1)]),
         predictions(ids, tops, [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.4]]))])
-    assert list(long.columns) == ["dataset", "model", "perturbation", "layer", "level", "draw",
+    assert list(long.columns) == ["dataset", "model", "testset", "perturbation", "layer", "level", "draw",
                                   "variant", "metric", "value"]
     value = long.set_index(["variant", "metric"])["value"]
     # the clean model gets 3 of 4 right (image 3 predicts 0), agrees with itself
@@ -65,7 +65,7 @@ def test_values_of_every_metric():
 
 def test_summary_averages_draws_with_a_t_interval():
     long = pd.DataFrame({
-        "dataset": "digits", "model": "mlp", "perturbation": "gaussian", "layer": "fc1",
+        "dataset": "digits", "model": "mlp", "testset": "clean", "perturbation": "gaussian", "layer": "fc1",
         "level": 0.5, "draw": [0, 1, 2], "variant": [f"mlp-fc1-gaussian0.50-num{d}" for d in range(3)],
         "metric": "top1", "value": [0.5, 0.6, 0.9]})
     row = metrics.summarise(long).iloc[0]
@@ -78,7 +78,7 @@ def test_summary_averages_draws_with_a_t_interval():
 
 
 def test_metrics_step_refuses_unpaired_tables(tmp_path):
-    with pytest.raises(ValueError, match="one of each per sweep"):
+    with pytest.raises(ValueError, match="one predictions table per variants table and test set"):
         metrics.write_metrics("digits", "mlp", clean="c", variants=["a", "b"], predictions=["a"],
                               out=tmp_path / "m", summary_out=tmp_path / "s",
                               summary_csv=tmp_path / "c.csv")
@@ -118,3 +118,33 @@ def test_metrics_step_writes_the_values_to_parquet_and_csv(tmp_path):
     assert summary["metric"].tolist()[:3] == ["top1", "top1", "top5"]
     csv = pd.read_csv(out["summary.csv"])
     pd.testing.assert_frame_equal(csv, summary, check_dtype=False)
+
+
+def test_metrics_of_several_test_sets_are_kept_apart_each_against_its_own_clean_model(tmp_path):
+    from lesion import files
+
+    ids = ["mlp-fc1-gaussian0.50-num0", "mlp-fc1-gaussian0.50-num1"]
+    right = [[[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [2, 0, 1, 3, 4], [3, 0, 1, 2, 4]]] * 2
+    wrong = [[[9, 1, 2, 3, 4], [9, 0, 2, 3, 4], [9, 0, 1, 3, 4], [3, 0, 1, 2, 4]]] * 2  # 1/4
+    paths = {}
+    for name, table in (("clean", CLEAN), ("variants", variants_table([(0.5, 0), (0.5, 1)])),
+                        ("p_clean", predictions(ids, right, [[1.0] * 4] * 2)),
+                        ("p_fgsm", predictions(ids, wrong, [[1.0] * 4] * 2))):
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        files.write_table(table, paths[name])
+    out = {name: tmp_path / name for name in ("long.parquet", "summary.parquet", "summary.csv")}
+    metrics.write_metrics("digits", "mlp", clean=[paths["clean"], paths["clean"]],
+                          variants=[paths["variants"]],
+                          predictions=[paths["p_clean"], paths["p_fgsm"]], out=out["long.parquet"],
+                          summary_out=out["summary.parquet"], summary_csv=out["summary.csv"],
+                          testsets=["clean", "fgsm"])
+    long = pd.read_parquet(out["long.parquet"]).set_index(["testset", "variant", "metric"])["value"]
+    assert long[("clean", ids[0], "top1")] == 1.0 and long[("fgsm", ids[0], "top1")] == 0.25
+    assert long[("fgsm", "mlp", "top1")] == long[("clean", "mlp", "top1")]
+    summary = pd.read_parquet(out["summary.parquet"])
+    assert sorted(set(summary["testset"])) == ["clean", "fgsm"]
+    with pytest.raises(ValueError, match=r"for test sets \['clean', 'fgsm'\]"):
+        metrics.write_metrics("digits", "mlp", clean=[paths["clean"]], variants=[paths["variants"]],
+                              predictions=[paths["p_clean"]], out=out["long.parquet"],
+                              summary_out=out["summary.parquet"], summary_csv=out["summary.csv"],
+                              testsets=["clean", "fgsm"])

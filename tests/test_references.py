@@ -508,7 +508,7 @@ def test_predictions_and_summary_columns_have_their_documented_types():
     assert table.schema.field("loss").type == pa.float32()
     import pandas as pd
 
-    long = pd.DataFrame({"dataset": "d", "model": "m", "perturbation": ["none", "g", "g"],
+    long = pd.DataFrame({"dataset": "d", "model": "m", "testset": "clean", "perturbation": ["none", "g", "g"],
                          "layer": "l", "level": [0.0, 0.5, 0.5], "variant": ["m", "v-num0", "v-num1"],
                          "metric": "top1", "value": [0.9, 0.5, 0.7]})
     summary = metrics.summarise(long)

@@ -1,14 +1,17 @@
 """Metrics of every variant from its predictions, in long ("tidy") form.
 
-`metrics.parquet` has one row per (variant, metric) with the columns
-dataset, model, perturbation, layer, level, draw, variant, metric, value.
+`metrics.parquet` has one row per (test set, variant, metric) with the columns
+dataset, model, testset, perturbation, layer, level, draw, variant, metric,
+value. `testset` is `clean` for the test split and an attack's name (e.g.
+`fgsm`) for the model's adversarial set of that attack (the adversarial study).
 Metrics: top1 and top5 accuracy, mean cross-entropy `loss`, and `agreement`,
 the share of test images whose top-1 class equals the unperturbed model's,
 and `nonfinite`, the share of test images whose output is not finite (NaN or
 infinite logits, e.g. after bit flips, or logits so large that their loss
 overflows; they count as wrong and are left out of the mean loss, so `loss`
 is the mean over the finite ones).
-The unperturbed model is perturbation `none`, layer `none`, level 0, draw 0.
+The unperturbed model is perturbation `none`, layer `none`, level 0, draw 0;
+`agreement` on a test set is with the unperturbed model on that same set.
 `summarise` averages over draws (mean, std, 95% CI half-width, n).
 """
 
@@ -23,7 +26,8 @@ from scipy import stats
 
 from lesion import files
 
-KEYS = ["dataset", "model", "perturbation", "layer", "level", "draw", "variant"]
+KEYS = ["dataset", "model", "testset", "perturbation", "layer", "level", "draw", "variant"]
+VARIANT_KEYS = [k for k in KEYS if k != "testset"]  # a variants table's own columns
 METRICS = ("top1", "top5", "loss", "agreement", "nonfinite")
 
 
@@ -61,17 +65,18 @@ def clean_top1(clean: pa.Table) -> np.ndarray:
 
 
 def study_metrics(dataset: str, model: str, clean: pa.Table,
-                  sweeps: Iterable[tuple[pa.Table, pa.Table]]) -> pd.DataFrame:
-    """The long metrics table of one model: the clean model and every sweep.
+                  sweeps: Iterable[tuple[pa.Table, pa.Table]], testset: str = "clean") -> pd.DataFrame:
+    """The long metrics table of one model on one test set: the clean model and every sweep.
 
     `sweeps` yields (variants table, predictions table) pairs.
     """
     reference = clean_top1(clean)
     none = variant_metrics(clean, reference).assign(
-        dataset=dataset, model=model, perturbation="none", layer="none", level=0.0, draw=0)
+        dataset=dataset, model=model, testset=testset, perturbation="none", layer="none",
+        level=0.0, draw=0)
     frames = [none]
     for variants, predictions in sweeps:
-        info = variants.select(KEYS).to_pandas()
+        info = variants.select(VARIANT_KEYS).to_pandas().assign(testset=testset)
         frames.append(info.merge(variant_metrics(predictions, reference), on="variant",
                                  how="left", validate="one_to_one"))
     wide = pd.concat(frames, ignore_index=True)
@@ -86,26 +91,39 @@ def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
     `variant` becomes the seed study's id without `-numN`, which names the
     average over draws.
     """
-    keys = ["dataset", "model", "perturbation", "layer", "level", "metric"]
+    keys = ["dataset", "model", "testset", "perturbation", "layer", "level", "metric"]
     grouped = metrics.groupby(keys, sort=False)["value"]
     out = grouped.agg(mean="mean", std="std", n="count").reset_index()
     sem = out["std"] / np.sqrt(out["n"])
     out["ci95"] = np.where(out["n"] > 1, stats.t.ppf(0.975, out["n"] - 1) * sem, np.nan)
     out["variant"] = metrics.groupby(keys, sort=False)["variant"].first().str.replace(
         r"-num\d+$", "", regex=True).to_numpy()
-    return out[["dataset", "model", "perturbation", "layer", "level", "variant", "metric",
-                "mean", "std", "ci95", "n"]]
+    return out[["dataset", "model", "testset", "perturbation", "layer", "level", "variant",
+                "metric", "mean", "std", "ci95", "n"]]
 
 
-def write_metrics(dataset: str, model: str, *, clean: str, variants: list[str],
-                  predictions: list[str], out: str, summary_out: str, summary_csv: str) -> None:
-    """The metrics step: `metrics.parquet`, `metrics_summary.parquet` and `.csv`."""
-    if len(variants) != len(predictions):
-        raise ValueError(f"got {len(variants)} variants tables but {len(predictions)} "
-                         "predictions tables; expected one of each per sweep, in the same order")
-    sweeps = ((files.read_table(v), files.read_table(p))
-              for v, p in zip(variants, predictions, strict=True))
-    long = study_metrics(dataset, model, files.read_table(clean), sweeps)
+def write_metrics(dataset: str, model: str, *, clean: str | list[str], variants: list[str],
+                  predictions: list[str], out: str, summary_out: str, summary_csv: str,
+                  testsets: list[str] | None = None) -> None:
+    """The metrics step: `metrics.parquet`, `metrics_summary.parquet` and `.csv`.
+
+    Per test set (`testsets`, default just `clean`) one clean predictions table
+    and one predictions table per variants table, test set after test set.
+    """
+    testsets = testsets or ["clean"]
+    cleans = [clean] if isinstance(clean, str) else list(clean)
+    if len(cleans) != len(testsets) or len(predictions) != len(variants) * len(testsets):
+        raise ValueError(f"got {len(variants)} variants tables, {len(cleans)} clean and "
+                         f"{len(predictions)} sweep predictions tables for test sets {testsets}; "
+                         "expected one clean table per test set and one predictions table per "
+                         "variants table and test set, test set after test set, in the same order")
+    frames = []
+    for i, testset in enumerate(testsets):
+        these = predictions[i * len(variants):(i + 1) * len(variants)]
+        sweeps = ((files.read_table(v), files.read_table(p))
+                  for v, p in zip(variants, these, strict=True))
+        frames.append(study_metrics(dataset, model, files.read_table(cleans[i]), sweeps, testset))
+    long = pd.concat(frames, ignore_index=True)
     summary = summarise(long)
     files.write_table(pa.Table.from_pandas(long, preserve_index=False), out)
     files.write_table(pa.Table.from_pandas(summary, preserve_index=False), summary_out)

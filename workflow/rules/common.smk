@@ -55,6 +55,7 @@ wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
     perturbation="|".join(OPERATOR_LEVELS),
     layer=r"(conv|fc)\d+",
+    testset="lbfgs|fgsm|pgd",
 
 
 # The artifacts the studies share, one pattern each (wildcards in braces).
@@ -71,6 +72,10 @@ CHECKPOINT = "results/{dataset}/{model}/checkpoints/epoch{epoch}.safetensors"
 CLEAN = "results/{dataset}/{model}/predictions/none.parquet"
 VARIANTS = "results/{dataset}/{model}/variants/{perturbation}/{layer}.parquet"
 PREDICTIONS = "results/{dataset}/{model}/predictions/{perturbation}/{layer}.parquet"
+# A model's adversarial test set (the adversarial study) and the sweeps' predictions on it
+ADV_SET = "results/{dataset}/adversarial/{attack}/{model}.safetensors"
+TESTSET_CLEAN = "results/{dataset}/{model}/testsets/{testset}/predictions/none.parquet"
+TESTSET_PREDICTIONS = "results/{dataset}/{model}/testsets/{testset}/predictions/{perturbation}/{layer}.parquet"
 METRICS = "results/{dataset}/{model}/metrics.parquet"
 SUMMARY = "results/{dataset}/{model}/metrics_summary.parquet"
 SUMMARY_CSV = "results/{dataset}/{model}/metrics_summary.csv"

@@ -38,10 +38,12 @@ rule sweep:
     input:
         weights=WEIGHTS,
         test=TEST,
+        other_tests=other_tests,
         code=code("sweep", "run"),
     output:
         variants=VARIANTS,
         predictions=PREDICTIONS,
+        other_predictions=expand(TESTSET_PREDICTIONS, testset=TESTSETS, allow_missing=True),
     params:
         sweep=sweep_params,
         seed=config["seed"],
@@ -61,6 +63,7 @@ rule sweep:
         " --test {input.test} --layer {wildcards.layer} --perturbation {wildcards.perturbation}"
         " --levels {params.sweep[levels]} --draws {params.sweep[draws]} {params.sweep[bits]}"
         " --seed {params.seed} --variants-out {output.variants} --out {output.predictions}"
+        " --other-tests {input.other_tests} --other-outs {output.other_predictions}"
         " --device {params.device} --batch-size {params.evaluate[batch_size]}"
         " --precision {params.evaluate[precision]}"
         " --variants-per-pass {params.evaluate[variants_per_pass]}"
@@ -88,11 +91,26 @@ rule variant_weights:
         " --weights {input.weights} --variants {input.table} --out {output} > {log} 2>&1"
 
 
+# The clean model on an adversarial test set (perturbations.testsets); the sweep
+# rule predicts those sets with every variant itself (variants drawn once per sweep).
+use rule predict_clean as predict_clean_testset with:
+    input:
+        weights=WEIGHTS,
+        test=lambda w: ADV_SET.format(dataset=w.dataset, attack=w.testset, model=w.model),
+        code=code("sweep", "predict"),
+    output:
+        TESTSET_CLEAN,
+    log:
+        "logs/predict_clean_testset/{dataset}/{model}/{testset}.log",
+    benchmark:
+        "benchmarks/predict_clean_testset/{dataset}/{model}/{testset}.tsv"
+
+
 rule metrics:
     input:
-        clean=CLEAN,
+        clean=metrics_inputs("clean"),
         variants=lambda w: sweep_paths(VARIANTS, w.dataset, w.model),
-        predictions=lambda w: sweep_paths(PREDICTIONS, w.dataset, w.model),
+        predictions=metrics_inputs("predictions"),
         code=code("sweep", "metrics"),
     output:
         metrics=METRICS,
@@ -104,6 +122,8 @@ rule metrics:
             subcategory="{dataset} / {model}",
             labels={"model": "{model}", "table": "metrics summary"},
         ),
+    params:
+        testsets=",".join(["clean", *TESTSETS]),
     log:
         "logs/metrics/{dataset}/{model}.log",
     benchmark:
@@ -112,6 +132,7 @@ rule metrics:
         "../../envs/analysis.yaml"
     shell:
         "python -m lesion sweep metrics --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --clean {input.clean} --variants {input.variants} --predictions {input.predictions}"
+        " --testsets {params.testsets} --clean {input.clean} --variants {input.variants}"
+        " --predictions {input.predictions}"
         " --out {output.metrics} --summary-out {output.summary} --summary-csv {output.csv}"
         " > {log} 2>&1"

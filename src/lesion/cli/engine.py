@@ -16,6 +16,7 @@ from lesion.cli.args import (
     fraction,
     gigabytes,
     levels,
+    names,
     network,
     non_negative,
     positive,
@@ -96,8 +97,15 @@ def _variants(args):
 
 
 def _run(args):
+    if len(args.other_tests) != len(args.other_outs):
+        raise ValueError(f"got {len(args.other_tests)} --other-tests but {len(args.other_outs)} "
+                         "--other-outs; expected one output per other test set, in the same order")
+    require(*args.other_tests)
     _variants(argparse.Namespace(**{**vars(args), "out": args.variants_out}))
     _predict(argparse.Namespace(**{**vars(args), "variants": args.variants_out}))
+    for test, out in zip(args.other_tests, args.other_outs, strict=True):
+        _predict(argparse.Namespace(**{**vars(args), "variants": args.variants_out,
+                                       "test": test, "out": out}))
 
 
 def _variant_weights(args):
@@ -126,11 +134,12 @@ def _predict(args):
 
 
 def _metrics(args):
-    require(args.clean, *args.variants, *args.predictions)
+    require(*args.clean, *args.variants, *args.predictions)
     from lesion import metrics
     metrics.write_metrics(args.dataset, args.model, clean=args.clean, variants=args.variants,
                           predictions=args.predictions, out=args.out,
-                          summary_out=args.summary_out, summary_csv=args.summary_csv)
+                          summary_out=args.summary_out, summary_csv=args.summary_csv,
+                          testsets=args.testsets)
 
 
 def sweep_options(parser: argparse.ArgumentParser) -> None:
@@ -222,6 +231,10 @@ def register(groups) -> None:
     sweep_options(s)
     for name in ("--test", "--variants-out"):
         s.add_argument(name, required=True)
+    s.add_argument("--other-tests", nargs="*", default=[],
+                   help="more test sets to predict with every variant (e.g. adversarial sets)")
+    s.add_argument("--other-outs", nargs="*", default=[],
+                   help="their predictions tables, same order")
     evaluation_options(s)
 
     s = step("variant-weights", _variant_weights, "Write every variant of a variants table as "
@@ -238,7 +251,12 @@ def register(groups) -> None:
     evaluation_options(s, required=False)
 
     s = step("metrics", _metrics, "Metrics of every variant of a model, and their summary.")
-    for name in ("--dataset", "--model", "--clean", "--out", "--summary-out", "--summary-csv"):
+    s.add_argument("--testsets", type=names, default=["clean"],
+                   help="the test sets, e.g. clean,fgsm (default: clean)")
+    s.add_argument("--clean", nargs="+", required=True,
+                   help="the unperturbed model's predictions, one per test set")
+    for name in ("--dataset", "--model", "--out", "--summary-out", "--summary-csv"):
         s.add_argument(name, required=True)
     s.add_argument("--variants", nargs="+", default=[], help="variants tables")
-    s.add_argument("--predictions", nargs="+", default=[], help="predictions, same order")
+    s.add_argument("--predictions", nargs="+", default=[],
+                   help="predictions, same order as --variants, test set after test set")

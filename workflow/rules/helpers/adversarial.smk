@@ -7,7 +7,6 @@ ADV_ATTACKS = list(ADVERSARIAL.get("attacks", {}))
 # The attack of Tables 1 and 4 and the examples figure: the paper's L-BFGS when configured.
 ADV_MAIN = "lbfgs" if "lbfgs" in ADV_ATTACKS else (ADV_ATTACKS or [None])[0]
 ADV_DIR = "results/{dataset}/adversarial"
-ADV_SET = "results/{dataset}/adversarial/{attack}/{model}.safetensors"
 ADV_REGIME_DIR = "results/{dataset}/{model}/adversarial_training/{regime}"
 ADV_TRAINING = ADVERSARIAL.get("training") or {}
 ADV_REGIMES = ADV_TRAINING.get("regimes", {})

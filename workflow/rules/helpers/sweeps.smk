@@ -23,3 +23,29 @@ def sweep_paths(pattern, dataset, model):
         for perturbation in PERTURBATIONS
         for layer in model_layers(model)
     ]
+
+
+# Adversarial test sets every sweep is evaluated on besides the test split.
+TESTSETS = (config.get("perturbations") or {}).get("testsets", [])
+
+
+def other_tests(wildcards):
+    """The model's adversarial sets a sweep predicts too (perturbations.testsets)."""
+    return [ADV_SET.format(dataset=wildcards.dataset, attack=t, model=wildcards.model)
+            for t in TESTSETS]
+
+
+def metrics_inputs(kind):
+    """Input function of the metrics rule: the clean model's or the sweeps' predictions,
+    on the test split and then on each adversarial test set."""
+
+    def paths(wildcards):
+        d, m = wildcards.dataset, wildcards.model
+        if kind == "clean":
+            return [CLEAN.format(dataset=d, model=m)] + [
+                TESTSET_CLEAN.format(dataset=d, model=m, testset=t) for t in TESTSETS]
+        return sweep_paths(PREDICTIONS, d, m) + [
+            p for t in TESTSETS
+            for p in sweep_paths(TESTSET_PREDICTIONS.replace("{testset}", t), d, m)]
+
+    return paths

@@ -39,28 +39,40 @@ def _layer_colors(layers: list[str]) -> dict[str, tuple]:
 def performances(summary: pd.DataFrame, metric: str = "top1") -> plt.Figure:
     """Mean `metric` against level per layer, CI band, clean model as a dashed line.
 
-    Every line starts at level 0 with the unperturbed network.
+    Every line starts at level 0 with the unperturbed network. Test sets other
+    than the clean one (adversarial sets, column `testset`) are drawn dotted.
     """
     rows = summary[summary["metric"] == metric]
-    clean = rows[rows["perturbation"] == "none"]["mean"]
-    sweeps = rows[rows["perturbation"] != "none"]
-    if len(clean):
-        start = sweeps.drop_duplicates(["perturbation", "layer"]).assign(
-            level=0.0, mean=clean.iloc[0], ci95=0.0)
-        sweeps = pd.concat([start, sweeps], ignore_index=True)
-    layers = list(dict.fromkeys(sweeps["layer"]))
+    if "testset" not in rows:
+        rows = rows.assign(testset="clean")
+    testsets = list(dict.fromkeys(rows["testset"]))
+    layers = list(dict.fromkeys(rows.loc[rows["perturbation"] != "none", "layer"]))
     colors = _layer_colors(layers)
-    fig, panels = _panels(list(dict.fromkeys(sweeps["perturbation"])))
-    for perturbation, ax in panels.items():
-        for name in layers:
-            line = sweeps[(sweeps["perturbation"] == perturbation) & (sweeps["layer"] == name)]
-            line = line.sort_values("level")
-            ax.plot(line["level"], line["mean"], marker="o", ms=3, label=name, color=colors[name])
-            ax.fill_between(line["level"], line["mean"] - line["ci95"].fillna(0),
-                            line["mean"] + line["ci95"].fillna(0), alpha=0.2, color=colors[name])
+    fig, panels = _panels(list(dict.fromkeys(rows.loc[rows["perturbation"] != "none",
+                                                      "perturbation"])))
+    for testset in testsets:
+        here = rows[rows["testset"] == testset]
+        clean = here[here["perturbation"] == "none"]["mean"]
+        sweeps = here[here["perturbation"] != "none"]
         if len(clean):
-            ax.axhline(clean.iloc[0], ls="--", color="black", lw=1, label="unperturbed")
-        ax.set(title=perturbation, xlabel="level")
+            start = sweeps.drop_duplicates(["perturbation", "layer"]).assign(
+                level=0.0, mean=clean.iloc[0], ci95=0.0)
+            sweeps = pd.concat([start, sweeps], ignore_index=True)
+        style = "-" if testset == "clean" else ":"
+        suffix = "" if testset == "clean" else f" ({testset})"
+        for perturbation, ax in panels.items():
+            for name in layers:
+                line = sweeps[(sweeps["perturbation"] == perturbation) & (sweeps["layer"] == name)]
+                line = line.sort_values("level")
+                ax.plot(line["level"], line["mean"], marker="o", ms=3, ls=style,
+                        label=name + suffix, color=colors[name])
+                ax.fill_between(line["level"], line["mean"] - line["ci95"].fillna(0),
+                                line["mean"] + line["ci95"].fillna(0), alpha=0.2,
+                                color=colors[name])
+            if len(clean):
+                ax.axhline(clean.iloc[0], ls="--" if testset == "clean" else "-.", color="black",
+                           lw=1, label="unperturbed" + suffix)
+            ax.set(title=perturbation, xlabel="level")
     for ax in list(panels.values())[::2]:
         ax.set_ylabel(f"{metric} accuracy" if metric.startswith("top") else metric)
     next(iter(panels.values())).legend(fontsize="small")
