@@ -361,3 +361,27 @@ Y = torch.tensor([0, 1])
 def test_bad_arguments_are_one_clear_value_error(mlp, call, match):
     with pytest.raises(ValueError, match=match):
         call(mlp)
+
+
+# --- the GPU path, where a GPU is present ------------------------------------------------------
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_attacks_on_cuda_agree_with_the_cpu(trained, split):
+    """The model on CUDA: the same PGD start (a CPU generator), the same targets, L-BFGS examples
+    that reach them with the CPU's distortion (within the c search's tolerance), left on CUDA."""
+    import copy
+
+    gpu = copy.deepcopy(trained).cuda()
+    x, y, index = split["x_test"][:30], split["y_test"][:30], split["index"][:30]
+    start = {dev: attacks.pgd(model, x.to(dev), y.to(dev), eps=0.1, step_size=0.0, steps=1,
+                              generator=torch.Generator().manual_seed(2))
+             for dev, model in (("cpu", trained), ("cuda", gpu))}
+    assert torch.equal(start["cuda"].cpu(), start["cpu"])
+    targets = attacks.random_targets(y.cuda(), index.cuda(), 10, seed=0)
+    assert targets.is_cuda and torch.equal(targets.cpu(), attacks.random_targets(y, index, 10, 0))
+    on_gpu = attacks.lbfgs(gpu, x.cuda(), y.cuda(), targets)
+    on_cpu = attacks.lbfgs(trained, x, y, targets.cpu())
+    assert on_gpu.images.is_cuda and on_gpu.success.all() and on_cpu.success.all()
+    with torch.no_grad():
+        assert torch.equal(gpu(on_gpu.images).argmax(1), targets)
+    assert on_gpu.distortion.cpu().numpy() == pytest.approx(on_cpu.distortion.numpy(), rel=0.05)
