@@ -280,7 +280,7 @@ def _check_model_lists(config: Mapping) -> None:
         if "pretrain" in (settings or {}) and (settings.get("train") or {}).get("init"):
             raise ConfigError(f"config error: models.{model}: both pretrain and train.init; "
                               "expected one way for its training to start")
-    attacks = sorted(((config.get("adversarial") or {}).get("attacks") or {}))
+    attacks = sorted((config.get("adversarial") or {}).get("attacks") or {})
     for i, testset in enumerate((config.get("perturbations") or {}).get("testsets", [])):
         if testset not in attacks:
             raise ConfigError(f"config error: perturbations.testsets[{i}] = {testset!r} is not an "

@@ -1,6 +1,7 @@
-"""`python -m lesion bench sweep`: what prefix caching and batching buy.
+"""`python -m lesion bench sweep|faults|attack`: what prefix caching and batching buy.
 
-For every layer of a model it times one sweep (levels x draws) three ways,
+Each compares against a baseline measured in the same run. `bench sweep`:
+for every layer of a model it times one sweep (levels x draws) three ways,
 in the same run and on the same data:
   naive   deep-copy the model, write the variant in, run the whole network
   prefix  clean activations at the layer's input once, suffix per variant
@@ -17,7 +18,7 @@ import time
 
 import torch
 
-from lesion import activations, data, evaluate, models, sweep
+from lesion import activations, data, evaluate, io, models, sweep
 
 
 def _best(repeats: int, fn, *args) -> float:
@@ -171,3 +172,105 @@ def fault_speed(*, dataset: str, model: str, weights: str | None, layers: list[s
         print(f"{layer:>8} {loop:8.3f} {prefix:9.3f} {batched:10.3f} {loop / batched:7.1f}x "
               f"{prefix / batched:9.1f}x")
     return rows
+
+
+# `python -m lesion bench attack`: Szegedy et al.'s minimum-distortion L-BFGS
+# attack on a batch of test images, batched (one L-BFGS-B problem stacked over
+# all images, lesion.attacks.lbfgs) against one image at a time (the same
+# function on each image alone), in the same run, on the same targets.
+
+def _attack_split(dataset: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str]:
+    """(train, test) tensors: the built study's, else the default config's split made here."""
+    import tempfile
+
+    built = {s: f"results/{dataset}/tensors/{s}.safetensors" for s in ("train", "test")}
+    if all(os.path.exists(p) for p in built.values()):
+        return ({s: io.load_tensors(p) for s, p in built.items()}
+                | {"source": f"results/{dataset}/tensors"})
+    if data.get(dataset).raw is None:
+        raise FileNotFoundError(f"{built['test']}: not found; expected the tensors of a built "
+                                f"study (dataset {dataset!r} does not ship in a package)")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, train, test = (os.path.join(tmp, f"{s}.safetensors") for s in ("raw", "train", "test"))
+        data.export(dataset, raw)
+        data.make_tensors(dataset, raw, train, test, test_fraction=0.25, seed=0)
+        return ({"train": io.load_tensors(train), "test": io.load_tensors(test)}
+                | {"source": "the default config's split (test_fraction 0.25, seed 0)"})
+
+
+def _quick_train(name: str, dataset: str, train: dict[str, torch.Tensor], epochs: int,
+                 seed: int) -> torch.nn.Module:
+    """`name` trained with Adam (lr 1e-3, batches of 64) for `epochs`, seeded, on the CPU."""
+    spec = data.get(dataset)
+    torch.manual_seed(seed)
+    model = models.build(name, num_classes=spec.num_classes, input_shape=spec.input_shape)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    order = torch.Generator().manual_seed(seed)
+    x, y = train["images"], train["labels"]
+    for _ in range(epochs):
+        for batch in torch.randperm(len(y), generator=order).split(64):
+            optimiser.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimiser.step()
+    return model.eval()
+
+
+def attack_speed(*, dataset: str, model: str, weights: str | None, device: str, images: int,
+                 seed: int, epochs: int, c_tolerance: float) -> dict:
+    """Time L-BFGS on `images` test images batched and one at a time; print and return a row."""
+    from lesion import attacks
+
+    dev = evaluate.pick_device(device, "ieee")
+    split = _attack_split(dataset)
+    spec = data.get(dataset)
+    default = f"results/{dataset}/{model}/weights.safetensors"
+    path = weights or (default if os.path.exists(default) else None)
+    if path:
+        net, source = models.load_weights(path, num_classes=spec.num_classes,
+                                          input_shape=spec.input_shape), path
+    else:
+        begin = time.perf_counter()
+        net = _quick_train(model, dataset, split["train"], epochs, seed)
+        source = f"trained here: {epochs} epochs, seed {seed}, {time.perf_counter() - begin:.1f} s"
+    net = net.to(dev)
+    test = split["test"]
+    x, y, index = test["images"][:images].to(dev), test["labels"][:images], test["index"][:images]
+    with torch.no_grad():
+        accuracy = (evaluate.run_batched(net, test["images"], 512, dev).argmax(1).cpu()
+                    == test["labels"]).float().mean().item()
+    targets = attacks.random_targets(y, index, spec.num_classes, seed).to(dev)
+    y = y.to(dev)
+    print(f"bench attack: L-BFGS on {len(y)} {dataset} test images ({split['source']}), "
+          f"{model} ({source}; test accuracy {accuracy:.3f}), random targets seed {seed}, "
+          f"c tolerance {c_tolerance}, device {dev}, torch threads {torch.get_num_threads()}")
+
+    def timed(fn):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = fn()
+        return out, time.perf_counter() - wall, time.process_time() - cpu
+
+    batched, b_wall, b_cpu = timed(lambda: attacks.lbfgs(net, x, y, targets,
+                                                         c_tolerance=c_tolerance))
+    singles, s_wall, s_cpu = timed(lambda: [
+        attacks.lbfgs(net, x[i:i + 1], y[i:i + 1], targets[i:i + 1], c_tolerance=c_tolerance)
+        for i in range(len(y))])
+    single_d = torch.cat([r.distortion for r in singles]).cpu()
+    single_ok = torch.cat([r.success for r in singles]).cpu()
+    ok = batched.success.cpu()
+    both = ok & single_ok & (single_d > 0)  # 0: the clean image already had the target
+    gap = ((batched.distortion.cpu()[both] - single_d[both]) / single_d[both]).abs()
+    row = {"model": model, "images": len(y), "batched_s": b_wall, "single_s": s_wall,
+           "batched_cpu_s": b_cpu, "single_cpu_s": s_cpu, "speedup": s_wall / b_wall,
+           "batched_success": ok.float().mean().item(),
+           "single_success": single_ok.float().mean().item(),
+           "batched_distortion": batched.distortion.cpu()[ok].mean().item(),
+           "single_distortion": single_d[single_ok].mean().item(),
+           "max_relative_gap": gap.max().item() if len(gap) else float("nan")}
+    print(f"{'method':>10} {'wall s':>8} {'cpu s':>8} {'success':>8} {'mean distortion':>16}")
+    print(f"{'single':>10} {s_wall:8.2f} {s_cpu:8.2f} {row['single_success']:8.2f} "
+          f"{row['single_distortion']:16.4f}")
+    print(f"{'batched':>10} {b_wall:8.2f} {b_cpu:8.2f} {row['batched_success']:8.2f} "
+          f"{row['batched_distortion']:16.4f}")
+    print(f"speed-up {row['speedup']:.1f}x wall, {s_cpu / b_cpu:.1f}x cpu; per-image distortion "
+          f"of the two within {100 * row['max_relative_gap']:.1f}%")
+    return row

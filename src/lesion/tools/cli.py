@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 
-from lesion.cli.args import device_name, levels, names, positive, steps
+from lesion.cli.args import device_name, levels, names, number, positive, steps
 
 
 def _sweep(args):
@@ -26,6 +27,15 @@ def _faults(args):
                       images=args.images)
 
 
+def _attack(args):
+    from lesion.evaluate import set_threads
+    from lesion.tools import bench
+    set_threads(args.threads)
+    bench.attack_speed(dataset=args.dataset, model=args.model, weights=args.weights,
+                       device=args.device, images=args.images, seed=args.seed,
+                       epochs=args.epochs, c_tolerance=args.c_tolerance)
+
+
 def _dag(args):
     from lesion.tools import dagbench
     dagbench.dag_speed(args.configfile, repeats=args.repeats, snakefile=args.snakefile)
@@ -41,13 +51,14 @@ def _tables(args):
     tables.compare(args.before, args.after)
 
 
-def _network(s: argparse.ArgumentParser, model: str) -> None:
+def _network(s: argparse.ArgumentParser, model: str,
+             fallback: str = "a freshly initialised network") -> None:
     """The network a benchmark times: dataset, model, weights, device, threads."""
     s.add_argument("--dataset", default="digits")
     s.add_argument("--model", default=model)
     s.add_argument("--weights", default=None,
                    help="trained weights (default: results/{dataset}/{model}/weights.safetensors "
-                        "when present, else a freshly initialised network)")
+                        f"when present, else {fallback})")
     s.add_argument("--device", type=device_name, default="auto")
     s.add_argument("--threads", type=positive, default=1)
 
@@ -86,3 +97,14 @@ def register(groups) -> None:
     s.add_argument("--repetitions", type=positive, default=100)
     s.add_argument("--reps-per-pass", type=positive, default=100)
     s.add_argument("--images", type=positive, default=None, help="first N test images (all)")
+
+    s = step("attack", _attack, "Time Szegedy et al.'s minimum-distortion L-BFGS attack: "
+             "batched against one image at a time, in the same run.")
+    _network(s, "mlp", "the network trained here for --epochs")
+    s.add_argument("--images", type=positive, default=100, help="first N test images")
+    s.add_argument("--seed", type=int, default=0, help="random targets and quick training")
+    s.add_argument("--epochs", type=positive, default=30,
+                   help="quick training when no weights are found")
+    s.add_argument("--c-tolerance", type=number(float, lambda v: 0 < v < math.inf,
+                                                 "a positive number such as 0.02"), default=0.02,
+                   help="relative width at which the search over c stops")

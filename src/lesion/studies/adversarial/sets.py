@@ -36,28 +36,19 @@ def attack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """
     if name == "lbfgs":
         targets = attacks.random_targets(labels, index, num_classes, seed)
-        result = attacks.lbfgs(model, images, targets, **options)
-        adversarial, success = result.images, result.success
+        result = attacks.lbfgs(model, images, labels, targets, **options)
     elif name == "fgsm":
-        targets = torch.full_like(labels, -1)
-        adversarial = attacks.fgsm(model, images, labels, **options)
-        success = _predict(model, adversarial) != labels
+        result = attacks.untargeted(model, images, labels,
+                                    attacks.fgsm(model, images, labels, **options))
     elif name == "pgd":
-        targets = torch.full_like(labels, -1)
         generator = torch.Generator(device=images.device).manual_seed(seed)
-        adversarial = attacks.pgd(model, images, labels, generator=generator, **options)
-        success = _predict(model, adversarial) != labels
+        result = attacks.untargeted(model, images, labels, attacks.pgd(
+            model, images, labels, generator=generator, **options))
     else:
         raise ValueError(f"attack {name!r} is unknown; expected one of {list(ATTACKS)}")
-    return {"images": adversarial, "labels": labels, "index": index,
-            "position": torch.arange(len(labels), device=labels.device), "targets": targets,
-            "distortion": attacks.distortion(images, adversarial).float(),
-            "success": success.to(torch.uint8)}
-
-
-@torch.no_grad()
-def _predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    return torch.cat([model(x).argmax(1) for x in images.split(batch_size)])
+    tensors = attacks.test_set(result, labels, index)
+    tensors["position"] = torch.arange(len(labels))
+    return tensors
 
 
 def write_set(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,

@@ -33,7 +33,7 @@ def mix_adversarial(attack: str, eps: float, *, seed: int, num_classes: int):
                                       generator=generator)
         else:
             shift = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
-            adversarial = attacks.lbfgs(model, x, (y + shift) % num_classes).images
+            adversarial = attacks.lbfgs(model, x, y, (y + shift) % num_classes).images
         return torch.cat([x, adversarial.detach()]), torch.cat([y, y])
 
     return hook
