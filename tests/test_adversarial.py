@@ -295,7 +295,8 @@ ADV_CONFIG = {
                "P1": {"arch": "fc100_100_10", "train_split": "P1"},
                "P2": {"arch": "fc100_100_10", "train_split": "P2"}},
     "train": {"epochs": 3},
-    "adversarial": {"models": ["FC10", "AE"], "images": 20, "attacks": {"fgsm": {"eps": 0.1}},
+    "adversarial": {"models": ["FC10", "AE"], "images": 20,
+                    "attacks": {"fgsm": {"eps": 0.1}, "lbfgs": {"c_tolerance": 0.2, "bracket_steps": 3}},
                     "sigmas": [0.2], "cross_training": {"models": ["P1", "P2"], "sigma": 0.1},
                     "training": {"model": "FC10", "regimes": {"adv": {"attack": "fgsm", "eps": 0.1},
                                                              "wd": {"weight_decay": 0.01}}},
@@ -316,8 +317,12 @@ def test_the_adversarial_study_builds_end_to_end(tmp_path):
     out = tmp_path / "results" / "digits" / "adversarial"
     distortion = pd.read_parquet(out / "distortion.parquet")
     assert list(distortion["model"]) == ["FC10", "AE"] and (distortion["n_images"] == 20).all()
+    assert set(distortion["attack"]) == {"lbfgs"} and (distortion["success_rate"] > 0.9).all()
     transfer = pd.read_parquet(out / "transfer.parquet")
-    assert len(transfer) == 2 * 2 * 2 + 2 and "gaussian" in set(transfer["attack"])
+    assert len(transfer) == 2 * 2 * 2 * 2 + 2  # (lbfgs, fgsm) x sources x targets x (raw, x0.2) + noise
+    assert {"lbfgs", "fgsm", "amplified", "gaussian"} == set(transfer["attack"])
+    s = io.load_tensors(out / "lbfgs" / "FC10.safetensors")
+    assert (s["targets"] != s["labels"]).all() and (s["targets"] >= 0).all()
     cross = pd.read_parquet(out / "cross_training.parquet")
     assert set(zip(cross["source"], cross["source_split"], strict=True)) == {("P1", "P1"), ("P2", "P2")}
     regimes = pd.read_parquet(out / "adversarial_training.parquet")
