@@ -23,18 +23,23 @@ rule zoo_shard:
         zoo=zoo_settings(),
         shards=ZOO.get("shards", 1),
         seed=config["seed"],
+        device=config["device"],
+        precision=config["evaluate"]["precision"],
     log:
         "logs/zoo_shard/{dataset}/{shard}.log",
     benchmark:
         "benchmarks/zoo_shard/{dataset}/{shard}.tsv"
     threads: 1
+    resources:
+        gpu=1,
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m lesion zoo shard --dataset {wildcards.dataset} --train {input.train}"
         " --test {input.test} --zoo {params.zoo:q} --shard {wildcards.shard}"
         " --shards {params.shards} --seed {params.seed} --snapshots-out {output.snapshots}"
-        " --out {output.table} --threads {threads} > {log} 2>&1"
+        " --out {output.table} --device {params.device} --precision {params.precision}"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule zoo_merge:
@@ -73,11 +78,15 @@ rule zoo_meta:
         properties=zoo_properties() if ZOO else "",
         meta=ZOO.get("meta"),
         seed=config["seed"],
+        device=config["device"],
+        precision=config["evaluate"]["precision"],
     log:
         "logs/zoo_meta/{dataset}.log",
     benchmark:
         "benchmarks/zoo_meta/{dataset}.tsv"
     threads: 1
+    resources:
+        gpu=1,
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -87,7 +96,7 @@ rule zoo_meta:
         " --steps {params.meta[steps]} --batch-size {params.meta[batch_size]}"
         " --learning-rate {params.meta[learning_rate]} --positions {params.meta[positions]}"
         " --seed {params.seed} --out {output.meta} --snapshots-out {output.snapshots}"
-        " --threads {threads} > {log} 2>&1"
+        " --device {params.device} --precision {params.precision} --threads {threads} > {log} 2>&1"
 
 
 # One job draws both figures: they read the same tables, and matplotlib starts once.

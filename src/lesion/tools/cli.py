@@ -65,7 +65,7 @@ def _zoo(args):
                          "(config/config.yaml)")
     zoo = canonical(config, load_schema(args.schema))["zoo"]
     bench.zoo_speed(zoo, sizes=args.sizes, batch_size=args.batch_size, epochs=args.epochs,
-                    snapshots=zoo["snapshots"], loop_limit=args.loop_nets)
+                    snapshots=zoo["snapshots"], loop_limit=args.loop_nets, device=args.device)
 
 
 def _network(s: argparse.ArgumentParser, model: str,
@@ -129,6 +129,7 @@ def register(groups) -> None:
     s = step("zoo", _zoo, "Time zoo nets trained together (vmap over stacked weights) "
              "against a plain loop over the same nets, in the same run, for several group sizes.")
     s.add_argument("--threads", type=positive, default=1)
+    s.add_argument("--device", type=device_name, default="cpu")
     s.add_argument("--configfile", default="config/config.yaml", help="whose zoo table to sample")
     s.add_argument("--schema", default="workflow/schemas/config.schema.yaml")
     s.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[1, 4, 16, 64],

@@ -34,31 +34,42 @@ def _digits(study_seed: int) -> grouped.Data:
                               spec.num_classes, study_seed)
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def zoo_speed(zoo: Mapping, *, sizes: Sequence[int], batch_size: int, epochs: int,
-              snapshots: int, loop_limit: int, study_seed: int = 0) -> list[dict]:
+              snapshots: int, loop_limit: int, study_seed: int = 0,
+              device: str = "cpu") -> list[dict]:
     """Time grouped against looped training for each group size; print and return the rows.
 
     The loop is timed on at most `loop_limit` nets (its time per net does not
     depend on G) and reported per net.
     """
-    ds = _digits(study_seed)
+    from lesion.evaluate import pick_device
+
+    dev = pick_device(device, "ieee")
+    ds = _digits(study_seed).to(dev)
     choices = {**zoo["choices"], "batch_size": [batch_size]}
     rows_all = sample.table({**zoo, "choices": choices, "nets": max(sizes)}, study_seed)
     print(f"bench zoo: digits, batch size {batch_size}, {epochs} epoch(s), "
-          f"{len(ds.train_labels)} training images, {torch.get_num_threads()} thread(s)")
+          f"{len(ds.train_labels)} training images, on {dev} ({torch.get_num_threads()} CPU thread(s))")
     print(f"{'nets':>5} {'grouped s':>10} {'nets/s':>8} {'loop s/net':>11} {'nets/s':>8} {'ratio':>6}")
     per_net = None
     out = []
     for g in sizes:
         rows = rows_all[:g]
         start = time.perf_counter()
-        grouped.train_group(rows, ds, epochs=epochs, snapshots=snapshots)
+        grouped.train_group(rows, ds, epochs=epochs, snapshots=snapshots, device=dev)
+        _sync(dev)
         together = time.perf_counter() - start
         if per_net is None:
             timed = rows_all[:min(loop_limit, max(sizes))]
             start = time.perf_counter()
             for r in timed:
-                loop.train_net(r, ds, epochs=epochs, snapshots=snapshots)
+                loop.train_net(r, ds, epochs=epochs, snapshots=snapshots, device=dev)
+            _sync(dev)
             per_net = (time.perf_counter() - start) / len(timed)
         row = {"nets": g, "grouped_s": together, "grouped_nets_per_s": g / together,
                "loop_s_per_net": per_net, "loop_nets_per_s": 1 / per_net,

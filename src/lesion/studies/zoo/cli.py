@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lesion.cli.args import positive, require, steps
+from lesion.cli.args import device, positive, require, steps
 
 
 def _zoo_settings(text: str) -> dict:
@@ -43,7 +43,8 @@ def _shard(args):
     set_threads(args.threads)
     shard.build(args.zoo, dataset=args.dataset, train=args.train, test=args.test,
                 study_seed=args.seed, shard=args.shard, shards=args.shards,
-                snapshots_out=args.snapshots_out, table_out=args.out)
+                snapshots_out=args.snapshots_out, table_out=args.out, device=args.device,
+                precision=args.precision)
 
 
 def _merge(args):
@@ -61,7 +62,8 @@ def _meta(args):
     meta.study(args.nets, properties=args.properties, slice_length=args.slice_length,
                window=args.window, steps=args.steps, batch_size=args.batch_size,
                learning_rate=args.learning_rate, positions=args.positions,
-               study_seed=args.seed, out=args.out, snapshots_out=args.snapshots_out)
+               study_seed=args.seed, out=args.out, snapshots_out=args.snapshots_out,
+               device=args.device, precision=args.precision)
 
 
 def _figures(args):
@@ -81,6 +83,7 @@ def register(groups) -> None:
     s.add_argument("--shard", type=int, required=True, help="this shard's index, 0..shards-1")
     s.add_argument("--shards", type=positive, required=True)
     s.add_argument("--seed", type=int, required=True, help="the study seed")
+    device(s)
 
     s = step("merge", _merge, "Merge the shard tables into nets.parquet (converged, split).")
     s.add_argument("--tables", nargs="+", required=True)
@@ -104,6 +107,7 @@ def register(groups) -> None:
     s.add_argument("--seed", type=int, required=True, help="the study seed")
     s.add_argument("--out", required=True)
     s.add_argument("--snapshots-out", required=True)
+    device(s)
 
     s = step("figures", _figures, "Draw the weight-space study's figures (accuracy, snapshots; "
              "PNG and PDF) into a directory.")

@@ -44,6 +44,10 @@ class Data:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.shape[2:])
 
+    def to(self, device: torch.device | str) -> Data:
+        return Data(self.train.to(device), self.train_labels.to(device), self.test.to(device),
+                    self.test_labels.to(device), self.classes)
+
     @classmethod
     def build(cls, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
               classes: int, study_seed: int) -> Data:
@@ -83,7 +87,7 @@ def _optimise(flat, g, m, v, step, lr, kind):
 def accuracy(flat: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
              activations: Sequence[str], net: list[dict], chunk: int = 2048) -> torch.Tensor:
     """Top-1 accuracy of each net (rows of flat) on its own images (G, n, C, H, W)."""
-    correct = torch.zeros(len(flat))
+    correct = torch.zeros(len(flat), device=flat.device)
     for start in range(0, images.shape[1], chunk):
         logits = nets.forward(flat, images[:, start:start + chunk], activations, net)
         correct += (logits.argmax(-1) == labels[start:start + chunk]).sum(-1)
@@ -101,14 +105,19 @@ def _gradient(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, activations:
     return g
 
 
-def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int,
-                snapshots: int) -> dict[str, torch.Tensor]:
+def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int, snapshots: int,
+                device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Train nets that share group_key together; their snapshots and final accuracies.
 
     Returns, in the order of `rows`: `snapshots` (G, S, P), the flat weights
     after snapshot_steps; `train_accuracy` and `test_accuracy` (G,) of the
     final weights, each on its own derived dataset, without augmentation.
+    Every draw is made on the CPU from the nets' generators, so a group
+    trained on a GPU sees the same batches (its weights agree to float
+    tolerance); the results come back to the CPU.
     """
+    device = torch.device(device)
+    data = data.to(device)
     keys = {group_key(r) for r in rows}
     if len(keys) != 1:
         raise ValueError(f"a group holds nets of {len(keys)} architectures or batch sizes; "
@@ -120,21 +129,22 @@ def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int,
     net = nets.architecture(first, data.input_shape, data.classes)
     gens = [torch.Generator().manual_seed(int(r["seed"])) for r in rows]
     flat = torch.stack([nets.init(r, data.input_shape, data.classes, g)
-                        for r, g in zip(rows, gens, strict=True)])
+                        for r, g in zip(rows, gens, strict=True)]).to(device)
     acts = [r["activation"] for r in rows]
-    kinds = torch.tensor([OPTIMIZERS.index(r["optimizer"]) for r in rows])
-    which = torch.tensor([DATASETS.index(r["dataset"]) for r in rows])
-    rates = torch.tensor([float(r["learning_rate"]) for r in rows])
+    kinds = torch.tensor([OPTIMIZERS.index(r["optimizer"]) for r in rows], device=device)
+    which = torch.tensor([DATASETS.index(r["dataset"]) for r in rows], device=device)
+    rates = torch.tensor([float(r["learning_rate"]) for r in rows], device=device)
     batch_size, n, height = int(first["batch_size"]), len(data.train_labels), data.input_shape[1]
     steps = n // batch_size
     if steps < 1:
         raise ValueError(f"batch_size = {batch_size} is larger than the {n} training images")
     at = snapshot_steps(epochs * steps, snapshots)
-    saved = [flat.clone() for _ in at if _ == 0]
+    saved = [flat.cpu() for _ in at if _ == 0]
     m, v = torch.zeros_like(flat), torch.zeros_like(flat)
     t = 0
     for epoch in range(epochs):
-        draws = [nets.epoch_draws(g, n, batch_size, bool(r["augmentation"]), height)
+        draws = [{k: v.to(device) for k, v in
+                  nets.epoch_draws(g, n, batch_size, bool(r["augmentation"]), height).items()}
                  for r, g in zip(rows, gens, strict=True)]
         lr = rates * DECAY ** epoch
         for s in range(steps):
@@ -143,12 +153,12 @@ def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int,
             t += 1
             g = _gradient(flat, x, data.train_labels[index], acts, net)
             flat, m, v = _optimise(flat, g, m, v, t, lr, kinds)
-            saved += [flat.clone() for _ in at if _ == t]
+            saved += [flat.cpu() for _ in at if _ == t]
     back = torch.tensor(order).argsort()
     return {
         "snapshots": torch.stack(saved, dim=1)[back],
-        "train_accuracy": accuracy(flat, data.train[which], data.train_labels, acts, net)[back],
-        "test_accuracy": accuracy(flat, data.test[which], data.test_labels, acts, net)[back],
+        "train_accuracy": accuracy(flat, data.train[which], data.train_labels, acts, net).cpu()[back],
+        "test_accuracy": accuracy(flat, data.test[which], data.test_labels, acts, net).cpu()[back],
     }
 
 

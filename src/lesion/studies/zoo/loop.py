@@ -54,11 +54,13 @@ def optimiser(row: Mapping, params) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer = {kind!r}; expected one of adam, rmsprop, momentum")
 
 
-def train_net(row: Mapping, data: Data, *, epochs: int, snapshots: int) -> dict[str, torch.Tensor]:
+def train_net(row: Mapping, data: Data, *, epochs: int, snapshots: int,
+              device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """One net trained alone; the same outputs as grouped.train_group for one row."""
+    data = data.to(device)
     gen = torch.Generator().manual_seed(int(row["seed"]))
-    model = module(row, data.input_shape, data.classes)
-    start = nets.init(row, data.input_shape, data.classes, gen)
+    model = module(row, data.input_shape, data.classes).to(device)
+    start = nets.init(row, data.input_shape, data.classes, gen).to(device)
     nn.utils.vector_to_parameters(start, model.parameters())
     opt = optimiser(row, model.parameters())
     which = DATASETS.index(row["dataset"])
@@ -66,13 +68,14 @@ def train_net(row: Mapping, data: Data, *, epochs: int, snapshots: int) -> dict[
     batch_size, n = int(row["batch_size"]), len(labels)
     steps = n // batch_size
     at = snapshot_steps(epochs * steps, snapshots)
-    flat = lambda: nn.utils.parameters_to_vector(model.parameters()).detach().clone()  # noqa: E731
+    flat = lambda: nn.utils.parameters_to_vector(model.parameters()).detach().cpu()  # noqa: E731
     saved = [flat() for _ in at if _ == 0]
     t = 0
     for epoch in range(epochs):
         for group in opt.param_groups:
             group["lr"] = float(row["learning_rate"]) * DECAY ** epoch
-        draws = nets.epoch_draws(gen, n, batch_size, bool(row["augmentation"]), data.input_shape[1])
+        draws = {k: v.to(device) for k, v in
+                 nets.epoch_draws(gen, n, batch_size, bool(row["augmentation"]), data.input_shape[1]).items()}
         for s in range(steps):
             index = draws["order"][s]
             x = images[index]
@@ -86,4 +89,5 @@ def train_net(row: Mapping, data: Data, *, epochs: int, snapshots: int) -> dict[
     with torch.no_grad():
         scores = [(model(x).argmax(1) == y).float().mean()
                   for x, y in ((images, labels), (data.test[which], data.test_labels))]
-    return {"snapshots": torch.stack(saved), "train_accuracy": scores[0], "test_accuracy": scores[1]}
+    return {"snapshots": torch.stack(saved), "train_accuracy": scores[0].cpu(),
+            "test_accuracy": scores[1].cpu()}

@@ -56,7 +56,7 @@ def balanced(labels: Mapping[int, int], nets: Sequence[int], key: str, study_see
 def classify(snapshots: Mapping[int, torch.Tensor], labels: Mapping[int, int],
              train: Sequence[int], test: Sequence[int], classes: int, *, slice_length: int,
              window: tuple[int, int], steps: int, batch_size: int, learning_rate: float,
-             positions: int, seed: int) -> dict:
+             positions: int, seed: int, device: torch.device | str = "cpu") -> dict:
     """Train one meta-classifier on `train` nets, score it on `test` nets.
 
     snapshots: net -> (S, P) flat weights; labels: net -> class in 0..classes-1;
@@ -74,7 +74,7 @@ def classify(snapshots: Mapping[int, torch.Tensor], labels: Mapping[int, int],
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # nn.Module initialises from the global generator
         torch.manual_seed(seed)
-        model = classifier(classes)
+        model = classifier(classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
     first, last = window
     # the training nets' weights padded to one tensor, so a batch is one gather
@@ -82,13 +82,15 @@ def classify(snapshots: Mapping[int, torch.Tensor], labels: Mapping[int, int],
     weights = torch.zeros(len(train), snapshots[train[0]].shape[0], int(sizes.max()))
     for i, n in enumerate(train):
         weights[i, :, :sizes[i]] = snapshots[n]
-    y_all = torch.tensor([labels[n] for n in train])
-    span = torch.arange(slice_length)
+    weights, sizes = weights.to(device), sizes.to(device)
+    y_all = torch.tensor([labels[n] for n in train], device=device)
+    span = torch.arange(slice_length, device=device)
     model.train()
     for _ in range(steps):
         pick = torch.randint(len(train), (batch_size,), generator=gen)
         snap = torch.randint(first, last + 1, (batch_size,), generator=gen)
         u = torch.rand(batch_size, generator=gen, dtype=torch.float64)
+        pick, snap, u = pick.to(device), snap.to(device), u.to(device)
         start = (u * (sizes[pick] - slice_length + 1)).long()
         x = weights[pick[:, None], snap[:, None], start[:, None] + span]
         opt.zero_grad()
@@ -96,15 +98,15 @@ def classify(snapshots: Mapping[int, torch.Tensor], labels: Mapping[int, int],
         opt.step()
     model.eval()
     n_snap = snapshots[test[0]].shape[0]
-    hits = torch.zeros(n_snap)
+    hits = torch.zeros(n_snap, device=device)
     with torch.no_grad():
         for n in test:
-            w = snapshots[n]
-            starts = torch.linspace(0, w.shape[1] - slice_length, positions).round().long()
+            w = snapshots[n].to(device)
+            starts = torch.linspace(0, w.shape[1] - slice_length, positions).round().long().to(device)
             x = w[:, starts[:, None] + span]  # (S, positions, L)
             pred = model(x.reshape(-1, 1, slice_length)).argmax(1).view(n_snap, positions)
             hits += (pred == labels[n]).float().mean(1)
-    per_snapshot = (hits / len(test)).tolist()
+    per_snapshot = (hits / len(test)).cpu().tolist()
     accuracy = sum(per_snapshot[first:last + 1]) / (last - first + 1)
     counts = torch.bincount(torch.tensor([labels[n] for n in test]), minlength=classes)
     return {"accuracy": accuracy, "chance": float(counts.max()) / len(test),
@@ -131,8 +133,11 @@ def load_snapshots(rows: Sequence[Mapping]) -> dict[int, torch.Tensor]:
 def study(nets_path: str | os.PathLike, *, properties: Sequence[str], slice_length: int,
           window: tuple[int, int], steps: int, batch_size: int, learning_rate: float,
           positions: int, study_seed: int, out: str | os.PathLike,
-          snapshots_out: str | os.PathLike) -> None:
+          snapshots_out: str | os.PathLike, device: str = "cpu", precision: str = "ieee") -> None:
     """One meta-classifier per property over the converged nets of nets.parquet."""
+    from lesion.evaluate import pick_device
+
+    dev = pick_device(device, precision)
     rows = [r for r in files.read_table(nets_path).to_pylist() if r["converged"]]
     weights = load_snapshots(rows)
     summary, per_snapshot = [], []
@@ -159,7 +164,7 @@ def study(nets_path: str | os.PathLike, *, properties: Sequence[str], slice_leng
         result = classify(weights, labels, train, test, len(present), slice_length=slice_length,
                           window=window, steps=steps, batch_size=batch_size,
                           learning_rate=learning_rate, positions=positions,
-                          seed=net_seed(study_seed, "meta", prop))
+                          seed=net_seed(study_seed, "meta", prop), device=dev)
         log.info("%s: accuracy %.3f (chance %.3f) on %d meta-test nets", prop, result["accuracy"],
                  result["chance"], len(test))
         summary.append({**row, "chance": result["chance"], "accuracy": result["accuracy"],

@@ -175,9 +175,10 @@ def augment(x: torch.Tensor, offsets: torch.Tensor, brightness: torch.Tensor,
     m, c, h, w = x.shape
     s = shift(h)
     padded = F.pad(x, (s, s, s, s))
-    rows = offsets[:, 0, None] + torch.arange(h)
-    cols = offsets[:, 1, None] + torch.arange(w)
-    moved = padded[torch.arange(m)[:, None, None, None], torch.arange(c)[None, :, None, None],
+    span = partial(torch.arange, device=x.device)
+    rows = offsets[:, 0, None] + span(h)
+    cols = offsets[:, 1, None] + span(w)
+    moved = padded[span(m)[:, None, None, None], span(c)[None, :, None, None],
                    rows[:, None, :, None], cols[:, None, None, :]]
     mean = moved.mean(dim=(1, 2, 3), keepdim=True)
     out = (moved - mean) * contrast[:, None, None, None] + mean + brightness[:, None, None, None]

@@ -32,8 +32,11 @@ def load(dataset: str, train: str | os.PathLike, test: str | os.PathLike, study_
 
 def build(zoo: Mapping, *, dataset: str, train: str | os.PathLike, test: str | os.PathLike,
           study_seed: int, shard: int, shards: int, snapshots_out: str | os.PathLike,
-          table_out: str | os.PathLike) -> None:
+          table_out: str | os.PathLike, device: str = "cpu", precision: str = "ieee") -> None:
     """Train shard `shard` of `shards` and write its snapshots and its table."""
+    from lesion.evaluate import pick_device
+
+    dev = pick_device(device, precision)
     ds = load(dataset, train, test, study_seed)
     space.check(zoo, ds.input_shape, ds.classes)
     rows = sample.shard_rows(zoo, study_seed, shard, shards)
@@ -43,7 +46,8 @@ def build(zoo: Mapping, *, dataset: str, train: str | os.PathLike, test: str | o
     tensors, out_rows = {}, []
     log.info("shard %d of %d: %d nets in %d groups", shard, shards, len(rows), len(groups))
     for members in tqdm(groups.values(), desc=f"zoo shard {shard}", mininterval=1):
-        result = grouped.train_group(members, ds, epochs=zoo["epochs"], snapshots=zoo["snapshots"])
+        result = grouped.train_group(members, ds, epochs=zoo["epochs"], snapshots=zoo["snapshots"],
+                                     device=dev)
         steps = zoo["epochs"] * (len(ds.train_labels) // int(members[0]["batch_size"]))
         for i, r in enumerate(members):
             tensors[f"net{r['net']}"] = result["snapshots"][i]
@@ -52,7 +56,8 @@ def build(zoo: Mapping, *, dataset: str, train: str | os.PathLike, test: str | o
                              "train_accuracy": float(result["train_accuracy"][i]),
                              "test_accuracy": float(result["test_accuracy"][i])})
     meta = {"study": "zoo", "dataset": dataset, "shard": shard, "shards": shards,
-            "snapshots": zoo["snapshots"], "epochs": zoo["epochs"], "order": ORDER}
+            "snapshots": zoo["snapshots"], "epochs": zoo["epochs"], "order": ORDER,
+            "device": dev.type, "precision": precision}
     io.save_tensors(tensors, snapshots_out, meta)
     out_rows.sort(key=lambda r: r["net"])
     files.write_table(pa.Table.from_pylist(out_rows), table_out,
