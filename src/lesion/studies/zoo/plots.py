@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lesion import files  # noqa: E402
 from lesion.figures import save  # noqa: E402
@@ -42,6 +43,7 @@ def snapshots_figure(per_snapshot: pd.DataFrame) -> plt.Figure:
         ax.plot(line["snapshot"], line["accuracy"], "o-", ms=3, color=color, label=prop)
         ax.axhline(line["chance"].iloc[0], color=color, ls="--", lw=0.8)
     ax.set(xlabel="snapshot (0: initialisation)", ylabel="meta-test accuracy", ylim=(0, 1))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
