@@ -415,3 +415,15 @@ def test_the_zoo_part_of_the_workflow_builds_end_to_end(tmp_path):
     for name in ("accuracy", "snapshots"):
         assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.workflow
+def test_a_bad_zoo_config_stops_the_workflow_before_any_job_with_one_message(tmp_path):
+    from test_workflow import REPO, snakemake, write_config
+
+    shutil.copy2(REPO / "Snakefile", tmp_path / "Snakefile")
+    for name in ("workflow", "src", "envs", "profiles"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    write_config(tmp_path, config(meta={**ZOO["meta"], "slice_length": 100000}))
+    out = snakemake(tmp_path, "--dry-run", expect_failure=True)
+    assert "config error: zoo.meta.slice_length = 100000 is longer than the smallest net" in out
