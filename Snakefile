@@ -28,6 +28,7 @@ include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/perturbation.smk"
 include: "workflow/rules/faults.smk"
 include: "workflow/rules/adversarial.smk"
+include: "workflow/rules/zoo.smk"
 
 
 rule all:

@@ -22,6 +22,7 @@ GROUPS: dict[str, str] = {
     "perturbation": "lesion.studies.perturbation.cli",
     "faults": "lesion.studies.faults.cli",
     "adversarial": "lesion.studies.adversarial.cli",
+    "zoo": "lesion.studies.zoo.cli",
     "bench": "lesion.tools.cli",
 }
 

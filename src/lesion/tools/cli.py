@@ -51,6 +51,23 @@ def _tables(args):
     tables.compare(args.before, args.after)
 
 
+def _zoo(args):
+    import yaml
+
+    from lesion.config import canonical, load_schema
+    from lesion.evaluate import set_threads
+    from lesion.studies.zoo import bench
+    set_threads(args.threads)
+    with open(args.configfile) as f:
+        config = yaml.safe_load(f)
+    if "zoo" not in config:
+        raise ValueError(f"{args.configfile} has no zoo section; expected a config with one "
+                         "(config/config.yaml)")
+    zoo = canonical(config, load_schema(args.schema))["zoo"]
+    bench.zoo_speed(zoo, sizes=args.sizes, batch_size=args.batch_size, epochs=args.epochs,
+                    snapshots=zoo["snapshots"], loop_limit=args.loop_nets, device=args.device)
+
+
 def _network(s: argparse.ArgumentParser, model: str,
              fallback: str = "a freshly initialised network") -> None:
     """The network a benchmark times: dataset, model, weights, device, threads."""
@@ -108,3 +125,15 @@ def register(groups) -> None:
     s.add_argument("--c-tolerance", type=number(float, lambda v: 0 < v < math.inf,
                                                  "a positive number such as 0.02"), default=0.02,
                    help="relative width at which the search over c stops")
+
+    s = step("zoo", _zoo, "Time zoo nets trained together (vmap over stacked weights) "
+             "against a plain loop over the same nets, in the same run, for several group sizes.")
+    s.add_argument("--threads", type=positive, default=1)
+    s.add_argument("--device", type=device_name, default="cpu")
+    s.add_argument("--configfile", default="config/config.yaml", help="whose zoo table to sample")
+    s.add_argument("--schema", default="workflow/schemas/config.schema.yaml")
+    s.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[1, 4, 16, 64],
+                   help="group sizes (nets trained together)")
+    s.add_argument("--batch-size", type=positive, default=32)
+    s.add_argument("--epochs", type=positive, default=1)
+    s.add_argument("--loop-nets", type=positive, default=16, help="nets the loop is timed on")

@@ -1,0 +1,48 @@
+# Helpers of zoo.smk: its config section, where its files live, params, targets.
+import json
+
+from lesion.studies.zoo.space import ZooConfigError, check as zoo_check, check_dataset, classified
+
+ZOO = config.get("zoo") or {}
+ZOO_DIR = "results/{dataset}/zoo"
+ZOO_SHARD = "results/{dataset}/zoo/shards/{shard}"
+ZOO_FIGURES = ["accuracy", "snapshots"]
+
+if ZOO:
+    try:
+        zoo_check(ZOO, *check_dataset(DATASET))
+    except ZooConfigError as err:
+        raise WorkflowError(f"config error: {err}") from None
+
+
+def zoo_settings():
+    """The zoo section as one JSON argument (canonical config: sorted keys, stable text)."""
+    return json.dumps(ZOO, sort_keys=True, separators=(",", ":"))
+
+
+def zoo_shards(pattern):
+    """Input function: every shard's file of one kind (`pattern` ends in .parquet or .safetensors)."""
+
+    def paths(wildcards):
+        return [
+            (ZOO_SHARD + pattern).format(dataset=wildcards.dataset, shard=i)
+            for i in range(ZOO["shards"])
+        ]
+
+    return paths
+
+
+def zoo_properties():
+    return ",".join(classified(ZOO["choices"], ZOO["meta"]["properties"]))
+
+
+def zoo_targets():
+    return [
+        f"results/{DATASET}/zoo/figures/{name}.{ext}"
+        for name in ZOO_FIGURES
+        for ext in ("png", "pdf")
+    ]
+
+
+if ZOO:
+    STUDY_TARGETS.append(zoo_targets)
