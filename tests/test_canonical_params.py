@@ -82,7 +82,8 @@ def spelled_out(config: dict) -> dict:
         train.setdefault(key, sub["default"])
     train["epochs"] = float(train["epochs"])
     for sweep in out.get("perturbations", {}).values():
-        sweep["draws"] = float(sweep["draws"])
+        if isinstance(sweep, dict):  # not the lists `models` and `testsets`
+            sweep["draws"] = float(sweep["draws"])
     return dict(reversed(list(out.items())))
 
 
