@@ -27,6 +27,7 @@ include: "workflow/rules/sweeps.smk"
 # The studies: each adds its rules and, when its config section is there, its targets.
 include: "workflow/rules/perturbation.smk"
 include: "workflow/rules/faults.smk"
+include: "workflow/rules/filtering.smk"
 
 
 rule all:

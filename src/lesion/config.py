@@ -25,7 +25,7 @@ OUTPUT_ROOTS = ("results", "resources", "logs", "benchmarks")
 # Config values that become part of output paths (a name in a file or
 # directory name); `*` matches every key of a mapping, `[]` every list item.
 PATH_NAMES = ("dataset.name", "models.*", "models.*.layers[]", "perturbations.*",
-              "faults.models[]", "faults.regimes.*")
+              "faults.models[]", "faults.regimes.*", "filtering.models[]")
 # Config values that are output paths themselves (relative, inside
 # OUTPUT_ROOTS). Input directories (dataset.path: ImageNet images the user
 # keeps elsewhere) and URLs (mirror) may be anywhere and are not listed here.
