@@ -329,3 +329,23 @@ def test_the_filtering_part_of_the_workflow_builds_end_to_end(tmp_path):
     assert (tmp_path / "results" / "digits" / "filtering" / "invariance.csv").is_file()
     config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
     assert config["filtering"]["models"] == ["mlp"]
+
+
+def test_curves_normalise_by_the_unfiltered_network_and_the_baseline_counts_survivors():
+    keys = {"dataset": "d", "model": "m", "layer": "fc1", "draw": 0, "metric": "top1"}
+    long = pd.DataFrame([
+        {**keys, "epoch": 1, "testset": "clean", "perturbation": "none", "layer": "none",
+         "level": 0.0, "variant": "m", "value": 0.8},
+        {**keys, "epoch": 1, "testset": "fgsm", "perturbation": "none", "layer": "none",
+         "level": 0.0, "variant": "m", "value": 0.0},
+        {**keys, "epoch": 1, "testset": "clean", "perturbation": "highpass", "level": 0.5,
+         "variant": "v", "value": 0.6},
+        {**keys, "epoch": 1, "testset": "fgsm", "perturbation": "highpass", "level": 0.5,
+         "variant": "v", "value": 0.1},
+    ])
+    variants = pd.DataFrame({"epoch": [1], "variant": ["v"], "weights": [200], "changed": [150]})
+    table = scores.curves(long, variants).set_index("testset")
+    assert table.loc["clean", "normalised"] == pytest.approx(0.6 / 0.8)
+    assert table.loc["clean", "baseline"] == pytest.approx(0.25)  # 50 of 200 weights survive
+    # nothing right without filtering: no normalised curve, no score, no class
+    assert np.isnan(table.loc["fgsm", "normalised"])
