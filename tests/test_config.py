@@ -112,5 +112,5 @@ def test_a_study_is_switched_off_by_leaving_its_section_out():
     faults_only = {k: v for k, v in DEFAULT.items() if k != "perturbations"}
     check(faults_only, SCHEMA)
     with pytest.raises(ConfigError, match=r"no study in the config; expected at least one of the "
-                                          r"sections \['perturbations', 'faults'\]"):
-        check({k: v for k, v in faults_only.items() if k != "faults"}, SCHEMA)
+                                          r"sections \['perturbations', 'faults', 'filtering'\]"):
+        check({k: v for k, v in faults_only.items() if k not in ("faults", "filtering")}, SCHEMA)
