@@ -349,3 +349,34 @@ def test_curves_normalise_by_the_unfiltered_network_and_the_baseline_counts_surv
     assert table.loc["clean", "baseline"] == pytest.approx(0.25)  # 50 of 200 weights survive
     # nothing right without filtering: no normalised curve, no score, no class
     assert np.isnan(table.loc["fgsm", "normalised"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_the_filtering_sweep_on_cuda_equals_the_cpu_one(tmp_path, cnn):
+    """Filtered variants are built on the CPU, evaluated on CUDA in IEEE float32: the same
+    variants (sha256), the same top-1, losses within 1e-4; layer "all" runs whole networks."""
+    from lesion import io
+    from lesion.studies.filtering import filters
+
+    spec = data.get("digits")
+    raw = spec.raw()
+    images, labels = spec.preprocess(raw["images"][:200]), raw["labels"][:200]
+    io.save_tensors({"images": images, "labels": labels}, tmp_path / "test.st")
+    io.save_tensors({"images": (images + 0.1).clamp(0, 1), "labels": labels}, tmp_path / "adv.st")
+    models.save_weights(cnn, tmp_path / "cnn.st")
+    tables = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        filters.filter_checkpoints("digits", {3: tmp_path / "cnn.st"},
+                                   {"clean": tmp_path / "test.st", "fgsm": tmp_path / "adv.st"},
+                                   out, layers=["conv2", "all"], filters=list(catalog.FILTERS),
+                                   study_seed=0, device=device, batch_size=64,
+                                   variants_per_pass=4, cache_gb=1.0, precision="ieee")
+        tables[device] = {name: pd.read_parquet(out / "epoch3" / "predictions" / f"{name}.parquet")
+                          for name in ("clean", "fgsm", "clean_none", "fgsm_none")}
+        tables[device]["variants"] = pd.read_parquet(out / "epoch3" / "variants.parquet")
+    assert tables["cpu"]["variants"]["sha256"].equals(tables["cuda"]["variants"]["sha256"])
+    for name in ("clean", "fgsm", "clean_none", "fgsm_none"):
+        cpu, gpu = tables["cpu"][name], tables["cuda"][name]
+        assert (np.stack(cpu["top5"])[:, 0] == np.stack(gpu["top5"])[:, 0]).all(), name
+        assert np.allclose(cpu["loss"], gpu["loss"], rtol=1e-4, atol=1e-5), name
