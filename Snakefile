@@ -29,6 +29,7 @@ include: "workflow/rules/perturbation.smk"
 include: "workflow/rules/faults.smk"
 include: "workflow/rules/adversarial.smk"
 include: "workflow/rules/zoo.smk"
+include: "workflow/rules/filtering.smk"
 
 
 rule all:

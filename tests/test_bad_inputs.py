@@ -102,7 +102,7 @@ CONFIG_CASES: dict[str, tuple[dict | str, list[str]]] = {
                      ["perturbations.gaussian.levels", "empty", "at least 1"]),
     "empty model list": (edited(models={}), ["models", "empty", "at least 1"]),
     "no study": (edited(perturbations=DROP),
-                 ["no study in the config", "['perturbations', 'faults']"]),
+                 ["no study in the config", "['perturbations', 'faults', 'filtering']"]),
     "unknown device": (edited(device="gpu"), ["device", "'gpu'", "['auto', 'cpu', 'cuda']"]),
     "test fraction of 1": (edited(dataset__test_fraction=1),
                            ["dataset.test_fraction", "= 1", "< 1"]),

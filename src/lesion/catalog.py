@@ -91,7 +91,17 @@ OPERATOR_LEVELS: dict[str, tuple[float, float | None]] = {
     "stuck_at_zero": (0.0, 1.0),  # per-bit probability
     "stuck_at_one": (0.0, 1.0),   # per-bit probability
     "crash": (0.0, 1.0),          # per-neuron crash probability p
+    "highpass": (0.0, 1.0),       # normalised alpha: min + level * (max - min)
+    "lowpass": (0.0, 1.0),        # normalised alpha
+    "pulse": (0.0, 1.0),          # normalised alpha (the band's centre)
 }
+
+# The synaptic filters (Pravin et al. 2024): deterministic weight operators
+# on the Conv and Linear weights only.
+FILTERS: tuple[str, ...] = ("highpass", "lowpass", "pulse")
+# The layer name of a filter applied to every Conv and Linear layer at once
+# ("global" filtering), each with its own [min, max].
+ALL_LAYERS = "all"
 
 # Operators that act on a layer's activations, not its weights: the variants
 # table records their seeds, and predict draws their masks per input.

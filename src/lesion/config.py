@@ -33,7 +33,7 @@ OUTPUT_ROOTS = ("results", "resources", "logs", "benchmarks")
 # directory name); `*` matches every key of a mapping, `[]` every list item.
 PATH_NAMES = ("dataset.name", "models.*", "models.*.layers[]", "perturbations.*",
               "perturbations.models[]", "faults.models[]", "faults.regimes.*",
-              "adversarial.training.regimes.*")
+              "adversarial.training.regimes.*", "filtering.models[]")
 # Config values that are output paths themselves (relative, inside
 # OUTPUT_ROOTS). Input directories (dataset.path: ImageNet images the user
 # keeps elsewhere) and URLs (mirror) may be anywhere and are not listed here.
@@ -285,6 +285,9 @@ def _check_model_lists(config: Mapping) -> None:
         if testset not in attacks:
             raise ConfigError(f"config error: perturbations.testsets[{i}] = {testset!r} is not an "
                               f"attack of the adversarial section; expected one of {attacks}")
+    if config.get("filtering") and "fgsm" not in attacks:
+        raise ConfigError("config error: filtering needs an FGSM test set per model; expected "
+                          "adversarial.attacks.fgsm (its eps is the study's)")
     units = (config.get("adversarial") or {}).get("units")
     if units:
         arch = architecture(units["model"], config["models"][units["model"]] or {})

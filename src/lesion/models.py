@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from lesion import files, io
-from lesion.catalog import LAYER_COUNTS
+from lesion.catalog import ALL_LAYERS, LAYER_COUNTS
 
 
 class GlobalMean(nn.Module):
@@ -194,6 +194,15 @@ def layer_tensors(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
     return {k: p.detach() for k, p in module.named_parameters(recurse=False)}
 
 
+def weight_tensors(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
+    """The Conv/Linear weights a synaptic filter acts on (never biases or BatchNorm):
+    `{"weight": W}` of layer `name`, or for ALL_LAYERS ("all") every weight layer's
+    as `{"conv1.weight": W1, ...}`."""
+    if name == ALL_LAYERS:
+        return {f"{n}.weight": m.weight.detach() for n, m in layers(model).items()}
+    return {"weight": layer(model, name).weight.detach()}
+
+
 NORM = "norm."  # key prefix of a unit's normalisation tensors (unit_tensors)
 
 
@@ -236,9 +245,13 @@ def unit_tensors(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
 def parameter_names(container: nn.Module, model: nn.Module, name: str,
                     keys: list[str]) -> dict[str, str]:
     """The parameter name in `container` (the model, or a suffix of it from `split`) of each
-    variant tensor: `keys` of layer_tensors or unit_tensors."""
-    owners = {"": layer(model, name), NORM: norm_after(model, name)}
+    variant tensor: `keys` of layer_tensors, unit_tensors or weight_tensors."""
     paths = {id(m): n for n, m in container.named_modules()}
+    if name == ALL_LAYERS:  # keys "{layer}.weight" of weight_tensors
+        named = layers(model)
+        return {key: f"{paths[id(named[key.split('.')[0]])]}.{key.split('.', 1)[1]}"
+                for key in keys}
+    owners = {"": layer(model, name), NORM: norm_after(model, name)}
     out = {}
     for key in keys:
         prefix = NORM if key.startswith(NORM) else ""
@@ -260,8 +273,11 @@ def split(model: nn.Module, layer_name: str) -> tuple[nn.Sequential, nn.Sequenti
 
     Returns (prefix, suffix, prefix of the layer's parameter names inside
     `suffix`): nothing in `prefix` depends on the layer, so its output can be
-    computed once and reused for every variant of that layer.
+    computed once and reused for every variant of that layer. ALL_LAYERS
+    ("all", every layer at once) has an empty prefix: the whole network runs.
     """
+    if layer_name == ALL_LAYERS:
+        return nn.Sequential(), nn.Sequential(*stages(model)), ""
     target = layer(model, layer_name)
     parts = stages(model)
     for i, stage in enumerate(parts):

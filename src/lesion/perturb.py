@@ -14,6 +14,12 @@ floats, each selected bit of each entry independently with probability
 `level`, optionally restricted to some bit positions (option `bits`). `crash`
 is an activation fault (El-Mhamdi et al.): it leaves the weights alone and
 its neuron masks are drawn when the variant is evaluated (`lesion.activations`).
+
+Synaptic filters (Pravin et al. 2024): `highpass`, `lowpass` and `pulse`
+remove weights by value, over a threshold alpha in each tensor's own
+[min, max]; the level is the normalised alpha in [0, 1]. They are
+deterministic (the generator is not used) and are given the Conv and Linear
+weights only, never biases or BatchNorm (WEIGHT_OPERATORS, models.weight_tensors).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from lesion.catalog import OPERATOR_LEVELS, check_sweep
+from lesion.catalog import FILTERS, OPERATOR_LEVELS, check_sweep
 
 Tensors = Mapping[str, torch.Tensor]
 Operator = Callable[..., dict[str, torch.Tensor]]  # (tensors, level, generator, **options)
@@ -213,6 +219,56 @@ def crash(tensors: Tensors, level: float, generator: torch.Generator) -> dict:
     return {name: tensors[name].detach().clone() for name in sorted(tensors)}
 
 
+# Width of the pulse filter's band, as a share of a tensor's range (max - min):
+# one step of the paper's 25-point alpha grid.
+PULSE_WIDTH = 1 / 25
+
+
+def _filter(tensors: Tensors, level: float, removed: Callable[..., torch.Tensor]) -> dict:
+    """Zero, in every tensor, the entries `removed(values, alpha, low, high)` selects.
+
+    low and high are the tensor's min and max, alpha = low + level * (high -
+    low); all in float64 (a float32 difference and sum are exact there, so
+    level 1 is exactly the maximum) and compared with the float64 values.
+    """
+    out = {}
+    for name in sorted(tensors):
+        t = tensors[name].detach()
+        if t.numel() == 0:
+            out[name] = t.clone()
+            continue
+        values = t.double()
+        low, high = float(values.min()), float(values.max())
+        alpha = low + level * (high - low)
+        out[name] = torch.where(removed(values, alpha, low, high), torch.zeros_like(t), t)
+    return out
+
+
+def highpass(tensors: Tensors, level: float, generator: torch.Generator) -> dict:
+    """Ideal high-pass filter: zero every entry <= alpha (level 0 removes the minimum only,
+    level 1 everything)."""
+    return _filter(tensors, level, lambda t, alpha, low, high: t <= alpha)
+
+
+def lowpass(tensors: Tensors, level: float, generator: torch.Generator) -> dict:
+    """Ideal low-pass filter: zero every entry >= alpha (level 0 removes everything,
+    level 1 the maximum only)."""
+    return _filter(tensors, level, lambda t, alpha, low, high: t >= alpha)
+
+
+def pulse(tensors: Tensors, level: float, generator: torch.Generator) -> dict:
+    """Pulse-wave filter: zero the band alpha - w/2 <= entry < alpha + w/2, with
+    w = (max - min) / 25 of the tensor (half-open, as the authors' per-layer code).
+
+    The authors' global version took a fixed range [-1, 1] and a band test that
+    every value passes, so it zeroed nothing; here the band is each tensor's own.
+    """
+    def band(t, alpha, low, high):
+        half = (high - low) * PULSE_WIDTH / 2
+        return (t >= alpha - half) & (t < alpha + half)
+    return _filter(tensors, level, band)
+
+
 OPERATORS: dict[str, Operator] = {
     "synapse_knockout": synapse_knockout,
     "node_knockout": node_knockout,
@@ -222,11 +278,17 @@ OPERATORS: dict[str, Operator] = {
     "stuck_at_zero": stuck_at_zero,
     "stuck_at_one": stuck_at_one,
     "crash": crash,
+    "highpass": highpass,
+    "lowpass": lowpass,
+    "pulse": pulse,
 }
 # Operators that act on whole output units: they are given the layer's
 # BatchNorm scale and shift too (models.unit_tensors), the others the layer's
 # own tensors only (models.layer_tensors).
 UNIT_OPERATORS = ("node_knockout",)
+# Operators given the Conv and Linear weights only (models.weight_tensors): the
+# synaptic filters, which never touch biases or BatchNorm.
+WEIGHT_OPERATORS = FILTERS
 # Operators that take options, and which: passed to `apply` and recorded in
 # the variants table (column `options`, JSON), so that a row regenerates alone.
 OPERATOR_OPTIONS: dict[str, tuple[str, ...]] = {

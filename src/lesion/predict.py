@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from lesion import activations, data, evaluate, files, models, sweep
 from lesion.catalog import ACTIVATION_OPERATORS
+from lesion.perturb import WEIGHT_OPERATORS
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +150,38 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
         raise sweep.VariantMismatchError(f"{variants}: {err}") from None
     files.write_table(_table([r["variant"] for r in rows], labels, tops, losses), out,
                       {"precision": precision, "device": dev.type})
+
+
+def weight_predictions(model, rows: list[dict], images: torch.Tensor, labels: torch.Tensor,
+                       device: torch.device, *, batch_size: int, variants_per_pass: int,
+                       cache_gb: float) -> pa.Table:
+    """Predictions (the table of predict_sweep) of the weight variants in `rows`.
+
+    The rows are of one layer and may mix operators that perturb the same
+    tensors (the synaptic filters of the filtering study: 25 levels x 3
+    filters), so the clean prefix is computed once for all of them. Each
+    variant is regenerated from its row and checked against its sha256.
+    """
+    layers = sorted({r["layer"] for r in rows})
+    operators = sorted({r["perturbation"] for r in rows})
+    shared = len(operators) == 1 or set(operators) <= set(WEIGHT_OPERATORS)
+    if len(layers) != 1 or not shared or set(operators) & set(ACTIVATION_OPERATORS):
+        raise ValueError(f"rows of layers {layers} and operators {operators}; expected one "
+                         "layer and weight operators that perturb the same tensors")
+    base = sweep.base_tensors(model, layers[0], rows[0]["perturbation"])
+    results = _weight_results(model, layers[0], base, rows, images, labels, device,
+                              batch_size=batch_size, variants_per_pass=variants_per_pass,
+                              cache_bytes=cache_gb * 2**30)
+    tops, losses = [], []
+    for top, loss in results:
+        tops.append(top)
+        losses.append(loss)
+    return _table([r["variant"] for r in rows], labels, tops, losses)
+
+
+def unperturbed_predictions(model, images: torch.Tensor, labels: torch.Tensor,
+                            device: torch.device, *, batch_size: int) -> pa.Table:
+    """Predictions of the network as it is (variant: its model name), as predict_clean's."""
+    logits = evaluate.run_batched(model, images, batch_size, device)
+    top, loss = evaluate.summarise(logits, labels.to(device))
+    return _table([model.lesion_name], labels, [top.cpu()], [loss.cpu()])

@@ -94,9 +94,13 @@ def regenerate(row: Mapping, base: Mapping[str, torch.Tensor]) -> dict[str, torc
 
 def base_tensors(model, layer: str, perturbation: str) -> dict[str, torch.Tensor]:
     """The tensors an operator perturbs: a layer's own, or for an operator on whole units
-    (perturb.UNIT_OPERATORS) also its BatchNorm's scale and shift (models.unit_tensors)."""
+    (perturb.UNIT_OPERATORS) also its BatchNorm's scale and shift (models.unit_tensors),
+    or for a synaptic filter (perturb.WEIGHT_OPERATORS) its weight alone, or every
+    Conv/Linear weight for layer "all" (models.weight_tensors)."""
     from lesion import models  # here, so that the pure functions above stay light
 
+    if perturbation in perturb.WEIGHT_OPERATORS:
+        return models.weight_tensors(model, layer)
     if perturbation in perturb.UNIT_OPERATORS:
         return models.unit_tensors(model, layer)
     return models.layer_tensors(model, layer)

@@ -1,7 +1,7 @@
 """`python -m lesion GROUP STEP ...`: the steps the rules run, grouped by who owns them.
 
 The engine's groups (data, model, sweep), one group per study (perturbation,
-faults) and the benchmarks (bench). Argument parsing only: every step
+faults, filtering) and the benchmarks (bench). Argument parsing only: every step
 imports its implementation lazily, so `--help` is instant at every level
 and a step that plots never imports torch.
 """
@@ -23,6 +23,7 @@ GROUPS: dict[str, str] = {
     "faults": "lesion.studies.faults.cli",
     "adversarial": "lesion.studies.adversarial.cli",
     "zoo": "lesion.studies.zoo.cli",
+    "filtering": "lesion.studies.filtering.cli",
     "bench": "lesion.tools.cli",
 }
 

@@ -1,0 +1,91 @@
+"""The filtering sweep of trained checkpoints: every layer (and all at once), 3 filters x 25 alphas.
+
+One job per model runs all its checkpoints, so Python and torch start once.
+For each checkpoint and layer the variants are drawn once (deterministic,
+recorded with their sha256 like any sweep) and predicted on every test set,
+the clean prefix in front of the layer computed once per (layer, test set)
+for all 75 variants (lesion.predict.weight_predictions); layer "all" runs
+whole networks. The unfiltered checkpoint is predicted on every test set too:
+it is what the scores normalise by.
+
+Layout under `out_dir` (results/{dataset}/{model}/filtering):
+    epoch{E}/variants.parquet                   every variant of every layer (sweep.VARIANT_SCHEMA)
+    epoch{E}/predictions/{testset}.parquet      their predictions (lesion.predict's columns)
+    epoch{E}/predictions/{testset}_none.parquet the unfiltered checkpoint's
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import pyarrow as pa
+import torch
+
+from lesion import data, evaluate, files, models, predict, sweep
+from lesion.catalog import ALL_LAYERS, FILTERS
+from lesion.studies.filtering.layout import predictions_path, variants_path
+from lesion.studies.filtering.scores import ALPHA_GRID
+
+log = logging.getLogger(__name__)
+
+
+def filter_table(model: torch.nn.Module, *, dataset: str, layers: Sequence[str],
+                 filters: Sequence[str], study_seed: int) -> pa.Table:
+    """The variants of every (layer, filter, alpha): 25 normalised alphas each, one draw."""
+    unknown = sorted(set(filters) - set(FILTERS))
+    if unknown:
+        raise ValueError(f"filter {unknown[0]!r} is unknown; expected some of {list(FILTERS)}")
+    tables = []
+    for layer in layers:
+        for name in filters:
+            base = sweep.base_tensors(model, layer, name)
+            table, _ = sweep.variant_table(base, dataset=dataset, model=model.lesion_name,
+                                           layer=layer, perturbation=name, levels=ALPHA_GRID,
+                                           draws=1, study_seed=study_seed)
+            tables.append(table)
+    return pa.concat_tables(tables)
+
+
+def filter_checkpoints(dataset: str, checkpoints: Mapping[int, str | os.PathLike],
+                       testsets: Mapping[str, str | os.PathLike], out_dir: str | os.PathLike, *,
+                       layers: Sequence[str], filters: Sequence[str], study_seed: int,
+                       device: str, batch_size: int, variants_per_pass: int, cache_gb: float,
+                       precision: str) -> None:
+    """The filtering sweep step: every checkpoint (epoch -> weights file) on every test set.
+
+    `layers` are weight layers and/or "all" (every Conv/Linear layer at once,
+    each with its own [min, max]); `testsets` name the test files, e.g.
+    {"clean": tensors/test, "fgsm": adversarial/fgsm/{model}} (any file
+    lesion.data.load_split reads).
+    """
+    dev = evaluate.pick_device(device, precision)
+    spec = data.get(dataset)
+    splits = {name: data.load_split(path) for name, path in testsets.items()}
+    for epoch, weights in sorted(checkpoints.items()):
+        model = models.load_weights(weights, num_classes=spec.num_classes,
+                                    input_shape=spec.input_shape)
+        valid = [*models.layers(model), ALL_LAYERS]
+        bad = [layer for layer in layers if layer not in valid]
+        if bad:
+            raise ValueError(f"layer {bad[0]!r} is not a weight layer of {model.lesion_name}; "
+                             f"expected some of {valid}")
+        table = filter_table(model, dataset=dataset, layers=layers, filters=filters,
+                             study_seed=study_seed)
+        rows = table.to_pylist()
+        for name, (images, labels) in splits.items():
+            files.write_table(predict.unperturbed_predictions(model, images, labels, dev,
+                                                              batch_size=batch_size),
+                              predictions_path(out_dir, epoch, name, unfiltered=True),
+                              {"precision": precision, "device": dev.type, "epoch": str(epoch)})
+            parts = [predict.weight_predictions(model, [r for r in rows if r["layer"] == layer],
+                                                images, labels, dev, batch_size=batch_size,
+                                                variants_per_pass=variants_per_pass,
+                                                cache_gb=cache_gb)
+                     for layer in layers]
+            log.info("epoch %d, %s: %d variants x %d images", epoch, name, len(rows), len(labels))
+            files.write_table(pa.concat_tables(parts).unify_dictionaries().combine_chunks(),
+                              predictions_path(out_dir, epoch, name),
+                              {"precision": precision, "device": dev.type, "epoch": str(epoch)})
+        files.write_table(table, variants_path(out_dir, epoch))

@@ -1,0 +1,192 @@
+"""Figures of the filtering study, from its tables alone (never imports torch).
+
+heat map (one per filter): normalised accuracy over layer x alpha, clean and
+adversarial side by side, one row per epoch. class map: layer x epoch
+coloured by class, one panel per (score, filter): the paper's main picture.
+retraining: clean and adversarial accuracy per way of retraining.
+invariance: which layers keep their class over all epochs, for every model
+of the study (across datasets, compare the tables of several studies).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from lesion import files  # noqa: E402
+from lesion.figures import save  # noqa: E402
+from lesion.studies.filtering.scores import CLASSES, SCORES  # noqa: E402
+
+CLASS_COLOURS = {"fragile": "#d62728", "robust": "#bdbdbd", "antifragile": "#2ca02c"}
+VARIES = "#ffffff"  # a class that changes over the epochs (invariance) or is missing
+
+
+def _layers(frame: pd.DataFrame) -> list[str]:
+    """Layers in forward order (conv before fc, by number), "all" last."""
+    def key(name: str):
+        kind = name.rstrip("0123456789")
+        return (name == "all", kind != "conv", int(name[len(kind):] or 0))
+    return sorted(set(frame["layer"]), key=key)
+
+
+def heat_map(curves: pd.DataFrame, filter: str, *, clean: str, adversarial: str) -> plt.Figure:
+    """Normalised accuracy (layer x alpha) under one filter, per epoch and test set."""
+    here = curves[curves["filter"] == filter]
+    epochs, layers = sorted(set(here["epoch"])), _layers(here)
+    high = max(1.0, float(np.nanmax(here["normalised"]))) if len(here) else 1.0
+    fig, axes = plt.subplots(len(epochs), 2, figsize=(9, 0.5 + 0.4 * len(layers) * len(epochs)
+                                                      + 0.6 * len(epochs)),
+                             squeeze=False, sharex=True)
+    for row, epoch in enumerate(epochs):
+        for col, testset in enumerate((clean, adversarial)):
+            ax = axes[row][col]
+            panel = here[(here["epoch"] == epoch) & (here["testset"] == testset)]
+            grid = panel.pivot(index="layer", columns="level", values="normalised").reindex(layers)
+            image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=high,
+                              extent=(0, 1, len(layers) - 0.5, -0.5), interpolation="nearest")
+            ax.set_yticks(range(len(layers)), layers)
+            ax.set_title(f"epoch {epoch}, {testset}", fontsize="small")
+            if row == len(epochs) - 1:
+                ax.set_xlabel("normalised alpha")
+    fig.colorbar(image, ax=axes, label="top-1 / unfiltered top-1", shrink=0.8)
+    first = curves.iloc[0]
+    fig.suptitle(f"{first['dataset']} / {first['model']}: {filter} filter")
+    return fig
+
+
+def class_map(scores: pd.DataFrame) -> plt.Figure:
+    """Class of every layer at every epoch, per score (rows) and filter (columns)."""
+    filters = list(dict.fromkeys(scores["filter"]))
+    epochs, layers = sorted(set(scores["epoch"])), _layers(scores)
+    cmap = ListedColormap([VARIES, *(CLASS_COLOURS[c] for c in CLASSES)])
+    code = {None: 0, **{c: i + 1 for i, c in enumerate(CLASSES)}}
+    fig, axes = plt.subplots(len(SCORES), len(filters),
+                             figsize=(1.2 + 0.5 * len(epochs) * len(filters) + 1.0 * len(filters),
+                                      1.0 + 0.32 * len(layers) * len(SCORES)),
+                             squeeze=False)
+    for row, score in enumerate(SCORES):
+        for col, name in enumerate(filters):
+            ax = axes[row][col]
+            here = scores[scores["filter"] == name]
+            grid = here.pivot(index="layer", columns="epoch", values=f"class_{score}")
+            grid = grid.reindex(index=layers, columns=epochs)
+            values = np.vectorize(lambda c: code.get(c if isinstance(c, str) else None, 0))(
+                grid.to_numpy(dtype=object))
+            ax.imshow(values, cmap=cmap, vmin=0, vmax=len(CLASSES), aspect="auto",
+                      interpolation="nearest")
+            ax.set_xticks(range(len(epochs)), [str(e) for e in epochs], fontsize="small")
+            ax.set_yticks(range(len(layers)), layers, fontsize="small")
+            if row == 0:
+                ax.set_title(name)
+            if col == 0:
+                ax.set_ylabel(f"{score} score")
+            if row == len(SCORES) - 1:
+                ax.set_xlabel("epoch")
+    fig.legend(handles=[Patch(color=CLASS_COLOURS[c], label=c) for c in CLASSES],
+               loc="upper right", fontsize="small")
+    first = scores.iloc[0]
+    fig.suptitle(f"{first['dataset']} / {first['model']}: class map")
+    fig.tight_layout(rect=(0, 0, 0.85, 0.95))
+    return fig
+
+
+def retraining_figure(table: pd.DataFrame) -> plt.Figure:
+    """Clean, regenerated-FGSM and original-FGSM accuracy per way, one panel per checkpoint."""
+    epochs = sorted(set(table["epoch"]))
+    measures = {"top1_clean": "clean", "top1_adversarial": "FGSM against itself",
+                "top1_original_adversarial": "the study's FGSM set"}
+    fig, axes = plt.subplots(1, len(epochs), figsize=(4.5 * len(epochs), 3.4), squeeze=False)
+    for col, epoch in enumerate(epochs):
+        ax = axes[0][col]
+        here = table[table["epoch"] == epoch]
+        x = np.arange(len(here))
+        for i, (column, label) in enumerate(measures.items()):
+            ax.bar(x + (i - 1) * 0.27, here[column], width=0.27, label=label)
+        ax.set_xticks(x, here["retrained"])
+        ax.set(ylim=(0, 1), title=f"from epoch {epoch}", ylabel="top-1 accuracy")
+    axes[0][0].legend(fontsize="x-small")
+    first = table.iloc[0]
+    fig.suptitle(f"{first['dataset']} / {first['model']}: selective retraining")
+    fig.tight_layout()
+    return fig
+
+
+def invariance(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, layer, filter, score): the class every epoch agrees on, or "varies";
+    `share` is the share of epochs in the most common class."""
+    rows = []
+    for (model, layer, name), group in scores.groupby(["model", "layer", "filter"], sort=False):
+        for score in SCORES:
+            found = group[f"class_{score}"].fillna("missing")
+            counts = found.value_counts()
+            rows.append({"dataset": group["dataset"].iloc[0], "model": model, "layer": layer,
+                         "filter": name, "score": score,
+                         "class": counts.index[0] if len(counts) == 1 else "varies",
+                         "share": float(counts.iloc[0] / len(found)), "epochs": len(found)})
+    return pd.DataFrame(rows)
+
+
+def invariance_figure(summary: pd.DataFrame) -> plt.Figure:
+    """Rows (model, layer), columns (score, filter): the invariant class, white where it varies."""
+    models = list(dict.fromkeys(summary["model"]))
+    index = [(m, layer) for m in models for layer in _layers(summary[summary["model"] == m])]
+    filters = list(dict.fromkeys(summary["filter"]))
+    columns = [(s, f) for s in SCORES for f in filters]
+    code = {c: i + 1 for i, c in enumerate(CLASSES)}
+    values = np.zeros((len(index), len(columns)))
+    share = np.full((len(index), len(columns)), np.nan)
+    lookup = summary.set_index(["model", "layer", "score", "filter"])
+    for i, (m, layer) in enumerate(index):
+        for j, (s, f) in enumerate(columns):
+            if (m, layer, s, f) in lookup.index:
+                row = lookup.loc[(m, layer, s, f)]
+                values[i, j] = code.get(row["class"], 0)
+                share[i, j] = row["share"]
+    cmap = ListedColormap([VARIES, *(CLASS_COLOURS[c] for c in CLASSES)])
+    fig, ax = plt.subplots(figsize=(2.5 + 0.55 * len(columns), 1.2 + 0.3 * len(index)))
+    ax.imshow(values, cmap=cmap, vmin=0, vmax=len(CLASSES), aspect="auto",
+              interpolation="nearest")
+    for i in range(len(index)):
+        for j in range(len(columns)):
+            if not np.isnan(share[i, j]):
+                ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(len(columns)), [f"{s}\n{f}" for s, f in columns], fontsize="x-small")
+    ax.set_yticks(range(len(index)), [f"{m} {layer}" for m, layer in index], fontsize="small")
+    ax.legend(handles=[Patch(color=CLASS_COLOURS[c], label=c) for c in CLASSES]
+              + [Patch(facecolor=VARIES, edgecolor="black", label="varies")],
+              loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="x-small")
+    ax.set_title(f"{summary['dataset'].iloc[0]}: classes kept over all epochs "
+                 "(share of epochs in the commonest class)", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def figures(*, curves: str, scores: str, retraining: str, filters: Sequence[str], clean: str,
+            adversarial: str, out_dir: str | os.PathLike) -> None:
+    """The figures step of one model: heat_{filter}, class_map and retraining (PNG and PDF)."""
+    curve_table = files.read_table(curves).to_pandas()
+    score_table = files.read_table(scores).to_pandas()
+    drawn = {f"heat_{name}": heat_map(curve_table, name, clean=clean, adversarial=adversarial)
+             for name in filters}
+    drawn["class_map"] = class_map(score_table)
+    drawn["retraining"] = retraining_figure(files.read_table(retraining).to_pandas())
+    for name, fig in drawn.items():
+        save(fig, os.path.join(out_dir, f"{name}.png"), os.path.join(out_dir, f"{name}.pdf"))
+
+
+def write_invariance(scores: Sequence[str], *, png: str, pdf: str, csv: str) -> None:
+    """The invariance step: the summary over every model's scores table, figure and CSV."""
+    table = pd.concat([files.read_table(s).to_pandas() for s in scores], ignore_index=True)
+    summary = invariance(table)
+    save(invariance_figure(summary), png, pdf)
+    with files.atomic_path(csv) as tmp:
+        summary.to_csv(tmp, index=False)

@@ -1,0 +1,136 @@
+"""Selective retraining from the class map, and the FGSM test sets it is judged on.
+
+From a checkpoint, retrain N epochs four ways (WAYS): `none` (the
+checkpoint as it is), `all` (every parameter), `selected` (only the weights
+of robust and antifragile layers, the paper's proposal) and `fragile` (only
+those of fragile layers, the control). Selective ways train through the
+engine's masked training (lesion.train.train(masks=...)): a mask holds every
+parameter of the network, True on the selected layers' weights and False
+elsewhere, so biases, BatchNorm and unselected weights stay bit for bit as
+they were (the classes characterise the Conv/Linear weights the filters
+removed, and nothing else). Retraining restarts Adam (checkpoints hold no
+optimiser state) and uses the model's train settings and the study seed, the
+same batch order for every way.
+
+Each network is judged on the clean test set, on an FGSM set regenerated
+against itself (so that a gain is not a stale test set) and on the study's
+FGSM test set, the one the filtering used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+from torch import nn
+
+from lesion import attacks, data, evaluate, files, io, models, train
+from lesion.studies.filtering.scores import selected_layers
+
+log = logging.getLogger(__name__)
+
+WAYS = ("none", "all", "selected", "fragile")
+# The classes whose layers each selective way trains.
+SELECTIONS: dict[str, tuple[str, ...]] = {"selected": ("robust", "antifragile"),
+                                          "fragile": ("fragile",)}
+COLUMNS = ["dataset", "model", "epoch", "retrained", "epochs_retrained", "layers", "parameters",
+           "top1_clean", "top1_adversarial", "top1_original_adversarial"]
+
+
+def layer_masks(model: nn.Module, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """A bool mask per parameter of `model`: all True on the weights of `layers`, all False
+    on every other parameter (biases, BatchNorm, other layers' weights)."""
+    named = models.layers(model)
+    unknown = [layer for layer in layers if layer not in named]
+    if unknown:
+        raise ValueError(f"layer {unknown[0]!r} is not a weight layer of this model; expected "
+                         f"some of {list(named)}")
+    chosen = {id(named[layer].weight) for layer in layers}
+    return {name: torch.full(p.shape, id(p) in chosen, dtype=torch.bool)
+            for name, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def _top1(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+          device: torch.device) -> float:
+    logits = evaluate.run_batched(model, images, batch_size, device)
+    return float((logits.argmax(1).cpu() == labels).double().mean())
+
+
+def fgsm_images(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *,
+                batch_size: int, device: torch.device) -> torch.Tensor:
+    """FGSM (lesion.attacks.fgsm, clamped to [0, 1]) of every image, in batches, on the CPU."""
+    model = model.to(device).eval()
+    return torch.cat([attacks.fgsm(model, images[i:i + batch_size].to(device),
+                                   labels[i:i + batch_size].to(device), eps).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+def retrain(dataset: str, model_name: str, checkpoints: Mapping[int, str | os.PathLike], *,
+            scores: str | os.PathLike, train_path: str | os.PathLike,
+            test_path: str | os.PathLike, adversarial: str | os.PathLike,
+            out_dir: str | os.PathLike, out: str | os.PathLike, epochs: int, filter: str,
+            score: str, eps: float, batch_size: int, learning_rate: float,
+            weight_decay: float, seed: int, device: str, precision: str,
+            eval_batch_size: int) -> None:
+    """The retraining step: every way from every checkpoint (epoch -> weights file).
+
+    Writes `out_dir`/epoch{E}/{way}/weights.safetensors and training.parquet
+    (ways that train), masks.safetensors (selective ways), and the table `out`.
+    """
+    if epochs < 1:
+        raise ValueError(f"retraining epochs = {epochs!r}; expected at least 1")
+    dev = evaluate.pick_device(device, precision)
+    spec = data.get(dataset)
+    table = files.read_table(scores).to_pandas()
+    images, labels = data.load_split(test_path)
+    stale_images, stale_labels = data.load_split(adversarial)
+    rows = []
+    for epoch, checkpoint in sorted(checkpoints.items()):
+        start = models.load_weights(checkpoint, num_classes=spec.num_classes,
+                                    input_shape=spec.input_shape)
+        if start.lesion_name != model_name:
+            raise ValueError(f"{checkpoint}: weights of {start.lesion_name}; expected "
+                             f"{model_name}'s")
+        for way in WAYS:
+            where = Path(out_dir) / f"epoch{epoch}" / way
+            layers, masks = list(models.layers(start)), None
+            if way in SELECTIONS:
+                layers = selected_layers(table, epoch=epoch, filter=filter, score=score,
+                                         classes=SELECTIONS[way])
+                masks = layer_masks(start, layers)
+                io.save_tensors(masks, where / "masks.safetensors",
+                                {"layers": layers, "epoch": epoch, "filter": filter,
+                                 "score": score})
+            if way == "none":
+                network, count = start, 0
+            else:
+                train.train(model_name, dataset, train_path, test_path,
+                            where / "weights.safetensors", where / "training.parquet",
+                            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                            weight_decay=weight_decay, seed=seed, device=device,
+                            precision=precision, init=checkpoint, masks=masks,
+                            metadata={"retrained": way, "from_epoch": epoch})
+                network = models.load_weights(where / "weights.safetensors",
+                                              num_classes=spec.num_classes,
+                                              input_shape=spec.input_shape)
+                count = (sum(int(m.sum()) for m in masks.values()) if masks is not None
+                         else sum(p.numel() for p in network.parameters()))
+            fresh = fgsm_images(network, images, labels, eps, batch_size=eval_batch_size,
+                                device=dev)
+            rows.append({
+                "dataset": dataset, "model": model_name, "epoch": epoch, "retrained": way,
+                "epochs_retrained": 0 if way == "none" else epochs,
+                "layers": ",".join(layers) if way != "none" else "", "parameters": count,
+                "top1_clean": _top1(network, images, labels, eval_batch_size, dev),
+                "top1_adversarial": _top1(network, fresh, labels, eval_batch_size, dev),
+                "top1_original_adversarial": _top1(network, stale_images, stale_labels,
+                                                   eval_batch_size, dev),
+            })
+            log.info("%s", rows[-1])
+    files.write_table(pa.Table.from_pylist(rows), out,
+                      {"filter": filter, "score": score, "eps": repr(eps)})

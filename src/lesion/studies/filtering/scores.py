@@ -1,0 +1,188 @@
+"""Filtering scores and classes (Pravin et al. 2024), from the sweep's tables alone (no torch).
+
+For one (model, epoch, layer, filter) and a test set, the *normalised
+accuracy curve* is top-1 of each filtered network divided by top-1 of the
+unfiltered network on the same test set, over the normalised alpha grid
+(ALPHA_GRID: 25 points, 0 = the layer's min weight, 1 its max). The
+*baseline* is the share of the filtered weights the filter leaves as they
+were: 1 - changed / weights of the variants table, i.e. the paper's "number
+of parameters filtered" turned into the share that survives, counted by the
+engine from the variant itself (a weight that was exactly 0 before filtering
+counts as surviving: filtering cannot remove it, and the authors' count of
+zeros would have counted it as removed). For layer "all" it is the share
+over every Conv/Linear weight of the network. A network whose accuracy falls
+exactly as fast as its weights are removed is on its baseline.
+
+The three filtering scores are Simpson integrals (scipy.integrate.simpson)
+over the normalised alpha in [0, 1]:
+    score_clean       = integral of (clean - baseline)
+    score_adversarial = integral of (adversarial - baseline)
+    score_difference  = integral of (adversarial - clean)
+where clean and adversarial are the normalised accuracy curves. Each score
+gives a class: fragile (score < -tol), robust (|score| <= tol), antifragile
+(score > tol). A test set on which the unfiltered network gets nothing right
+has no normalised curve: its scores are NaN and their class is missing.
+
+The alpha grid runs upward for every filter (the authors ran the low-pass
+threshold from max down to min), so a score's sign means the same for all
+three filters: above the baseline is positive.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy.integrate import simpson
+
+from lesion import files, metrics
+
+POINTS = 25  # thresholds per layer and filter, min to max (the paper's grid)
+ALPHA_GRID: tuple[float, ...] = tuple(i / (POINTS - 1) for i in range(POINTS))
+CLASSES = ("fragile", "robust", "antifragile")
+SCORES = ("clean", "adversarial", "difference")
+SCORE_COLUMNS = ["dataset", "model", "layer", "filter", "epoch", "score_clean",
+                 "score_adversarial", "score_difference", "class_clean", "class_adversarial",
+                 "class_difference"]
+
+
+def check_tol(tol: float) -> float:
+    if not (isinstance(tol, int | float) and 0 <= tol < math.inf):
+        raise ValueError(f"tol = {tol!r} is out of range; expected a finite number >= 0")
+    return float(tol)
+
+
+def classify(score: float, tol: float) -> str | None:
+    """fragile below -tol, robust within [-tol, tol], antifragile above tol; None for NaN."""
+    check_tol(tol)
+    if math.isnan(score):
+        return None
+    return "fragile" if score < -tol else "antifragile" if score > tol else "robust"
+
+
+def integral(levels: Sequence[float], values: Sequence[float]) -> float:
+    """Simpson's integral of `values` over the normalised alphas `levels` (sorted upward)."""
+    x, y = np.asarray(levels, dtype=float), np.asarray(values, dtype=float)
+    if len(x) != len(y) or len(x) < 3 or np.any(np.diff(x) <= 0):
+        raise ValueError(f"expected at least 3 increasing alphas with one value each; got "
+                         f"{len(x)} alphas and {len(y)} values")
+    return float(simpson(y, x=x))
+
+
+def filtering_metrics(dataset: str, model: str,
+                      epochs: Mapping[int, tuple[str, Mapping[str, tuple[str, str]]]]
+                      ) -> pd.DataFrame:
+    """The long metrics table of the filtering sweep, with columns `epoch` and `testset`.
+
+    `epochs` maps an epoch to (its variants table, {test set: (unfiltered
+    predictions, filtered predictions)}); the rows are lesion.metrics'
+    (top1, top5, loss, agreement, nonfinite of every variant, and the
+    unfiltered network as perturbation `none`), per epoch and test set.
+    """
+    frames = []
+    for epoch, (variants, testsets) in sorted(epochs.items()):
+        table = files.read_table(variants)
+        for testset, (none, predictions) in testsets.items():
+            long = metrics.study_metrics(dataset, model, files.read_table(none),
+                                         [(table, files.read_table(predictions))])
+            frames.append(long.assign(epoch=int(epoch), testset=testset))
+    out = pd.concat(frames, ignore_index=True)
+    order = ["dataset", "model", "epoch", "testset", *[k for k in metrics.KEYS
+                                                       if k not in ("dataset", "model")]]
+    return out[order + ["metric", "value"]].astype({"epoch": "int32"})
+
+
+def curves(long: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
+    """Per (epoch, testset, layer, filter, level): top1, the unfiltered top1, the normalised
+    accuracy and the baseline (share of weights left as they were).
+
+    `long` is filtering_metrics' table, `variants` the variants tables of all
+    epochs with a column `epoch`.
+    """
+    top1 = long[long["metric"] == "top1"]
+    unfiltered = top1[top1["perturbation"] == "none"].set_index(["epoch", "testset"])["value"]
+    filtered = top1[top1["perturbation"] != "none"].rename(columns={"value": "top1",
+                                                                    "perturbation": "filter"})
+    survive = variants.assign(baseline=1.0 - variants["changed"] / variants["weights"])
+    out = filtered.merge(survive[["epoch", "variant", "baseline"]], on=["epoch", "variant"],
+                         how="left", validate="many_to_one")
+    if out["baseline"].isna().any():
+        missing = out.loc[out["baseline"].isna(), "variant"].iloc[0]
+        raise files.InputFileError(f"variant {missing} has predictions but no variants row; "
+                                   "expected the variants table of the same sweep")
+    out["top1_unfiltered"] = [unfiltered[(e, t)] for e, t in zip(out["epoch"], out["testset"],
+                                                                 strict=True)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["normalised"] = np.where(out["top1_unfiltered"] > 0,
+                                     out["top1"] / out["top1_unfiltered"], np.nan)
+    columns = ["dataset", "model", "epoch", "testset", "layer", "filter", "level", "top1",
+               "top1_unfiltered", "normalised", "baseline"]
+    return out[columns].sort_values(["epoch", "testset", "layer", "filter", "level"],
+                                    kind="stable").reset_index(drop=True)
+
+
+def scores(table: pd.DataFrame, *, clean: str, adversarial: str, tol: float) -> pd.DataFrame:
+    """The three scores and their classes per (layer, filter, epoch) from curves' table.
+
+    `clean` and `adversarial` name the two test sets (e.g. "clean", "fgsm").
+    """
+    check_tol(tol)
+    found = sorted(set(table["testset"]))
+    for name in (clean, adversarial):
+        if name not in found:
+            raise ValueError(f"test set {name!r} is not in the curves; expected one of {found}")
+    rows = []
+    keys = ["dataset", "model", "layer", "filter", "epoch"]
+    for key, group in table.groupby(keys, sort=False):
+        by = {t: g.sort_values("level") for t, g in group.groupby("testset")}
+        c, a = by[clean], by[adversarial]
+        if list(c["level"]) != list(a["level"]):
+            raise ValueError(f"{dict(zip(keys, key, strict=True))}: the clean and adversarial "
+                             "curves have different alphas; expected the same grid")
+        level, base = c["level"].to_numpy(), c["baseline"].to_numpy()
+        nc, na = c["normalised"].to_numpy(), a["normalised"].to_numpy()
+        values = {"clean": integral(level, nc - base), "adversarial": integral(level, na - base),
+                  "difference": integral(level, na - nc)}
+        rows.append({**dict(zip(keys, key, strict=True)),
+                     **{f"score_{s}": v for s, v in values.items()},
+                     **{f"class_{s}": classify(v, tol) for s, v in values.items()}})
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS).astype({"epoch": "int32"})
+
+
+def selected_layers(table: pd.DataFrame, *, epoch: int, filter: str, score: str,
+                    classes: Iterable[str]) -> list[str]:
+    """The weight layers (not "all") whose `score` class under `filter` at `epoch` is in
+    `classes`: the parameter sets selective retraining trains."""
+    if score not in SCORES:
+        raise ValueError(f"score {score!r} is unknown; expected one of {list(SCORES)}")
+    wanted = set(classes)
+    unknown = sorted(wanted - set(CLASSES))
+    if unknown:
+        raise ValueError(f"class {unknown[0]!r} is unknown; expected some of {list(CLASSES)}")
+    here = table[(table["epoch"] == epoch) & (table["filter"] == filter)
+                 & (table["layer"] != "all")]
+    if here.empty:
+        raise ValueError(f"no scores for filter {filter!r} at epoch {epoch}; expected one of "
+                         f"the filters {sorted(set(table['filter']))} and epochs "
+                         f"{sorted(set(table['epoch']))} of the scores table")
+    return [layer for layer, cls in zip(here["layer"], here[f"class_{score}"], strict=True)
+            if cls in wanted]
+
+
+def write_scores(dataset: str, model: str, *, epochs: Mapping[int, tuple[str, Mapping]],
+                 clean: str, adversarial: str, tol: float, metrics_out: str, curves_out: str,
+                 scores_out: str) -> None:
+    """The scores step: metrics, curves and scores of one model's filtering sweep."""
+    check_tol(tol)
+    long = filtering_metrics(dataset, model, epochs)
+    variants = pd.concat([files.read_table(v).to_pandas().assign(epoch=int(e))
+                          for e, (v, _) in epochs.items()], ignore_index=True)
+    table = curves(long, variants)
+    result = scores(table, clean=clean, adversarial=adversarial, tol=tol)
+    meta = {"clean": clean, "adversarial": adversarial, "tol": repr(tol)}
+    files.write_table(pa.Table.from_pandas(long, preserve_index=False), metrics_out)
+    files.write_table(pa.Table.from_pandas(table, preserve_index=False), curves_out)
+    files.write_table(pa.Table.from_pandas(result, preserve_index=False), scores_out, meta)

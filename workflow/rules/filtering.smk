@@ -1,0 +1,202 @@
+# The synaptic filtering study (Pravin et al. 2024), config section `filtering`:
+# checkpoints of some models filtered layer by layer (and all layers at once)
+# with ideal high-pass, low-pass and pulse filters on the clean and an FGSM
+# test set; filtering scores and classes; selective retraining from the class map.
+
+
+include: "helpers/filtering.smk"
+
+
+rule filtering_sweep:
+    input:
+        checkpoints=filter_checkpoints(FILTER_EPOCHS),
+        testsets=list(FILTER_TESTSETS.values()),
+        code=code("filtering", "sweep"),
+    output:
+        variants=filter_outputs(FILTER_VARIANTS, FILTER_EPOCHS),
+        predictions=filter_outputs(FILTER_PREDICTIONS, FILTER_EPOCHS),
+        unfiltered=filter_outputs(FILTER_UNFILTERED, FILTER_EPOCHS),
+    params:
+        checkpoints=checkpoint_pairs(FILTER_EPOCHS),
+        testsets=testset_pairs,
+        layers=filter_layers,
+        filters=",".join(FILTERS),
+        out_dir=lambda w, output: parent(output.variants[0], 2),
+        seed=config["seed"],
+        evaluate=config["evaluate"],
+        device=config["device"],
+    log:
+        "logs/filtering_sweep/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/filtering_sweep/{dataset}/{model}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m lesion filtering sweep --dataset {wildcards.dataset}"
+        " --checkpoints {params.checkpoints} --testsets {params.testsets}"
+        " --layers {params.layers} --filters {params.filters} --seed {params.seed}"
+        " --out-dir {params.out_dir} --device {params.device}"
+        " --batch-size {params.evaluate[batch_size]} --precision {params.evaluate[precision]}"
+        " --variants-per-pass {params.evaluate[variants_per_pass]}"
+        " --cache-gb {params.evaluate[cache_gb]} --threads {threads} > {log} 2>&1"
+
+
+rule filtering_scores:
+    input:
+        variants=rules.filtering_sweep.output.variants,
+        predictions=rules.filtering_sweep.output.predictions,
+        unfiltered=rules.filtering_sweep.output.unfiltered,
+        code=code("filtering", "scores"),
+    output:
+        metrics=f"{FILTER_DIR}/metrics.parquet",
+        curves=f"{FILTER_DIR}/curves.parquet",
+        scores=f"{FILTER_DIR}/scores.parquet",
+    params:
+        epochs=",".join(map(str, FILTER_EPOCHS)),
+        out_dir=lambda w, input: parent(input.variants[0], 2),
+        tol=FILTERING.get("tol"),
+    log:
+        "logs/filtering_scores/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/filtering_scores/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "python -m lesion filtering scores --dataset {wildcards.dataset} --model {wildcards.model}"
+        " --dir {params.out_dir} --epochs {params.epochs} --clean clean --adversarial fgsm"
+        " --tol {params.tol} --metrics-out {output.metrics} --curves-out {output.curves}"
+        " --scores-out {output.scores} > {log} 2>&1"
+
+
+rule filtering_retrain:
+    input:
+        checkpoints=filter_checkpoints(RETRAINING.get("from", [])),
+        scores=rules.filtering_scores.output.scores,
+        train=TRAIN,
+        test=TEST,
+        fgsm=FGSM_SET,
+        code=code("filtering", "retrain"),
+    output:
+        table=f"{FILTER_DIR}/retraining.parquet",
+        weights=expand(
+            f"{RETRAINED}/weights.safetensors",
+            epoch=RETRAINING.get("from", []),
+            way=RETRAINED_WAYS,
+            allow_missing=True,
+        ),
+        masks=expand(
+            f"{RETRAINED}/masks.safetensors",
+            epoch=RETRAINING.get("from", []),
+            way=MASKED_WAYS,
+            allow_missing=True,
+        ),
+    params:
+        checkpoints=checkpoint_pairs(RETRAINING.get("from", [])),
+        out_dir=lambda w, output: parent(output.weights[0], 3),
+        retraining=RETRAINING,
+        eps=ADVERSARIAL["attacks"]["fgsm"]["eps"] if FILTERING else None,  # the study's FGSM
+        train=lambda w: train_settings(w.model),
+        seed=config["seed"],
+        device=config["device"],
+        evaluate=config["evaluate"],
+    log:
+        "logs/filtering_retrain/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/filtering_retrain/{dataset}/{model}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m lesion filtering retrain --dataset {wildcards.dataset}"
+        " --model {wildcards.model} --checkpoints {params.checkpoints} --scores {input.scores}"
+        " --train {input.train} --test {input.test} --adversarial {input.fgsm}"
+        " --out-dir {params.out_dir} --out {output.table} --epochs {params.retraining[epochs]}"
+        " --filter {params.retraining[filter]} --score {params.retraining[score]}"
+        " --eps {params.eps} --train-batch-size {params.train[batch_size]}"
+        " --learning-rate {params.train[learning_rate]}"
+        " --weight-decay {params.train[weight_decay]} --seed {params.seed}"
+        " --device {params.device} --precision {params.evaluate[precision]}"
+        " --batch-size {params.evaluate[batch_size]} --threads {threads} > {log} 2>&1"
+
+
+rule filtering_figures:
+    input:
+        curves=rules.filtering_scores.output.curves,
+        scores=rules.filtering_scores.output.scores,
+        retraining=rules.filtering_retrain.output.table,
+        code=code("filtering", "figures"),
+    output:
+        heat=[
+            report(
+                f"{FILTER_DIR}/figures/heat_{name}.png",
+                caption="../report/filtering/heat.rst",
+                category="Synaptic filtering (Pravin et al. 2024)",
+                subcategory="{dataset} / {model}",
+                labels={"model": "{model}", "figure": f"heat map, {name}"},
+            )
+            for name in FILTERS
+        ],
+        class_map=report(
+            f"{FILTER_DIR}/figures/class_map.png",
+            caption="../report/filtering/class_map.rst",
+            category="Synaptic filtering (Pravin et al. 2024)",
+            subcategory="{dataset} / {model}",
+            labels={"model": "{model}", "figure": "class map"},
+        ),
+        retraining=report(
+            f"{FILTER_DIR}/figures/retraining.png",
+            caption="../report/filtering/retraining.rst",
+            category="Synaptic filtering (Pravin et al. 2024)",
+            subcategory="{dataset} / {model}",
+            labels={"model": "{model}", "figure": "selective retraining"},
+        ),
+        pdf=expand(f"{FILTER_DIR}/figures/{{name}}.pdf", name=FILTER_FIGURES, allow_missing=True),
+    params:
+        filters=",".join(FILTERS),
+        out_dir=lambda w, output: parent(output.class_map),
+    log:
+        "logs/filtering_figures/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/filtering_figures/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "python -m lesion filtering figures --curves {input.curves} --scores {input.scores}"
+        " --retraining {input.retraining} --filters {params.filters} --clean clean"
+        " --adversarial fgsm --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule filtering_invariance:
+    input:
+        scores=expand(f"{FILTER_DIR}/scores.parquet", model=FILTER_MODELS, allow_missing=True),
+        code=code("filtering", "invariance"),
+    output:
+        png=report(
+            "results/{dataset}/filtering/invariance.png",
+            caption="../report/filtering/invariance.rst",
+            category="Synaptic filtering (Pravin et al. 2024)",
+            subcategory="{dataset}",
+            labels={"figure": "invariance"},
+        ),
+        pdf="results/{dataset}/filtering/invariance.pdf",
+        csv=report(
+            "results/{dataset}/filtering/invariance.csv",
+            caption="../report/filtering/invariance.rst",
+            category="Synaptic filtering (Pravin et al. 2024)",
+            subcategory="{dataset}",
+            labels={"table": "invariance"},
+        ),
+    log:
+        "logs/filtering_invariance/{dataset}.log",
+    benchmark:
+        "benchmarks/filtering_invariance/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "python -m lesion filtering invariance --scores {input.scores} --png {output.png}"
+        " --pdf {output.pdf} --csv {output.csv} > {log} 2>&1"

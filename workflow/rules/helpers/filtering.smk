@@ -1,0 +1,87 @@
+# Helpers of filtering.smk: its config section, the sweep's layout, params, targets.
+from lesion.catalog import ALL_LAYERS
+from lesion.studies.filtering import settings as filtering_settings
+
+FILTERING = config.get("filtering") or {}
+try:
+    filtering_settings.check(config)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+FILTER_MODELS = FILTERING.get("models", [])
+FILTER_EPOCHS = FILTERING.get("epochs", [])
+FILTERS = FILTERING.get("filters", [])
+RETRAINING = FILTERING.get("retraining", {})
+RETRAINED_WAYS = ["all", "selected", "fragile"]  # "none" is the checkpoint itself
+MASKED_WAYS = ["selected", "fragile"]
+FILTER_DIR = "results/{dataset}/{model}/filtering"
+# The adversarial test set of a model (the adversarial study's file): a drop-in
+# test split, which the sweep reads beside the clean one under the name "fgsm".
+FGSM_SET = "results/{dataset}/adversarial/fgsm/{model}.safetensors"
+# Test sets of the sweep by name (the `testset` column of its metrics).
+FILTER_TESTSETS = {"clean": TEST, "fgsm": FGSM_SET}
+# The sweep's tables (lesion.studies.filtering.layout spells the same paths).
+FILTER_VARIANTS = "results/{dataset}/{model}/filtering/epoch{epoch}/variants.parquet"
+FILTER_PREDICTIONS = "results/{dataset}/{model}/filtering/epoch{epoch}/predictions/{testset}.parquet"
+FILTER_UNFILTERED = (
+    "results/{dataset}/{model}/filtering/epoch{epoch}/predictions/{testset}_none.parquet"
+)
+RETRAINED = "results/{dataset}/{model}/filtering/retrained/epoch{epoch}/{way}"
+FILTER_FIGURES = [f"heat_{name}" for name in FILTERS] + ["class_map", "retraining"]
+
+
+def filter_outputs(pattern, epochs):
+    """`pattern` for every epoch (and test set), the model and dataset left as wildcards."""
+    return expand(pattern, epoch=epochs, testset=list(FILTER_TESTSETS), allow_missing=True)
+
+
+def filter_checkpoints(epochs):
+    """Input function: the checkpoints of `epochs` of the wildcards' model."""
+
+    def checkpoints(wildcards):
+        return [CHECKPOINT.format(dataset=wildcards.dataset, model=wildcards.model, epoch=e)
+                for e in epochs]
+
+    return checkpoints
+
+
+def checkpoint_pairs(epochs):
+    """Params function: EPOCH=PATH of each checkpoint, for --checkpoints."""
+
+    def pairs(wildcards):
+        paths = filter_checkpoints(epochs)(wildcards)
+        return " ".join(f"{e}={p}" for e, p in zip(epochs, paths))
+
+    return pairs
+
+
+def parent(path, levels=1):
+    """The directory `levels` above a path: where a step writes its layout."""
+    return str(Path(path).parents[levels - 1])
+
+
+def testset_pairs(wildcards):
+    return " ".join(
+        f"{name}={path.format(dataset=wildcards.dataset, model=wildcards.model)}"
+        for name, path in FILTER_TESTSETS.items()
+    )
+
+
+def filter_layers(wildcards):
+    """The model's layers (models.<name>.layers) one at a time, then all at once."""
+    return ",".join([*model_layers(wildcards.model), ALL_LAYERS])
+
+
+def filtering_targets():
+    figures = [
+        f"{FILTER_DIR}/figures/{name}.{ext}".format(dataset=DATASET, model=model)
+        for model in FILTER_MODELS
+        for name in FILTER_FIGURES
+        for ext in ("png", "pdf")
+    ]
+    invariance = [f"results/{DATASET}/filtering/invariance.{ext}" for ext in ("png", "pdf", "csv")]
+    return figures + invariance
+
+
+if FILTERING:
+    STUDY_TARGETS.append(filtering_targets)
