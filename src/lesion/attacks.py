@@ -222,9 +222,10 @@ def test_set(result: AttackResult, labels: torch.Tensor, index: torch.Tensor) ->
 #   slow down a hundredfold on a loaded machine, so it runs with one.
 
 # L-BFGS-B stops when an iteration lowers the summed objective by less than
-# this fraction: about float32's resolution of the model's loss, below which
-# line searches only chase rounding noise.
-_FTOL = 1e-7
+# this fraction. Measured on digits (mlp and cnn, 100 images each): every
+# image's distortion within 1.6% of what 1e-8 gives (means within 0.02%), at
+# a fifth of the cnn's time; 1e-4 is off by up to 6%.
+_FTOL = 1e-5
 
 
 def _minimise(model: nn.Module, x0: torch.Tensor, targets: torch.Tensor, c: np.ndarray,
