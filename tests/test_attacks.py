@@ -169,7 +169,7 @@ def test_an_adversarial_test_set_reloads_bit_identically_and_works_as_a_test_spl
     with torch.no_grad():
         assert torch.equal(result.success, trained(adv).argmax(1) != y)
     assert (result.targets == -1).all()
-    tensors = attacks.as_test_set(result, y, index)
+    tensors = attacks.test_set(result, y, index)
     assert {k: v.dtype for k, v in tensors.items()} == {
         "images": torch.float32, "labels": torch.int64, "index": torch.int64,
         "targets": torch.int64, "distortion": torch.float32, "success": torch.uint8}
@@ -381,7 +381,7 @@ Y = torch.tensor([0, 1])
      r"num_classes 1 is out of range; expected an integer >= 2"),
     (lambda m: attacks.random_targets(torch.tensor([0, 10]), torch.tensor([0, 1]), 10, seed=0),
      r"labels\[1\] = 10 is out of range; expected a class in 0..9"),
-    (lambda m: attacks.as_test_set(attacks.untargeted(m, _x(), Y, _x()), Y, torch.tensor([0])),
+    (lambda m: attacks.test_set(attacks.untargeted(m, _x(), Y, _x()), Y, torch.tensor([0])),
      r"index has shape \(1,\); expected \(2,\)"),
 ])
 def test_bad_arguments_are_one_clear_value_error(mlp, call, match):

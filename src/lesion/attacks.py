@@ -10,7 +10,7 @@ does I/O or touches global RNG state (random draws take a generator).
 - `lbfgs`: Szegedy et al.'s (2013) box-constrained L-BFGS, the minimum
   distortion attack no maintained library ships any more; batched, so a
   hundred images cost about what ten do one at a time.
-- `random_targets`, `distortion`, `untargeted`, `as_test_set`: the target rule,
+- `random_targets`, `distortion`, `untargeted`, `test_set`: the target rule,
   the paper's distortion measure, and the adversarial test-set format.
 """
 
@@ -161,8 +161,8 @@ def untargeted(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         c=torch.full((n,), math.nan, dtype=torch.float64, device=images.device))
 
 
-def as_test_set(result: AttackResult, labels: torch.Tensor,
-                index: torch.Tensor) -> dict[str, torch.Tensor]:
+def test_set(result: AttackResult, labels: torch.Tensor,
+             index: torch.Tensor) -> dict[str, torch.Tensor]:
     """The adversarial test-set file's tensors (write them with lesion.io.save_tensors).
 
     A drop-in test set: `images` (float32 NCHW in [0, 1], the adversarial
