@@ -316,6 +316,32 @@ def test_lbfgs_reports_failure_when_the_box_cannot_reach_the_target():
     assert (result.images > 0.9).all() and (result.images <= 1).all()
 
 
+def test_lbfgs_keeps_each_image_its_own_outcome_in_a_mixed_batch():
+    """Three classes: logit_0 = 0, logit_1 = sum(x) - 40, logit_2 = -100 (never reachable).
+
+    A grey image (sum 32, margin -8) reaches class 1 at the plane sum(x') = 40:
+    every pixel up by 8/64 = 0.125, distortion 0.125, c* = |w|^2 / (4 * 8) = 2
+    (the binary closed form: class 2's term is e^-100 small). A 0.7 image is
+    class 1 already; class 2 is out of reach for any image.
+    """
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].weight[1] = 1.0
+        model[1].bias.copy_(torch.tensor([0.0, -40.0, -100.0]))
+    model.eval()
+    x = torch.stack([torch.full((1, 8, 8), v) for v in (0.5, 0.0, 0.7, 0.5)])
+    labels = torch.zeros(4, dtype=torch.int64)
+    targets = torch.tensor([1, 2, 1, 2])
+    result = attacks.lbfgs(model, x, labels, targets, c_tolerance=0.01)
+    assert result.success.tolist() == [True, False, True, False]
+    assert result.distortion[0].item() == pytest.approx(0.125, rel=0.012)
+    assert result.c[0].item() == pytest.approx(2.0, rel=0.012) and result.c[0] <= 2.0 * 1.001
+    assert torch.equal(result.images[2], x[2]) and result.distortion[2] == 0
+    assert torch.isinf(result.c[2]) and torch.isnan(result.c[[1, 3]]).all()
+    assert torch.equal(result.targets, targets)
+
+
 # --- bad arguments: one clear ValueError each --------------------------------------------------
 
 def _x():
