@@ -253,7 +253,8 @@ def _config(**filtering):
     return {"dataset": {"name": "digits"}, "models": {"mlp": {}},
             "train": {"epochs": 4, "checkpoints": [2, 4]},
             "filtering": {"models": ["mlp"], "epochs": [2, 4], "retraining": {"from": [2]},
-                          **filtering}}
+                          **filtering},
+            "adversarial": {"models": ["mlp"], "attacks": {"fgsm": {"eps": 0.1}}}}
 
 
 @pytest.mark.parametrize("change,message", [
@@ -265,8 +266,15 @@ def _config(**filtering):
     ({"models": ["cnn"]}, "filtering.models: 'cnn' is not a model of this study"),
     ({"filters": ["pulse"], "retraining": {"from": [2], "filter": "lowpass"}},
      "filtering.retraining.filter = 'lowpass' is not among filtering.filters ['pulse']"),
+    ("no fgsm", r"filtering needs an FGSM test set per model; expected adversarial.attacks.fgsm"),
 ])
 def test_a_bad_filtering_config_gives_one_clear_error(change, message):
+    if change == "no fgsm":
+        config = _config()
+        config["adversarial"]["attacks"] = {"pgd": {}}
+        with pytest.raises(ConfigError, match=message):
+            check(config, SCHEMA)
+        return
     config = _config(**change)
     with pytest.raises(ConfigError) as err:
         check(config, SCHEMA)
@@ -283,6 +291,7 @@ FILTER_CONFIG = {
     "train": {"epochs": 2, "checkpoints": [1, 2]},
     "filtering": {"models": ["mlp"], "epochs": [1, 2], "filters": ["highpass", "pulse"],
                   "retraining": {"from": [2], "epochs": 1, "filter": "highpass"}},
+    "adversarial": {"models": ["mlp"], "images": 50, "attacks": {"fgsm": {"eps": 0.1}}},
 }
 
 

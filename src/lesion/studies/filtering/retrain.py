@@ -89,6 +89,9 @@ def retrain(dataset: str, model_name: str, checkpoints: Mapping[int, str | os.Pa
     table = files.read_table(scores).to_pandas()
     images, labels = data.load_split(test_path)
     stale_images, stale_labels = data.load_split(adversarial)
+    # the regenerated sets attack the same test images as the study's set (its first N)
+    position = io.load_tensors(adversarial).get("position", torch.arange(len(stale_labels)))
+    attacked, attacked_labels = images[position], labels[position]
     rows = []
     for epoch, checkpoint in sorted(checkpoints.items()):
         start = models.load_weights(checkpoint, num_classes=spec.num_classes,
@@ -120,14 +123,14 @@ def retrain(dataset: str, model_name: str, checkpoints: Mapping[int, str | os.Pa
                                               input_shape=spec.input_shape)
                 count = (sum(int(m.sum()) for m in masks.values()) if masks is not None
                          else sum(p.numel() for p in network.parameters()))
-            fresh = fgsm_images(network, images, labels, eps, batch_size=eval_batch_size,
-                                device=dev)
+            fresh = fgsm_images(network, attacked, attacked_labels, eps,
+                                batch_size=eval_batch_size, device=dev)
             rows.append({
                 "dataset": dataset, "model": model_name, "epoch": epoch, "retrained": way,
                 "epochs_retrained": 0 if way == "none" else epochs,
                 "layers": ",".join(layers) if way != "none" else "", "parameters": count,
                 "top1_clean": _top1(network, images, labels, eval_batch_size, dev),
-                "top1_adversarial": _top1(network, fresh, labels, eval_batch_size, dev),
+                "top1_adversarial": _top1(network, fresh, attacked_labels, eval_batch_size, dev),
                 "top1_original_adversarial": _top1(network, stale_images, stale_labels,
                                                    eval_batch_size, dev),
             })

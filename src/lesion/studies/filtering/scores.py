@@ -87,11 +87,11 @@ def filtering_metrics(dataset: str, model: str,
         table = files.read_table(variants)
         for testset, (none, predictions) in testsets.items():
             long = metrics.study_metrics(dataset, model, files.read_table(none),
-                                         [(table, files.read_table(predictions))])
-            frames.append(long.assign(epoch=int(epoch), testset=testset))
+                                         [(table, files.read_table(predictions))], testset)
+            frames.append(long.assign(epoch=int(epoch)))
     out = pd.concat(frames, ignore_index=True)
     order = ["dataset", "model", "epoch", "testset", *[k for k in metrics.KEYS
-                                                       if k not in ("dataset", "model")]]
+                                                       if k not in ("dataset", "model", "testset")]]
     return out[order + ["metric", "value"]].astype({"epoch": "int32"})
 
 
