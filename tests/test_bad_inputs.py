@@ -10,6 +10,7 @@ so a dry run (`-n`) shows them as well as a real run would, in a second.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
 import shutil
@@ -18,6 +19,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -286,7 +288,8 @@ def made(tmp_path_factory) -> dict[str, str]:
     import pyarrow.compute as pc
     import torch
 
-    from lesion import data, files, io, predict, sweep, train
+    from lesion import data, files, io, metrics, predict, sweep, tables, train
+    from lesion.studies.faults import bounds
 
     d = tmp_path_factory.mktemp("inputs")
     p = {name: str(d / name) for name in (
@@ -321,14 +324,36 @@ def made(tmp_path_factory) -> dict[str, str]:
     column = table.schema.get_field_index("sha256")
     tampered = pc.binary_join_element_wise(table.column("sha256"), "0", "")  # one more digit
     p["tampered.parquet"] = str(d / "tampered.parquet")
-    files.write_table(table.set_column(column, "sha256", tampered), p["tampered.parquet"])
+    files.write_table(table.set_column(column, "sha256", tampered), p["tampered.parquet"],
+                      tables.VARIANTS)
     model_column = table.schema.get_field_index("model")
     p["cnn-variants.parquet"] = str(d / "cnn-variants.parquet")
     files.write_table(table.set_column(model_column, "model", pc.replace_substring(
-        table.column("model"), "mlp", "cnn")), p["cnn-variants.parquet"])
+        table.column("model"), "mlp", "cnn")), p["cnn-variants.parquet"], tables.VARIANTS)
     p["predictions.parquet"] = str(d / "predictions.parquet")
     predict.predict_clean("digits", p["weights.safetensors"], p["test.safetensors"],
                           p["predictions.parquet"], device="cpu", batch_size=512, precision="ieee")
+    # a second sweep (fc2), both sweeps' predictions, the metrics, and a fault study
+    for layer in ("fc1", "fc2"):
+        p[f"v-{layer}"], p[f"p-{layer}"] = str(d / f"v-{layer}.parquet"), str(d / f"p-{layer}.parquet")
+        sweep.write_variants("digits", p["weights.safetensors"], layer, "gaussian", levels=[0.5],
+                             draws=2, study_seed=0, out=p[f"v-{layer}"])
+        predict.predict_sweep("digits", p["weights.safetensors"], p["test.safetensors"],
+                              p[f"v-{layer}"], p[f"p-{layer}"], device="cpu", batch_size=512,
+                              variants_per_pass=8, cache_gb=1, precision="ieee")
+    for name in ("metrics.parquet", "summary.parquet", "summary.csv"):
+        p[name] = str(d / name)
+    metrics.write_metrics("digits", "mlp", clean=p["predictions.parquet"],
+                          variants=[p["v-fc1"], p["v-fc2"]], predictions=[p["p-fc1"], p["p-fc2"]],
+                          out=p["metrics.parquet"], summary_out=p["summary.parquet"],
+                          summary_csv=p["summary.csv"])
+    p["errors.parquet"], p["bounds.parquet"] = str(d / "errors.parquet"), str(d / "bounds.parquet")
+    bounds.fault_study("digits", p["weights.safetensors"], p["test.safetensors"], layers=["fc1"],
+                       levels=[0.1], repetitions=2, study_seed=0, errors_out=p["errors.parquet"],
+                       bounds_out=p["bounds.parquet"], device="cpu", batch_size=512,
+                       precision="ieee", reps_per_pass=2, inputs=20)
+    p["objects.pth"] = str(d / "objects.pth")  # a pickle of more than tensors
+    torch.save({"features.0.weight": np.zeros(3)}, p["objects.pth"])
     p["file"] = str(d / "a-file")
     Path(p["file"]).write_text("a file where a directory should be\n")
     return p
@@ -356,6 +381,10 @@ def replaced(argv: list[str], flag: str, value: str) -> list[str]:
     return [*argv[: i + 1], value, *argv[i + 2:]]
 
 
+PREDICTIONS_TABLE = "a predictions table (written by `python -m lesion sweep predict`)"
+METRICS = ["sweep", "metrics", "--dataset", "digits", "--model", "mlp", "--clean",
+           "{predictions.parquet}", "--out", "{out}/m.parquet", "--summary-out", "{out}/s.parquet",
+           "--summary-csv", "{out}/s.csv"]
 TRAIN = ["model", "train", "--model", "mlp", "--dataset", "digits", "--train",
          "{train.safetensors}", "--test", "{test.safetensors}", "--weights-out",
          "{out}/w.safetensors", "--curve-out", "{out}/c.parquet", "--epochs", "1",
@@ -421,8 +450,71 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
                                          "the weights are 'mlp'"]),
     "a predictions table as variants": (replaced(PREDICT, "--variants", "{predictions.parquet}")
                                         + ["--out", "{out}/p.parquet"],
-                                        ["predictions.parquet", "not a variants table",
-                                         "python -m lesion sweep variants"]),
+                                        ["predictions.parquet", PREDICTIONS_TABLE,
+                                         "expected a variants table (written by `python -m "
+                                         "lesion sweep variants`)"]),
+    "variant weights of a predictions table": (
+        ["sweep", "variant-weights", "--dataset", "digits", "--weights", "{weights.safetensors}",
+         "--variants", "{predictions.parquet}", "--out", "{out}/weights"],
+        ["predictions.parquet", PREDICTIONS_TABLE, "expected a variants table"]),
+    "metrics with variants and predictions swapped": (
+        METRICS + ["--variants", "{p-fc1}", "{p-fc2}", "--predictions", "{v-fc1}", "{v-fc2}"],
+        ["p-fc1.parquet", PREDICTIONS_TABLE, "expected a variants table"]),
+    "metrics given the predictions of a sweep not given": (
+        METRICS + ["--variants", "{v-fc1}", "--predictions", "{p-fc2}"],
+        ["p-fc2.parquet", "predictions of variants no --variants table holds",
+         "mlp-fc2-gaussian0.50-num0", "v-fc1.parquet"]),
+    "metrics given one sweep's predictions twice": (
+        METRICS + ["--variants", "{v-fc1}", "{v-fc2}", "--predictions", "{p-fc1}", "{p-fc1}"],
+        ["p-fc1.parquet and", "both are predictions of", "v-fc1.parquet"]),
+    "metrics of another model's variants": (
+        METRICS + ["--variants", "{cnn-variants.parquet}", "--predictions", "{p-fc1}"],
+        ["cnn-variants.parquet", "variants table of model ['cnn']",
+         "expected model 'mlp', as --model says"]),
+    "metrics under another model's name": (
+        replaced(METRICS, "--model", "cnn") + ["--variants", "{v-fc1}", "--predictions", "{p-fc1}"],
+        ["predictions.parquet", "the predictions of ['mlp'], but --model is 'cnn'"]),
+    "performances figure of the metrics table": (
+        ["perturbation", "figures", "--names", "performances", "--summary", "{metrics.parquet}",
+         "--out", "{out}/figures"],
+        ["metrics.parquet", "a metrics table (written by `python -m lesion sweep metrics`)",
+         "expected a metrics summary table"]),
+    "bounds figure with its two tables swapped": (
+        ["faults", "figure", "bounds", "--errors", "{bounds.parquet}", "--bounds",
+         "{errors.parquet}", "--png", "{out}/b.png", "--pdf", "{out}/b.pdf"],
+        ["bounds.parquet", "a fault bounds table (written by `python -m lesion faults bounds`)",
+         "expected a fault errors table"]),
+    "training on another dataset's tensors": (
+        replaced(TRAIN, "--dataset", "mnist"),
+        ["train.safetensors", "a split of dataset 'digits'", "expected one of 'mnist'",
+         "data tensors --dataset mnist"]),
+    "predicting raw data": (
+        replaced(PREDICT, "--test", "{raw.safetensors}") + ["--out", "{out}/p.parquet"],
+        ["raw.safetensors", "not a train or test split",
+         "`python -m lesion data tensors --dataset digits`"]),
+    "pretrained weights from a file that is not a checkpoint": (
+        ["data", "pretrained", "--model", "alexnet", "--pth", "{text.safetensors}",
+         "--out", "{out}/w.safetensors"],
+        ["text.safetensors", "not a PyTorch checkpoint", "weights_only=True"]),
+    "pretrained weights from a checkpoint holding Python objects": (
+        ["data", "pretrained", "--model", "alexnet", "--pth", "{objects.pth}",
+         "--out", "{out}/w.safetensors"],
+        ["objects.pth", "it holds Python objects", "lesion never unpickles"]),
+    "imagenet tensors from a directory that is not there": (
+        ["data", "imagenet-tensors", "--path", "{out}/../no-such-dir", "--test-out",
+         "{out}/t.safetensors", "--weights", "ResNet18_Weights.IMAGENET1K_V1"],
+        ["--path = ", "no-such-dir", "no such directory", "ILSVRC2012"]),
+    "fault bounds of a layer the model lacks, after a good one": (
+        ["faults", "bounds", "--dataset", "digits", "--weights", "{weights.safetensors}", "--test",
+         "{test.safetensors}", "--errors-out", "{out}/e.parquet", "--bounds-out",
+         "{out}/b.parquet", "--device", "cpu", "--precision", "ieee", "--batch-size", "512",
+         "--layers", "fc1,fc4", "--levels", "0.1", "--repetitions", "2", "--seed", "0",
+         "--threads", "1"],
+        ["['fc4']", "not weight layers of 'mlp'", "['fc1', 'fc2', 'fc3']"]),
+    "a benchmark's config file that is not there": (
+        ["bench", "dag", "--configfile", "{out}/../config/mnst.yaml"],
+        ["mnst.yaml", "no such config file", "config/config.yaml"]),
+    "a group without a step": (["bench"], ["required", "{sweep,dag,jobs,tables,faults}"]),
     "variants table not parquet": (replaced(PREDICT, "--variants", "{table.parquet.txt}")
                                    + ["--out", "{out}/p.parquet"],
                                    ["table.parquet.txt", "not a readable Parquet file"]),
@@ -447,12 +539,21 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
     "unknown figure": (["perturbation", "figures", "--names", "performance", "--summary",
                         "{variants.parquet}", "--out", "{out}/figures"],
                        ["'performance'", "['performances', 'weight_diffs', 'num_weights']"]),
-    "unequal metrics inputs": (["sweep", "metrics", "--dataset", "digits", "--model", "mlp", "--clean",
-                                "{variants.parquet}", "--variants", "{variants.parquet}",
-                                "{variants.parquet}", "--predictions", "{variants.parquet}",
-                                "--out", "{out}/m.parquet", "--summary-out", "{out}/s.parquet",
-                                "--summary-csv", "{out}/s.csv"],
-                               ["2 variants tables but 1 predictions", "same order"]),
+    "unequal metrics inputs": (METRICS + ["--variants", "{variants.parquet}",
+                                          "{variants.parquet}", "--predictions", "{variants.parquet}"],
+                               ["2 variants tables but 1 predictions", "one of each per sweep"]),
+}
+
+# Words a case's message must not hold: torch's advice to load unsafely, a wrong
+# step or origin, work done before an argument was refused (a progress bar).
+FORBIDDEN: dict[str, list[str]] = {
+    "pretrained weights from a file that is not a checkpoint": ["weights_only=False"],
+    "pretrained weights from a checkpoint holding Python objects": ["weights_only=False",
+                                                                    "add_safe_globals"],
+    "predicting raw data": ["imagenet-tensors"],
+    "imagenet tensors from a directory that is not there": ["config error"],
+    "a benchmark's config file that is not there": ["writable"],
+    "fault bounds of a layer the model lacks, after a good one": ["%|"],
 }
 
 
@@ -472,5 +573,43 @@ def cli_runs(request, made, tmp_path_factory) -> dict[str, tuple[subprocess.Comp
 def test_a_bad_step_invocation_fails_with_one_clear_message_and_no_output(made, cli_runs, case):
     proc, out = cli_runs[case]
     assert_refused(proc, [fill(w, {**made, "out": str(out)}) for w in CLI_CASES[case][1]])
+    said = [w for w in FORBIDDEN.get(case, []) if w in proc.stdout]
+    assert not said, f"{said} in the message:\n{proc.stdout[-3000:]}"
     assert list(out.iterdir()) == [], "a failed step left files behind"
     assert Path(made["file"]).read_text() == "a file where a directory should be\n"
+
+
+# --- Help ---------------------------------------------------------------------
+
+def every_step():
+    """(name, parser) of every `python -m lesion GROUP STEP`."""
+    from lesion.cli import parser
+
+    def choices(p):
+        return next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    return [(f"{group} {step}", sub) for group, grouped in choices(parser()).items()
+            for step, sub in choices(grouped).items()]
+
+
+@pytest.mark.parametrize("name,step", every_step(), ids=[n for n, _ in every_step()])
+def test_every_option_says_what_it_is_its_default_and_its_values(name, step):
+    for action in step._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        flag = "/".join(action.option_strings) or action.dest
+        described = step.formatter_class("x")._get_help_string(action)
+        assert len((action.help or "").split()) >= 3, f"{name} {flag}: no description"
+        if action.option_strings and action.required:
+            assert "(required)" in described, f"{name} {flag}: not marked required"
+        elif action.option_strings:
+            assert "default" in described, f"{name} {flag}: no default said"
+        if action.dest in ("dataset", "model", "perturbation") or action.choices:
+            assert "one of" in described, f"{name} {flag}: its values are not listed"
+
+
+def test_the_top_level_help_describes_the_tool_not_its_code():
+    proc = run([sys.executable, "-m", "lesion", "--help"], cwd=REPO)
+    assert proc.returncode == 0
+    assert "lesion studies of neural networks" in proc.stdout
+    assert "Argument parsing" not in proc.stdout and "argument parsing" not in proc.stdout

@@ -19,9 +19,11 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import stats
 
-from lesion import files
+from lesion import files, tables
+from lesion.files import InputFileError
 
 KEYS = ["dataset", "model", "perturbation", "layer", "level", "draw", "variant"]
 METRICS = ("top1", "top5", "loss", "agreement", "nonfinite")
@@ -97,17 +99,94 @@ def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
                 "mean", "std", "ci95", "n"]]
 
 
+def _ids(table: pa.Table) -> list[str]:
+    return pc.unique(table.column("variant")).cast(pa.string()).to_pylist()
+
+
+def _one(table: pa.Table, path: str, column: str, expected: str | None = None) -> str:
+    """The one value of `column` in a variants table; refused unless it is `expected`."""
+    found = sorted(set(pc.unique(table.column(column)).to_pylist()))
+    if len(found) != 1 or (expected is not None and found[0] != expected):
+        wanted = f"{column} {expected!r}, as --{column} says" if expected else f"one {column}"
+        raise InputFileError(f"{path}: a variants table of {column} {found}; expected {wanted}")
+    return found[0]
+
+
+def matched_sweeps(dataset: str, model: str, clean: tuple[str, pa.Table], variants: list[str],
+                   predictions: list[str]) -> list[tuple[pa.Table, pa.Table]]:
+    """(variants table, predictions table) of every sweep, matched by their variant ids.
+
+    Never by position: a variant id names its (model, layer, perturbation, level,
+    draw), so a predictions table belongs to the variants table holding exactly its
+    ids. Every table is checked to be of its kind, of `dataset` and `model`, one
+    sweep each, and predicted on the clean table's test images; a mismatch names
+    both files.
+    """
+    clean_path, clean_table = clean
+    clean_ids = _ids(clean_table)
+    if clean_ids != [model]:
+        raise InputFileError(f"{clean_path}: the predictions of {clean_ids}, but --model is "
+                             f"{model!r}; expected the clean predictions of {model!r} "
+                             "(predictions/none.parquet)")
+    images = clean_table.num_rows
+    owner: dict[str, str] = {}
+    read: dict[str, tuple[pa.Table, set[str]]] = {}
+    for path in variants:
+        table = files.read_table(path, tables.VARIANTS)
+        _one(table, path, "dataset", dataset)
+        _one(table, path, "model", model)
+        _one(table, path, "perturbation")
+        _one(table, path, "layer")
+        ids = table.column("variant").to_pylist()
+        for i in ids:
+            if i in owner:
+                raise InputFileError(f"{path} and {owner[i]}: both hold variant {i!r}; expected "
+                                     "each sweep's variants table once")
+            owner[i] = path
+        read[path] = (table, set(ids))
+    pairs: dict[str, tuple[pa.Table, pa.Table, str]] = {}
+    for path in predictions:
+        table = files.read_table(path, tables.PREDICTIONS)
+        ids = set(_ids(table))
+        stray = sorted(i for i in ids if i not in owner)
+        if stray:
+            raise InputFileError(f"{path}: predictions of variants no --variants table holds "
+                                 f"(e.g. {stray[0]!r}); expected the predictions of the sweeps "
+                                 f"given: {variants}")
+        homes = sorted({owner[i] for i in ids})
+        if len(homes) != 1:
+            raise InputFileError(f"{path}: predictions of the variants of several tables "
+                                 f"({homes}); expected those of one sweep")
+        home = homes[0]
+        if home in pairs:
+            raise InputFileError(f"{pairs[home][2]} and {path}: both are predictions of {home}; "
+                                 "expected one predictions table per variants table")
+        missing = sorted(read[home][1] - ids)
+        if missing:
+            raise InputFileError(f"{path}: predictions of {len(ids)} of the "
+                                 f"{len(read[home][1])} variants of {home} (none of "
+                                 f"{missing[0]!r}); expected every variant (rebuild the sweep)")
+        if table.num_rows != len(ids) * images:
+            raise InputFileError(f"{path}: {table.num_rows / len(ids):g} images per variant, "
+                                 f"{clean_path} has {images}; expected predictions of the same "
+                                 "test split")
+        pairs[home] = (read[home][0], table, path)
+    return [(pairs[v][0], pairs[v][1]) for v in variants]
+
+
 def write_metrics(dataset: str, model: str, *, clean: str, variants: list[str],
                   predictions: list[str], out: str, summary_out: str, summary_csv: str) -> None:
     """The metrics step: `metrics.parquet`, `metrics_summary.parquet` and `.csv`."""
     if len(variants) != len(predictions):
         raise ValueError(f"got {len(variants)} variants tables but {len(predictions)} "
-                         "predictions tables; expected one of each per sweep, in the same order")
-    sweeps = ((files.read_table(v), files.read_table(p))
-              for v, p in zip(variants, predictions, strict=True))
-    long = study_metrics(dataset, model, files.read_table(clean), sweeps)
+                         "predictions tables; expected one of each per sweep (matched by their "
+                         "variant ids, in any order)")
+    clean_table = files.read_table(clean, tables.PREDICTIONS)
+    sweeps = matched_sweeps(dataset, model, (clean, clean_table), variants, predictions)
+    long = study_metrics(dataset, model, clean_table, sweeps)
     summary = summarise(long)
-    files.write_table(pa.Table.from_pandas(long, preserve_index=False), out)
-    files.write_table(pa.Table.from_pandas(summary, preserve_index=False), summary_out)
+    files.write_table(pa.Table.from_pandas(long, preserve_index=False), out, tables.METRICS)
+    files.write_table(pa.Table.from_pandas(summary, preserve_index=False), summary_out,
+                      tables.SUMMARY)
     with files.atomic_path(summary_csv) as tmp:
         summary.to_csv(tmp, index=False)

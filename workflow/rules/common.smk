@@ -46,7 +46,7 @@ if DATASET_SOURCES[DATASET] == "directory" and not _DECODED.exists():
     try:
         list_images(config["dataset"].get("path"))
     except MissingImagesError as err:
-        raise WorkflowError(str(err)) from None
+        raise WorkflowError(f"config error: {err}") from None
 
 
 wildcard_constraints:

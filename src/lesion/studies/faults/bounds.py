@@ -71,6 +71,7 @@ from torch import nn
 
 from lesion import models, perturb
 from lesion.activations import crash_split, crashed_logits, opened
+from lesion.studies.faults import tables
 
 LIPSCHITZ_ONE = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Dropout, nn.Identity,
                  nn.Flatten)
@@ -249,7 +250,13 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
     dev = evaluate.pick_device(device, precision)
     spec = data.get(dataset)
     model = models.load_weights(weights, num_classes=spec.num_classes, input_shape=spec.input_shape)
-    images, labels = data.load_split(test)
+    unknown = [name for name in layers if name not in models.layers(model)]
+    if unknown:  # all of them checked before any is computed
+        raise ValueError(f"layers {unknown} are not weight layers of {model.lesion_name!r}; "
+                         f"expected some of {list(models.layers(model))}")
+    if repetitions < 2:
+        raise ValueError(f"repetitions = {repetitions}: expected at least 2 (the std needs two)")
+    images, labels = data.load_split(test, dataset)
     images, labels = images[:inputs], labels[:inputs]
     errors, bounds = [], []
     for layer in tqdm(layers, desc="faults", mininterval=1):
@@ -259,10 +266,11 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
         errors += e
         bounds += b
     names = {"dataset": dataset, "model": model.lesion_name}
-    for rows, out in ((errors, errors_out), (bounds, bounds_out)):
+    for rows, out, kind in ((errors, errors_out, tables.ERRORS),
+                            (bounds, bounds_out, tables.BOUNDS)):
         frame = pd.DataFrame(rows).assign(**names)
         frame = frame[list(names) + [c for c in frame.columns if c not in names]]
-        files.write_table(pa.Table.from_pandas(frame, preserve_index=False), out,
+        files.write_table(pa.Table.from_pandas(frame, preserve_index=False), out, kind,
                           {"precision": precision, "device": dev.type})
 
 

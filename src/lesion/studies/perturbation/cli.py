@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lesion.cli.args import names, require, steps
+from lesion.cli.args import names, option, require, steps
 
 FIGURES = ("performances", "weight_diffs", "num_weights")
 
@@ -20,7 +20,9 @@ def register(groups) -> None:
     s = step("figures", _figures, "Draw the study's figures of one model from its tables, as "
              "OUT/NAME.png and OUT/NAME.pdf.")
     s.add_argument("--names", type=names, default=list(FIGURES),
-                   help=f"comma-separated, some of {','.join(FIGURES)} (default: all)")
-    s.add_argument("--summary", required=True, help="metrics_summary.parquet")
-    s.add_argument("--variants", nargs="+", default=[], help="variants tables")
-    s.add_argument("--out", required=True, metavar="DIR", help="directory of the figures")
+                   help=f"the figures, comma-separated, some of: {', '.join(FIGURES)}")
+    option(s, "--summary", help="metrics summary (metrics_summary.parquet, as `sweep metrics` "
+                                "writes it)")
+    s.add_argument("--variants", nargs="+", default=[],
+                   help="variants tables, for weight_diffs and num_weights (default: none)")
+    option(s, "--out", metavar="DIR", help="directory of the figures")

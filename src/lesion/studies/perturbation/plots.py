@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 
 from lesion import files  # noqa: E402
 from lesion.figures import save  # noqa: E402
+from lesion.tables import SUMMARY, VARIANTS  # noqa: E402
 
 FIGURES = ("performances", "weight_diffs", "num_weights")
 
@@ -103,10 +104,10 @@ def figure(name: str, *, summary: str, variants: list[str], png: str, pdf: str) 
     if name not in FIGURES:
         raise ValueError(f"figure {name!r} is unknown; expected one of {list(FIGURES)}")
     if name == "performances":
-        fig = performances(files.read_table(summary).to_pandas())
+        fig = performances(files.read_table(summary, SUMMARY).to_pandas())
     else:
         if not variants:
             raise ValueError(f"figure {name!r} needs --variants tables; none were given")
-        table = pd.concat([files.read_table(p).to_pandas() for p in variants], ignore_index=True)
+        table = pd.concat([files.read_table(p, VARIANTS).to_pandas() for p in variants], ignore_index=True)
         fig = weight_diffs(table) if name == "weight_diffs" else num_weights(table)
     save(fig, png, pdf)
