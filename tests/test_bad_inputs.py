@@ -208,12 +208,33 @@ def test_a_bad_config_stops_snakemake_with_one_clear_message(workflow_copy, conf
     assert_nothing_written(workflow_copy)
 
 
+def test_config_on_the_command_line_reads_values_as_a_config_file_does(workflow_copy):
+    """`--config` with a nested value: Snakemake alone leaves draws the string '10'."""
+    path = workflow_copy / "good.yaml"
+    path.write_text(yaml.safe_dump(GOOD))
+    proc = snakemake(workflow_copy, "-n", "-p", "results/digits/mlp/predictions/gaussian/fc1.parquet",
+                     "--configfile", str(path),
+                     "--config", "perturbations={gaussian: {levels: [0.3], draws: 10}}", "seed=7")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "--levels 0.3 --draws 10" in proc.stdout and "--seed 7" in proc.stdout
+    assert_nothing_written(workflow_copy)
+
+
 def test_a_missing_config_file_is_named(workflow_copy):
     # Snakemake opens --configfile before any workflow code runs, and reports
     # a missing one with its own traceback, ending in a line that names it.
     proc = snakemake(workflow_copy, "-n", "--configfile", "no-such-study.yaml")
     assert_refused(proc, ["No such file or directory", "no-such-study.yaml"], traceback_ok=True)
     assert_nothing_written(workflow_copy)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_study_runs_another_config_and_names_a_missing_one():
+    proc = run(["make", "study", "CONFIG=config/no-such-study.yaml"], cwd=REPO)
+    assert_refused(proc, ["CONFIG=config/no-such-study.yaml", "no such file", "config/config.yaml"])
+    planned = run(["make", "-n", "study", "CONFIG=config/mnist.yaml"], cwd=REPO)
+    assert "lesion.tools.run" in planned.stdout
+    assert "snakemake --configfile config/mnist.yaml" in planned.stdout
 
 
 def test_a_missing_default_config_is_named(tmp_path):
@@ -236,6 +257,47 @@ def test_an_output_root_that_is_a_file_stops_the_study_before_any_job(tmp_path, 
     assert_refused(proc, [root_name, "not a directory", "expected a directory"])
     assert (root / root_name).read_text() == "not a directory\n"
     assert not [r for r in OUTPUT_ROOTS if r != root_name and (root / r).exists()]
+
+
+# --- Targets the config cannot make (asked for by path) ------------------------
+
+TWO_MODELS = edited(models={"cnn": {"layers": "all"}, "mlp": {"layers": ["fc1", "fc2"]}})
+# id: (target, words the one message must hold)
+TARGET_CASES: dict[str, tuple[str, list[str]]] = {
+    "an operator the config lacks": (
+        "results/digits/cnn/predictions/bitflip/fc1.parquet",
+        ["operator 'bitflip' is not in the config", "['synapse_knockout', 'gaussian']",
+         "perturbations:"]),
+    "a layer the model lacks": (
+        "results/digits/cnn/variants/gaussian/fc3.parquet",
+        ["'fc3' is not a weight layer of 'cnn'", "['conv1', 'conv2', 'fc1', 'fc2']",
+         "models.cnn.layers"]),
+    "a layer the config does not sweep": (
+        "results/digits/mlp/variant_weights/gaussian/fc3",
+        ["'fc3' is not among the layers the config sweeps in 'mlp'", "['fc1', 'fc2']"]),
+    "another dataset": ("results/mnist/cnn/variants/gaussian/fc1.parquet",
+                        ["dataset 'mnist' is not this study's", "results/digits/"]),
+}
+
+
+@pytest.mark.parametrize("case", TARGET_CASES)
+def test_a_sweep_file_the_config_cannot_make_is_refused_with_the_reason(workflow_copy, case):
+    path = workflow_copy / "two-models.yaml"
+    path.write_text(yaml.safe_dump(TWO_MODELS))
+    target, words = TARGET_CASES[case]
+    proc = snakemake(workflow_copy, "-n", target, "--configfile", str(path))
+    assert_refused(proc, [target, *words])
+    assert "InputFunctionException" not in proc.stdout
+    assert_nothing_written(workflow_copy)
+
+
+def test_a_sweep_file_the_config_can_make_is_planned(workflow_copy):
+    path = workflow_copy / "two-models.yaml"
+    path.write_text(yaml.safe_dump(TWO_MODELS))
+    proc = snakemake(workflow_copy, "-n", "results/digits/cnn/predictions/gaussian/fc2.parquet",
+                     "--configfile", str(path))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "sweep" in proc.stdout
 
 
 # --- Dataset directories (issue #3: a dataset the user keeps in a directory) --

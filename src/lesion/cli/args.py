@@ -182,7 +182,7 @@ def training_options(parser: argparse.ArgumentParser) -> None:
     option(parser, "--batch-size", type=positive, help="images per step, a positive integer")
     option(parser, "--learning-rate", type=float, help="Adam's learning rate, a number")
     option(parser, "--weight-decay", type=float, help="L2 weight decay, a number >= 0")
-    option(parser, "--seed")
+    option(parser, "--seed", type=int)
     device(parser)
     parser.add_argument("--init", default=None,
                         help="fine-tune: start from this weights file of the same model "

@@ -136,7 +136,7 @@ def sweep_options(parser: argparse.ArgumentParser, *,
                 "knockouts, redraw and crash, std(W) units for gaussian, per-bit rates for bit "
                 "faults")
     option(parser, "--draws", type=positive, help="variants per level, a positive integer")
-    option(parser, "--seed")
+    option(parser, "--seed", type=int)
     parser.add_argument("--bits", type=bits, default=None,
                         help="bit faults only: bit positions to hit, comma-separated fields (sign, "
                              "exponent, mantissa, all) or indices, e.g. sign,exponent or 30,29 "
@@ -177,7 +177,7 @@ def register(groups) -> None:
     option(s, "--test-fraction", type=fraction,
            help="share of the images in the test split, between 0 and 1 (exclusive; ignored "
                 "for datasets with an official split)")
-    option(s, "--seed")
+    option(s, "--seed", type=int)
 
     s = step("imagenet-tensors", _imagenet_tensors, "Decode the ILSVRC2012 validation images "
              "once (the weights' transforms, stored as uint8).")

@@ -63,7 +63,7 @@ def register(groups) -> None:
            help="comma-separated crash probabilities p, each in [0, 1], e.g. 0.01,0.1")
     option(s, "--repetitions", type=positive,
            help="Monte Carlo repetitions per level, an integer >= 2")
-    option(s, "--seed")
+    option(s, "--seed", type=int)
     s.add_argument("--reps-per-pass", type=positive, default=100,
                    help="repetitions evaluated per pass, a positive integer")
     s.add_argument("--inputs", type=positive, default=None,
