@@ -118,7 +118,8 @@ def figure(name: str, *, errors: list[str], bounds: list[str], labels: list[str]
     labels = labels or [str(i) for i in range(len(errors))]
     if len(labels) != len(errors):
         raise ValueError(f"got {len(labels)} labels for {len(errors)} networks; expected one each")
-    read = [(label, files.read_table(e, ERRORS).to_pandas(), files.read_table(b, BOUNDS).to_pandas())
+    read = [(label, files.read_table(e, ERRORS).to_pandas(),
+             files.read_table(b, BOUNDS).to_pandas())
             for label, e, b in zip(labels, errors, bounds, strict=True)]
     if name == "bounds":
         if len(read) != 1:
