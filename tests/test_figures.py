@@ -52,3 +52,23 @@ def test_weight_diffs_leaves_out_operators_that_change_no_weight():
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["gaussian"]
     only_crashes = plots.weight_diffs(variants(["crash"]))
     assert "crashes change no weight" in only_crashes.axes[0].texts[0].get_text()
+
+
+def test_the_fragility_table_ranks_layers_by_the_area_under_their_top1_curve():
+    from lesion.studies.perturbation.fragility import fragility
+
+    summary = pd.DataFrame(summary_rows("none", [0.0], [0.8], float("nan"))
+                           + [{**r, "layer": "fc1"} for r in
+                              summary_rows("gaussian", [0.5, 1.0], [0.6, 0.2], 0.1)]
+                           + [{**r, "layer": "fc2"} for r in
+                              summary_rows("gaussian", [1.0, 0.5], [0.7, 0.8], 0.1)])
+    table = fragility(summary).set_index("layer")
+    # by hand, trapezoids from (0, 0.8): fc1 (0.8+0.6)/2*0.5 + (0.6+0.2)/2*0.5 = 0.55;
+    # fc2 (0.8+0.8)/2*0.5 + (0.8+0.7)/2*0.5 = 0.775, over a range of 1.0
+    assert table.loc["fc1", "auc"] == pytest.approx(0.55)
+    assert table.loc["fc2", "auc"] == pytest.approx(0.775)
+    # fc1 crosses 0.4 between (0.5, 0.6) and (1.0, 0.2): 0.5 + 0.2 / 0.4 * 0.5
+    assert table.loc["fc1", "half_level"] == pytest.approx(0.75)
+    assert pd.isna(table.loc["fc2", "half_level"])
+    assert table["rank"].to_dict() == {"fc1": 1, "fc2": 2}
+    assert set(table["clean_top1"]) == {0.8}

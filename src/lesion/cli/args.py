@@ -18,7 +18,7 @@ from lesion.files import InputFileError
 
 # Arguments that name files a step writes (checked up front by lesion.cli.main).
 OUTPUTS = ("out", "train_out", "test_out", "weights_out", "curve_out", "summary_out",
-           "summary_csv", "png", "pdf", "errors_out", "bounds_out", "variants_out", "csv")
+           "summary_csv", "png", "pdf", "errors_out", "bounds_out", "variants_out", "csv", "fragility")
 MIRROR_HELP = ("base URL of a mirror holding the official file names (default: the official "
                "sources); checksums are the official ones either way")
 

@@ -1,6 +1,7 @@
 # Helpers of perturbation.smk: report outputs and the study's targets.
 
 PERTURBATION_FIGURES = ["performances", "weight_diffs", "num_weights"]
+FRAGILITY = "results/{dataset}/{model}/fragility.csv"
 
 
 def perturbation_figure(name):
@@ -19,6 +20,7 @@ def perturbation_targets():
         for model in MODELS
         for path in [
             SUMMARY_CSV.format(dataset=DATASET, model=model),
+            FRAGILITY.format(dataset=DATASET, model=model),
             *(f"results/{DATASET}/{model}/figures/{name}.{ext}"
               for name in PERTURBATION_FIGURES for ext in ("png", "pdf")),
         ]

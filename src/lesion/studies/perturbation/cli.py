@@ -9,10 +9,12 @@ FIGURES = ("performances", "weight_diffs", "num_weights")
 
 def _figures(args):
     require(args.summary, *args.variants)
-    from lesion.studies.perturbation import plots
+    from lesion.studies.perturbation import fragility, plots
     for name in args.names:
         plots.figure(name, summary=args.summary, variants=args.variants,
                      png=f"{args.out}/{name}.png", pdf=f"{args.out}/{name}.pdf")
+    if args.fragility is not None:
+        fragility.write_fragility(args.summary, args.fragility)
 
 
 def register(groups) -> None:
@@ -26,3 +28,6 @@ def register(groups) -> None:
     s.add_argument("--variants", nargs="+", default=[],
                    help="variants tables, for weight_diffs and num_weights (default: none)")
     option(s, "--out", metavar="DIR", help="directory of the figures")
+    s.add_argument("--fragility", default=None,
+                   help="per-layer fragility table to write (.csv: area under the top-1 curve, "
+                        "level where top-1 halves) (default: not written)")
