@@ -348,6 +348,7 @@ def test_a_dataset_directory_missing_empty_or_in_the_wrong_layout_is_explained(
 def made(tmp_path_factory) -> dict[str, str]:
     """Good inputs made by the library itself, and bad ones made from them."""
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
     import torch
 
     from lesion import data, files, io, metrics, predict, sweep, tables, train
@@ -414,6 +415,8 @@ def made(tmp_path_factory) -> dict[str, str]:
                        levels=[0.1], repetitions=2, study_seed=0, errors_out=p["errors.parquet"],
                        bounds_out=p["bounds.parquet"], device="cpu", batch_size=512,
                        precision="ieee", reps_per_pass=2, inputs=20)
+    p["foreign.parquet"] = str(d / "foreign.parquet")  # a variants table's columns, no stamp
+    pq.write_table(table.replace_schema_metadata({}), p["foreign.parquet"])
     p["objects.pth"] = str(d / "objects.pth")  # a pickle of more than tensors
     torch.save({"features.0.weight": np.zeros(3)}, p["objects.pth"])
     p["file"] = str(d / "a-file")
@@ -536,6 +539,19 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
     "metrics under another model's name": (
         replaced(METRICS, "--model", "cnn") + ["--variants", "{v-fc1}", "--predictions", "{p-fc1}"],
         ["predictions.parquet", "the predictions of ['mlp'], but --model is 'cnn'"]),
+    "metrics with a variants table as the clean predictions": (
+        replaced(METRICS, "--clean", "{v-fc1}") + ["--variants", "{v-fc1}", "--predictions",
+                                                   "{p-fc1}"],
+        ["v-fc1.parquet", "a variants table (written by `python -m lesion sweep variants`)",
+         "expected a predictions table"]),
+    "weight figures of predictions tables": (
+        ["perturbation", "figures", "--names", "weight_diffs", "--summary", "{summary.parquet}",
+         "--variants", "{p-fc1}", "--out", "{out}/figures"],
+        ["p-fc1.parquet", PREDICTIONS_TABLE, "expected a variants table"]),
+    "a table lesion did not write": (
+        replaced(PREDICT, "--variants", "{foreign.parquet}") + ["--out", "{out}/p.parquet"],
+        ["foreign.parquet", "without the kind stamp of a lesion step",
+         "expected a variants table"]),
     "performances figure of the metrics table": (
         ["perturbation", "figures", "--names", "performances", "--summary", "{metrics.parquet}",
          "--out", "{out}/figures"],
