@@ -388,11 +388,11 @@ def made(tmp_path_factory) -> dict[str, str]:
     tampered = pc.binary_join_element_wise(table.column("sha256"), "0", "")  # one more digit
     p["tampered.parquet"] = str(d / "tampered.parquet")
     files.write_table(table.set_column(column, "sha256", tampered), p["tampered.parquet"],
-                      tables.VARIANTS)
+                      kind=tables.VARIANTS)
     model_column = table.schema.get_field_index("model")
     p["cnn-variants.parquet"] = str(d / "cnn-variants.parquet")
     files.write_table(table.set_column(model_column, "model", pc.replace_substring(
-        table.column("model"), "mlp", "cnn")), p["cnn-variants.parquet"], tables.VARIANTS)
+        table.column("model"), "mlp", "cnn")), p["cnn-variants.parquet"], kind=tables.VARIANTS)
     p["predictions.parquet"] = str(d / "predictions.parquet")
     predict.predict_clean("digits", p["weights.safetensors"], p["test.safetensors"],
                           p["predictions.parquet"], device="cpu", batch_size=512, precision="ieee")

@@ -144,8 +144,8 @@ class TableKind:
 KIND_KEY, STEP_KEY = b"lesion.table", b"lesion.step"
 
 
-def write_table(table: pa.Table, path: str | os.PathLike, kind: TableKind,
-                metadata: dict[str, str] | None = None) -> None:
+def write_table(table: pa.Table, path: str | os.PathLike, metadata: dict[str, str] | None = None,
+                *, kind: TableKind) -> None:
     """Write a Parquet table atomically, stamped with its kind, `metadata` added to its schema's.
 
     The stamp lets every reader refuse the wrong kind of table by name

@@ -185,8 +185,9 @@ def write_metrics(dataset: str, model: str, *, clean: str, variants: list[str],
     sweeps = matched_sweeps(dataset, model, (clean, clean_table), variants, predictions)
     long = study_metrics(dataset, model, clean_table, sweeps)
     summary = summarise(long)
-    files.write_table(pa.Table.from_pandas(long, preserve_index=False), out, tables.METRICS)
+    files.write_table(pa.Table.from_pandas(long, preserve_index=False), out,
+                      kind=tables.METRICS)
     files.write_table(pa.Table.from_pandas(summary, preserve_index=False), summary_out,
-                      tables.SUMMARY)
+                      kind=tables.SUMMARY)
     with files.atomic_path(summary_csv) as tmp:
         summary.to_csv(tmp, index=False)

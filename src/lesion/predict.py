@@ -57,7 +57,7 @@ def predict_clean(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     logits = evaluate.run_batched(model, images, batch_size, dev)
     top, loss = evaluate.summarise(logits, labels.to(dev))
     files.write_table(_table([model.lesion_name], labels, [top.cpu()], [loss.cpu()]), out,
-                      tables.PREDICTIONS, {"precision": precision, "device": dev.type})
+                      {"precision": precision, "device": dev.type}, kind=tables.PREDICTIONS)
 
 
 def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tensor,
@@ -148,4 +148,4 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     except sweep.VariantMismatchError as err:
         raise sweep.VariantMismatchError(f"{variants}: {err}") from None
     files.write_table(_table([r["variant"] for r in rows], labels, tops, losses), out,
-                      tables.PREDICTIONS, {"precision": precision, "device": dev.type})
+                      {"precision": precision, "device": dev.type}, kind=tables.PREDICTIONS)

@@ -143,7 +143,7 @@ def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
     table, _ = variant_table(base, dataset=dataset, model=model, layer=layer,
                              perturbation=perturbation, levels=levels, draws=draws,
                              study_seed=study_seed, options=options)
-    files.write_table(table, out, tables.VARIANTS)
+    files.write_table(table, out, kind=tables.VARIANTS)
 
 
 def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: str) -> None:

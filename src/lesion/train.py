@@ -178,4 +178,4 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
                         weight_decay=weight_decay, seed=seed, precision=precision,
                         test_accuracy=rows[-1]["accuracy"], **start,
                         **{**({"dropout": dropout} if dropout else {}), **(metadata or {})})
-    files.write_table(pa.Table.from_pylist(rows), curve_out, tables.TRAINING)
+    files.write_table(pa.Table.from_pylist(rows), curve_out, kind=tables.TRAINING)

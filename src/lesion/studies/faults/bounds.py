@@ -290,8 +290,8 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
                             (bounds, bounds_out, tables.BOUNDS)):
         frame = pd.DataFrame(rows).assign(**names)
         frame = frame[list(names) + [c for c in frame.columns if c not in names]]
-        files.write_table(pa.Table.from_pandas(frame, preserve_index=False), out, kind,
-                          {"precision": precision, "device": dev.type})
+        files.write_table(pa.Table.from_pandas(frame, preserve_index=False), out,
+                          {"precision": precision, "device": dev.type}, kind=kind)
 
 
 def b3_variance(y: torch.Tensor, acts: Sequence[torch.Tensor]) -> torch.Tensor:
