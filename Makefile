@@ -6,7 +6,11 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: study test lint report clean mutation
+# `make study CONFIG=config/mnist.yaml` runs another study (its --configfile).
+CONFIG ?=
+CONFIG_ARGS := $(if $(CONFIG),--configfile $(CONFIG))
+
+.PHONY: study test lint report clean mutation config-exists
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,14 +20,20 @@ $(STAMP): pyproject.toml
 
 # lesion.tools.run runs Snakemake under a kernel lock: a second `make study` stops at
 # once, and a run killed outright resumes (its stale Snakemake lock is removed).
-study: $(STAMP)
-	$(BIN)/python -m lesion.tools.run $(BIN)/snakemake
+study: config-exists $(STAMP)
+	$(BIN)/python -m lesion.tools.run $(BIN)/snakemake $(CONFIG_ARGS)
 	@$(MAKE) --no-print-directory report
+
+# A missing CONFIG is named before anything is installed or run (Snakemake's own
+# message for a missing --configfile is a traceback).
+config-exists:
+	@if [ -n "$(CONFIG)" ] && [ ! -f "$(CONFIG)" ]; then \
+		echo "make study: error: CONFIG=$(CONFIG): no such file; expected a study config, e.g. one of: $(wildcard config/*.yaml)" >&2; exit 1; fi
 
 # The report is rebuilt only when something in results/ is newer than it.
 report: $(STAMP)
 	@if [ ! -f results/report.html ] || [ -n "$$(find results -type f -newer results/report.html ! -name report.html -print -quit)" ]; then \
-		$(BIN)/snakemake --report results/report.html; \
+		$(BIN)/snakemake --report results/report.html $(CONFIG_ARGS); \
 	else echo "Report up to date: results/report.html"; fi
 
 test: $(STAMP)

@@ -10,6 +10,7 @@ so a dry run (`-n`) shows them as well as a real run would, in a second.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
 import shutil
@@ -18,6 +19,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -206,12 +208,33 @@ def test_a_bad_config_stops_snakemake_with_one_clear_message(workflow_copy, conf
     assert_nothing_written(workflow_copy)
 
 
+def test_config_on_the_command_line_reads_values_as_a_config_file_does(workflow_copy):
+    """`--config` with a nested value: Snakemake alone leaves draws the string '10'."""
+    path = workflow_copy / "good.yaml"
+    path.write_text(yaml.safe_dump(GOOD))
+    proc = snakemake(workflow_copy, "-n", "-p", "results/digits/mlp/predictions/gaussian/fc1.parquet",
+                     "--configfile", str(path),
+                     "--config", "perturbations={gaussian: {levels: [0.3], draws: 10}}", "seed=7")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "--levels 0.3 --draws 10" in proc.stdout and "--seed 7" in proc.stdout
+    assert_nothing_written(workflow_copy)
+
+
 def test_a_missing_config_file_is_named(workflow_copy):
     # Snakemake opens --configfile before any workflow code runs, and reports
     # a missing one with its own traceback, ending in a line that names it.
     proc = snakemake(workflow_copy, "-n", "--configfile", "no-such-study.yaml")
     assert_refused(proc, ["No such file or directory", "no-such-study.yaml"], traceback_ok=True)
     assert_nothing_written(workflow_copy)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_study_runs_another_config_and_names_a_missing_one():
+    proc = run(["make", "study", "CONFIG=config/no-such-study.yaml"], cwd=REPO)
+    assert_refused(proc, ["CONFIG=config/no-such-study.yaml", "no such file", "config/config.yaml"])
+    planned = run(["make", "-n", "study", "CONFIG=config/mnist.yaml"], cwd=REPO)
+    assert "lesion.tools.run" in planned.stdout
+    assert "snakemake --configfile config/mnist.yaml" in planned.stdout
 
 
 def test_a_missing_default_config_is_named(tmp_path):
@@ -234,6 +257,47 @@ def test_an_output_root_that_is_a_file_stops_the_study_before_any_job(tmp_path, 
     assert_refused(proc, [root_name, "not a directory", "expected a directory"])
     assert (root / root_name).read_text() == "not a directory\n"
     assert not [r for r in OUTPUT_ROOTS if r != root_name and (root / r).exists()]
+
+
+# --- Targets the config cannot make (asked for by path) ------------------------
+
+TWO_MODELS = edited(models={"cnn": {"layers": "all"}, "mlp": {"layers": ["fc1", "fc2"]}})
+# id: (target, words the one message must hold)
+TARGET_CASES: dict[str, tuple[str, list[str]]] = {
+    "an operator the config lacks": (
+        "results/digits/cnn/predictions/bitflip/fc1.parquet",
+        ["operator 'bitflip' is not in the config", "['synapse_knockout', 'gaussian']",
+         "perturbations:"]),
+    "a layer the model lacks": (
+        "results/digits/cnn/variants/gaussian/fc3.parquet",
+        ["'fc3' is not a weight layer of 'cnn'", "['conv1', 'conv2', 'fc1', 'fc2']",
+         "models.cnn.layers"]),
+    "a layer the config does not sweep": (
+        "results/digits/mlp/variant_weights/gaussian/fc3",
+        ["'fc3' is not among the layers the config sweeps in 'mlp'", "['fc1', 'fc2']"]),
+    "another dataset": ("results/mnist/cnn/variants/gaussian/fc1.parquet",
+                        ["dataset 'mnist' is not this study's", "results/digits/"]),
+}
+
+
+@pytest.mark.parametrize("case", TARGET_CASES)
+def test_a_sweep_file_the_config_cannot_make_is_refused_with_the_reason(workflow_copy, case):
+    path = workflow_copy / "two-models.yaml"
+    path.write_text(yaml.safe_dump(TWO_MODELS))
+    target, words = TARGET_CASES[case]
+    proc = snakemake(workflow_copy, "-n", target, "--configfile", str(path))
+    assert_refused(proc, [target, *words])
+    assert "InputFunctionException" not in proc.stdout
+    assert_nothing_written(workflow_copy)
+
+
+def test_a_sweep_file_the_config_can_make_is_planned(workflow_copy):
+    path = workflow_copy / "two-models.yaml"
+    path.write_text(yaml.safe_dump(TWO_MODELS))
+    proc = snakemake(workflow_copy, "-n", "results/digits/cnn/predictions/gaussian/fc2.parquet",
+                     "--configfile", str(path))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "sweep" in proc.stdout
 
 
 # --- Dataset directories (issue #3: a dataset the user keeps in a directory) --
@@ -284,9 +348,11 @@ def test_a_dataset_directory_missing_empty_or_in_the_wrong_layout_is_explained(
 def made(tmp_path_factory) -> dict[str, str]:
     """Good inputs made by the library itself, and bad ones made from them."""
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
     import torch
 
-    from lesion import data, files, io, predict, sweep, train
+    from lesion import data, files, io, metrics, predict, sweep, tables, train
+    from lesion.studies.faults import bounds
 
     d = tmp_path_factory.mktemp("inputs")
     p = {name: str(d / name) for name in (
@@ -321,14 +387,38 @@ def made(tmp_path_factory) -> dict[str, str]:
     column = table.schema.get_field_index("sha256")
     tampered = pc.binary_join_element_wise(table.column("sha256"), "0", "")  # one more digit
     p["tampered.parquet"] = str(d / "tampered.parquet")
-    files.write_table(table.set_column(column, "sha256", tampered), p["tampered.parquet"])
+    files.write_table(table.set_column(column, "sha256", tampered), p["tampered.parquet"],
+                      kind=tables.VARIANTS)
     model_column = table.schema.get_field_index("model")
     p["cnn-variants.parquet"] = str(d / "cnn-variants.parquet")
     files.write_table(table.set_column(model_column, "model", pc.replace_substring(
-        table.column("model"), "mlp", "cnn")), p["cnn-variants.parquet"])
+        table.column("model"), "mlp", "cnn")), p["cnn-variants.parquet"], kind=tables.VARIANTS)
     p["predictions.parquet"] = str(d / "predictions.parquet")
     predict.predict_clean("digits", p["weights.safetensors"], p["test.safetensors"],
                           p["predictions.parquet"], device="cpu", batch_size=512, precision="ieee")
+    # a second sweep (fc2), both sweeps' predictions, the metrics, and a fault study
+    for layer in ("fc1", "fc2"):
+        p[f"v-{layer}"], p[f"p-{layer}"] = str(d / f"v-{layer}.parquet"), str(d / f"p-{layer}.parquet")
+        sweep.write_variants("digits", p["weights.safetensors"], layer, "gaussian", levels=[0.5],
+                             draws=2, study_seed=0, out=p[f"v-{layer}"])
+        predict.predict_sweep("digits", p["weights.safetensors"], p["test.safetensors"],
+                              p[f"v-{layer}"], p[f"p-{layer}"], device="cpu", batch_size=512,
+                              variants_per_pass=8, cache_gb=1, precision="ieee")
+    for name in ("metrics.parquet", "summary.parquet", "summary.csv"):
+        p[name] = str(d / name)
+    metrics.write_metrics("digits", "mlp", clean=p["predictions.parquet"],
+                          variants=[p["v-fc1"], p["v-fc2"]], predictions=[p["p-fc1"], p["p-fc2"]],
+                          out=p["metrics.parquet"], summary_out=p["summary.parquet"],
+                          summary_csv=p["summary.csv"])
+    p["errors.parquet"], p["bounds.parquet"] = str(d / "errors.parquet"), str(d / "bounds.parquet")
+    bounds.fault_study("digits", p["weights.safetensors"], p["test.safetensors"], layers=["fc1"],
+                       levels=[0.1], repetitions=2, study_seed=0, errors_out=p["errors.parquet"],
+                       bounds_out=p["bounds.parquet"], device="cpu", batch_size=512,
+                       precision="ieee", reps_per_pass=2, inputs=20)
+    p["foreign.parquet"] = str(d / "foreign.parquet")  # a variants table's columns, no stamp
+    pq.write_table(table.replace_schema_metadata({}), p["foreign.parquet"])
+    p["objects.pth"] = str(d / "objects.pth")  # a pickle of more than tensors
+    torch.save({"features.0.weight": np.zeros(3)}, p["objects.pth"])
     p["file"] = str(d / "a-file")
     Path(p["file"]).write_text("a file where a directory should be\n")
     return p
@@ -356,6 +446,10 @@ def replaced(argv: list[str], flag: str, value: str) -> list[str]:
     return [*argv[: i + 1], value, *argv[i + 2:]]
 
 
+PREDICTIONS_TABLE = "a predictions table (written by `python -m lesion sweep predict`)"
+METRICS = ["sweep", "metrics", "--dataset", "digits", "--model", "mlp", "--clean",
+           "{predictions.parquet}", "--out", "{out}/m.parquet", "--summary-out", "{out}/s.parquet",
+           "--summary-csv", "{out}/s.csv"]
 TRAIN = ["model", "train", "--model", "mlp", "--dataset", "digits", "--train",
          "{train.safetensors}", "--test", "{test.safetensors}", "--weights-out",
          "{out}/w.safetensors", "--curve-out", "{out}/c.parquet", "--epochs", "1",
@@ -421,8 +515,84 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
                                          "the weights are 'mlp'"]),
     "a predictions table as variants": (replaced(PREDICT, "--variants", "{predictions.parquet}")
                                         + ["--out", "{out}/p.parquet"],
-                                        ["predictions.parquet", "not a variants table",
-                                         "python -m lesion sweep variants"]),
+                                        ["predictions.parquet", PREDICTIONS_TABLE,
+                                         "expected a variants table (written by `python -m "
+                                         "lesion sweep variants`)"]),
+    "variant weights of a predictions table": (
+        ["sweep", "variant-weights", "--dataset", "digits", "--weights", "{weights.safetensors}",
+         "--variants", "{predictions.parquet}", "--out", "{out}/weights"],
+        ["predictions.parquet", PREDICTIONS_TABLE, "expected a variants table"]),
+    "metrics with variants and predictions swapped": (
+        METRICS + ["--variants", "{p-fc1}", "{p-fc2}", "--predictions", "{v-fc1}", "{v-fc2}"],
+        ["p-fc1.parquet", PREDICTIONS_TABLE, "expected a variants table"]),
+    "metrics given the predictions of a sweep not given": (
+        METRICS + ["--variants", "{v-fc1}", "--predictions", "{p-fc2}"],
+        ["p-fc2.parquet", "predictions of variants no --variants table holds",
+         "mlp-fc2-gaussian0.50-num0", "v-fc1.parquet"]),
+    "metrics given one sweep's predictions twice": (
+        METRICS + ["--variants", "{v-fc1}", "{v-fc2}", "--predictions", "{p-fc1}", "{p-fc1}"],
+        ["p-fc1.parquet and", "both are predictions of", "v-fc1.parquet"]),
+    "metrics of another model's variants": (
+        METRICS + ["--variants", "{cnn-variants.parquet}", "--predictions", "{p-fc1}"],
+        ["cnn-variants.parquet", "variants table of model ['cnn']",
+         "expected model 'mlp', as --model says"]),
+    "metrics under another model's name": (
+        replaced(METRICS, "--model", "cnn") + ["--variants", "{v-fc1}", "--predictions", "{p-fc1}"],
+        ["predictions.parquet", "the predictions of ['mlp'], but --model is 'cnn'"]),
+    "metrics with a variants table as the clean predictions": (
+        replaced(METRICS, "--clean", "{v-fc1}") + ["--variants", "{v-fc1}", "--predictions",
+                                                   "{p-fc1}"],
+        ["v-fc1.parquet", "a variants table (written by `python -m lesion sweep variants`)",
+         "expected a predictions table"]),
+    "weight figures of predictions tables": (
+        ["perturbation", "figures", "--names", "weight_diffs", "--summary", "{summary.parquet}",
+         "--variants", "{p-fc1}", "--out", "{out}/figures"],
+        ["p-fc1.parquet", PREDICTIONS_TABLE, "expected a variants table"]),
+    "a table lesion did not write": (
+        replaced(PREDICT, "--variants", "{foreign.parquet}") + ["--out", "{out}/p.parquet"],
+        ["foreign.parquet", "without the kind stamp of a lesion step",
+         "expected a variants table"]),
+    "performances figure of the metrics table": (
+        ["perturbation", "figures", "--names", "performances", "--summary", "{metrics.parquet}",
+         "--out", "{out}/figures"],
+        ["metrics.parquet", "a metrics table (written by `python -m lesion sweep metrics`)",
+         "expected a metrics summary table"]),
+    "bounds figure with its two tables swapped": (
+        ["faults", "figure", "bounds", "--errors", "{bounds.parquet}", "--bounds",
+         "{errors.parquet}", "--png", "{out}/b.png", "--pdf", "{out}/b.pdf"],
+        ["bounds.parquet", "a fault bounds table (written by `python -m lesion faults bounds`)",
+         "expected a fault errors table"]),
+    "training on another dataset's tensors": (
+        replaced(TRAIN, "--dataset", "mnist"),
+        ["train.safetensors", "a split of dataset 'digits'", "expected one of 'mnist'",
+         "data tensors --dataset mnist"]),
+    "predicting raw data": (
+        replaced(PREDICT, "--test", "{raw.safetensors}") + ["--out", "{out}/p.parquet"],
+        ["raw.safetensors", "not a train or test split",
+         "`python -m lesion data tensors --dataset digits`"]),
+    "pretrained weights from a file that is not a checkpoint": (
+        ["data", "pretrained", "--model", "alexnet", "--pth", "{text.safetensors}",
+         "--out", "{out}/w.safetensors"],
+        ["text.safetensors", "not a PyTorch checkpoint", "weights_only=True"]),
+    "pretrained weights from a checkpoint holding Python objects": (
+        ["data", "pretrained", "--model", "alexnet", "--pth", "{objects.pth}",
+         "--out", "{out}/w.safetensors"],
+        ["objects.pth", "it holds Python objects", "lesion never unpickles"]),
+    "imagenet tensors from a directory that is not there": (
+        ["data", "imagenet-tensors", "--path", "{out}/../no-such-dir", "--test-out",
+         "{out}/t.safetensors", "--weights", "ResNet18_Weights.IMAGENET1K_V1"],
+        ["--path = ", "no-such-dir", "no such directory", "ILSVRC2012"]),
+    "fault bounds of a layer the model lacks, after a good one": (
+        ["faults", "bounds", "--dataset", "digits", "--weights", "{weights.safetensors}", "--test",
+         "{test.safetensors}", "--errors-out", "{out}/e.parquet", "--bounds-out",
+         "{out}/b.parquet", "--device", "cpu", "--precision", "ieee", "--batch-size", "512",
+         "--layers", "fc1,fc4", "--levels", "0.1", "--repetitions", "2", "--seed", "0",
+         "--threads", "1"],
+        ["['fc4']", "not weight layers of 'mlp'", "['fc1', 'fc2', 'fc3']"]),
+    "a benchmark's config file that is not there": (
+        ["bench", "dag", "--configfile", "{out}/../config/mnst.yaml"],
+        ["mnst.yaml", "no such config file", "config/config.yaml"]),
+    "a group without a step": (["bench"], ["required", "{sweep,dag,jobs,tables,faults}"]),
     "variants table not parquet": (replaced(PREDICT, "--variants", "{table.parquet.txt}")
                                    + ["--out", "{out}/p.parquet"],
                                    ["table.parquet.txt", "not a readable Parquet file"]),
@@ -447,12 +617,21 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
     "unknown figure": (["perturbation", "figures", "--names", "performance", "--summary",
                         "{variants.parquet}", "--out", "{out}/figures"],
                        ["'performance'", "['performances', 'weight_diffs', 'num_weights']"]),
-    "unequal metrics inputs": (["sweep", "metrics", "--dataset", "digits", "--model", "mlp", "--clean",
-                                "{variants.parquet}", "--variants", "{variants.parquet}",
-                                "{variants.parquet}", "--predictions", "{variants.parquet}",
-                                "--out", "{out}/m.parquet", "--summary-out", "{out}/s.parquet",
-                                "--summary-csv", "{out}/s.csv"],
-                               ["2 variants tables but 1 predictions", "same order"]),
+    "unequal metrics inputs": (METRICS + ["--variants", "{variants.parquet}",
+                                          "{variants.parquet}", "--predictions", "{variants.parquet}"],
+                               ["2 variants tables but 1 predictions", "one of each per sweep"]),
+}
+
+# Words a case's message must not hold: torch's advice to load unsafely, a wrong
+# step or origin, work done before an argument was refused (a progress bar).
+FORBIDDEN: dict[str, list[str]] = {
+    "pretrained weights from a file that is not a checkpoint": ["weights_only=False"],
+    "pretrained weights from a checkpoint holding Python objects": ["weights_only=False",
+                                                                    "add_safe_globals"],
+    "predicting raw data": ["imagenet-tensors"],
+    "imagenet tensors from a directory that is not there": ["config error"],
+    "a benchmark's config file that is not there": ["writable"],
+    "fault bounds of a layer the model lacks, after a good one": ["%|"],
 }
 
 
@@ -472,5 +651,43 @@ def cli_runs(request, made, tmp_path_factory) -> dict[str, tuple[subprocess.Comp
 def test_a_bad_step_invocation_fails_with_one_clear_message_and_no_output(made, cli_runs, case):
     proc, out = cli_runs[case]
     assert_refused(proc, [fill(w, {**made, "out": str(out)}) for w in CLI_CASES[case][1]])
+    said = [w for w in FORBIDDEN.get(case, []) if w in proc.stdout]
+    assert not said, f"{said} in the message:\n{proc.stdout[-3000:]}"
     assert list(out.iterdir()) == [], "a failed step left files behind"
     assert Path(made["file"]).read_text() == "a file where a directory should be\n"
+
+
+# --- Help ---------------------------------------------------------------------
+
+def every_step():
+    """(name, parser) of every `python -m lesion GROUP STEP`."""
+    from lesion.cli import parser
+
+    def choices(p):
+        return next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    return [(f"{group} {step}", sub) for group, grouped in choices(parser()).items()
+            for step, sub in choices(grouped).items()]
+
+
+@pytest.mark.parametrize("name,step", every_step(), ids=[n for n, _ in every_step()])
+def test_every_option_says_what_it_is_its_default_and_its_values(name, step):
+    for action in step._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        flag = "/".join(action.option_strings) or action.dest
+        described = step.formatter_class("x")._get_help_string(action)
+        assert len((action.help or "").split()) >= 3, f"{name} {flag}: no description"
+        if action.option_strings and action.required:
+            assert "(required)" in described, f"{name} {flag}: not marked required"
+        elif action.option_strings:
+            assert "default" in described, f"{name} {flag}: no default said"
+        if action.dest in ("dataset", "model", "perturbation") or action.choices:
+            assert "one of" in described, f"{name} {flag}: its values are not listed"
+
+
+def test_the_top_level_help_describes_the_tool_not_its_code():
+    proc = run([sys.executable, "-m", "lesion", "--help"], cwd=REPO)
+    assert proc.returncode == 0
+    assert "lesion studies of neural networks" in proc.stdout
+    assert "Argument parsing" not in proc.stdout and "argument parsing" not in proc.stdout

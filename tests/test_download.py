@@ -283,8 +283,10 @@ def test_weights_whose_hash_does_not_match_their_name_are_refused(
 def test_a_file_that_is_not_a_state_dict_is_refused_without_unpickling(tmp_path):
     pth = tmp_path / "evil.pth"
     torch.save({"model": torch.nn.Linear(2, 2)}, pth)  # a pickled module: weights_only refuses it
-    with pytest.raises(ValueError, match="not a loadable torch state dict"):
+    with pytest.raises(ValueError, match=r"holds Python objects \(torch.nn.modules.linear.Linear\), "
+                       "which lesion never unpickles") as refused:
         fetch.import_weights("squeezenet1_1", pth, tmp_path / "out.safetensors")
+    assert "weights_only=False" not in str(refused.value)  # torch's advice: the unsafe path
     assert not (tmp_path / "out.safetensors").exists()
 
 

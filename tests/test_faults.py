@@ -192,6 +192,24 @@ def test_b1_and_b2_are_never_below_the_monte_carlo_error(trained):
             assert faults.aggregate(predicted["b2"])["mean"] >= mc["mean"] * 0.97, (layer, p)
 
 
+def test_the_monte_carlo_interval_explains_a_bound_a_little_under_its_estimate(trained):
+    from scipy import stats
+
+    model, images, labels = trained
+    _, rows = faults.layer_study(model, "fc3", images[:150], labels[:150], levels=[0.1],
+                                 repetitions=40, study_seed=0, batch_size=512, reps_per_pass=40,
+                                 device=CPU)
+    table = pd.DataFrame(rows).set_index(["bound", "statistic"])
+    deltas, *_ = monte_carlo(model, "fc3", images[:150], 0.1, 40)  # the same seeds
+    per_repetition = np.abs(deltas.numpy()).sum(-1).mean(1)  # mean_x ||Delta||_1, one per draw
+    half = stats.t.ppf(0.975, 39) * per_repetition.std(ddof=1) / np.sqrt(40)
+    row = table.loc[("b1", "norm_l1")]
+    assert row["mc_ci95"] == pytest.approx(half, rel=1e-4)
+    # at the output layer b1's l1 form is exact (p ||y||_1): its estimate differs by noise only
+    assert abs(row["value"] - row["mc"]) <= row["mc_ci95"], (row["value"], row["mc"])
+    assert np.isnan(table.loc[("b2", "mean"), "mc_ci95"])
+
+
 def test_b1_and_b2_are_left_out_where_the_rest_of_the_network_is_not_dense(cnn, digits):
     x, _ = digits
     prefix, suffix = activations.crash_split(cnn, "conv2")  # max-pooling follows
@@ -260,7 +278,7 @@ def test_the_faults_part_of_the_workflow_builds_end_to_end(tmp_path):
         assert (out / "faults" / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
     bounds = pd.read_parquet(out / "faults" / "bounds.parquet")
     assert list(bounds.columns) == ["dataset", "model", "layer", "p", "bound", "statistic",
-                                    "value", "mc"]
+                                    "value", "mc", "mc_ci95"]
     assert set(bounds["layer"]) == {"fc2"} and sorted(set(bounds["p"])) == [0.05, 0.2]
     assert set(bounds["bound"]) == {"b1", "b1_jensen", "b2", "b3", "b4"}
     assert bounds[["value", "mc"]].notna().all().all()

@@ -10,6 +10,8 @@ import pytest
 
 from lesion import files
 
+KIND = files.TableKind("test", "test step", ("x",))
+
 
 @pytest.fixture
 def umask_022():
@@ -23,13 +25,13 @@ def mode(path) -> int:
 
 
 def test_outputs_honour_the_umask_not_the_private_temporary_mode(tmp_path, umask_022):
-    files.write_table(pa.table({"x": [1]}), tmp_path / "t.parquet")
+    files.write_table(pa.table({"x": [1]}), tmp_path / "t.parquet", kind=KIND)
     assert mode(tmp_path / "t.parquet") == 0o644
     with files.atomic_dir(tmp_path / "d") as tmp:
         (tmp / "f").write_text("x")
     assert mode(tmp_path / "d") == 0o755
     os.umask(0o077)
-    files.write_table(pa.table({"x": [1]}), tmp_path / "private.parquet")
+    files.write_table(pa.table({"x": [1]}), tmp_path / "private.parquet", kind=KIND)
     assert mode(tmp_path / "private.parquet") == 0o600
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from lesion import metrics, sweep
+from lesion import files, metrics, sweep, tables
 from lesion.predict import _table
 
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -25,9 +25,9 @@ CLEAN = predictions(["mlp"], [[[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [2, 0, 1, 3, 4]
                     [[0.1, 0.2, 0.3, 0.4]])
 
 
-def variants_table(levels_draws):
-    rows = [{"variant": f"mlp-fc1-gaussian{lv:.2f}-num{d}", "dataset": "digits", "model": "mlp",
-             "perturbation": "gaussian", "layer": "fc1", "level": lv, "draw": d, "seed": 1,
+def variants_table(levels_draws, layer="fc1"):
+    rows = [{"variant": f"mlp-{layer}-gaussian{lv:.2f}-num{d}", "dataset": "digits", "model": "mlp",
+             "perturbation": "gaussian", "layer": layer, "level": lv, "draw": d, "seed": 1,
              "sha256": "x", "weights": 10, "changed": 10, "rel_l1": 0.1, "rel_l2": 0.1}
             for lv, d in levels_draws]
     return pa.Table.from_pylist(rows, schema=sweep.VARIANT_SCHEMA)
@@ -86,15 +86,14 @@ def test_metrics_step_refuses_unpaired_tables(tmp_path):
 
 
 def test_metrics_step_writes_the_values_to_parquet_and_csv(tmp_path):
-    from lesion import files
-
     ids = ["mlp-fc1-gaussian0.50-num0", "mlp-fc1-gaussian0.50-num1"]
     tops = [[[0, 1, 2, 3, 4], [9, 8, 7, 6, 5], [1, 2, 0, 3, 4], [0, 1, 2, 3, 4]],   # top1 1/4
             [[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [2, 0, 1, 3, 4], [3, 0, 1, 2, 4]]]   # top1 4/4
     paths = {name: tmp_path / f"{name}.parquet" for name in ("clean", "variants", "predictions")}
-    files.write_table(CLEAN, paths["clean"])
-    files.write_table(variants_table([(0.5, 0), (0.5, 1)]), paths["variants"])
-    files.write_table(predictions(ids, tops, [[1.0] * 4, [2.0] * 4]), paths["predictions"])
+    files.write_table(CLEAN, paths["clean"], kind=tables.PREDICTIONS)
+    files.write_table(variants_table([(0.5, 0), (0.5, 1)]), paths["variants"], kind=tables.VARIANTS)
+    files.write_table(predictions(ids, tops, [[1.0] * 4, [2.0] * 4]), paths["predictions"],
+                      kind=tables.PREDICTIONS)
     out = {name: tmp_path / name for name in ("long.parquet", "summary.parquet", "summary.csv")}
     metrics.write_metrics("digits", "mlp", clean=str(paths["clean"]),
                           variants=[str(paths["variants"])],
@@ -120,18 +119,69 @@ def test_metrics_step_writes_the_values_to_parquet_and_csv(tmp_path):
     pd.testing.assert_frame_equal(csv, summary, check_dtype=False)
 
 
-def test_metrics_of_several_test_sets_are_kept_apart_each_against_its_own_clean_model(tmp_path):
-    from lesion import files
+def two_sweeps(tmp_path):
+    """Two sweeps' tables on disk (fc1: top-1 1/4; fc2: top-1 4/4) and the clean one."""
+    tops = {"fc1": [[0, 1, 2, 3, 4], [9, 8, 7, 6, 5], [1, 2, 0, 3, 4], [0, 1, 2, 3, 4]],
+            "fc2": [[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [2, 0, 1, 3, 4], [3, 0, 1, 2, 4]]}
+    paths = {"clean": str(tmp_path / "none.parquet")}
+    files.write_table(CLEAN, paths["clean"], kind=tables.PREDICTIONS)
+    for layer, top in tops.items():
+        paths[f"v-{layer}"] = str(tmp_path / f"variants-{layer}.parquet")
+        paths[f"p-{layer}"] = str(tmp_path / f"predictions-{layer}.parquet")
+        files.write_table(variants_table([(0.5, 0)], layer), paths[f"v-{layer}"], kind=tables.VARIANTS)
+        files.write_table(predictions([f"mlp-{layer}-gaussian0.50-num0"], [top], [[1.0] * 4]),
+                          paths[f"p-{layer}"], kind=tables.PREDICTIONS)
+    return paths
 
+
+def top1_of(tmp_path, paths, variants, predictions, model="mlp"):
+    out = tmp_path / "out"
+    metrics.write_metrics("digits", model, clean=paths["clean"], variants=variants,
+                          predictions=predictions, out=out / "m.parquet",
+                          summary_out=out / "s.parquet", summary_csv=out / "s.csv")
+    long = pd.read_parquet(out / "m.parquet")
+    return long[long["metric"] == "top1"].set_index("layer")["value"].to_dict()
+
+
+def test_predictions_are_matched_to_their_variants_by_id_not_by_position(tmp_path):
+    paths = two_sweeps(tmp_path)
+    expected = {"none": 0.75, "fc1": 0.25, "fc2": 1.0}  # counted by hand from the tops above
+    in_order = top1_of(tmp_path, paths, [paths["v-fc1"], paths["v-fc2"]],
+                       [paths["p-fc1"], paths["p-fc2"]])
+    swapped = top1_of(tmp_path, paths, [paths["v-fc1"], paths["v-fc2"]],
+                      [paths["p-fc2"], paths["p-fc1"]])
+    assert in_order == swapped == expected
+
+
+def test_metrics_refuse_predictions_of_a_sweep_not_given_naming_both_files(tmp_path):
+    paths = two_sweeps(tmp_path)
+    with pytest.raises(files.InputFileError, match=r"predictions-fc2.parquet: predictions of "
+                       r"variants no --variants table holds .*variants-fc1.parquet"):
+        top1_of(tmp_path, paths, [paths["v-fc1"]], [paths["p-fc2"]])
+    with pytest.raises(files.InputFileError, match=r"predictions-fc1.parquet and "
+                       r".*predictions-fc1.parquet: both are predictions of .*variants-fc1"):
+        top1_of(tmp_path, paths, [paths["v-fc1"], paths["v-fc2"]], [paths["p-fc1"]] * 2)
+
+
+def test_metrics_refuse_another_models_tables(tmp_path):
+    paths = two_sweeps(tmp_path)
+    with pytest.raises(files.InputFileError, match=r"none.parquet: the predictions of \['mlp'\], "
+                       r"but --model is 'cnn'"):
+        top1_of(tmp_path, paths, [paths["v-fc1"]], [paths["p-fc1"]], model="cnn")
+
+
+def test_metrics_of_several_test_sets_are_kept_apart_each_against_its_own_clean_model(tmp_path):
     ids = ["mlp-fc1-gaussian0.50-num0", "mlp-fc1-gaussian0.50-num1"]
     right = [[[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [2, 0, 1, 3, 4], [3, 0, 1, 2, 4]]] * 2
     wrong = [[[9, 1, 2, 3, 4], [9, 0, 2, 3, 4], [9, 0, 1, 3, 4], [3, 0, 1, 2, 4]]] * 2  # 1/4
     paths = {}
-    for name, table in (("clean", CLEAN), ("variants", variants_table([(0.5, 0), (0.5, 1)])),
-                        ("p_clean", predictions(ids, right, [[1.0] * 4] * 2)),
-                        ("p_fgsm", predictions(ids, wrong, [[1.0] * 4] * 2))):
+    for name, table, kind in (
+            ("clean", CLEAN, tables.PREDICTIONS),
+            ("variants", variants_table([(0.5, 0), (0.5, 1)]), tables.VARIANTS),
+            ("p_clean", predictions(ids, right, [[1.0] * 4] * 2), tables.PREDICTIONS),
+            ("p_fgsm", predictions(ids, wrong, [[1.0] * 4] * 2), tables.PREDICTIONS)):
         paths[name] = str(tmp_path / f"{name}.parquet")
-        files.write_table(table, paths[name])
+        files.write_table(table, paths[name], kind=kind)
     out = {name: tmp_path / name for name in ("long.parquet", "summary.parquet", "summary.csv")}
     metrics.write_metrics("digits", "mlp", clean=[paths["clean"], paths["clean"]],
                           variants=[paths["variants"]],

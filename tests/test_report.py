@@ -23,10 +23,10 @@ pytestmark = [
 ]
 
 CATEGORIES = ["Perturbations (Cheney et al. 2017)", "Faults (El-Mhamdi et al. 2019)"]
-# what the config below asks for: the perturbation study's figures and summary
-# table of the model, the fault study's bounds figure and its table
+# what the config below asks for: the perturbation study's figures, summary and
+# fragility tables of the model, the fault study's bounds figure and its table
 EXPECTED = ["performances.png", "weight_diffs.png", "num_weights.png", "metrics_summary.csv",
-            "bounds.png", "bounds.csv"]
+            "fragility.csv", "bounds.png", "bounds.csv"]
 CONFIG = {
     "seed": 0,
     "device": "cpu",

@@ -133,6 +133,7 @@ def test_the_study_builds_every_target(study):
         "weights.safetensors", "training.parquet", "metrics.parquet",
         "checkpoints/epoch2.safetensors",
         "metrics_summary.parquet", "metrics_summary.csv", "predictions/none.parquet",
+        "fragility.csv",
         *(f"{kind}/{perturbation}/{layer}.parquet" for kind in ("variants", "predictions")
           for perturbation in PERTURBATIONS for layer in LAYERS),
         *(f"figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")),
@@ -143,6 +144,9 @@ def test_the_study_builds_every_target(study):
         assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
     assert len(pd.read_parquet(out / "training.parquet")) > 0
+    fragility = pd.read_csv(out / "fragility.csv")  # one row per swept (operator, layer)
+    assert len(fragility) == len(PERTURBATIONS) * len(LAYERS)
+    assert fragility["auc"].between(0, 1).all()
 
 
 def test_metrics_table_holds_every_variant_and_the_clean_model(study):

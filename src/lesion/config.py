@@ -327,3 +327,24 @@ def check_writable(project: str | os.PathLike = ".") -> None:
         if not os.access(where, os.W_OK | os.X_OK):
             raise ConfigError(f"{where}: not writable; expected a directory the study can write "
                               f"its {root} to")
+
+
+def command_line_values(entries: list[str] | None) -> dict:
+    """`snakemake --config KEY=VALUE ...` entries read as a config file reads them.
+
+    Snakemake reads a nested VALUE with YAML's BaseLoader, which leaves every
+    scalar a string (`perturbations={gaussian: {draws: 10}}` gives draws '10',
+    which the check refuses); here VALUE is read with yaml.safe_load, so text
+    means the same on the command line as in a config file. An entry that is
+    not KEY=VALUE or not YAML is left to Snakemake's own reading.
+    """
+    values = {}
+    for entry in entries or []:
+        key, sep, text = entry.partition("=")
+        if not sep:
+            continue
+        try:
+            values[key] = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            continue
+    return values

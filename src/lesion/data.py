@@ -186,23 +186,54 @@ def training_part(labels: torch.Tensor, part: str, *, seed: int) -> torch.Tensor
     return torch.sort(torch.cat(chosen)).values
 
 
-def load_split(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
+def _maker(dataset: str) -> str:
+    """The step that makes `dataset`'s splits."""
+    if DATASETS[dataset].raw is None and DATASETS[dataset].official is None:
+        return "`python -m lesion data imagenet-tensors`"
+    return f"`python -m lesion data tensors --dataset {dataset}`"
+
+
+def _check_split(path, dataset: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a file that is not a split of `dataset`: another dataset's, or raw data."""
+    meta = io.load_metadata(path)
+    if meta.get("dataset") != dataset:
+        raise files.InputFileError(f"{path}: a split of dataset {meta.get('dataset')!r}; expected "
+                                   f"one of {dataset!r}, made by {_maker(dataset)}")
+    if "split" not in meta:
+        raise files.InputFileError(f"{path}: not a train or test split (its metadata names no "
+                                   "split: raw data, as `python -m lesion data export` writes "
+                                   f"it?); expected a split made by {_maker(dataset)}")
+    shape = tuple(tensors["images"].shape[1:])
+    expected = get(dataset).input_shape
+    if shape not in (expected, expected[1:]):  # uint8 splits may lack the channel axis
+        raise files.InputFileError(f"{path}: images of shape {shape}; expected {dataset}'s "
+                                   f"{expected}, made by {_maker(dataset)}")
+
+
+def load_split(path: str | os.PathLike, dataset: str | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) of a preprocessed split, images float32 NCHW.
 
     A split stored as uint8 with `normalize` metadata (ImageNet) is
-    normalised here, as its weights' transforms prescribe.
+    normalised here, as its weights' transforms prescribe. With `dataset`,
+    the file must be a split of that dataset (its metadata and image shape):
+    a step given raw data or another dataset's split says so, instead of
+    failing inside the network on shapes that do not multiply.
     """
     tensors = io.load_tensors(path)
     for key in ("images", "labels"):
         if key not in tensors:
             raise files.InputFileError(f"{path}: no {key!r} tensor; expected a file made by "
-                                    "`python -m lesion tensors`")
+                                       "`python -m lesion data tensors`")
+    if dataset is not None:
+        _check_split(path, dataset, tensors)
     images = tensors["images"]
     if images.dtype == torch.uint8:
         normalize = io.load_metadata(path).get("normalize")
         if normalize is None:
             raise files.InputFileError(f"{path}: uint8 images without 'normalize' metadata; "
-                                       "expected a file made by `python -m lesion imagenet-tensors`")
+                                       "expected a file made by `python -m lesion data "
+                                       "imagenet-tensors`")
         from lesion import imagenet
 
         images = imagenet.normalise(images, mean=normalize["mean"], std=normalize["std"])

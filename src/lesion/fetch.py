@@ -172,7 +172,15 @@ def import_weights(model: str, pth: str | os.PathLike, out: str | os.PathLike) -
     try:
         state = torch.load(pth, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several kinds for a bad file (EOF, unpickling, zip)
-        raise files.InputFileError(f"{pth}: not a loadable torch state dict ({err})") from err
+        # Never pass on torch's advice to retry with weights_only=False: that path
+        # runs whatever code the file holds.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = (f"it holds Python objects ({found.group(1)}), which lesion never unpickles"
+                if found else "not a PyTorch checkpoint")
+        raise files.InputFileError(
+            f"{pth}: {what}; expected a state dict of plain tensors (loaded with "
+            f"weights_only=True), such as `python -m lesion data download-weights --weights "
+            f"{name}` writes") from None
     if not isinstance(state, dict):
         raise files.InputFileError(f"{pth}: holds a {type(state).__name__}; expected a state dict")
     network = models.build(model, num_classes=len(entry.meta["categories"]))

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -125,22 +126,67 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_table(table: pa.Table, path: str | os.PathLike,
-                metadata: dict[str, str] | None = None) -> None:
-    """Write a Parquet table atomically, with `metadata` added to its schema's."""
-    if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                               **{k.encode(): v.encode() for k, v in metadata.items()}})
+@dataclass(frozen=True)
+class TableKind:
+    """A kind of table a step writes: its name, the step that writes it, the columns
+    readers rely on. Defined beside the code that owns the table (lesion.tables for
+    the engine's), passed to write_table and read_table."""
+
+    name: str
+    step: str        # e.g. "sweep variants", run as `python -m lesion sweep variants`
+    columns: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"a {self.name} table (written by `python -m lesion {self.step}`)"
+
+
+# The schema metadata every table carries: its kind and the step that wrote it.
+KIND_KEY, STEP_KEY = b"lesion.table", b"lesion.step"
+
+
+def write_table(table: pa.Table, path: str | os.PathLike, metadata: dict[str, str] | None = None,
+                *, kind: TableKind) -> None:
+    """Write a Parquet table atomically, stamped with its kind, `metadata` added to its schema's.
+
+    The stamp lets every reader refuse the wrong kind of table by name
+    (read_table) instead of failing on a missing column deep inside a step.
+    """
+    missing = [c for c in kind.columns if c not in table.column_names]
+    if missing:  # a writer and its kind disagree: a bug in lesion, not a user mistake
+        raise AssertionError(f"{kind.name} table without columns {missing}")
+    stamp = {KIND_KEY: kind.name.encode(), STEP_KEY: kind.step.encode()}
+    table = table.replace_schema_metadata({
+        **(table.schema.metadata or {}), **stamp,
+        **{k.encode(): v.encode() for k, v in (metadata or {}).items()}})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
 
-def read_table(path: str | os.PathLike) -> pa.Table:
-    """Read a Parquet table; a missing or corrupt file raises InputFileError."""
+def read_table(path: str | os.PathLike, kind: TableKind | None = None) -> pa.Table:
+    """Read a Parquet table; a missing, corrupt or (given `kind`) wrong kind of file
+    raises InputFileError naming the file, what it is and what was expected."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{path}: file not found")
     try:
-        return pq.read_table(path)
+        table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         raise InputFileError(f"{path}: not a readable Parquet file ({err})") from err
+    if kind is not None:
+        check_kind(table, path, kind)
+    return table
+
+
+def check_kind(table: pa.Table, path: str | os.PathLike, kind: TableKind) -> None:
+    """Raise InputFileError unless `table` (read from `path`) is a `kind` table."""
+    meta = table.schema.metadata or {}
+    found = meta.get(KIND_KEY, b"").decode()
+    if found != kind.name:
+        what = (f"{TableKind(found, meta.get(STEP_KEY, b'?').decode(), ()).describe()}"
+                if found else "a table without the kind stamp of a lesion step (written by another "
+                "tool, or by an older lesion: rebuild it)")
+        raise InputFileError(f"{path}: {what}; expected {kind.describe()}")
+    missing = [c for c in kind.columns if c not in table.column_names]
+    if missing:
+        raise InputFileError(f"{path}: {kind.name} table without columns {missing}; expected "
+                             f"{kind.describe()} with columns {list(kind.columns)}")

@@ -51,26 +51,27 @@ def _problem(what: str, classes: int, images: int) -> MissingImagesError:
 
 
 def list_images(path: str | os.PathLike | None, *, classes: int = CLASSES,
-                images: int = IMAGES) -> list[tuple[str, int]]:
+                images: int = IMAGES, key: str = "dataset.path") -> list[tuple[str, int]]:
     """(image path, class index) of every image, checked to be complete.
 
     Raises MissingImagesError, naming what is wrong and how to get the data,
     unless `path` holds exactly `classes` WordNet-id directories with
     `images` images in all. Torch-free; the cost is one listing per class.
+    `key` names where the path came from (the config's dataset.path, a step's --path).
     """
     if path is None or str(path).strip() == "":
-        raise _problem("config error: dataset.path is not set; expected the directory of the "
+        raise _problem(f"{key} is not set; expected the directory of the "
                        "ILSVRC2012 validation images", classes, images)
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise _problem(f"config error: dataset.path = {str(path)!r}: no such directory (looked for "
+        raise _problem(f"{key} = {str(path)!r}: no such directory (looked for "
                        f"{root.resolve()})", classes, images)
     wnids = sorted(e.name for e in os.scandir(root) if e.is_dir() and _WNID.fullmatch(e.name))
     if len(wnids) != classes:
         loose = sum(1 for e in os.scandir(root) if e.is_file() and e.name.lower().endswith(EXTENSIONS))
         hint = (f" and {loose} loose images (the flat layout of ILSVRC2012_img_val.tar: sort them "
                 "with step 2 below)" if loose else "")
-        raise _problem(f"config error: dataset.path = {str(path)!r} holds {len(wnids)} class "
+        raise _problem(f"{key} = {str(path)!r} holds {len(wnids)} class "
                        f"directories (n########){hint}; expected {classes}", classes, images)
     found = []
     for index, wnid in enumerate(wnids):
@@ -78,7 +79,7 @@ def list_images(path: str | os.PathLike | None, *, classes: int = CLASSES,
             os.scandir(root / wnid), key=lambda e: e.name)
             if e.is_file() and e.name.lower().endswith(EXTENSIONS)]
     if len(found) != images:
-        raise _problem(f"config error: dataset.path = {str(path)!r} holds {len(found)} images in "
+        raise _problem(f"{key} = {str(path)!r} holds {len(found)} images in "
                        f"its {classes} class directories; expected {images} (an interrupted copy "
                        "or extraction?)", classes, images)
     return found
@@ -147,7 +148,7 @@ def decode(path: str | os.PathLike, out: str | os.PathLike, *, weights: Sequence
 
     from lesion import io
 
-    items = list_images(path, classes=classes, images=images)
+    items = list_images(path, classes=classes, images=images, key="--path")
     preset = transforms(weights)
     size = preset.crop_size[0]
     pixels = torch.empty(len(items), 3, size, size, dtype=torch.uint8)

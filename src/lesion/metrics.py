@@ -22,9 +22,11 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import stats
 
-from lesion import files
+from lesion import files, tables
+from lesion.files import InputFileError
 
 KEYS = ["dataset", "model", "testset", "perturbation", "layer", "level", "draw", "variant"]
 VARIANT_KEYS = [k for k in KEYS if k != "testset"]  # a variants table's own columns
@@ -102,13 +104,90 @@ def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
                 "metric", "mean", "std", "ci95", "n"]]
 
 
+def _ids(table: pa.Table) -> list[str]:
+    return pc.unique(table.column("variant")).cast(pa.string()).to_pylist()
+
+
+def _one(table: pa.Table, path: str, column: str, expected: str | None = None) -> str:
+    """The one value of `column` in a variants table; refused unless it is `expected`."""
+    found = sorted(set(pc.unique(table.column(column)).to_pylist()))
+    if len(found) != 1 or (expected is not None and found[0] != expected):
+        wanted = f"{column} {expected!r}, as --{column} says" if expected else f"one {column}"
+        raise InputFileError(f"{path}: a variants table of {column} {found}; expected {wanted}")
+    return found[0]
+
+
+def matched_sweeps(dataset: str, model: str, clean: tuple[str, pa.Table], variants: list[str],
+                   predictions: list[str]) -> list[tuple[pa.Table, pa.Table]]:
+    """(variants table, predictions table) of every sweep, matched by their variant ids.
+
+    Never by position: a variant id names its (model, layer, perturbation, level,
+    draw), so a predictions table belongs to the variants table holding exactly its
+    ids. Every table is checked to be of its kind, of `dataset` and `model`, one
+    sweep each, and predicted on the clean table's test images; a mismatch names
+    both files.
+    """
+    clean_path, clean_table = clean
+    clean_ids = _ids(clean_table)
+    if clean_ids != [model]:
+        raise InputFileError(f"{clean_path}: the predictions of {clean_ids}, but --model is "
+                             f"{model!r}; expected the clean predictions of {model!r} "
+                             "(predictions/none.parquet)")
+    images = clean_table.num_rows
+    owner: dict[str, str] = {}
+    read: dict[str, tuple[pa.Table, set[str]]] = {}
+    for path in variants:
+        table = files.read_table(path, tables.VARIANTS)
+        _one(table, path, "dataset", dataset)
+        _one(table, path, "model", model)
+        _one(table, path, "perturbation")
+        _one(table, path, "layer")
+        ids = table.column("variant").to_pylist()
+        for i in ids:
+            if i in owner:
+                raise InputFileError(f"{path} and {owner[i]}: both hold variant {i!r}; expected "
+                                     "each sweep's variants table once")
+            owner[i] = path
+        read[path] = (table, set(ids))
+    pairs: dict[str, tuple[pa.Table, pa.Table, str]] = {}
+    for path in predictions:
+        table = files.read_table(path, tables.PREDICTIONS)
+        ids = set(_ids(table))
+        stray = sorted(i for i in ids if i not in owner)
+        if stray:
+            raise InputFileError(f"{path}: predictions of variants no --variants table holds "
+                                 f"(e.g. {stray[0]!r}); expected the predictions of the sweeps "
+                                 f"given: {variants}")
+        homes = sorted({owner[i] for i in ids})
+        if len(homes) != 1:
+            raise InputFileError(f"{path}: predictions of the variants of several tables "
+                                 f"({homes}); expected those of one sweep")
+        home = homes[0]
+        if home in pairs:
+            raise InputFileError(f"{pairs[home][2]} and {path}: both are predictions of {home}; "
+                                 "expected one predictions table per variants table")
+        missing = sorted(read[home][1] - ids)
+        if missing:
+            raise InputFileError(f"{path}: predictions of {len(ids)} of the "
+                                 f"{len(read[home][1])} variants of {home} (none of "
+                                 f"{missing[0]!r}); expected every variant (rebuild the sweep)")
+        if table.num_rows != len(ids) * images:
+            raise InputFileError(f"{path}: {table.num_rows / len(ids):g} images per variant, "
+                                 f"{clean_path} has {images}; expected predictions of the same "
+                                 "test split")
+        pairs[home] = (read[home][0], table, path)
+    return [(pairs[v][0], pairs[v][1]) for v in variants]
+
+
 def write_metrics(dataset: str, model: str, *, clean: str | list[str], variants: list[str],
                   predictions: list[str], out: str, summary_out: str, summary_csv: str,
                   testsets: list[str] | None = None) -> None:
     """The metrics step: `metrics.parquet`, `metrics_summary.parquet` and `.csv`.
 
     Per test set (`testsets`, default just `clean`) one clean predictions table
-    and one predictions table per variants table, test set after test set.
+    and one predictions table per variants table, test set after test set;
+    within a test set each predictions table is matched to its variants table
+    by their variant ids (matched_sweeps), in any order.
     """
     testsets = testsets or ["clean"]
     cleans = [clean] if isinstance(clean, str) else list(clean)
@@ -116,16 +195,18 @@ def write_metrics(dataset: str, model: str, *, clean: str | list[str], variants:
         raise ValueError(f"got {len(variants)} variants tables, {len(cleans)} clean and "
                          f"{len(predictions)} sweep predictions tables for test sets {testsets}; "
                          "expected one clean table per test set and one predictions table per "
-                         "variants table and test set, test set after test set, in the same order")
+                         "variants table and test set, test set after test set")
     frames = []
     for i, testset in enumerate(testsets):
         these = predictions[i * len(variants):(i + 1) * len(variants)]
-        sweeps = ((files.read_table(v), files.read_table(p))
-                  for v, p in zip(variants, these, strict=True))
-        frames.append(study_metrics(dataset, model, files.read_table(cleans[i]), sweeps, testset))
+        clean_table = files.read_table(cleans[i], tables.PREDICTIONS)
+        sweeps = matched_sweeps(dataset, model, (cleans[i], clean_table), variants, these)
+        frames.append(study_metrics(dataset, model, clean_table, sweeps, testset))
     long = pd.concat(frames, ignore_index=True)
     summary = summarise(long)
-    files.write_table(pa.Table.from_pandas(long, preserve_index=False), out)
-    files.write_table(pa.Table.from_pandas(summary, preserve_index=False), summary_out)
+    files.write_table(pa.Table.from_pandas(long, preserve_index=False), out,
+                      kind=tables.METRICS)
+    files.write_table(pa.Table.from_pandas(summary, preserve_index=False), summary_out,
+                      kind=tables.SUMMARY)
     with files.atomic_path(summary_csv) as tmp:
         summary.to_csv(tmp, index=False)

@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from lesion import activations, data, evaluate, files, models, sweep
+from lesion import activations, data, evaluate, files, models, sweep, tables
 from lesion.catalog import ACTIVATION_OPERATORS
 from lesion.perturb import WEIGHT_OPERATORS
 
@@ -43,7 +43,7 @@ def _load(dataset: str, weights: str | os.PathLike, test: str | os.PathLike):
     spec = data.get(dataset)
     model = models.load_weights(weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape)
-    images, labels = data.load_split(test)
+    images, labels = data.load_split(test, dataset)
     return model, images, labels
 
 
@@ -58,7 +58,7 @@ def predict_clean(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     logits = evaluate.run_batched(model, images, batch_size, dev)
     top, loss = evaluate.summarise(logits, labels.to(dev))
     files.write_table(_table([model.lesion_name], labels, [top.cpu()], [loss.cpu()]), out,
-                      {"precision": precision, "device": dev.type})
+                      {"precision": precision, "device": dev.type}, kind=tables.PREDICTIONS)
 
 
 def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tensor,
@@ -149,7 +149,7 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     except sweep.VariantMismatchError as err:
         raise sweep.VariantMismatchError(f"{variants}: {err}") from None
     files.write_table(_table([r["variant"] for r in rows], labels, tops, losses), out,
-                      {"precision": precision, "device": dev.type})
+                      {"precision": precision, "device": dev.type}, kind=tables.PREDICTIONS)
 
 
 def weight_predictions(model, rows: list[dict], images: torch.Tensor, labels: torch.Tensor,

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 import pyarrow as pa
 import torch
 
-from lesion import files, io, perturb
+from lesion import files, io, perturb, tables
 
 VARIANT_SCHEMA = pa.schema([
     ("variant", pa.string()),
@@ -121,13 +121,7 @@ def read_variants(path: str | os.PathLike, model: str) -> list[dict]:
     Checked at entry, so that a wrong table is named as such (not a KeyError,
     not a hash mismatch whose real cause is another model's table).
     """
-    table = files.read_table(path)
-    missing = [c for c in ("variant", "model", "perturbation", "layer", "level", "seed", "sha256")
-               if c not in table.column_names]
-    if missing:
-        raise files.InputFileError(f"{path}: not a variants table (no column {missing[0]!r}); "
-                                   "expected a table written by `python -m lesion sweep variants`")
-    rows = table.to_pylist()
+    rows = files.read_table(path, tables.VARIANTS).to_pylist()
     if not rows:
         raise files.InputFileError(f"{path}: the variants table is empty")
     for column in ("layer", "perturbation"):
@@ -153,7 +147,7 @@ def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
     table, _ = variant_table(base, dataset=dataset, model=model, layer=layer,
                              perturbation=perturbation, levels=levels, draws=draws,
                              study_seed=study_seed, options=options)
-    files.write_table(table, out)
+    files.write_table(table, out, kind=tables.VARIANTS)
 
 
 def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: str) -> None:

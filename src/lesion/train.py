@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lesion import activations, data, files, io, models
+from lesion import activations, data, files, io, models, tables
 from lesion.evaluate import pick_device
 
 log = logging.getLogger(__name__)
@@ -149,10 +149,10 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     model = _start(model_name, arch or model_name, spec, init).to(dev)
     updates = _updates(model, freeze, masks)
     params = dict(model.named_parameters())
-    x_train, y_train = data.load_split(train_path)
+    x_train, y_train = data.load_split(train_path, dataset)
     part = data.training_part(y_train, train_split, seed=seed if split_seed is None else split_seed)
     x_train, y_train = x_train[part].to(dev), y_train[part].to(dev)
-    x_test, y_test = (t.to(dev) for t in data.load_split(test_path))
+    x_test, y_test = (t.to(dev) for t in data.load_split(test_path, dataset))
     masked = {name: mask for name, mask in updates.items() if mask is not None}
     # With masks, weight decay is added to the gradient here, before masking (Adam's
     # own adds it after any gradient hook, which would move masked entries).
@@ -197,4 +197,4 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
                         weight_decay=weight_decay, seed=seed, precision=precision,
                         test_accuracy=rows[-1]["accuracy"], **start,
                         **{**({"dropout": dropout} if dropout else {}), **(metadata or {})})
-    files.write_table(pa.Table.from_pylist(rows), curve_out)
+    files.write_table(pa.Table.from_pylist(rows), curve_out, kind=tables.TRAINING)

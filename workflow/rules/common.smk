@@ -7,15 +7,29 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import update_config
 
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))  # the workflow reads the catalog even before `pip install`
 
 from lesion.catalog import DATASET_SOURCES, OPERATOR_LEVELS, PRETRAINED_WEIGHTS, layer_names
-from lesion.config import ConfigError, architecture, canonical, check, check_writable, load_schema
+from lesion.config import (
+    ConfigError,
+    architecture,
+    canonical,
+    check,
+    check_writable,
+    command_line_values,
+    load_schema,
+)
 from lesion.sources import step_sources
+from lesion.targets import problem, sweep_layers
 
 SCHEMA = load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+
+# `--config KEY=VALUE` read as YAML reads a config file (Snakemake leaves nested
+# values strings); applied again over Snakemake's reading of the same entries.
+update_config(config, command_line_values(workflow.config_settings.config_args))
 
 # Check the config (one message naming the key, the value and what is
 # allowed), then put it in one spelling: defaults filled in, keys sorted,
@@ -47,14 +61,34 @@ if DATASET_SOURCES[DATASET] == "directory" and not _DECODED.exists():
     try:
         list_images(config["dataset"].get("path"))
     except MissingImagesError as err:
-        raise WorkflowError(str(err)) from None
+        raise WorkflowError(f"config error: {err}") from None
 
 
+def requested_targets():
+    """The files named on Snakemake's command line, read by its own parser; none
+    when the workflow is run otherwise (the API, a cluster job)."""
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except (Exception, SystemExit):
+        return []
+    return list(getattr(args, "targets", None) or [])
+
+
+# A sweep's file the config cannot make (an operator it lacks, a layer the model
+# lacks): say why, before Snakemake can only say "No rule to produce".
+for _target in requested_targets():
+    if problem(_target, config):
+        raise WorkflowError(f"config error: {problem(_target, config)}")
+
+
+# Only what the config defines: no rule matches a sweep's file outside it.
 wildcard_constraints:
     dataset=DATASET,
     model="|".join(re.escape(m) for m in MODELS),
-    perturbation="|".join(OPERATOR_LEVELS),
-    layer=r"(conv|fc)\d+",
+    perturbation="|".join(p for p in OPERATOR_LEVELS if p in config.get("perturbations", {})),
+    layer="|".join(dict.fromkeys(name for m in MODELS for name in sweep_layers(config, m))),
     testset="lbfgs|fgsm|pgd",
 
 

@@ -17,6 +17,13 @@ rule perturbation_figures:
         **{f"{name}_png": perturbation_figure(name) for name in PERTURBATION_FIGURES},
         **{f"{name}_pdf": f"results/{{dataset}}/{{model}}/figures/{name}.pdf"
            for name in PERTURBATION_FIGURES},
+        fragility=report(
+            FRAGILITY,
+            caption="../report/perturbation/fragility.rst",
+            category="Perturbations (Cheney et al. 2017)",
+            subcategory="{dataset} / {model}",
+            labels={"model": "{model}", "table": "fragility"},
+        ),
     params:
         out="results/{dataset}/{model}/figures",
     log:
@@ -27,5 +34,6 @@ rule perturbation_figures:
         "../../envs/analysis.yaml"
     shell:
         "python -m lesion perturbation figures --summary {input.summary}"
-        " --variants {input.variants} --out {params.out} > {log} 2>&1"
+        " --variants {input.variants} --out {params.out} --fragility {output.fragility}"
+        " > {log} 2>&1"
 

@@ -28,11 +28,23 @@ GROUPS: dict[str, str] = {
 }
 
 
+# What the tool is, for `python -m lesion --help` (the docstring above is for its code).
+DESCRIPTION = """\
+lesion: lesion studies of neural networks. Knock out, perturb and crash the
+inside of trained networks (their weights and neurons) and measure what
+survives. Each step below reads files and writes one artifact of a study;
+`snakemake` runs them all for a config (see README.md). A group's steps:
+`python -m lesion GROUP --help`; a step's options: `python -m lesion GROUP
+STEP --help`."""
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m lesion", description=__doc__.splitlines()[0])
+    top = argparse.ArgumentParser(prog="python -m lesion", description=DESCRIPTION,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     groups = top.add_subparsers(dest="group", required=True, metavar="GROUP")
     for module in dict.fromkeys(GROUPS.values()):
         importlib.import_module(module).register(groups)
+    groups.metavar = "{" + ",".join(groups.choices) + "}"  # named when missing
     return top
 
 
@@ -50,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
     except (InputFileError, ValueError, RuntimeError) as err:
         print(f"{name}: error: {err}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as err:  # an input a library opened itself
+        print(f"{name}: error: {err.filename}: {err.strerror}; expected an existing file",
+              file=sys.stderr)
         return 1
     except OSError as err:  # an output that cannot be written, a disk that is full, ...
         where = f"{err.filename}: " if err.filename else ""

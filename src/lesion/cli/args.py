@@ -1,7 +1,9 @@
-"""What every step's command line shares: argument types, input checks, threads.
+"""What every step's command line shares: argument types, input checks, threads, help.
 
 Argument types refuse a bad value with what was expected; `require` refuses a
-missing input file before a step pays for importing torch.
+missing input file before a step pays for importing torch. Every option has a
+help text saying what it is and which values it takes; the help formatter adds
+"(required)" or its default (tests/test_bad_inputs.py checks every step).
 """
 
 from __future__ import annotations
@@ -11,14 +13,52 @@ import math
 import os
 from collections.abc import Callable
 
+from lesion.catalog import DATASET_SOURCES, MODELS, OPERATOR_LEVELS
 from lesion.files import InputFileError
 
 # Arguments that name files a step writes (checked up front by lesion.cli.main).
 OUTPUTS = ("out", "train_out", "test_out", "weights_out", "curve_out", "summary_out",
            "summary_csv", "png", "pdf", "errors_out", "bounds_out", "variants_out", "csv",
-           "snapshots_out")
+           "snapshots_out", "fragility")
 MIRROR_HELP = ("base URL of a mirror holding the official file names (default: the official "
                "sources); checksums are the official ones either way")
+
+
+# Help of the options many steps share (`option` looks them up by flag).
+HELP = {
+    "--dataset": f"dataset name, one of: {', '.join(DATASET_SOURCES)}",
+    "--model": f"registry model, one of: {', '.join(MODELS)}",
+    "--weights": "network weights (.safetensors, as `model train` or `data pretrained` writes "
+                 "them; the file names its model)",
+    "--train": "train split (.safetensors, as `data tensors` writes it)",
+    "--test": "test split (.safetensors, as `data tensors` or `data imagenet-tensors` writes it)",
+    "--layer": "weight layer of the model: conv1..convN then fc1..fcM, in forward order",
+    "--perturbation": f"operator, one of: {', '.join(OPERATOR_LEVELS)}",
+    "--seed": "the study seed (an integer): every random draw derives from it",
+    "--threads": "torch CPU threads, a positive integer",
+}
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(required)" to a required option's help and the default to an optional one's."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.required and action.option_strings:
+            return text + " (required)"
+        if (action.option_strings and action.default not in (None, argparse.SUPPRESS, [])
+                and "default" not in text):
+            default = (",".join(map(str, action.default)) if isinstance(action.default, list)
+                       else action.default)
+            return f"{text} (default: {str(default).replace('%', '%%')})"
+        return text
+
+
+def option(parser: argparse.ArgumentParser, *flags: str, required: bool = True,
+           help: str | None = None, **kwargs) -> None:
+    """Add options (required unless said otherwise) whose help is HELP's unless given."""
+    for flag in flags:
+        parser.add_argument(flag, required=required, help=help or HELP[flag], **kwargs)
 
 
 def levels(text: str) -> list[float]:
@@ -105,10 +145,12 @@ def steps(group: argparse.ArgumentParser) -> Callable[..., argparse.ArgumentPars
 
     def step(name: str, func: Callable, help: str, *, torch_threads: bool = False):
         assert func.__name__ == "_" + name.replace("-", "_"), (name, func.__name__)
-        parser = sub.add_parser(name, help=help, description=help)
+        parser = sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
         parser.set_defaults(func=func)
+        # a group run without a step: argparse names what is missing by this metavar
+        sub.metavar = "{" + ",".join(sub.choices) + "}"
         if torch_threads:
-            parser.add_argument("--threads", type=positive, required=True, help="torch CPU threads")
+            option(parser, "--threads", type=positive)
         return parser
     return step
 
@@ -118,51 +160,60 @@ def device(parser: argparse.ArgumentParser) -> None:
     from lesion.catalog import PRECISIONS
 
     parser.add_argument("--device", type=device_name, required=True,
-                        help="auto (CUDA when present), cpu, cuda or cuda:N")
+                        help="where the network runs: auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--precision", choices=PRECISIONS, required=True,
-                        help="float32 on a GPU: full IEEE, or TF32 (faster, 10 mantissa bits)")
+                        help=f"float32 arithmetic on a GPU, one of: {', '.join(PRECISIONS)} (ieee: "
+                             "every mantissa bit; tf32: faster, 10 mantissa bits)")
 
 
 def network(parser: argparse.ArgumentParser) -> None:
     """--device, --precision, --batch-size of a step that evaluates a network (the rules pass all)."""
     device(parser)
-    parser.add_argument("--batch-size", type=positive, required=True, help="images per pass")
+    parser.add_argument("--batch-size", type=positive, required=True,
+                        help="images per forward pass, a positive integer")
 
 
 def training_options(parser: argparse.ArgumentParser) -> None:
     """The train block of the config (workflow/schemas/config.schema.yaml holds the defaults)."""
     from lesion.catalog import MODELS, TRAIN_SPLITS
 
-    parser.add_argument("--model", required=True,
-                        help="the network's name in the study (a config's model key)")
+    option(parser, "--model", help="the network's name in the study (a config's model key; "
+                                   "a registry architecture needs no --arch)")
     parser.add_argument("--arch", choices=list(MODELS), default=None, metavar="ARCH",
-                        help="its registry architecture, one of %(choices)s (default: --model)")
-    for name in ("--dataset", "--train", "--test", "--weights-out", "--curve-out"):
-        parser.add_argument(name, required=True)
-    parser.add_argument("--epochs", type=positive, required=True)
-    parser.add_argument("--batch-size", type=positive, required=True)
-    parser.add_argument("--learning-rate", type=float, required=True)
-    parser.add_argument("--weight-decay", type=float, required=True)
+                        help="its registry architecture, one of: " + ", ".join(MODELS)
+                             + " (default: --model)")
+    option(parser, "--dataset", "--train", "--test")
+    option(parser, "--weights-out", help="trained weights to write (.safetensors)")
+    option(parser, "--curve-out", help="training curve to write (.parquet: loss and accuracy "
+                                       "per epoch and split)")
+    option(parser, "--epochs", type=positive, help="passes over the train split, a positive integer")
+    option(parser, "--batch-size", type=positive, help="images per step, a positive integer")
+    option(parser, "--learning-rate", type=float, help="Adam's learning rate, a number")
+    option(parser, "--weight-decay", type=float, help="L2 weight decay, a number >= 0")
     parser.add_argument("--dropout", type=float, default=0.0,
-                        help="dropout rate on every hidden layer's neurons while training "
-                             "(default: %(default)s)")
-    parser.add_argument("--seed", type=int, required=True,
-                        help="the training seed (initial weights, batch order)")
+                        help="dropout rate on every hidden layer's neurons while training, in [0, 1)")
+    option(parser, "--seed", type=int, help="the training seed (initial weights, batch order), "
+                                            "an integer")
     parser.add_argument("--split-seed", type=int, default=None,
                         help="the study seed that draws the halves P1, P2 (default: --seed)")
     parser.add_argument("--train-split", choices=TRAIN_SPLITS, default="all",
-                        help="train on all of the training split or on its half P1 or P2 "
-                             "(default: %(default)s)")
+                        help="train on all of the training split or on its half P1 or P2, one "
+                             "of: " + ", ".join(TRAIN_SPLITS))
     device(parser)
     parser.add_argument("--init", default=None,
-                        help="fine-tune: start from this weights file of the same architecture")
-    parser.add_argument("--freeze", type=names, default=[], help="layers left as they are")
+                        help="fine-tune: start from this weights file of the same architecture "
+                             "(default: a fresh, seeded network)")
+    parser.add_argument("--freeze", type=names, default=[],
+                        help="comma-separated layers left as they are, e.g. conv1,conv2 "
+                             "(default: none)")
     parser.add_argument("--masks", default=None,
-                        help="safetensors of bool tensors by parameter name: only True entries train")
+                        help="safetensors of bool tensors by parameter name: only True entries "
+                             "train (default: every entry)")
     parser.add_argument("--checkpoint-epochs", type=epochs, default=[],
-                        help="save the weights after these epochs, e.g. 1,5,10")
+                        help="save the weights after these epochs, e.g. 1,5,10 (default: none)")
     parser.add_argument("--checkpoints-dir", default=None,
-                        help="where checkpoints go, as epoch{N}.safetensors")
+                        help="where checkpoints go, as epoch{N}.safetensors (default: none; "
+                             "needed with --checkpoint-epochs)")
 
 
 def training_kwargs(args: argparse.Namespace) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from lesion.catalog import DATASET_SOURCES, PRETRAINED_WEIGHTS
 from lesion.cli.args import (
     MIRROR_HELP,
     bits,
@@ -19,6 +20,7 @@ from lesion.cli.args import (
     names,
     network,
     non_negative,
+    option,
     positive,
     require,
     steps,
@@ -142,67 +144,81 @@ def _metrics(args):
                           testsets=args.testsets)
 
 
-def sweep_options(parser: argparse.ArgumentParser) -> None:
+def sweep_options(parser: argparse.ArgumentParser, *,
+                  out: str = "variants table to write (.parquet)") -> None:
     """What defines a sweep: the network, the layer, the operator, its levels and draws."""
-    for name in ("--dataset", "--weights", "--layer", "--perturbation", "--out"):
-        parser.add_argument(name, required=True)
-    parser.add_argument("--levels", type=levels, required=True, help="e.g. 0.1,0.5,0.9")
-    parser.add_argument("--draws", type=positive, required=True)
-    parser.add_argument("--seed", type=int, required=True, help="the study seed")
+    option(parser, "--dataset", "--weights", "--layer", "--perturbation")
+    option(parser, "--out", help=out)
+    option(parser, "--levels", type=levels,
+           help="comma-separated levels of the operator, e.g. 0.1,0.5,0.9: fractions for the "
+                "knockouts, redraw and crash, std(W) units for gaussian, per-bit rates for bit "
+                "faults")
+    option(parser, "--draws", type=positive, help="variants per level, a positive integer")
+    option(parser, "--seed", type=int)
     parser.add_argument("--bits", type=bits, default=None,
-                        help="bit faults only: bit positions to hit, e.g. sign,exponent or 30,29 "
+                        help="bit faults only: bit positions to hit, comma-separated fields (sign, "
+                             "exponent, mantissa, all) or indices, e.g. sign,exponent or 30,29 "
                              "(default: all bits)")
 
 
 def evaluation_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """The evaluate block of the config (the schema holds the defaults)."""
     network(parser)
-    when = "" if required else " (required with --variants)"
+    when = "" if required else " (default: none; needed with --variants)"
     parser.add_argument("--variants-per-pass", type=positive, default=None, required=required,
-                        help="variants per vmap-ed pass" + when)
+                        help="variants evaluated per vmap-ed pass, a positive integer" + when)
     parser.add_argument("--cache-gb", type=gigabytes, default=None, required=required,
-                        help="bound on the clean prefix activations held at once, GB" + when)
+                        help="bound on the clean prefix activations held at once, in GB, a "
+                             "positive number" + when)
 
 
 def register(groups) -> None:
     step = steps(groups.add_parser("data", help="Raw data, tensor caches, pretrained weights."))
     s = step("export", _export, "Write a dataset's raw data as it ships.")
-    s.add_argument("--dataset", required=True)
-    s.add_argument("--out", required=True, help="raw.safetensors to write")
+    option(s, "--dataset", help="dataset shipped in a package, one of: " + ", ".join(
+        d for d, source in DATASET_SOURCES.items() if source == "export"))
+    option(s, "--out", help="raw data to write (.safetensors)")
 
-    s = step("download", _download, "Download a dataset (mnist, cifar10) through torchvision, "
+    s = step("download", _download, "Download a dataset through torchvision, "
              "md5-checked, into a directory that appears only when complete.")
-    s.add_argument("--dataset", required=True)
-    s.add_argument("--out", required=True, metavar="DIR", help="directory to create")
+    option(s, "--dataset", help="dataset to download, one of: " + ", ".join(
+        d for d, source in DATASET_SOURCES.items() if source == "download"))
+    option(s, "--out", metavar="DIR", help="directory to create")
     s.add_argument("--mirror", default=None, help=MIRROR_HELP)
 
     s = step("tensors", _tensors, "Preprocess and split raw data into train/test tensors.")
-    s.add_argument("--dataset", required=True)
-    s.add_argument("--raw", required=True)
-    s.add_argument("--train-out", required=True)
-    s.add_argument("--test-out", required=True)
-    s.add_argument("--test-fraction", type=fraction, required=True)
-    s.add_argument("--seed", type=int, required=True, help="the study seed")
+    option(s, "--dataset")
+    option(s, "--raw", help="raw data: the file `data export` writes or the directory `data "
+                            "download` writes")
+    option(s, "--train-out", help="train split to write (.safetensors)")
+    option(s, "--test-out", help="test split to write (.safetensors)")
+    option(s, "--test-fraction", type=fraction,
+           help="share of the images in the test split, between 0 and 1 (exclusive; ignored "
+                "for datasets with an official split)")
+    option(s, "--seed", type=int)
 
     s = step("imagenet-tensors", _imagenet_tensors, "Decode the ILSVRC2012 validation images "
              "once (the weights' transforms, stored as uint8).")
-    s.add_argument("--path", required=True, help="ImageFolder directory: <path>/<wnid>/*.JPEG")
-    s.add_argument("--test-out", required=True)
-    s.add_argument("--weights", required=True,
-                   help="torchvision weights whose transforms to use, comma-separated, e.g. "
-                        "ResNet18_Weights.IMAGENET1K_V1 (all must share one)")
-    s.add_argument("--workers", type=positive, default=1, help="decoding processes")
+    option(s, "--path", help="ImageFolder directory of the validation images: <path>/<wnid>/*.JPEG")
+    option(s, "--test-out", help="test split to write (.safetensors)")
+    option(s, "--weights", help="torchvision weights whose transforms to use, comma-separated, e.g. "
+                                "ResNet18_Weights.IMAGENET1K_V1 (all must share one)")
+    s.add_argument("--workers", type=positive, default=1,
+                   help="decoding processes, a positive integer")
 
     s = step("download-weights", _download_weights, "Download pretrained torchvision weights, "
              "sha256-prefix checked.")
-    s.add_argument("--weights", required=True, help="full enum name, e.g. ResNet18_Weights.IMAGENET1K_V1")
-    s.add_argument("--out", required=True, help=".pth file to write")
+    option(s, "--weights", help="full torchvision enum name, one of: "
+                                f"{', '.join(PRETRAINED_WEIGHTS.values())}")
+    option(s, "--out", help=".pth file to write")
     s.add_argument("--mirror", default=None, help=MIRROR_HELP)
 
     s = step("pretrained", _pretrained, "Store downloaded pretrained weights as safetensors "
              "(loaded with weights_only=True).")
-    for name in ("--model", "--pth", "--out"):
-        s.add_argument(name, required=True)
+    option(s, "--model", help=f"model with pretrained weights, one of: "
+                              f"{', '.join(PRETRAINED_WEIGHTS)}")
+    option(s, "--pth", help="the downloaded .pth state dict (as `data download-weights` writes it)")
+    option(s, "--out", help="weights to write (.safetensors)")
 
     step = steps(groups.add_parser("model", help="Train a network."))
     training_options(step("train", _train, "Train a registry model, seeded.", torch_threads=True))
@@ -228,35 +244,43 @@ def register(groups) -> None:
     s = step("run", _run, "Draw every variant of one sweep and predict the test split with "
              "each: the variants step, then the predict step, in one process.",
              torch_threads=True)
-    sweep_options(s)
-    for name in ("--test", "--variants-out"):
-        s.add_argument(name, required=True)
+    sweep_options(s, out="predictions table to write (.parquet)")
+    option(s, "--test")
+    option(s, "--variants-out", help="variants table to write (.parquet)")
     s.add_argument("--other-tests", nargs="*", default=[],
-                   help="more test sets to predict with every variant (e.g. adversarial sets)")
+                   help="more test sets to predict with every variant, e.g. a model's "
+                        "adversarial sets (default: none)")
     s.add_argument("--other-outs", nargs="*", default=[],
-                   help="their predictions tables, same order")
+                   help="their predictions tables, same order (default: none)")
     evaluation_options(s)
 
     s = step("variant-weights", _variant_weights, "Write every variant of a variants table as "
              "safetensors, each checked against its recorded sha256.")
-    for name in ("--dataset", "--weights", "--variants"):
-        s.add_argument(name, required=True)
-    s.add_argument("--out", required=True, metavar="DIR", help="directory to create")
+    option(s, "--dataset", "--weights")
+    option(s, "--variants", help="variants table (as `sweep variants` writes it)")
+    option(s, "--out", metavar="DIR", help="directory to create (an earlier one is replaced)")
 
     s = step("predict", _predict, "Predict the test split with the clean model or every "
              "variant of a sweep.", torch_threads=True)
-    for name in ("--dataset", "--weights", "--test", "--out"):
-        s.add_argument(name, required=True)
-    s.add_argument("--variants", help="variants table; without it, the unperturbed model")
+    option(s, "--dataset", "--weights", "--test")
+    option(s, "--out", help="predictions table to write (.parquet)")
+    s.add_argument("--variants", help="variants table (as `sweep variants` writes it) "
+                                      "(default: none, the unperturbed model)")
     evaluation_options(s, required=False)
 
-    s = step("metrics", _metrics, "Metrics of every variant of a model, and their summary.")
+    s = step("metrics", _metrics, "Metrics of every variant of a model, and their summary; "
+             "each predictions table is matched to its variants table by their variant ids.")
+    option(s, "--dataset", "--model")
     s.add_argument("--testsets", type=names, default=["clean"],
-                   help="the test sets, e.g. clean,fgsm (default: clean)")
+                   help="the test sets, comma-separated, e.g. clean,fgsm (default: clean)")
     s.add_argument("--clean", nargs="+", required=True,
-                   help="the unperturbed model's predictions, one per test set")
-    for name in ("--dataset", "--model", "--out", "--summary-out", "--summary-csv"):
-        s.add_argument(name, required=True)
-    s.add_argument("--variants", nargs="+", default=[], help="variants tables")
+                   help="predictions of the unperturbed model (predictions/none.parquet), one "
+                        "per test set")
+    option(s, "--out", help="metrics table to write (.parquet, one row per variant and metric)")
+    option(s, "--summary-out", help="summary over draws to write (.parquet)")
+    option(s, "--summary-csv", help="the same summary as CSV")
+    s.add_argument("--variants", nargs="+", default=[],
+                   help="variants tables, one per sweep (default: none)")
     s.add_argument("--predictions", nargs="+", default=[],
-                   help="predictions, same order as --variants, test set after test set")
+                   help="predictions tables, one per variants table and test set, test set "
+                        "after test set, in any order within a test set (default: none)")

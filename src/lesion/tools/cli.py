@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from lesion.cli.args import device_name, levels, names, number, positive, steps
+from lesion.cli.args import HELP, device_name, levels, names, number, positive, steps
 
 
 def _sweep(args):
@@ -71,13 +71,14 @@ def _zoo(args):
 def _network(s: argparse.ArgumentParser, model: str,
              fallback: str = "a freshly initialised network") -> None:
     """The network a benchmark times: dataset, model, weights, device, threads."""
-    s.add_argument("--dataset", default="digits")
-    s.add_argument("--model", default=model)
+    s.add_argument("--dataset", default="digits", help=HELP["--dataset"])
+    s.add_argument("--model", default=model, help=HELP["--model"])
     s.add_argument("--weights", default=None,
                    help="trained weights (default: results/{dataset}/{model}/weights.safetensors "
                         f"when present, else {fallback})")
-    s.add_argument("--device", type=device_name, default="auto")
-    s.add_argument("--threads", type=positive, default=1)
+    s.add_argument("--device", type=device_name, default="auto",
+                   help="auto (CUDA when present), cpu, cuda or cuda:N")
+    s.add_argument("--threads", type=positive, default=1, help=HELP["--threads"])
 
 
 def register(groups) -> None:
@@ -85,21 +86,26 @@ def register(groups) -> None:
     s = step("sweep", _sweep, "Time one sweep per layer: prefix-cached and batched against a "
              "naive per-variant loop, in the same run.")
     _network(s, "cnn")
-    s.add_argument("--perturbation", default="gaussian")
-    s.add_argument("--levels", type=levels, default=levels("0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"))
-    s.add_argument("--draws", type=positive, default=5)
-    s.add_argument("--variants-per-pass", type=positive, default=8)
+    s.add_argument("--perturbation", default="gaussian", help=HELP["--perturbation"])
+    s.add_argument("--levels", type=levels, default=levels("0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"),
+                   help="comma-separated levels of the operator")
+    s.add_argument("--draws", type=positive, default=5, help="variants per level, an integer >= 1")
+    s.add_argument("--variants-per-pass", type=positive, default=8,
+                   help="variants per vmap-ed pass, an integer >= 1")
 
     s = step("dag", _dag, "Time Snakemake's dry run of a study config (a stand-in ImageNet "
              "directory for config/imagenet.yaml) and count its jobs.")
-    s.add_argument("--configfile", default="config/imagenet.yaml")
-    s.add_argument("--repeats", type=positive, default=3)
-    s.add_argument("--snakefile", default=None, help="default: the checkout's Snakefile")
+    s.add_argument("--configfile", default="config/imagenet.yaml", help="the study config to plan")
+    s.add_argument("--repeats", type=positive, default=3,
+                   help="dry runs of each kind (the best counts), an integer >= 1")
+    s.add_argument("--snakefile", default=None, help="the workflow (default: the checkout's Snakefile)")
 
     s = step("jobs", _jobs, "Sum a built study's job costs per rule from Snakemake's "
              "benchmark files, beside a baseline build's when given.")
-    s.add_argument("benchmarks", nargs="?", default="benchmarks")
-    s.add_argument("--baseline", default=None, help="the benchmarks/ of a baseline build")
+    s.add_argument("benchmarks", nargs="?", default="benchmarks",
+                   help="the benchmarks/ directory of a built study (default: benchmarks)")
+    s.add_argument("--baseline", default=None,
+                   help="the benchmarks/ of a baseline build (default: none)")
 
     s = step("tables", _tables, "Compare every Parquet table of two builds of a study, value "
              "for value (a refactor must change none).")
@@ -109,11 +115,15 @@ def register(groups) -> None:
     s = step("faults", _faults, "Time crash-fault Monte Carlo repetitions: batched against a "
              "per-repetition loop, in the same run.")
     _network(s, "mlp")
-    s.add_argument("--layers", type=names, default=None, help="default: every layer")
-    s.add_argument("--p", type=float, default=0.1, help="crash probability")
-    s.add_argument("--repetitions", type=positive, default=100)
-    s.add_argument("--reps-per-pass", type=positive, default=100)
-    s.add_argument("--images", type=positive, default=None, help="first N test images (all)")
+    s.add_argument("--layers", type=names, default=None,
+                   help="comma-separated layers, e.g. fc1,fc2 (default: every layer)")
+    s.add_argument("--p", type=float, default=0.1, help="crash probability, in [0, 1]")
+    s.add_argument("--repetitions", type=positive, default=100,
+                   help="Monte Carlo repetitions, an integer >= 1")
+    s.add_argument("--reps-per-pass", type=positive, default=100,
+                   help="repetitions per pass, an integer >= 1")
+    s.add_argument("--images", type=positive, default=None,
+                   help="the first N test images (default: all)")
 
     s = step("attack", _attack, "Time Szegedy et al.'s minimum-distortion L-BFGS attack: "
              "batched against one image at a time, in the same run.")

@@ -60,6 +60,11 @@ def dag_speed(configfile: str | os.PathLike, *, repeats: int = 3,
     if not snakefile.is_file():
         raise InputFileError(f"{snakefile}: no Snakefile; expected a lesion checkout "
                              "(pass --snakefile)")
+    if not Path(configfile).is_file():
+        shipped = sorted(str(p.relative_to(snakefile.parent))
+                         for p in (snakefile.parent / "config").glob("*.yaml"))
+        raise InputFileError(f"{configfile}: no such config file; expected a study config, e.g. "
+                             f"one of {shipped}")
     config = yaml.safe_load(Path(configfile).read_text())
     with tempfile.TemporaryDirectory(prefix="lesion-dagbench-") as tmp:
         tmp = Path(tmp)

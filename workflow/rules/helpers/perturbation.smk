@@ -3,6 +3,7 @@
 PERTURBATION_FIGURES = ["performances", "weight_diffs", "num_weights"]
 # The models whose layers are swept: perturbations.models, or every model.
 SWEPT_MODELS = (config.get("perturbations") or {}).get("models", MODELS)
+FRAGILITY = "results/{dataset}/{model}/fragility.csv"
 
 
 def perturbation_figure(name):
@@ -21,6 +22,7 @@ def perturbation_targets():
         for model in SWEPT_MODELS
         for path in [
             SUMMARY_CSV.format(dataset=DATASET, model=model),
+            FRAGILITY.format(dataset=DATASET, model=model),
             *(f"results/{DATASET}/{model}/figures/{name}.{ext}"
               for name in PERTURBATION_FIGURES for ext in ("png", "pdf")),
         ]

@@ -60,35 +60,39 @@ def _train(args):
 def _distortion(args):
     require(*args.curves, *args.weights, *args.sets)
     from lesion import files
-    from lesion.studies.adversarial import tables
-    files.write_table(tables.distortion_table(args.curves, args.weights, args.sets), args.out)
+    from lesion.studies.adversarial import kinds, tables
+    files.write_table(tables.distortion_table(args.curves, args.weights, args.sets), args.out,
+                      kind=kinds.DISTORTION)
 
 
 def _transfer(args):
     require(args.test, *args.weights, *args.sets)
     from lesion import files
     from lesion.evaluate import set_threads
-    from lesion.studies.adversarial import tables
+    from lesion.studies.adversarial import kinds, tables
     set_threads(args.threads)
     study = tables.Study(args.dataset, args.test, args.weights, args.device, args.precision)
-    files.write_table(tables.transfer_table(study, args.sets, args.sigmas, args.seed), args.out)
+    files.write_table(tables.transfer_table(study, args.sets, args.sigmas, args.seed), args.out,
+                      kind=kinds.TRANSFER)
 
 
 def _cross_training(args):
     require(args.test, *args.weights, *args.sets)
     from lesion import files
     from lesion.evaluate import set_threads
-    from lesion.studies.adversarial import tables
+    from lesion.studies.adversarial import kinds, tables
     set_threads(args.threads)
     study = tables.Study(args.dataset, args.test, args.weights, args.device, args.precision)
-    files.write_table(tables.cross_training_table(study, args.sets, args.sigma), args.out)
+    files.write_table(tables.cross_training_table(study, args.sets, args.sigma), args.out,
+                      kind=kinds.CROSS_TRAINING)
 
 
 def _training_table(args):
     require(*args.weights, *args.curves)
     from lesion import files
-    from lesion.studies.adversarial import tables
-    files.write_table(tables.training_table(args.labels, args.weights, args.curves), args.out)
+    from lesion.studies.adversarial import kinds, tables
+    files.write_table(tables.training_table(args.labels, args.weights, args.curves), args.out,
+                      kind=kinds.ADVERSARIAL_TRAINING)
 
 
 def _units(args):

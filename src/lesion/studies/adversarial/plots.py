@@ -19,6 +19,7 @@ from safetensors.numpy import load_file  # noqa: E402
 
 from lesion import files  # noqa: E402
 from lesion.figures import save  # noqa: E402
+from lesion.studies.adversarial import kinds  # noqa: E402
 
 
 def _show(ax, image: np.ndarray, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "gray") -> None:
@@ -74,7 +75,7 @@ def units(path: str, png: str, pdf: str) -> None:
 def transfer(table: str, png: str, pdf: str) -> None:
     """Heat map: error (%) of each target model (columns) on each source's examples (rows);
     the Gaussian-noise rows below."""
-    df = files.read_table(table).to_pandas()
+    df = files.read_table(table, kinds.TRANSFER).to_pandas()
     raw = df[df["attack"].isin(["lbfgs", "fgsm", "pgd"])]
     noise = df[df["attack"] == "gaussian"].assign(
         source=lambda d: "gaussian " + d["sigma"].map("{:g}".format))
@@ -100,7 +101,10 @@ def transfer(table: str, png: str, pdf: str) -> None:
 
 
 def csv(table: str, out: str) -> None:
-    """A table as CSV for the report, numbers rounded for reading."""
-    df = files.read_table(table).to_pandas().round(4)
+    """A table of the study (any of kinds.KINDS) as CSV for the report, numbers rounded."""
+    found = files.read_table(table)
+    stamp = (found.schema.metadata or {}).get(files.KIND_KEY, b"").decode()
+    kind = next((k for k in kinds.KINDS.values() if k.name == stamp), kinds.DISTORTION)
+    df = files.read_table(table, kind).to_pandas().round(4)
     with files.atomic_path(out) as tmp:
         df.to_csv(tmp, index=False)

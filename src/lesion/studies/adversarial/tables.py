@@ -22,6 +22,7 @@ import pyarrow as pa
 import torch
 
 from lesion import data, files, io, models
+from lesion import tables as lesion_tables
 from lesion.evaluate import pick_device
 
 
@@ -95,7 +96,7 @@ def distortion_table(curves: Sequence[str], weights: Sequence[str], sets: Sequen
     rows = []
     for curve, weight, path in zip(curves, weights, sets, strict=True):
         meta = io.load_metadata(weight)
-        last = files.read_table(curve).to_pandas()
+        last = files.read_table(curve, lesion_tables.TRAINING).to_pandas()
         last = last[last["epoch"] == last["epoch"].max()].set_index("split")["accuracy"]
         tensors = io.load_tensors(path)
         success = tensors["success"].bool()
@@ -161,7 +162,7 @@ def training_table(labels: Sequence[str], weights: Sequence[str], curves: Sequen
     rows = []
     for label, weight, curve in zip(labels, weights, curves, strict=True):
         meta = io.load_metadata(weight)
-        last = files.read_table(curve).to_pandas()
+        last = files.read_table(curve, lesion_tables.TRAINING).to_pandas()
         last = last[last["epoch"] == last["epoch"].max()].set_index("split")["accuracy"]
         rows.append({"model": meta["model"], "regime": label,
                      "weight_decay": float(meta.get("weight_decay", 0.0)),

@@ -37,6 +37,8 @@ variance sum_i p (1 - p) d_i^2 (exact where the rest of the network is
 linear, e.g. the last hidden layer). The paper writes p for p (1 - p), its
 small-p limit, which at p = 0.5 puts the std sqrt(2) too high. b3 uses autograd (torch.func.jacrev,
 vmap-ed over inputs), b4 crashes every neuron alone in batched passes.
+The bounds table gives each bound beside its Monte Carlo value (mc) and, for
+the norm statistics, that value's 95% half-width over repetitions (mc_ci95).
 b1 and b2 need the network after L to be dense layers and 1-Lipschitz
 elementwise activations (the product of weight norms is then a Lipschitz
 constant); for other layers (a conv layer, max-pooling after it) they are
@@ -71,6 +73,7 @@ from torch import nn
 
 from lesion import models, perturb
 from lesion.activations import crash_split, crashed_logits, opened
+from lesion.studies.faults import tables
 
 LIPSCHITZ_ONE = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Dropout, nn.Identity,
                  nn.Flatten)
@@ -189,6 +192,23 @@ def monte_carlo(deltas: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
+def monte_carlo_ci95(deltas: torch.Tensor) -> dict[str, float]:
+    """95% half-widths (Student t) of the Monte Carlo norm statistics, from errors [R, N, K].
+
+    Each repetition's input-averaged ||Delta||_q is one independent draw of the
+    statistic, so its spread over the R repetitions gives the interval. A bound
+    a little under its Monte Carlo value, within this interval, is sampling
+    noise: b1 of the last layer equals E ||Delta||_1 exactly. The mean and std
+    statistics (roots of mean squares) get none.
+    """
+    from scipy import stats
+
+    repetitions = deltas.shape[0]
+    t = float(stats.t.ppf(0.975, repetitions - 1))
+    return {stat: t * float(torch.linalg.vector_norm(deltas, ord=q, dim=-1).mean(1).std())
+            / math.sqrt(repetitions) for stat, q in NORMS.items()}
+
+
 def layer_study(model: nn.Module, layer: str, images: torch.Tensor, labels: torch.Tensor, *,
                 levels: Sequence[float], repetitions: int, study_seed: int, batch_size: int,
                 reps_per_pass: int, device: torch.device) -> tuple[list[dict], list[dict]]:
@@ -213,6 +233,7 @@ def layer_study(model: nn.Module, layer: str, images: torch.Tensor, labels: torc
         finite = torch.isfinite(crashed).all(-1)
         top1 = float(((crashed.argmax(-1) == labels) & finite).float().mean())
         mc = aggregate(monte_carlo(crashed - y), repetitions)
+        ci95 = monte_carlo_ci95(crashed - y)
         base = {"layer": layer, "p": float(p)}
         errors += [{**base, "statistic": stat, "value": value} for stat, value in mc.items()]
         errors += [{**base, "statistic": "top1", "value": top1},
@@ -220,7 +241,7 @@ def layer_study(model: nn.Module, layer: str, images: torch.Tensor, labels: torc
                    {**base, "statistic": "nonfinite", "value": float((~finite).float().mean())}]
         for bound, stats in bounds_per_input(suffix, x, p, terms).items():
             bounds += [{**base, "bound": bound, "statistic": stat,
-                        "value": value, "mc": mc[stat]}
+                        "value": value, "mc": mc[stat], "mc_ci95": ci95.get(stat, math.nan)}
                        for stat, value in aggregate(stats).items()]
     return errors, bounds
 
@@ -249,7 +270,13 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
     dev = evaluate.pick_device(device, precision)
     spec = data.get(dataset)
     model = models.load_weights(weights, num_classes=spec.num_classes, input_shape=spec.input_shape)
-    images, labels = data.load_split(test)
+    unknown = [name for name in layers if name not in models.layers(model)]
+    if unknown:  # all of them checked before any is computed
+        raise ValueError(f"layers {unknown} are not weight layers of {model.lesion_name!r}; "
+                         f"expected some of {list(models.layers(model))}")
+    if repetitions < 2:
+        raise ValueError(f"repetitions = {repetitions}: expected at least 2 (the std needs two)")
+    images, labels = data.load_split(test, dataset)
     images, labels = images[:inputs], labels[:inputs]
     errors, bounds = [], []
     for layer in tqdm(layers, desc="faults", mininterval=1):
@@ -259,11 +286,12 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
         errors += e
         bounds += b
     names = {"dataset": dataset, "model": model.lesion_name}
-    for rows, out in ((errors, errors_out), (bounds, bounds_out)):
+    for rows, out, kind in ((errors, errors_out, tables.ERRORS),
+                            (bounds, bounds_out, tables.BOUNDS)):
         frame = pd.DataFrame(rows).assign(**names)
         frame = frame[list(names) + [c for c in frame.columns if c not in names]]
         files.write_table(pa.Table.from_pandas(frame, preserve_index=False), out,
-                          {"precision": precision, "device": dev.type})
+                          {"precision": precision, "device": dev.type}, kind=kind)
 
 
 def b3_variance(y: torch.Tensor, acts: Sequence[torch.Tensor]) -> torch.Tensor:

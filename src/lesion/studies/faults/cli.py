@@ -7,6 +7,7 @@ from lesion.cli.args import (
     names,
     network,
     non_negative,
+    option,
     positive,
     require,
     steps,
@@ -50,28 +51,36 @@ def register(groups) -> None:
     step = steps(groups.add_parser("faults", help="Crash faults and bounds b1-b4 (El-Mhamdi et al.)."))
     s = step("bounds", _bounds, "Crash faults in each layer: Monte Carlo error and bounds "
              "b1-b4.", torch_threads=True)
-    for name in ("--dataset", "--weights", "--test", "--errors-out", "--bounds-out"):
-        s.add_argument(name, required=True)
+    option(s, "--dataset", "--weights", "--test")
+    option(s, "--errors-out", help="Monte Carlo errors table to write (.parquet)")
+    option(s, "--bounds-out", help="bounds table to write (.parquet)")
     network(s)
-    s.add_argument("--layers", type=names, required=True, help="e.g. fc1,fc2")
-    s.add_argument("--levels", type=levels, required=True, help="crash probabilities p")
-    s.add_argument("--repetitions", type=positive, required=True, help="Monte Carlo repetitions")
-    s.add_argument("--seed", type=int, required=True, help="the study seed")
-    s.add_argument("--reps-per-pass", type=positive, default=100)
+    option(s, "--layers", type=names, help="comma-separated weight layers of the model, e.g. "
+                                           "fc1,fc2 (conv1..convN then fc1..fcM)")
+    option(s, "--levels", type=levels,
+           help="comma-separated crash probabilities p, each in [0, 1], e.g. 0.01,0.1")
+    option(s, "--repetitions", type=positive,
+           help="Monte Carlo repetitions per level, an integer >= 2")
+    option(s, "--seed", type=int)
+    s.add_argument("--reps-per-pass", type=positive, default=100,
+                   help="repetitions evaluated per pass, a positive integer")
     s.add_argument("--inputs", type=positive, default=None,
-                   help="the first N test inputs (default: all)")
+                   help="use the first N test inputs, a positive integer (default: all)")
 
     s = step("train", _train, "Train a model in a fault-tolerance regime (dropout, the "
              "b3-variance regulariser).", torch_threads=True)
     training_options(s)
-    s.add_argument("--b3-variance", type=non_negative, required=True,
-                   help="weight of the b3-variance regulariser")
+    option(s, "--b3-variance", type=non_negative,
+           help="weight of the b3-variance regulariser, a number >= 0 (0: off)")
 
     s = step("figure", _figure, "Draw a figure of the fault study.")
-    s.add_argument("name", help="bounds or tolerance")
-    s.add_argument("--errors", nargs="+", required=True, help="errors tables")
-    s.add_argument("--bounds", nargs="+", required=True, help="bounds tables, same order")
-    s.add_argument("--labels", nargs="+", default=None, help="one per table pair (tolerance)")
-    s.add_argument("--png", required=True)
-    s.add_argument("--pdf", required=True)
-    s.add_argument("--csv", default=None, help="the numbers drawn, as CSV (for the report)")
+    s.add_argument("name", help="the figure, one of: bounds (one network), tolerance "
+                                 "(networks side by side)")
+    option(s, "--errors", nargs="+", help="errors tables (as `faults bounds` writes them)")
+    option(s, "--bounds", nargs="+", help="bounds tables, one per errors table, same order")
+    s.add_argument("--labels", nargs="+", default=None,
+                   help="one label per table pair, for tolerance (default: 0, 1, ...)")
+    option(s, "--png", help="figure to write (.png)")
+    option(s, "--pdf", help="figure to write (.pdf)")
+    s.add_argument("--csv", default=None,
+                   help="the numbers drawn, as CSV, for the report (default: not written)")

@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 
 from lesion import files  # noqa: E402
 from lesion.figures import save  # noqa: E402
+from lesion.studies.faults.tables import BOUNDS, ERRORS  # noqa: E402
 
 FIGURES = ("bounds", "tolerance")
 ROWS = {"mean": "RMS of E[Delta]", "std": "RMS of Std[Delta]", "norm_l2": "E ||Delta||_2"}
@@ -117,7 +118,8 @@ def figure(name: str, *, errors: list[str], bounds: list[str], labels: list[str]
     labels = labels or [str(i) for i in range(len(errors))]
     if len(labels) != len(errors):
         raise ValueError(f"got {len(labels)} labels for {len(errors)} networks; expected one each")
-    read = [(label, files.read_table(e).to_pandas(), files.read_table(b).to_pandas())
+    read = [(label, files.read_table(e, ERRORS).to_pandas(),
+             files.read_table(b, BOUNDS).to_pandas())
             for label, e, b in zip(labels, errors, bounds, strict=True)]
     if name == "bounds":
         if len(read) != 1:

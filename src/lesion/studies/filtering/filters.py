@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import torch
 
-from lesion import data, evaluate, files, models, predict, sweep
+from lesion import data, evaluate, files, models, predict, sweep, tables
 from lesion.catalog import ALL_LAYERS, FILTERS
 from lesion.studies.filtering.layout import predictions_path, variants_path
 from lesion.studies.filtering.scores import ALPHA_GRID
@@ -78,7 +78,8 @@ def filter_checkpoints(dataset: str, checkpoints: Mapping[int, str | os.PathLike
             files.write_table(predict.unperturbed_predictions(model, images, labels, dev,
                                                               batch_size=batch_size),
                               predictions_path(out_dir, epoch, name, unfiltered=True),
-                              {"precision": precision, "device": dev.type, "epoch": str(epoch)})
+                              {"precision": precision, "device": dev.type, "epoch": str(epoch)},
+                              kind=tables.PREDICTIONS)
             parts = [predict.weight_predictions(model, [r for r in rows if r["layer"] == layer],
                                                 images, labels, dev, batch_size=batch_size,
                                                 variants_per_pass=variants_per_pass,
@@ -87,5 +88,6 @@ def filter_checkpoints(dataset: str, checkpoints: Mapping[int, str | os.PathLike
             log.info("epoch %d, %s: %d variants x %d images", epoch, name, len(rows), len(labels))
             files.write_table(pa.concat_tables(parts).unify_dictionaries().combine_chunks(),
                               predictions_path(out_dir, epoch, name),
-                              {"precision": precision, "device": dev.type, "epoch": str(epoch)})
-        files.write_table(table, variants_path(out_dir, epoch))
+                              {"precision": precision, "device": dev.type, "epoch": str(epoch)},
+                              kind=tables.PREDICTIONS)
+        files.write_table(table, variants_path(out_dir, epoch), kind=tables.VARIANTS)

@@ -24,6 +24,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from lesion import files  # noqa: E402
 from lesion.figures import save  # noqa: E402
+from lesion.studies.filtering import kinds  # noqa: E402
 from lesion.studies.filtering.scores import CLASSES, SCORES  # noqa: E402
 
 CLASS_COLOURS = {"fragile": "#d62728", "robust": "#bdbdbd", "antifragile": "#2ca02c"}
@@ -173,19 +174,20 @@ def invariance_figure(summary: pd.DataFrame) -> plt.Figure:
 def figures(*, curves: str, scores: str, retraining: str, filters: Sequence[str], clean: str,
             adversarial: str, out_dir: str | os.PathLike) -> None:
     """The figures step of one model: heat_{filter}, class_map and retraining (PNG and PDF)."""
-    curve_table = files.read_table(curves).to_pandas()
-    score_table = files.read_table(scores).to_pandas()
+    curve_table = files.read_table(curves, kinds.CURVES).to_pandas()
+    score_table = files.read_table(scores, kinds.SCORES).to_pandas()
     drawn = {f"heat_{name}": heat_map(curve_table, name, clean=clean, adversarial=adversarial)
              for name in filters}
     drawn["class_map"] = class_map(score_table)
-    drawn["retraining"] = retraining_figure(files.read_table(retraining).to_pandas())
+    drawn["retraining"] = retraining_figure(files.read_table(retraining, kinds.RETRAINING).to_pandas())
     for name, fig in drawn.items():
         save(fig, os.path.join(out_dir, f"{name}.png"), os.path.join(out_dir, f"{name}.pdf"))
 
 
 def write_invariance(scores: Sequence[str], *, png: str, pdf: str, csv: str) -> None:
     """The invariance step: the summary over every model's scores table, figure and CSV."""
-    table = pd.concat([files.read_table(s).to_pandas() for s in scores], ignore_index=True)
+    table = pd.concat([files.read_table(s, kinds.SCORES).to_pandas() for s in scores],
+                      ignore_index=True)
     summary = invariance(table)
     save(invariance_figure(summary), png, pdf)
     with files.atomic_path(csv) as tmp:

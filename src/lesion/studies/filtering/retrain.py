@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from lesion import attacks, data, evaluate, files, io, models, train
+from lesion.studies.filtering import kinds
 from lesion.studies.filtering.scores import selected_layers
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def retrain(dataset: str, model_name: str, checkpoints: Mapping[int, str | os.Pa
         raise ValueError(f"retraining epochs = {epochs!r}; expected at least 1")
     dev = evaluate.pick_device(device, precision)
     spec = data.get(dataset)
-    table = files.read_table(scores).to_pandas()
+    table = files.read_table(scores, kinds.SCORES).to_pandas()
     images, labels = data.load_split(test_path)
     stale_images, stale_labels = data.load_split(adversarial)
     # the regenerated sets attack the same test images as the study's set (its first N)
@@ -136,4 +137,4 @@ def retrain(dataset: str, model_name: str, checkpoints: Mapping[int, str | os.Pa
             })
             log.info("%s", rows[-1])
     files.write_table(pa.Table.from_pylist(rows), out,
-                      {"filter": filter, "score": score, "eps": repr(eps)})
+                      {"filter": filter, "score": score, "eps": repr(eps)}, kind=kinds.RETRAINING)

@@ -38,7 +38,8 @@ import pandas as pd
 import pyarrow as pa
 from scipy.integrate import simpson
 
-from lesion import files, metrics
+from lesion import files, metrics, tables
+from lesion.studies.filtering import kinds
 
 POINTS = 25  # thresholds per layer and filter, min to max (the paper's grid)
 ALPHA_GRID: tuple[float, ...] = tuple(i / (POINTS - 1) for i in range(POINTS))
@@ -84,10 +85,11 @@ def filtering_metrics(dataset: str, model: str,
     """
     frames = []
     for epoch, (variants, testsets) in sorted(epochs.items()):
-        table = files.read_table(variants)
+        table = files.read_table(variants, tables.VARIANTS)
         for testset, (none, predictions) in testsets.items():
-            long = metrics.study_metrics(dataset, model, files.read_table(none),
-                                         [(table, files.read_table(predictions))], testset)
+            long = metrics.study_metrics(dataset, model, files.read_table(none, tables.PREDICTIONS),
+                                         [(table, files.read_table(predictions, tables.PREDICTIONS))],
+                                         testset)
             frames.append(long.assign(epoch=int(epoch)))
     out = pd.concat(frames, ignore_index=True)
     order = ["dataset", "model", "epoch", "testset", *[k for k in metrics.KEYS
@@ -178,11 +180,14 @@ def write_scores(dataset: str, model: str, *, epochs: Mapping[int, tuple[str, Ma
     """The scores step: metrics, curves and scores of one model's filtering sweep."""
     check_tol(tol)
     long = filtering_metrics(dataset, model, epochs)
-    variants = pd.concat([files.read_table(v).to_pandas().assign(epoch=int(e))
+    variants = pd.concat([files.read_table(v, tables.VARIANTS).to_pandas().assign(epoch=int(e))
                           for e, (v, _) in epochs.items()], ignore_index=True)
     table = curves(long, variants)
     result = scores(table, clean=clean, adversarial=adversarial, tol=tol)
     meta = {"clean": clean, "adversarial": adversarial, "tol": repr(tol)}
-    files.write_table(pa.Table.from_pandas(long, preserve_index=False), metrics_out)
-    files.write_table(pa.Table.from_pandas(table, preserve_index=False), curves_out)
-    files.write_table(pa.Table.from_pandas(result, preserve_index=False), scores_out, meta)
+    files.write_table(pa.Table.from_pandas(long, preserve_index=False), metrics_out,
+                      kind=kinds.METRICS)
+    files.write_table(pa.Table.from_pandas(table, preserve_index=False), curves_out,
+                      kind=kinds.CURVES)
+    files.write_table(pa.Table.from_pandas(result, preserve_index=False), scores_out, meta,
+                      kind=kinds.SCORES)

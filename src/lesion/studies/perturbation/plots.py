@@ -12,12 +12,39 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lesion import files  # noqa: E402
+from lesion.catalog import ACTIVATION_OPERATORS  # noqa: E402
 from lesion.figures import save  # noqa: E402
+from lesion.tables import SUMMARY, VARIANTS  # noqa: E402
 
 FIGURES = ("performances", "weight_diffs", "num_weights")
+
+# What an operator's level is, for its panel's x axis (lesion.perturb defines them).
+LEVEL_LABELS = {
+    "synapse_knockout": "fraction of weights set to 0",
+    "node_knockout": "fraction of units knocked out",
+    "gaussian": "noise std, in units of std(W)",
+    "redraw": "fraction of weights redrawn",
+    "bitflip": "per-bit flip probability",
+    "stuck_at_zero": "per-bit stuck-at-0 probability",
+    "stuck_at_one": "per-bit stuck-at-1 probability",
+    "crash": "crash probability p per neuron",
+}
+# The values a metric can take (metrics.py): a confidence band is clipped to them.
+METRIC_RANGES = {"top1": (0.0, 1.0), "top5": (0.0, 1.0), "agreement": (0.0, 1.0),
+                 "nonfinite": (0.0, 1.0), "loss": (0.0, None)}
+
+
+def band(mean: pd.Series, ci95: pd.Series, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """mean -/+ ci95, clipped to what `metric` can take (a t interval over a few draws
+    near 0 or 1 reaches past it)."""
+    low, high = METRIC_RANGES.get(metric, (None, None))
+    half = ci95.fillna(0).to_numpy()
+    return (np.clip(mean.to_numpy() - half, low, high),
+            np.clip(mean.to_numpy() + half, low, high))
 
 
 def _panels(perturbations: list[str]):
@@ -66,13 +93,12 @@ def performances(summary: pd.DataFrame, metric: str = "top1") -> plt.Figure:
                 line = line.sort_values("level")
                 ax.plot(line["level"], line["mean"], marker="o", ms=3, ls=style,
                         label=name + suffix, color=colors[name])
-                ax.fill_between(line["level"], line["mean"] - line["ci95"].fillna(0),
-                                line["mean"] + line["ci95"].fillna(0), alpha=0.2,
-                                color=colors[name])
+                ax.fill_between(line["level"], *band(line["mean"], line["ci95"], metric),
+                                alpha=0.2, color=colors[name])
             if len(clean):
                 ax.axhline(clean.iloc[0], ls="--" if testset == "clean" else "-.", color="black",
                            lw=1, label="unperturbed" + suffix)
-            ax.set(title=perturbation, xlabel="level")
+            ax.set(title=perturbation, xlabel=LEVEL_LABELS.get(perturbation, "level"))
     for ax in list(panels.values())[::2]:
         ax.set_ylabel(f"{metric} accuracy" if metric.startswith("top") else metric)
     next(iter(panels.values())).legend(fontsize="small")
@@ -81,7 +107,19 @@ def performances(summary: pd.DataFrame, metric: str = "top1") -> plt.Figure:
 
 
 def weight_diffs(variants: pd.DataFrame) -> plt.Figure:
-    """Relative L2 distance of the variants from the original weights (mean over draws)."""
+    """Relative L2 distance of the variants from the original weights (mean over draws).
+
+    Operators on activations (crashes) change no weight: they get no panel.
+    """
+    title = f"{variants['dataset'].iloc[0]} / {variants['model'].iloc[0]}: weight change"
+    variants = variants[~variants["perturbation"].isin(ACTIVATION_OPERATORS)]
+    if variants.empty:
+        fig, ax = plt.subplots(figsize=(4.5, 2), layout="constrained")
+        ax.text(0.5, 0.5, "no operator on weights in this study\n(crashes change no weight)",
+                ha="center", va="center")
+        ax.set_axis_off()
+        fig.suptitle(title)
+        return fig
     mean = variants.groupby(["perturbation", "layer", "level"], sort=False)["rel_l2"].mean()
     mean = mean.reset_index()
     layers = list(dict.fromkeys(mean["layer"]))
@@ -92,11 +130,11 @@ def weight_diffs(variants: pd.DataFrame) -> plt.Figure:
             line = mean[(mean["perturbation"] == perturbation) & (mean["layer"] == name)]
             ax.plot(line["level"], line["rel_l2"], marker="o", ms=3, label=name,
                     color=colors[name])
-        ax.set(title=perturbation, xlabel="level")
+        ax.set(title=perturbation, xlabel=LEVEL_LABELS.get(perturbation, "level"))
     for ax in list(panels.values())[::2]:
         ax.set_ylabel("|W' - W|_2 / |W|_2")
     next(iter(panels.values())).legend(fontsize="small")
-    fig.suptitle(f"{variants['dataset'].iloc[0]} / {variants['model'].iloc[0]}: weight change")
+    fig.suptitle(title)
     return fig
 
 
@@ -115,10 +153,11 @@ def figure(name: str, *, summary: str, variants: list[str], png: str, pdf: str) 
     if name not in FIGURES:
         raise ValueError(f"figure {name!r} is unknown; expected one of {list(FIGURES)}")
     if name == "performances":
-        fig = performances(files.read_table(summary).to_pandas())
+        fig = performances(files.read_table(summary, SUMMARY).to_pandas())
     else:
         if not variants:
             raise ValueError(f"figure {name!r} needs --variants tables; none were given")
-        table = pd.concat([files.read_table(p).to_pandas() for p in variants], ignore_index=True)
+        table = pd.concat([files.read_table(p, VARIANTS).to_pandas() for p in variants],
+                          ignore_index=True)
         fig = weight_diffs(table) if name == "weight_diffs" else num_weights(table)
     save(fig, png, pdf)

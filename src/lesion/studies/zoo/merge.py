@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from lesion import files
+from lesion.studies.zoo import kinds
 from lesion.studies.zoo.space import net_seed
 
 
@@ -34,7 +35,7 @@ def merge(tables: Sequence[str | os.PathLike], snapshots: Sequence[str | os.Path
                          "expected one file per table, in the same order")
     rows = []
     for table, weights in zip(tables, snapshots, strict=True):
-        rows += [{**r, "snapshots": str(weights)} for r in files.read_table(table).to_pylist()]
+        rows += [{**r, "snapshots": str(weights)} for r in files.read_table(table, kinds.SHARD).to_pylist()]
     seen = sorted(r["net"] for r in rows)
     if seen != list(range(nets)):
         doubled = sorted({n for n in seen if seen.count(n) > 1})
@@ -52,5 +53,6 @@ def merge(tables: Sequence[str | os.PathLike], snapshots: Sequence[str | os.Path
         r["split"] = split.get(r["net"], "excluded")
     table = pa.Table.from_pylist(rows)
     files.write_table(table, out, {"min_accuracy": repr(min_accuracy),
-                                   "test_fraction": repr(test_fraction), "study_seed": str(study_seed)})
+                                   "test_fraction": repr(test_fraction), "study_seed": str(study_seed)},
+                      kind=kinds.NETS)
     return table

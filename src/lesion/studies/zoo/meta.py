@@ -27,6 +27,7 @@ from safetensors import safe_open
 from torch import nn
 
 from lesion import files
+from lesion.studies.zoo import kinds
 from lesion.studies.zoo.space import net_seed
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def study(nets_path: str | os.PathLike, *, properties: Sequence[str], slice_leng
     from lesion.evaluate import pick_device
 
     dev = pick_device(device, precision)
-    rows = [r for r in files.read_table(nets_path).to_pylist() if r["converged"]]
+    rows = [r for r in files.read_table(nets_path, kinds.NETS).to_pylist() if r["converged"]]
     weights = load_snapshots(rows)
     summary, per_snapshot = [], []
     for prop in properties:
@@ -171,7 +172,8 @@ def study(nets_path: str | os.PathLike, *, properties: Sequence[str], slice_leng
                         "ci95": result["ci95"], "n_train_nets": len(train), "n_test_nets": len(test)})
         per_snapshot += [{"property": prop, "snapshot": s, "accuracy": a, "chance": result["chance"],
                           "n_test_nets": len(test)} for s, a in enumerate(result["per_snapshot"])]
-    files.write_table(pa.Table.from_pylist(summary), out)
+    files.write_table(pa.Table.from_pylist(summary), out, kind=kinds.META)
     schema = pa.schema([("property", pa.string()), ("snapshot", pa.int64()), ("accuracy", pa.float64()),
                         ("chance", pa.float64()), ("n_test_nets", pa.int64())])
-    files.write_table(pa.Table.from_pylist(per_snapshot, schema=schema), snapshots_out)
+    files.write_table(pa.Table.from_pylist(per_snapshot, schema=schema), snapshots_out,
+                      kind=kinds.META_SNAPSHOTS)

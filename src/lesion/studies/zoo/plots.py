@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lesion import files  # noqa: E402
 from lesion.figures import save  # noqa: E402
+from lesion.studies.zoo import kinds  # noqa: E402
 
 FIGURES = ("accuracy", "snapshots")
 
@@ -52,7 +53,8 @@ def snapshots_figure(per_snapshot: pd.DataFrame) -> plt.Figure:
 def figures(*, meta: str | os.PathLike, snapshots: str | os.PathLike,
             out: str | os.PathLike) -> None:
     """Both figures, {out}/{name}.png and .pdf."""
-    drawn = {"accuracy": accuracy_figure(files.read_table(meta).to_pandas()),
-             "snapshots": snapshots_figure(files.read_table(snapshots).to_pandas())}
+    drawn = {"accuracy": accuracy_figure(files.read_table(meta, kinds.META).to_pandas()),
+             "snapshots": snapshots_figure(
+                 files.read_table(snapshots, kinds.META_SNAPSHOTS).to_pandas())}
     for name, fig in drawn.items():
         save(fig, os.path.join(out, f"{name}.png"), os.path.join(out, f"{name}.pdf"))

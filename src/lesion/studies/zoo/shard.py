@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from lesion import data, files, io
-from lesion.studies.zoo import grouped, sample, space
+from lesion.studies.zoo import grouped, kinds, sample, space
 
 log = logging.getLogger(__name__)
 ORDER = ("layer by layer in forward order (conv1.., fc1.., out), each layer's weight then its "
@@ -61,7 +61,7 @@ def build(zoo: Mapping, *, dataset: str, train: str | os.PathLike, test: str | o
     io.save_tensors(tensors, snapshots_out, meta)
     out_rows.sort(key=lambda r: r["net"])
     files.write_table(pa.Table.from_pylist(out_rows), table_out,
-                      {k: str(v) for k, v in meta.items()})
+                      {k: str(v) for k, v in meta.items()}, kind=kinds.SHARD)
 
 
 def snapshots(path: str | os.PathLike, net: int) -> torch.Tensor:

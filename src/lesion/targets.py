@@ -1,0 +1,61 @@
+"""Files a study's config can make: a target asked for by path is checked before
+Snakemake plans it.
+
+`snakemake results/digits/cnn/predictions/bitflip/fc1.parquet` asks for a sweep
+the config does not define (no `bitflip` under perturbations, or a layer the
+model lacks). The wildcard constraints (workflow/rules/common.smk) keep such a
+path from matching a rule, so Snakemake can only say "No rule to produce";
+`problem` says why, naming the config key to change. Torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+from lesion.catalog import OPERATOR_LEVELS, layer_names
+
+# The files of one sweep: its variants, predictions and (on demand) variant weights.
+SWEEP_FILE = re.compile(r"results/(?P<dataset>[^/]+)/(?P<model>[^/]+)/"
+                        r"(?P<kind>variants|predictions|variant_weights)/"
+                        r"(?P<perturbation>[^/]+)/(?P<layer>[^/]+?)(?:\.parquet)?/?")
+
+
+def sweep_layers(config: Mapping, model: str) -> list[str]:
+    """The layers the config sweeps in `model` (`layers: all` is every one)."""
+    from lesion.config import architecture
+
+    settings = config["models"][model] or {}
+    layers = settings.get("layers", "all")
+    return layer_names(architecture(model, settings)) if layers == "all" else list(layers)
+
+
+def problem(target: str, config: Mapping) -> str | None:
+    """Why the checked, canonical `config` cannot make `target`, or None when it can
+    (or when `target` is not a sweep's file)."""
+    path = os.path.relpath(target) if os.path.isabs(target) else os.path.normpath(target)
+    found = SWEEP_FILE.fullmatch(path.replace(os.sep, "/"))
+    if found is None:
+        return None
+    dataset, model, operator, layer = found.group("dataset", "model", "perturbation", "layer")
+    operators = [p for p in OPERATOR_LEVELS if p in config.get("perturbations", {})]
+    if dataset != config["dataset"]["name"]:
+        return (f"{target}: dataset {dataset!r} is not this study's; expected "
+                f"results/{config['dataset']['name']}/... (dataset.name in the config)")
+    if model not in config["models"]:
+        return (f"{target}: model {model!r} is not in the config; expected one of "
+                f"{list(config['models'])} (or add it under models:)")
+    if operator not in operators:
+        return (f"{target}: operator {operator!r} is not in the config; expected one of "
+                f"{operators} (or add it under perturbations:, with its levels and draws)")
+    layers = sweep_layers(config, model)
+    if layer not in layers:
+        from lesion.config import architecture
+
+        arch = architecture(model, config["models"][model] or {})
+        why = ("not a weight layer of " if layer not in layer_names(arch)
+               else "not among the layers the config sweeps in ")
+        return (f"{target}: {layer!r} is {why}{model!r}; expected one of {layers} "
+                f"(models.{model}.layers)")
+    return None
