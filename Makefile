@@ -35,7 +35,7 @@ test: $(STAMP)
 # cores). Each run starts clean: mutmut 3.8's incremental mode re-maps tests to
 # functions from the changed tests only, which leaves mutants without the tests
 # that would kill them. The score per module comes last.
-MUTANTS := 'lesion.perturb.*' 'lesion.evaluate.x_summarise*' \
+MUTANTS := 'lesion.perturb.*' 'lesion.evaluate.x_summarise*' 'lesion.evaluate.x__stacked_*' \
 	'lesion.metrics.x__top*' 'lesion.metrics.x_variant_metrics*' 'lesion.metrics.x_clean_top1*' \
 	'lesion.metrics.x_study_metrics*' 'lesion.metrics.x_summarise*' \
 	'lesion.predict.x__table*' 'lesion.predict.x__crash_results*' 'lesion.predict.x__weight_results*' \
