@@ -45,11 +45,11 @@ class VariantMismatchError(RuntimeError):
 
 # Entries of a layer's concatenated tensors per float64 window of `_difference`:
 # the statistics never copy a whole layer (a vgg16 fc1 is 103 M entries) and
-# work in two 8 MB float64 buffers, allocated once per call (fresh allocations
+# work in two 32 MB float64 buffers, allocated once per call (fresh allocations
 # of a whole layer, not the arithmetic, were most of the cost). A layer of
 # one window (every layer of the digits networks) sums exactly as one float64
 # vector of the whole layer does.
-_WINDOW = 1 << 20
+_WINDOW = 1 << 22
 
 
 def _windows(tensors: Mapping[str, torch.Tensor]) -> list[list[tuple[str, int, int]]]:
@@ -68,6 +68,11 @@ def _windows(tensors: Mapping[str, torch.Tensor]) -> list[list[tuple[str, int, i
     return [*windows, current] if current else windows
 
 
+def _buffer_size(tensors: Mapping[str, torch.Tensor]) -> int:
+    """Entries of a window buffer: a window, or the whole layer when it is smaller."""
+    return min(_WINDOW, sum(t.numel() for t in tensors.values()))
+
+
 def _fill(buffer: torch.Tensor, tensors: Mapping[str, torch.Tensor],
           pieces: list[tuple[str, int, int]]) -> torch.Tensor:
     """Window `pieces` of the concatenation, converted to float64 into `buffer`."""
@@ -80,7 +85,7 @@ def _fill(buffer: torch.Tensor, tensors: Mapping[str, torch.Tensor],
 
 def _norms(base: Mapping[str, torch.Tensor]) -> tuple[float, float]:
     """|W|_1 and |W|_2 of the original tensors together: computed once per sweep."""
-    buffer = torch.empty(_WINDOW, dtype=torch.float64)
+    buffer = torch.empty(_buffer_size(base), dtype=torch.float64)
     l1, l2 = [], []
     for pieces in _windows(base):
         old = _fill(buffer, base, pieces)
@@ -99,7 +104,7 @@ def _difference(base: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor
     `norms` are `_norms(base)`, when the caller already has them.
     """
     l1_old, l2_old = norms or _norms(base)
-    buffers = torch.empty(2, _WINDOW, dtype=torch.float64)
+    buffers = torch.empty(2, _buffer_size(base), dtype=torch.float64)
     changed, l1, l2 = 0, [], []
     for pieces in _windows(base):
         d = _fill(buffers[0], new, pieces)
