@@ -110,12 +110,14 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
 #            channels), a lone Linear as one matrix product per variant into one
 #            output, anything else (a residual block, a layer and its BatchNorm)
 #            `torch.vmap`-ed over the variants
-#   loop     one functional call of the head per variant
-#   auto     the faster one measured per layer type (`python -m lesion bench sweep`):
-#            stacked, except a composite head that vmap cannot batch
+#   loop     one functional call of the head per variant (what stacked falls back
+#            to where vmap cannot batch a block)
+# `python -m lesion bench sweep` times both: stacked was as fast or faster on
+# every layer of AlexNet, so it is the default; a group of one variant
+# (variants_per_pass 1) runs the plain network.
 # Either way the tail (clean weights shared by all variants) runs once for the
 # group, with the variants folded into the batch dimension.
-SCHEMES = ("auto", "stacked", "loop")
+SCHEMES = ("stacked", "loop")
 
 
 def _head_length(names: dict[str, str]) -> int:
@@ -203,7 +205,7 @@ def _head_runner(head: nn.Sequential, scheme: str, keys: set[str]):
 def sweep_suffix(suffix: nn.Sequential, names: dict[str, str],
                  variants: Iterable[dict[str, torch.Tensor]], activations: torch.Tensor,
                  labels: torch.Tensor, *, batch_size: int, variants_per_pass: int,
-                 scheme: str = "auto") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                 scheme: str = "stacked") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (top-k classes [N, k], losses [N]) per variant, in order.
 
     `variants` are replacement tensors (e.g. `{"weight": ..., "bias": ...}`)

@@ -10,8 +10,8 @@ run and on the same inputs:
   one      prefix once, one variant per pass (variants_per_pass 1)
   stacked  prefix once, `variants_per_pass` variants per pass, scheme `stacked`
   loop     the same, scheme `loop` (lesion.evaluate.SCHEMES)
-and prints seconds, the speed-up of the default scheme (`auto`: stacked) over
-naive, and its ratio to the limit, with a total over the layers last.
+and prints seconds, the speed-up of the default scheme (stacked) over naive,
+and its ratio to the limit, with a total over the layers last.
 
 Inputs are the dataset's test split (results/{dataset}/tensors/test.safetensors,
 or the data a package ships), or with `synthetic` seeded random inputs of the
@@ -51,7 +51,7 @@ def _naive(model, layer, variants, images, labels, batch_size, device) -> None:
 
 
 def _prefix(model, layer, variants, images, labels, batch_size, device, per_pass,
-            scheme="auto") -> None:
+            scheme="stacked") -> None:
     prefix, suffix, _ = models.split(model, layer)
     names = models.parameter_names(suffix, model, layer, list(variants[0]))
     activations = evaluate.run_batched(prefix, images, batch_size, device)
@@ -156,7 +156,7 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
 
 
 def _print_row(row: dict, columns: tuple[str, ...]) -> None:
-    sweep_s = row["stacked"]  # the default scheme, auto
+    sweep_s = row["stacked"]  # the default scheme
     row["speedup"], row["vs_limit"] = row["naive"] / sweep_s, sweep_s / row["limit"]
     print(f"{row['layer']:>8} " + " ".join(f"{row[c]:9.3f}" for c in columns)
           + f" {row['speedup']:8.2f}x {row['vs_limit']:8.2f}x")
