@@ -45,13 +45,14 @@ test: $(STAMP)
 # cores). Each run starts clean: mutmut 3.8's incremental mode re-maps tests to
 # functions from the changed tests only, which leaves mutants without the tests
 # that would kill them. The score per module comes last.
-MUTANTS := 'lesion.perturb.*' 'lesion.evaluate.x_summarise*' \
+MUTANTS := 'lesion.perturb.*' 'lesion.evaluate.x_summarise*' 'lesion.evaluate.x__stacked_*' \
 	'lesion.metrics.x__top*' 'lesion.metrics.x_variant_metrics*' 'lesion.metrics.x_clean_top1*' \
 	'lesion.metrics.x_study_metrics*' 'lesion.metrics.x_summarise*' \
 	'lesion.predict.x__table*' 'lesion.predict.x__crash_results*' 'lesion.predict.x__weight_results*' \
 	'lesion.activations.x_keep_mask*' 'lesion.activations.x_crash_site*' \
 	'lesion.activations.x_forward_with_sites*' 'lesion.activations.x_hidden_sites*' \
-	'lesion.sweep.x__difference*' 'lesion.sweep.x_regenerate*' 'lesion.sweep.x_variant_table*' \
+	'lesion.sweep.x__difference*' 'lesion.sweep.x__norms*' 'lesion.sweep.x__windows*' 'lesion.sweep.x__fill*' \
+	'lesion.sweep.x_regenerate*' 'lesion.sweep.x_variants*' 'lesion.sweep.x_variant_table*' \
 	'lesion.studies.faults.bounds.x__per_input_terms*' 'lesion.studies.faults.bounds.x_bounds_per_input*' \
 	'lesion.studies.faults.bounds.x_aggregate*' 'lesion.studies.faults.bounds.x_monte_carlo*' \
 	'lesion.studies.faults.bounds.x_b3_*' 'lesion.studies.faults.bounds.x__dense_chain*' \

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 from lesion import evaluate, models, perturb, sweep
 
@@ -23,9 +24,11 @@ def naive(model, layer, tensors, x, y):
         return evaluate.summarise(clone(x), y)
 
 
+@pytest.mark.parametrize("scheme", evaluate.SCHEMES)
 @pytest.mark.parametrize("model_fixture", ["cnn", "mlp"])
 @pytest.mark.parametrize("per_pass", [1, 3])
-def test_prefix_cached_sweep_equals_full_network(request, digits, model_fixture, per_pass):
+def test_prefix_cached_sweep_equals_full_network(request, digits, model_fixture, per_pass,
+                                                 scheme):
     model = request.getfixturevalue(model_fixture)
     x, y = digits
     for layer in models.layers(model):
@@ -36,7 +39,8 @@ def test_prefix_cached_sweep_equals_full_network(request, digits, model_fixture,
         activations = evaluate.run_batched(prefix, x, 64, CPU)
         names = models.parameter_names(suffix, model, layer, list(base))
         got = list(evaluate.sweep_suffix(suffix, names, variants, activations, y,
-                                         batch_size=70, variants_per_pass=per_pass))
+                                         batch_size=70, variants_per_pass=per_pass,
+                                         scheme=scheme))
         assert len(got) == len(variants)
         for tensors, (top, loss) in zip(variants, got, strict=True):
             ref_top, ref_loss = naive(model, layer, tensors, x, y)
@@ -45,24 +49,34 @@ def test_prefix_cached_sweep_equals_full_network(request, digits, model_fixture,
             assert torch.allclose(loss, ref_loss, atol=1e-5, equal_nan=True)
 
 
-def test_prefix_excludes_the_perturbed_layer_in_a_residual_network():
+@pytest.mark.parametrize("scheme", evaluate.SCHEMES)
+def test_prefix_excludes_the_perturbed_layer_in_a_residual_network(scheme):
+    """BatchNorm after every conv; heads of one conv (the stem), a whole residual block
+    (vmap), a downsample conv (vmap cannot batch its in-place add: one call per variant),
+    a conv and its BatchNorm (node knockout), the classifier."""
     torch.manual_seed(0)
     model = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32)).eval()
+    for m in model.modules():  # running statistics that are not the identity
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
     x, y = torch.randn(6, 3, 32, 32), torch.arange(6)
     for layer in ("conv1", "conv5", "conv8", "fc1"):  # stem, inside a block, a downsample, head
         prefix, suffix, _ = models.split(model, layer)
         target = models.layer(model, layer)
         assert not any(m is target for m in prefix.modules())
         for operator in ("gaussian", "node_knockout"):  # node knockout: with the BatchNorm
-            tensors = perturb.apply(operator, sweep.base_tensors(model, layer, operator), 0.8,
-                                    seed=1)
+            base = sweep.base_tensors(model, layer, operator)
+            variants = [perturb.apply(operator, base, 0.8, seed) for seed in range(3)]
             activations = evaluate.run_batched(prefix, x, 4, CPU)
-            names = models.parameter_names(suffix, model, layer, list(tensors))
-            (top, loss), = evaluate.sweep_suffix(suffix, names, [tensors], activations, y,
-                                                 batch_size=4, variants_per_pass=2)
-            ref_top, ref_loss = naive(model, layer, tensors, x, y)
-            assert torch.equal(top, ref_top)
-            assert torch.allclose(loss, ref_loss, atol=1e-4)
+            names = models.parameter_names(suffix, model, layer, list(base))
+            got = list(evaluate.sweep_suffix(suffix, names, variants, activations, y,
+                                             batch_size=4, variants_per_pass=3, scheme=scheme))
+            assert len(got) == len(variants)
+            for tensors, (top, loss) in zip(variants, got, strict=True):
+                ref_top, ref_loss = naive(model, layer, tensors, x, y)
+                assert torch.equal(top, ref_top), (layer, operator)
+                assert torch.allclose(loss, ref_loss, atol=1e-4), (layer, operator)
 
 
 def test_clean_prefix_is_what_the_layer_receives(cnn, digits):

@@ -396,6 +396,24 @@ def test_a_variants_row_records_what_changed_counted_by_numpy():
     assert row["tensors"] == "bias,weight"
 
 
+@pytest.mark.parametrize("operator", ["gaussian", "redraw"])
+def test_a_variants_row_of_a_layer_of_many_windows_against_numpy(monkeypatch, operator):
+    """Windows of 7 entries: pieces straddle the bias/weight boundary, the last is short."""
+    monkeypatch.setattr(sweep, "_WINDOW", 7)
+    base = layer()
+    table, variants = sweep.variant_table(base, dataset="digits", model="cnn", layer="fc1",
+                                          perturbation=operator, levels=[0.55], draws=2,
+                                          study_seed=3)
+    old = np.concatenate([base[k].numpy().ravel() for k in ("bias", "weight")]).astype(np.float64)
+    for row, variant in zip(table.to_pylist(), variants, strict=True):
+        new = np.concatenate([variant[k].numpy().ravel() for k in ("bias", "weight")])
+        assert row["changed"] == int((new != old).sum())
+        assert row["rel_l1"] == pytest.approx(np.abs(new - old).sum() / np.abs(old).sum(),
+                                              rel=1e-12)
+        assert row["rel_l2"] == pytest.approx(np.linalg.norm(new - old) / np.linalg.norm(old),
+                                              rel=1e-12)
+
+
 def test_the_b3_loss_weight_may_be_zero_but_not_infinite():
     bounds.b3_loss(0.0)  # a regime without the regulariser
     with pytest.raises(ValueError, match=r"b3_variance = inf is out of range; expected a finite"):

@@ -3,17 +3,18 @@
 Everything in front of the perturbed layer is the same for every variant, so
 its output (the clean activations at the layer's input) is computed once per
 sweep; each variant then runs only the suffix. Variants are evaluated several
-at a time: their layer tensors are stacked and the suffix is `torch.vmap`-ed
-over them with `torch.func.functional_call`, one pass for a group of variants.
-Where vmap cannot batch a network (an in-place op mixing batched and
-unbatched tensors, as in torchvision's ResNet when a downsample conv is
-perturbed), the group falls back to one functional call per variant.
+at a time (`variants_per_pass`), in two parts: the head of the suffix (the
+stages that hold the variant's tensors) sees the same clean input for every
+variant, so it runs once for the group (a convolution V times wider, see
+SCHEMES); everything after it has clean weights shared by all variants, so it
+runs once with the variants folded into the batch dimension.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from functools import partial
 from itertools import islice
 
 import torch
@@ -103,49 +104,144 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     return top, torch.where(finite, loss, torch.nan)
 
 
+# How the perturbed stages (the head of the suffix) run a group of variants:
+#   stacked  one pass with the variants stacked: a lone Conv2d as one dense
+#            convolution V times wider (weights stacked along the output
+#            channels), a lone Linear as one matrix product per variant into one
+#            output, anything else (a residual block, a layer and its BatchNorm)
+#            `torch.vmap`-ed over the variants
+#   loop     one functional call of the head per variant (what stacked falls back
+#            to where vmap cannot batch a block)
+# `python -m lesion bench sweep` times both: stacked was as fast or faster on
+# every layer of AlexNet, so it is the default; a group of one variant
+# (variants_per_pass 1) runs the plain network.
+# Either way the tail (clean weights shared by all variants) runs once for the
+# group, with the variants folded into the batch dimension.
+SCHEMES = ("stacked", "loop")
+
+
+def _head_length(names: dict[str, str]) -> int:
+    """How many leading stages of the suffix hold a variant tensor (their paths start "i.")."""
+    return 1 + max(int(path.split(".", 1)[0]) for path in names.values())
+
+
+def _plain(head: nn.Sequential, keys: set[str]) -> nn.Conv2d | nn.Linear | None:
+    """The head's lone dense layer when only its weight and bias vary, else None."""
+    if len(head) != 1 or not keys <= {"0.weight", "0.bias"}:
+        return None
+    layer = head[0]
+    if type(layer) is nn.Linear:
+        return layer
+    if type(layer) is nn.Conv2d and layer.groups == 1 and layer.padding_mode == "zeros":
+        return layer
+    return None
+
+
+def _stacked_conv(conv: nn.Conv2d, group: list[dict[str, torch.Tensor]],
+                  x: torch.Tensor) -> torch.Tensor:
+    """[V, N, C, H, W]: one convolution with the V variants' filters side by side."""
+    weight = torch.cat([v.get("0.weight", conv.weight) for v in group])
+    bias = None if conv.bias is None else torch.cat([v.get("0.bias", conv.bias) for v in group])
+    y = nn.functional.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation)
+    return y.unflatten(1, (len(group), -1)).transpose(0, 1)
+
+
+def _stacked_linear(linear: nn.Linear, group: list[dict[str, torch.Tensor]],
+                    x: torch.Tensor) -> torch.Tensor:
+    """[V, N, out]: x W_v^T per variant into one output, then its bias.
+
+    A product per variant rather than one with the weights concatenated: the
+    concatenation would copy every variant of a large layer (AlexNet's fc1 is
+    150 MB) for a product that reads each weight once either way. The bias is
+    added after the product, as vmap's linear does (not fused).
+    """
+    out = x.new_empty(len(group), *x.shape[:-1], linear.out_features)
+    for i, v in enumerate(group):
+        torch.matmul(x, v.get("0.weight", linear.weight).t(), out=out[i])
+        if linear.bias is not None:
+            out[i] += v.get("0.bias", linear.bias)
+    return out
+
+
+def _head_runner(head: nn.Sequential, scheme: str, keys: set[str]):
+    """A function (group of variants as {parameter: tensor}, x) -> head output [V, N, ...];
+    `keys` are the head's parameters that the variants replace."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme = {scheme!r} is unknown; expected one of {list(SCHEMES)}")
+    base = {**dict(head.named_parameters()), **dict(head.named_buffers())}
+
+    def one(variant: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(head, {**base, **variant}, (x,))
+
+    def loop(group: list[dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([one(v, x) for v in group])
+
+    if scheme == "loop":
+        return loop
+    vmapped, use_vmap = torch.vmap(one, in_dims=(0, None)), True
+
+    def stacked(group: list[dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+        """vmap over the head; where it cannot batch the head (an in-place op mixing
+        batched and unbatched tensors, as in torchvision's ResNet when a downsample
+        conv is perturbed), one call per variant from then on."""
+        nonlocal use_vmap
+        if use_vmap and len(group) > 1:
+            keys = list(group[0])
+            try:
+                return vmapped({k: torch.stack([v[k] for v in group]) for k in keys}, x)
+            except RuntimeError as err:
+                log.warning("vmap cannot batch this layer's block (%s); one variant per pass",
+                            err)
+                use_vmap = False
+        return loop(group, x)
+
+    layer = _plain(head, keys)
+    if layer is None:
+        return stacked
+    return partial(_stacked_conv if isinstance(layer, nn.Conv2d) else _stacked_linear, layer)
+
+
 @torch.no_grad()
-def sweep_suffix(suffix: nn.Module, names: dict[str, str],
+def sweep_suffix(suffix: nn.Sequential, names: dict[str, str],
                  variants: Iterable[dict[str, torch.Tensor]], activations: torch.Tensor,
-                 labels: torch.Tensor, *, batch_size: int,
-                 variants_per_pass: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                 labels: torch.Tensor, *, batch_size: int, variants_per_pass: int,
+                 scheme: str = "stacked") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (top-k classes [N, k], losses [N]) per variant, in order.
 
     `variants` are replacement tensors (e.g. `{"weight": ..., "bias": ...}`)
     for the parameters of `suffix` that `names` maps their keys to
-    (models.suffix_names), consumed lazily,
-    `variants_per_pass` at a time, so a sweep over a large layer never holds
-    more than one group; `activations` are the clean inputs of `suffix`,
-    already on the evaluation device.
+    (models.parameter_names), consumed lazily, `variants_per_pass` at a time,
+    so a sweep over a large layer never holds more than one group;
+    `activations` are the clean inputs of `suffix`, already on the evaluation
+    device. The stages of `suffix` up to the last that holds a variant tensor
+    (the head) run per `scheme` (SCHEMES); the rest runs once per batch of
+    images for the whole group, variants folded into the batch dimension.
     """
     device = activations.device
     suffix = suffix.to(device).eval()
-    base = {**dict(suffix.named_parameters()), **dict(suffix.named_buffers())}
+    cut = _head_length(names)
+    head, tail = suffix[:cut], suffix[cut:]
+    run_head = _head_runner(head, scheme, set(names.values()))
     labels = labels.to(device)
+    tail_vmapped = torch.vmap(tail)
+    base = {**dict(head.named_parameters()), **dict(head.named_buffers())}
 
-    def forward(layer_params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(suffix, {**base, **layer_params}, (x,))
+    def logits(group: list[dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+        """[V, N, classes]. A group of one runs the plain network (the one-variant path);
+        a group of several, the head per `scheme` and the tail vmap-ed over the
+        variants, which folds them into the batch dimension of every convolution
+        and product (and adds a linear layer's bias after its product, as one
+        vmap-ed pass of the whole suffix did: the same results to the bit)."""
+        if len(group) == 1:
+            return tail(functional_call(head, {**base, **group[0]}, (x,)))[None]
+        return tail_vmapped(run_head(group, x))
 
-    vmapped = torch.vmap(forward, in_dims=(0, None))
-    use_vmap = variants_per_pass > 1
-
-    def batched(stacked: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Logits [variants, images, classes] of a group of variants."""
-        nonlocal use_vmap
-        if use_vmap:
-            try:
-                return vmapped(stacked, x)
-            except RuntimeError as err:
-                log.warning("vmap cannot batch this suffix (%s); one variant per pass", err)
-                use_vmap = False
-        count = len(next(iter(stacked.values())))
-        return torch.stack([forward({k: v[i] for k, v in stacked.items()}, x) for i in range(count)])
     remaining = iter(variants)
     while group := list(islice(remaining, variants_per_pass)):
-        stacked = {names[key]: torch.stack([v[key] for v in group]).to(device)
-                   for key in group[0]}
+        group = [{names[k]: t.to(device) for k, t in v.items()} for v in group]
         tops, losses = [], []
         for i in range(0, len(activations), batch_size):
-            top, loss = summarise(batched(stacked, activations[i:i + batch_size]),
+            top, loss = summarise(logits(group, activations[i:i + batch_size]),
                                   labels[i:i + batch_size])
             tops.append(top)
             losses.append(loss)

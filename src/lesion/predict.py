@@ -67,9 +67,11 @@ def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tens
     """(top-k, loss) per crash repetition: clean neurons of `layer` once, masks per input.
 
     Each row is one Monte Carlo repetition (level p, its own seed); the hash
-    check confirms the layer's weights are those the table was drawn on.
+    check confirms the layer's weights are those the table was drawn on. A
+    crash leaves the weights alone, so every row records the same hash: one
+    check per distinct hash, not one copy and hash of the layer per row.
     """
-    for row in rows:
+    for row in {row["sha256"]: row for row in rows}.values():
         sweep.regenerate(row, base)
     prefix, suffix = activations.crash_split(model, layer)
     neurons = evaluate.run_batched(prefix, images, batch_size, device)

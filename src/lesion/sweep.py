@@ -9,8 +9,10 @@ variant from its row alone and refuses one whose hash no longer matches.
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import pyarrow as pa
 import torch
@@ -41,42 +43,123 @@ class VariantMismatchError(RuntimeError):
     """A regenerated variant does not hash to what its table row recorded."""
 
 
-def _difference(base: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor]) -> dict:
-    old = torch.cat([base[k].reshape(-1).double() for k in sorted(base)])
-    diff = torch.cat([(new[k].double() - base[k].double()).reshape(-1) for k in sorted(base)])
+# Entries of a layer's concatenated tensors per float64 window of `_difference`:
+# the statistics never copy a whole layer (a vgg16 fc1 is 103 M entries) and
+# work in two 32 MB float64 buffers, allocated once per call (fresh allocations
+# of a whole layer, not the arithmetic, were most of the cost). A layer of
+# one window (every layer of the digits networks) sums exactly as one float64
+# vector of the whole layer does.
+_WINDOW = 1 << 22
+
+
+def _windows(tensors: Mapping[str, torch.Tensor]) -> list[list[tuple[str, int, int]]]:
+    """The concatenation of `tensors` (sorted names, flattened) cut into windows of
+    `_WINDOW` entries, each a list of (name, start, stop) pieces."""
+    windows, current, size = [], [], 0
+    for name in sorted(tensors):
+        n, start = tensors[name].numel(), 0
+        while start < n:
+            take = min(n - start, _WINDOW - size)
+            current.append((name, start, start + take))
+            size, start = size + take, start + take
+            if size == _WINDOW:
+                windows.append(current)
+                current, size = [], 0
+    return [*windows, current] if current else windows
+
+
+def _buffer_size(tensors: Mapping[str, torch.Tensor]) -> int:
+    """Entries of a window buffer: a window, or the whole layer when it is smaller."""
+    return min(_WINDOW, sum(t.numel() for t in tensors.values()))
+
+
+def _fill(buffer: torch.Tensor, tensors: Mapping[str, torch.Tensor],
+          pieces: list[tuple[str, int, int]]) -> torch.Tensor:
+    """Window `pieces` of the concatenation, converted to float64 into `buffer`."""
+    offset = 0
+    for name, start, stop in pieces:
+        buffer[offset:offset + stop - start].copy_(tensors[name].reshape(-1)[start:stop])
+        offset += stop - start
+    return buffer[:offset]
+
+
+def _norms(base: Mapping[str, torch.Tensor]) -> tuple[float, float]:
+    """|W|_1 and |W|_2 of the original tensors together: computed once per sweep."""
+    buffer = torch.empty(_buffer_size(base), dtype=torch.float64)
+    l1, l2 = [], []
+    for pieces in _windows(base):
+        old = _fill(buffer, base, pieces)
+        l2.append(float(old.norm()))
+        l1.append(float(torch.abs(old, out=old).sum()))
+    return math.fsum(l1), math.hypot(*l2)
+
+
+def _difference(base: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor],
+                norms: tuple[float, float] | None = None) -> dict:
+    """Entries, entries changed, and |W' - W| / |W| in L1 and L2 over all tensors together.
+
+    Computed in float64 window by window (`_WINDOW`), each window with the
+    float64 reductions of the whole-vector formula; the windows' sums are
+    combined with `math.fsum` and `math.hypot` (exact for one window).
+    `norms` are `_norms(base)`, when the caller already has them.
+    """
+    l1_old, l2_old = norms or _norms(base)
+    buffers = torch.empty(2, _buffer_size(base), dtype=torch.float64)
+    changed, l1, l2 = 0, [], []
+    for pieces in _windows(base):
+        d = _fill(buffers[0], new, pieces)
+        d = torch.sub(d, _fill(buffers[1], base, pieces), out=d)
+        changed += int(torch.count_nonzero(d))
+        l2.append(float(d.norm()))
+        l1.append(float(torch.abs(d, out=d).sum()))
     return {
-        "weights": old.numel(),
-        "changed": int((diff != 0).sum()),
-        "rel_l1": float(diff.abs().sum() / old.abs().sum()),
-        "rel_l2": float(diff.norm() / old.norm()),
+        "weights": sum(t.numel() for t in base.values()),
+        "changed": changed,
+        "rel_l1": _ratio(math.fsum(l1), l1_old),
+        "rel_l2": _ratio(math.hypot(*l2), l2_old),
     }
 
 
-def variant_table(base: Mapping[str, torch.Tensor], *, dataset: str, model: str, layer: str,
-                  perturbation: str, levels: Iterable[float], draws: int,
-                  study_seed: int, options: Mapping | None = None,
-                  ) -> tuple[pa.Table, list[dict[str, torch.Tensor]]]:
-    """Draw every variant of the sweep; return its table and the variant tensors.
+def _ratio(a: float, b: float) -> float:
+    """a / b in IEEE float64: inf or nan where b is 0 (an all-zero layer), never an error."""
+    return float(torch.tensor(a, dtype=torch.float64) / b)
 
-    `options` are the operator's own (perturb.OPERATOR_OPTIONS), recorded in
-    every row so that the row alone regenerates the variant.
+
+def variants(base: Mapping[str, torch.Tensor], *, dataset: str, model: str, layer: str,
+             perturbation: str, levels: Iterable[float], draws: int, study_seed: int,
+             options: Mapping | None = None) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
+    """Draw the variants of a sweep one at a time: (table row, variant tensors).
+
+    Lazy, so that a sweep over a large layer holds one variant at a time (a
+    vgg16 fc1 variant is 400 MB). `options` are the operator's own
+    (perturb.OPERATOR_OPTIONS), recorded in every row so that the row alone
+    regenerates the variant.
     """
     options = dict(options or {})
-    rows, variants = [], []
+    norms = _norms(base)  # the original's, once per sweep
     for level in levels:
         for draw in range(draws):
             seed = perturb.variant_seed(study_seed, model, layer, perturbation, level, draw)
             new = perturb.apply(perturbation, base, level, seed, **options)
-            rows.append({
+            yield {
                 "variant": perturb.variant_id(model, layer, perturbation, level, draw),
                 "dataset": dataset, "model": model, "perturbation": perturbation,
                 "layer": layer, "level": float(level), "draw": draw, "seed": seed,
-                "sha256": io.tensors_sha256(new), **_difference(base, new),
+                "sha256": io.tensors_sha256(new), **_difference(base, new, norms),
                 "options": json.dumps(options, sort_keys=True),
                 "tensors": ",".join(sorted(base)),
-            })
-            variants.append(new)
-    return pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), variants
+            }, new
+
+
+def variant_table(base: Mapping[str, torch.Tensor], **sweep: Any,
+                  ) -> tuple[pa.Table, list[dict[str, torch.Tensor]]]:
+    """Draw every variant of the sweep (`variants`' arguments); return its table and the
+    variant tensors."""
+    rows, tensors = [], []
+    for row, new in variants(base, **sweep):
+        rows.append(row)
+        tensors.append(new)
+    return pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), tensors
 
 
 def regenerate(row: Mapping, base: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -144,10 +227,10 @@ def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
 
     check_sweep(perturbation, list(levels))
     model, base = _base(dataset, weights, layer, perturbation)
-    table, _ = variant_table(base, dataset=dataset, model=model, layer=layer,
-                             perturbation=perturbation, levels=levels, draws=draws,
-                             study_seed=study_seed, options=options)
-    files.write_table(table, out, kind=tables.VARIANTS)
+    rows = [row for row, _ in variants(base, dataset=dataset, model=model, layer=layer,
+                                       perturbation=perturbation, levels=levels, draws=draws,
+                                       study_seed=study_seed, options=options)]
+    files.write_table(pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), out, kind=tables.VARIANTS)
 
 
 def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: str) -> None:

@@ -1,13 +1,25 @@
-"""`python -m lesion bench sweep|faults|attack`: what prefix caching and batching buy.
+"""`python -m lesion bench sweep|faults|attack`: what prefix caching, the evaluation schemes
+and batching buy, each against a baseline measured in the same run.
 
-Each compares against a baseline measured in the same run. `bench sweep`:
-for every layer of a model it times one sweep (levels x draws) three ways,
-in the same run and on the same data:
-  naive   deep-copy the model, write the variant in, run the whole network
-  prefix  clean activations at the layer's input once, suffix per variant
-  batched prefix, plus `variants_per_pass` variants per vmap-ed pass
-and prints seconds and the speed-up over naive. Variant generation (the
-operator itself) is timed apart, since every method pays it alike.
+`bench sweep`:
+
+For every layer of a model it times one sweep (levels x draws), in the same
+run and on the same inputs:
+  draw     the variants table (operator, sha256, statistics) of the variants step
+  regen    the predict step's regeneration: operator and sha256 check, per variant
+  naive    deep-copy the model, write the variant in, run the whole network
+  limit    the clean prefix once and the clean suffix once per variant: a sweep
+           with no perturbation work at all, the cost per-variant passes cannot beat
+  one      prefix once, one variant per pass (variants_per_pass 1)
+  stacked  prefix once, `variants_per_pass` variants per pass, scheme `stacked`
+  loop     the same, scheme `loop` (lesion.evaluate.SCHEMES)
+and prints seconds, the speed-up of the default scheme (stacked) over naive,
+and its ratio to the limit, with a total over the layers last.
+
+Inputs are the dataset's test split (results/{dataset}/tensors/test.safetensors,
+or the data a package ships), or with `synthetic` seeded random inputs of the
+dataset's shape: uniform in [0, 1), random labels. Those time a network
+without its data (ImageNet); their accuracies mean nothing.
 """
 
 from __future__ import annotations
@@ -18,15 +30,15 @@ import time
 
 import torch
 
-from lesion import activations, data, evaluate, io, models, sweep
+from lesion import activations, data, evaluate, files, io, models, sweep
 
 
-def _best(repeats: int, fn, *args) -> float:
-    """The fastest of `repeats` runs of `fn(*args)`, in seconds."""
+def _best(repeats: int, fn, *args, **kwargs) -> float:
+    """The fastest of `repeats` runs of `fn(*args, **kwargs)`, in seconds."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn(*args)
+        fn(*args, **kwargs)
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -41,13 +53,26 @@ def _naive(model, layer, variants, images, labels, batch_size, device) -> None:
         evaluate.summarise(logits, labels.to(device))
 
 
-def _prefix(model, layer, variants, images, labels, batch_size, device, per_pass) -> None:
+def _prefix(model, layer, variants, images, labels, batch_size, device, per_pass,
+            scheme="stacked") -> None:
     prefix, suffix, _ = models.split(model, layer)
     names = models.parameter_names(suffix, model, layer, list(variants[0]))
     activations = evaluate.run_batched(prefix, images, batch_size, device)
     for _ in evaluate.sweep_suffix(suffix, names, variants, activations, labels,
-                                   batch_size=batch_size, variants_per_pass=per_pass):
+                                   batch_size=batch_size, variants_per_pass=per_pass,
+                                   scheme=scheme):
         pass
+
+
+@torch.no_grad()
+def _limit(model, layer, variants, images, labels, batch_size, device) -> None:
+    """The clean prefix once, the clean suffix once per variant, summarised alike."""
+    prefix, suffix, _ = models.split(model, layer)
+    activations = evaluate.run_batched(prefix, images, batch_size, device)
+    suffix, labels = suffix.to(device).eval(), labels.to(device)
+    for _ in variants:
+        for i in range(0, len(activations), batch_size):
+            evaluate.summarise(suffix(activations[i:i + batch_size]), labels[i:i + batch_size])
 
 
 def _model(dataset: str, name: str, weights: str | None):
@@ -62,46 +87,82 @@ def _model(dataset: str, name: str, weights: str | None):
     return model.eval(), "freshly initialised (no trained weights found)"
 
 
-def _images(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
-    default = f"results/{dataset}/tensors/test.safetensors"
-    if os.path.exists(default):
-        return data.load_split(default)
+def synthetic_inputs(dataset: str, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` random inputs of the dataset's shape (uniform in [0, 1)) and random labels,
+    from a generator seeded by `seed`: for timing a network without its data."""
     spec = data.get(dataset)
-    raw = spec.raw()
-    return spec.preprocess(raw["images"]), raw["labels"]
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand((count, *spec.input_shape), generator=generator)
+    return images, torch.randint(spec.num_classes, (count,), generator=generator)
+
+
+def _images(dataset: str, count: int | None, synthetic: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(images, labels, where they come from): the first `count` of the test split, or synthetic."""
+    if synthetic:
+        return *synthetic_inputs(dataset, count or 64), "synthetic inputs (seeded, uniform [0, 1))"
+    default = f"results/{dataset}/tensors/test.safetensors"
+    spec = data.get(dataset)
+    if os.path.exists(default):
+        images, labels = data.load_split(default)
+        source = default
+    elif spec.raw is not None:
+        raw = spec.raw()
+        images, labels, source = spec.preprocess(raw["images"]), raw["labels"], "the packaged data"
+    else:
+        raise files.InputFileError(
+            f"dataset {dataset!r}: no test split at {default} and no data shipped in a package; "
+            "expected the split built by the workflow (snakemake with a config on this dataset), "
+            "or pass --synthetic to time the network on random inputs of the dataset's shape")
+    return images[:count], labels[:count], source
 
 
 def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: str,
-          levels: list[float], draws: int, device: str, variants_per_pass: int,
-          batch_size: int = 512, repeats: int = 3) -> list[dict]:
+                levels: list[float], draws: int, device: str, variants_per_pass: int,
+                layers: list[str] | None = None, images: int | None = None,
+                synthetic: bool = False, batch_size: int = 512, repeats: int = 3) -> list[dict]:
     """Time every layer's sweep; print a table and return its rows (best of `repeats`)."""
     dev = evaluate.pick_device(device, "ieee")  # what a study runs by default
     net, source = _model(dataset, model, weights)
-    images, labels = _images(dataset)
+    x, labels, inputs = _images(dataset, images, synthetic)
+    count = len(levels) * draws
     print(f"bench sweep: {dataset}/{model} ({source}), {perturbation}, {len(levels)} levels x "
-          f"{draws} draws = {len(levels) * draws} variants, {len(labels)} images, device {dev}, "
-          f"torch threads {torch.get_num_threads()}, best of {repeats}")
-    print(f"{'layer':>8} {'draw s':>8} {'naive s':>9} {'prefix s':>9} {'batched s':>10} "
-          f"{'prefix x':>9} {'batched x':>10}")
+          f"{draws} draws = {count} variants, {len(labels)} images ({inputs}), device {dev}, "
+          f"torch threads {torch.get_num_threads()}, {variants_per_pass} variants per pass, "
+          f"best of {repeats}")
+    columns = ("draw", "regen", "naive", "limit", "one", "stacked", "loop")
+    print(f"{'layer':>8} " + " ".join(f"{c + ' s':>9}" for c in columns)
+          + f" {'vs naive':>9} {'vs limit':>9}")
     rows = []
-    for layer in models.layers(net):
+    for layer in layers or list(models.layers(net)):
         base = sweep.base_tensors(net, layer, perturbation)
-        begin = time.perf_counter()
-        _, variants = sweep.variant_table(base, dataset=dataset, model=model, layer=layer,
-                                          perturbation=perturbation, levels=levels, draws=draws,
-                                          study_seed=0)
-        generate = time.perf_counter() - begin
-        args = (net, layer, variants, images, labels, batch_size, dev)
-        naive = _best(repeats, _naive, *args)
-        prefix = _best(repeats, _prefix, *args, 1)
-        batched = _best(repeats, _prefix, *args, variants_per_pass)
-        row = {"layer": layer, "generate_s": generate, "naive_s": naive, "prefix_s": prefix,
-               "batched_s": batched, "prefix_speedup": naive / prefix,
-               "batched_speedup": naive / batched}
+        row = {"layer": layer}
+        start = time.perf_counter()
+        table, variants = sweep.variant_table(base, dataset=dataset, model=model, layer=layer,
+                                              perturbation=perturbation, levels=levels,
+                                              draws=draws, study_seed=0)
+        row["draw"] = time.perf_counter() - start
+        start = time.perf_counter()
+        for r in table.to_pylist():
+            sweep.regenerate(r, base)
+        row["regen"] = time.perf_counter() - start
+        args = (net, layer, variants, x, labels, batch_size, dev)
+        row["naive"] = _best(repeats, _naive, *args)
+        row["limit"] = _best(repeats, _limit, *args)
+        row["one"] = _best(repeats, _prefix, *args, 1)
+        row["stacked"] = _best(repeats, _prefix, *args, variants_per_pass, "stacked")
+        row["loop"] = _best(repeats, _prefix, *args, variants_per_pass, "loop")
         rows.append(row)
-        print(f"{layer:>8} {generate:8.3f} {naive:9.3f} {prefix:9.3f} {batched:10.3f} "
-              f"{naive / prefix:8.2f}x {naive / batched:9.2f}x")
-    return rows
+        _print_row(row, columns)
+    total = {"layer": "total", **{c: sum(r[c] for r in rows) for c in columns}}
+    _print_row(total, columns)
+    return [*rows, total]
+
+
+def _print_row(row: dict, columns: tuple[str, ...]) -> None:
+    sweep_s = row["stacked"]  # the default scheme
+    row["speedup"], row["vs_limit"] = row["naive"] / sweep_s, sweep_s / row["limit"]
+    print(f"{row['layer']:>8} " + " ".join(f"{row[c]:9.3f}" for c in columns)
+          + f" {row['speedup']:8.2f}x {row['vs_limit']:8.2f}x")
 
 
 # `python -m lesion bench faults`: Monte Carlo crash repetitions, batched
@@ -140,7 +201,7 @@ def _crash_prefix(model, layer, reps, images, batch_size, device, per_pass) -> t
 
 def fault_speed(*, dataset: str, model: str, weights: str | None, layers: list[str] | None,
                 p: float, repetitions: int, device: str, reps_per_pass: int,
-                images: int | None = None, batch_size: int = 512,
+                images: int | None = None, synthetic: bool = False, batch_size: int = 512,
                 repeats: int = 3) -> list[dict]:
     """Time `repetitions` crash repetitions per layer three ways; print and return the rows.
 
@@ -151,7 +212,7 @@ def fault_speed(*, dataset: str, model: str, weights: str | None, layers: list[s
 
     dev = evaluate.pick_device(device, "ieee")  # what a study runs by default
     net, source = _model(dataset, model, weights)
-    images = _images(dataset)[0][:images]
+    images = _images(dataset, images, synthetic)[0]
     print(f"bench faults: {dataset}/{model} ({source}), crash p={p}, {repetitions} repetitions, "
           f"{len(images)} images, device {dev}, torch threads {torch.get_num_threads()}, "
           f"{reps_per_pass} repetitions per batched pass, best of {repeats}")

@@ -14,7 +14,9 @@ def _sweep(args):
     set_threads(args.threads)
     bench.sweep_speed(dataset=args.dataset, model=args.model, weights=args.weights,
                       perturbation=args.perturbation, levels=args.levels, draws=args.draws,
-                      device=args.device, variants_per_pass=args.variants_per_pass)
+                      device=args.device, variants_per_pass=args.variants_per_pass,
+                      layers=args.layers, images=args.images, synthetic=args.synthetic,
+                      batch_size=args.batch_size, repeats=args.repeats)
 
 
 def _faults(args):
@@ -24,7 +26,7 @@ def _faults(args):
     bench.fault_speed(dataset=args.dataset, model=args.model, weights=args.weights,
                       layers=args.layers, p=args.p, repetitions=args.repetitions,
                       device=args.device, reps_per_pass=args.reps_per_pass,
-                      images=args.images)
+                      images=args.images, synthetic=args.synthetic, repeats=args.repeats)
 
 
 def _attack(args):
@@ -81,17 +83,33 @@ def _network(s: argparse.ArgumentParser, model: str,
     s.add_argument("--threads", type=positive, default=1, help=HELP["--threads"])
 
 
+def _inputs(s: argparse.ArgumentParser) -> None:
+    """What the sweep and fault benchmarks time on: layers, images (or synthetic), repeats."""
+    s.add_argument("--layers", type=names, default=None,
+                   help="comma-separated layers, e.g. fc1,fc2 (default: every layer)")
+    s.add_argument("--images", type=positive, default=None,
+                   help="first N test images (default: all; 64 with --synthetic)")
+    s.add_argument("--synthetic", action="store_true",
+                   help="time on seeded random inputs of the dataset's shape (uniform in [0, 1), "
+                        "random labels) instead of its test split: for a dataset not on disk, "
+                        "e.g. imagenet; accuracies mean nothing")
+    s.add_argument("--repeats", type=positive, default=3, help="best of N runs, an integer >= 1")
+
+
 def register(groups) -> None:
     step = steps(groups.add_parser("bench", help="Benchmarks."))
-    s = step("sweep", _sweep, "Time one sweep per layer: prefix-cached and batched against a "
-             "naive per-variant loop, in the same run.")
+    s = step("sweep", _sweep, "Time one sweep per layer: variant drawing and regeneration, a "
+             "naive per-variant loop, the limit (clean suffix once per variant) and the "
+             "evaluation schemes, in the same run.")
     _network(s, "cnn")
+    _inputs(s)
     s.add_argument("--perturbation", default="gaussian", help=HELP["--perturbation"])
     s.add_argument("--levels", type=levels, default=levels("0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"),
                    help="comma-separated levels of the operator")
     s.add_argument("--draws", type=positive, default=5, help="variants per level, an integer >= 1")
     s.add_argument("--variants-per-pass", type=positive, default=8,
                    help="variants per vmap-ed pass, an integer >= 1")
+    s.add_argument("--batch-size", type=positive, default=512, help="images per pass, an integer >= 1")
 
     s = step("dag", _dag, "Time Snakemake's dry run of a study config (a stand-in ImageNet "
              "directory for config/imagenet.yaml) and count its jobs.")
@@ -115,15 +133,12 @@ def register(groups) -> None:
     s = step("faults", _faults, "Time crash-fault Monte Carlo repetitions: batched against a "
              "per-repetition loop, in the same run.")
     _network(s, "mlp")
-    s.add_argument("--layers", type=names, default=None,
-                   help="comma-separated layers, e.g. fc1,fc2 (default: every layer)")
+    _inputs(s)
     s.add_argument("--p", type=float, default=0.1, help="crash probability, in [0, 1]")
     s.add_argument("--repetitions", type=positive, default=100,
                    help="Monte Carlo repetitions, an integer >= 1")
     s.add_argument("--reps-per-pass", type=positive, default=100,
                    help="repetitions per pass, an integer >= 1")
-    s.add_argument("--images", type=positive, default=None,
-                   help="the first N test images (default: all)")
 
     s = step("attack", _attack, "Time Szegedy et al.'s minimum-distortion L-BFGS attack: "
              "batched against one image at a time, in the same run.")
