@@ -8,7 +8,6 @@ The attacks themselves (FGSM, PGD, L-BFGS) are checked in tests/test_attacks.py.
 from __future__ import annotations
 
 import copy
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -306,13 +305,9 @@ ADV_CONFIG = {
 
 @pytest.mark.workflow
 def test_the_adversarial_study_builds_end_to_end(tmp_path):
-    from test_workflow import snakemake, write_config
+    from test_workflow import snakemake, study_copy
 
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
-    shutil.copy2(REPO / "Snakefile", tmp_path / "Snakefile")
-    for name in ("workflow", "src", "envs", "profiles"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=ignore)
-    write_config(tmp_path, ADV_CONFIG)
+    study_copy(tmp_path, ADV_CONFIG)
     snakemake(tmp_path)
     out = tmp_path / "results" / "digits" / "adversarial"
     distortion = pd.read_parquet(out / "distortion.parquet")

@@ -79,7 +79,7 @@ CONFIG_CASES: dict[str, tuple[dict | str, list[str]]] = {
                         ["dataset.name", "'digitz'", "expected one of", "'digits'"]),
     "unknown model": (edited(models={"lenet": {}}), ["models", "'lenet'", "'cnn'", "'mlp'"]),
     "model the dataset cannot feed": (edited(models={"alexnet": {}}),
-                                      ["models.alexnet", "'digits'", "['cnn', 'mlp']"]),
+                                      ["models.alexnet", "'digits'", "['cnn', 'mlp'"]),
     "unknown operator": (edited(perturbations={"gausian": {"levels": [0.1], "draws": 1}}),
                          ["perturbations", "'gausian'", "'node_knockout'", "'gaussian'"]),
     "unknown layer": (edited(models={"mlp": {"layers": ["fc1", "fc4"]}}),
@@ -104,7 +104,8 @@ CONFIG_CASES: dict[str, tuple[dict | str, list[str]]] = {
                      ["perturbations.gaussian.levels", "empty", "at least 1"]),
     "empty model list": (edited(models={}), ["models", "empty", "at least 1"]),
     "no study": (edited(perturbations=DROP),
-                 ["no study in the config", "['perturbations', 'faults', 'filtering']"]),
+                 ["no study in the config",
+                  "['perturbations', 'faults', 'adversarial', 'zoo', 'filtering']"]),
     "unknown device": (edited(device="gpu"), ["device", "'gpu'", "['auto', 'cpu', 'cuda']"]),
     "test fraction of 1": (edited(dataset__test_fraction=1),
                            ["dataset.test_fraction", "= 1", "< 1"]),
@@ -484,7 +485,7 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
                       ["'fc9'", "['fc1', 'fc2', 'fc3']"]),
     "unknown dataset": (["data", "export", "--dataset", "digitz", "--out", "{out}/raw.safetensors"],
                         ["'digitz'", "'digits'"]),
-    "unknown model": (replaced(TRAIN, "--model", "lenet"), ["'lenet'", "['cnn', 'mlp']"]),
+    "unknown model": (replaced(TRAIN, "--model", "lenet"), ["'lenet'", "['cnn', 'mlp'"]),
     "unknown device": (replaced(TRAIN, "--device", "gpu"),
                        ["--device", "'gpu'", "['auto', 'cpu', 'cuda']"]),
     "checkpoint epoch zero": (TRAIN + ["--checkpoint-epochs", "0,5", "--checkpoints-dir", "{out}"],
@@ -592,7 +593,7 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
     "a benchmark's config file that is not there": (
         ["bench", "dag", "--configfile", "{out}/../config/mnst.yaml"],
         ["mnst.yaml", "no such config file", "config/config.yaml"]),
-    "a group without a step": (["bench"], ["required", "{sweep,dag,jobs,tables,faults}"]),
+    "a group without a step": (["bench"], ["required", "{sweep,dag,jobs,tables,faults,attack,zoo}"]),
     "variants table not parquet": (replaced(PREDICT, "--variants", "{table.parquet.txt}")
                                    + ["--out", "{out}/p.parquet"],
                                    ["table.parquet.txt", "not a readable Parquet file"]),
@@ -619,7 +620,8 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
                        ["'performance'", "['performances', 'weight_diffs', 'num_weights']"]),
     "unequal metrics inputs": (METRICS + ["--variants", "{variants.parquet}",
                                           "{variants.parquet}", "--predictions", "{variants.parquet}"],
-                               ["2 variants tables but 1 predictions", "one of each per sweep"]),
+                               ["2 variants tables, 1 clean and 1 sweep predictions",
+                                "one predictions table per variants table and test set"]),
 }
 
 # Words a case's message must not hold: torch's advice to load unsafely, a wrong

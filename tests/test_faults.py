@@ -4,7 +4,6 @@ against Monte Carlo on a trained digits mlp, and the faults part of the workflow
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -262,13 +261,9 @@ FAULT_CONFIG = {
 
 @pytest.mark.workflow
 def test_the_faults_part_of_the_workflow_builds_end_to_end(tmp_path):
-    from test_workflow import REPO, snakemake, write_config
+    from test_workflow import snakemake, study_copy
 
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
-    shutil.copy2(REPO / "Snakefile", tmp_path / "Snakefile")
-    for name in ("workflow", "src", "envs", "profiles"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=ignore)
-    write_config(tmp_path, FAULT_CONFIG)
+    study_copy(tmp_path, FAULT_CONFIG)
     out = tmp_path / "results" / "digits" / "mlp"
     snakemake(tmp_path, "results/digits/mlp/metrics.parquet",
               *(f"results/digits/mlp/faults/figures/{name}.png" for name in ("bounds", "tolerance")))

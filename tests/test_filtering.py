@@ -8,8 +8,6 @@ network run with the filtered weights loaded into it.
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -297,13 +295,9 @@ FILTER_CONFIG = {
 
 @pytest.mark.workflow
 def test_the_filtering_part_of_the_workflow_builds_end_to_end(tmp_path):
-    from test_workflow import snakemake, write_config
+    from test_workflow import snakemake, study_copy
 
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
-    shutil.copy2(REPO / "Snakefile", tmp_path / "Snakefile")
-    for name in ("workflow", "src", "envs", "profiles"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=ignore)
-    write_config(tmp_path, FILTER_CONFIG)
+    study_copy(tmp_path, FILTER_CONFIG)
     snakemake(tmp_path)
     out = tmp_path / "results" / "digits" / "mlp" / "filtering"
     for name in ("heat_highpass", "heat_pulse", "class_map", "retraining"):

@@ -61,6 +61,15 @@ def write_config(root: Path, config: dict) -> None:
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+def study_copy(root: Path, config: dict) -> None:
+    """The workflow and the library copied into `root`, with `config` as its study."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    shutil.copy2(REPO / "Snakefile", root / "Snakefile")
+    for name in ("workflow", "src", "envs", "profiles"):
+        shutil.copytree(REPO / name, root / name, ignore=ignore)
+    write_config(root, config)
+
+
 def snakemake(root: Path, *args: str, timeout: float = 300, expect_failure: bool = False) -> str:
     """Run Snakemake on the study in `root`; its whole output (it logs to stderr)."""
     bindir = str(Path(sys.executable).parent)  # the rules call `python -m lesion`

@@ -10,7 +10,6 @@ numpy for the derived datasets and the augmentation.
 from __future__ import annotations
 
 import copy
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -394,13 +393,9 @@ def test_the_zoos_dataset_shapes_are_lesion_datas():
 
 @pytest.mark.workflow
 def test_the_zoo_part_of_the_workflow_builds_end_to_end(tmp_path):
-    from test_workflow import REPO, snakemake, write_config
+    from test_workflow import snakemake, study_copy
 
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
-    shutil.copy2(REPO / "Snakefile", tmp_path / "Snakefile")
-    for name in ("workflow", "src", "envs", "profiles"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=ignore)
-    write_config(tmp_path, {**config(nets=16), "seed": 0, "device": "cpu"})
+    study_copy(tmp_path, {**config(nets=16), "seed": 0, "device": "cpu"})
     snakemake(tmp_path)
     out = tmp_path / "results" / "digits" / "zoo"
     nets_table = pd.read_parquet(out / "nets.parquet")
@@ -419,11 +414,8 @@ def test_the_zoo_part_of_the_workflow_builds_end_to_end(tmp_path):
 
 @pytest.mark.workflow
 def test_a_bad_zoo_config_stops_the_workflow_before_any_job_with_one_message(tmp_path):
-    from test_workflow import REPO, snakemake, write_config
+    from test_workflow import snakemake, study_copy
 
-    shutil.copy2(REPO / "Snakefile", tmp_path / "Snakefile")
-    for name in ("workflow", "src", "envs", "profiles"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    write_config(tmp_path, config(meta={**ZOO["meta"], "slice_length": 100000}))
+    study_copy(tmp_path, config(meta={**ZOO["meta"], "slice_length": 100000}))
     out = snakemake(tmp_path, "--dry-run", expect_failure=True)
     assert "config error: zoo.meta.slice_length = 100000 is longer than the smallest net" in out

@@ -44,6 +44,13 @@ def parser() -> argparse.ArgumentParser:
     groups = top.add_subparsers(dest="group", required=True, metavar="GROUP")
     for module in dict.fromkeys(GROUPS.values()):
         importlib.import_module(module).register(groups)
+    from lesion.cli.args import describe_shared
+
+    for group in groups.choices.values():
+        for action in group._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for step in action.choices.values():
+                    describe_shared(step)
     groups.metavar = "{" + ",".join(groups.choices) + "}"  # named when missing
     return top
 

@@ -36,7 +36,28 @@ HELP = {
     "--perturbation": f"operator, one of: {', '.join(OPERATOR_LEVELS)}",
     "--seed": "the study seed (an integer): every random draw derives from it",
     "--threads": "torch CPU threads, a positive integer",
+    # the files and numbers of many steps: a step's own words win (`help=`)
+    "--out": "the file this step writes",
+    "--png": "the figure to write, as PNG",
+    "--pdf": "the figure to write, as PDF",
+    "--csv": "the figure's numbers, as CSV",
+    "--epochs": "training epochs, a positive integer",
+    "--batch-size": "images per step or pass, a positive integer",
+    "--learning-rate": "the optimiser's learning rate, a number > 0",
+    "--weight-decay": "L2 weight decay, a number >= 0",
+    "--device": "auto (CUDA when present), cpu, cuda or cuda:N",
+    "--variants-per-pass": "variants evaluated together in one pass, a positive integer",
+    "--cache-gb": "bound (GB) on the clean activations held at once, a number > 0",
 }
+
+
+def describe_shared(parser: argparse.ArgumentParser) -> None:
+    """Give every option of `parser` without a help text its HELP entry, if it has one:
+    the common flags are described once, here, for every step."""
+    for action in parser._actions:
+        for flag in action.option_strings:
+            if action.help is None and flag in HELP:
+                action.help = HELP[flag]
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -177,8 +198,8 @@ def training_options(parser: argparse.ArgumentParser) -> None:
     """The train block of the config (workflow/schemas/config.schema.yaml holds the defaults)."""
     from lesion.catalog import MODELS, TRAIN_SPLITS
 
-    option(parser, "--model", help="the network's name in the study (a config's model key; "
-                                   "a registry architecture needs no --arch)")
+    option(parser, "--model", help="the network's name in the study (a config's model key), "
+                                   "or one of the registry architectures (then no --arch)")
     parser.add_argument("--arch", choices=list(MODELS), default=None, metavar="ARCH",
                         help="its registry architecture, one of: " + ", ".join(MODELS)
                              + " (default: --model)")

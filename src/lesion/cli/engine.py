@@ -225,9 +225,11 @@ def register(groups) -> None:
 
     s = step("autoencoder", _autoencoder, "Pretrain a network's fc1 as an autoencoder's "
              "encoder (AE400-10); write the network for fine-tuning.", torch_threads=True)
-    for name, text in (("--model", "the network's name"), ("--arch", "its registry architecture"),
-                       ("--dataset", "dataset name"), ("--train", "training tensors"),
-                       ("--out", "weights file to write")):
+    for name, text in (("--model", "the network's name in the study, or one of the "
+                                   "registry architectures (then --arch is the same)"),
+                       ("--arch", "its registry architecture, e.g. ae400_10"),
+                       ("--dataset", None), ("--train", None),
+                       ("--out", "the network to write (.safetensors)")):
         s.add_argument(name, required=True, help=text)
     s.add_argument("--epochs", type=positive, required=True)
     s.add_argument("--batch-size", type=positive, required=True)

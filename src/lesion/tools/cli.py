@@ -156,7 +156,8 @@ def register(groups) -> None:
     s.add_argument("--threads", type=positive, default=1)
     s.add_argument("--device", type=device_name, default="cpu")
     s.add_argument("--configfile", default="config/config.yaml", help="whose zoo table to sample")
-    s.add_argument("--schema", default="workflow/schemas/config.schema.yaml")
+    s.add_argument("--schema", default="workflow/schemas/config.schema.yaml",
+                   help="the config schema (its defaults fill the zoo section)")
     s.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[1, 4, 16, 64],
                    help="group sizes (nets trained together)")
     s.add_argument("--batch-size", type=positive, default=32)

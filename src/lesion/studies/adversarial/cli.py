@@ -130,8 +130,8 @@ def register(groups) -> None:
 
     s = step("attack", _attack, "Attack the first N test images of a network; write the "
              "adversarial set.", torch_threads=True)
-    for name, text in (("--dataset", "dataset name"), ("--weights", "the network attacked"),
-                       ("--test", "test tensors"), ("--out", "adversarial set to write")):
+    for name, text in (("--dataset", None), ("--weights", "the network attacked"),
+                       ("--test", None), ("--out", "adversarial set to write")):
         s.add_argument(name, required=True, help=text)
     s.add_argument("--attack", required=True, help="lbfgs, fgsm or pgd")
     s.add_argument("--options", type=options, default={},
@@ -144,7 +144,7 @@ def register(groups) -> None:
              "itself mixed into every batch.", torch_threads=True)
     training_options(s)
     s.add_argument("--adversarial-attack", choices=("none", "fgsm", "pgd", "lbfgs"), default="none",
-                   help="attack whose examples are mixed in (default: %(default)s)")
+                   help="attack whose examples are mixed in, one of: none, fgsm, pgd, lbfgs")
     s.add_argument("--adversarial-eps", type=non_negative, default=0.1,
                    help="its eps for fgsm and pgd (default: %(default)s)")
 
@@ -160,7 +160,7 @@ def register(groups) -> None:
             ("cross-training", _cross_training, "Table 4: sets of models trained on the halves "
              "P1, P2 fed to each other.")):
         s = step(name, func, text, torch_threads=True)
-        for arg, help_text in (("--dataset", "dataset name"), ("--test", "test tensors"),
+        for arg, help_text in (("--dataset", None), ("--test", None),
                                ("--out", "table to write")):
             s.add_argument(arg, required=True, help=help_text)
         s.add_argument("--weights", nargs="+", required=True, help="the models evaluated")
@@ -182,8 +182,8 @@ def register(groups) -> None:
 
     s = step("units", _units, "§3: the test images that most activate one unit and a random "
              "direction of a layer.", torch_threads=True)
-    for name, text in (("--dataset", "dataset name"), ("--weights", "the network"),
-                       ("--test", "test tensors"), ("--out", "file to write"),
+    for name, text in (("--dataset", None), ("--weights", "the network inspected (.safetensors)"),
+                       ("--test", None), ("--out", "file to write"),
                        ("--layer", "a hidden layer, e.g. fc1")):
         s.add_argument(name, required=True, help=text)
     s.add_argument("--unit", type=int, required=True, help="the unit's index in the layer")
@@ -191,14 +191,15 @@ def register(groups) -> None:
     s.add_argument("--seed", type=int, required=True, help="seeds the random direction")
 
     s = step("figure", _figure, "Draw a figure of the adversarial study.")
-    s.add_argument("name", choices=("examples", "units", "transfer"))
-    s.add_argument("--set", default=None, help="examples: the L-BFGS set")
-    s.add_argument("--test", default=None, help="examples: the test tensors")
-    s.add_argument("--units", default=None, help="units: the units file")
-    s.add_argument("--transfer", default=None, help="transfer: the transfer table")
+    s.add_argument("name", choices=("examples", "units", "transfer"),
+                   help="the figure, one of: examples, units, transfer")
+    s.add_argument("--set", default=None, help="examples: the L-BFGS set (default: none)")
+    s.add_argument("--test", default=None, help="examples: the test split (default: none)")
+    s.add_argument("--units", default=None, help="units: the units file (default: none)")
+    s.add_argument("--transfer", default=None, help="transfer: the transfer table (default: none)")
     s.add_argument("--png", required=True)
     s.add_argument("--pdf", required=True)
 
     s = step("csv", _csv, "A table of the study as CSV, for the report.")
-    s.add_argument("--table", required=True)
+    s.add_argument("--table", required=True, help="a table of the study (.parquet)")
     s.add_argument("--out", required=True)

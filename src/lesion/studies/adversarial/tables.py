@@ -91,13 +91,18 @@ class Study:
         return {t: error(self.models[t], x, y) for t in targets}
 
 
+def final_accuracy(curve: str | os.PathLike):
+    """The last epoch's accuracy per split ("train", "test") of a training curve."""
+    table = files.read_table(curve, lesion_tables.TRAINING).to_pandas()
+    return table[table["epoch"] == table["epoch"].max()].set_index("split")["accuracy"]
+
+
 def distortion_table(curves: Sequence[str], weights: Sequence[str], sets: Sequence[str]) -> pa.Table:
     """Table 1: one row per model (its curve, weights and L-BFGS set, same order)."""
     rows = []
     for curve, weight, path in zip(curves, weights, sets, strict=True):
         meta = io.load_metadata(weight)
-        last = files.read_table(curve, lesion_tables.TRAINING).to_pandas()
-        last = last[last["epoch"] == last["epoch"].max()].set_index("split")["accuracy"]
+        last = final_accuracy(curve)
         tensors = io.load_tensors(path)
         success = tensors["success"].bool()
         hit = tensors["distortion"][success]
@@ -162,8 +167,7 @@ def training_table(labels: Sequence[str], weights: Sequence[str], curves: Sequen
     rows = []
     for label, weight, curve in zip(labels, weights, curves, strict=True):
         meta = io.load_metadata(weight)
-        last = files.read_table(curve, lesion_tables.TRAINING).to_pandas()
-        last = last[last["epoch"] == last["epoch"].max()].set_index("split")["accuracy"]
+        last = final_accuracy(curve)
         rows.append({"model": meta["model"], "regime": label,
                      "weight_decay": float(meta.get("weight_decay", 0.0)),
                      "dropout": float(meta.get("dropout", 0.0)),

@@ -93,6 +93,23 @@ def _invariance(args):
     plots.write_invariance(args.scores, png=args.png, pdf=args.pdf, csv=args.csv)
 
 
+# What the steps' file and name options are (the shared ones: lesion.cli.args.HELP).
+DESCRIBE = {
+    "--dir": "the model's filtering directory the sweep wrote (results/{dataset}/{model}/filtering)",
+    "--metrics-out": "metrics table to write (.parquet, one row per variant, test set and metric)",
+    "--curves-out": "normalised accuracy curves to write (.parquet)",
+    "--scores-out": "filtering scores and classes to write (.parquet)",
+    "--scores": "the model's filtering scores table (scores.parquet)",
+    "--adversarial": "the adversarial test set's name (scores, figures) or file (retrain)",
+    "--clean": "the clean test set's name in the sweep's outputs, e.g. clean",
+    "--out-dir": "directory of this step's outputs (results/{dataset}/{model}/filtering)",
+    "--filter": "the filter whose classes select the layers, one of the study's filters",
+    "--score": "the score whose classes select the layers: clean, adversarial or difference",
+    "--curves": "the model's curves table (curves.parquet)",
+    "--retraining": "the model's retraining table (retraining.parquet)",
+}
+
+
 def register(groups) -> None:
     from lesion.catalog import FILTERS
 
@@ -101,13 +118,16 @@ def register(groups) -> None:
     s = step("sweep", _sweep, "Filter every layer (and all at once) of checkpoints, 3 filters "
              "x 25 alphas, and predict every test set.", torch_threads=True)
     s.add_argument("--dataset", required=True)
-    s.add_argument("--checkpoints", type=pair, nargs="+", required=True, help="EPOCH=WEIGHTS ...")
+    s.add_argument("--checkpoints", type=pair, nargs="+", required=True,
+                   help="checkpoints as EPOCH=WEIGHTS pairs, e.g. 5=epoch5.safetensors")
     s.add_argument("--testsets", type=pair, nargs="+", required=True,
                    help="NAME=TEST ..., e.g. clean=tensors/test.safetensors fgsm=...")
-    s.add_argument("--layers", type=names, required=True, help="e.g. conv1,fc1,all")
-    s.add_argument("--filters", type=names, required=True, help=",".join(FILTERS))
+    s.add_argument("--layers", type=names, required=True,
+                   help="comma-separated layers to filter, e.g. conv1,fc1,all")
+    s.add_argument("--filters", type=names, required=True,
+                   help="comma-separated filters, some of: " + ", ".join(FILTERS))
     s.add_argument("--seed", type=int, required=True, help="the study seed")
-    s.add_argument("--out-dir", required=True, help="results/{dataset}/{model}/filtering")
+    s.add_argument("--out-dir", required=True, help=DESCRIBE["--out-dir"])
     network(s)
     s.add_argument("--variants-per-pass", type=positive, required=True)
     s.add_argument("--cache-gb", type=gigabytes, required=True)
@@ -116,10 +136,11 @@ def register(groups) -> None:
              "a model's filtering sweep.")
     for name in ("--dataset", "--model", "--dir", "--metrics-out", "--curves-out",
                  "--scores-out"):
-        s.add_argument(name, required=True)
-    s.add_argument("--epochs", type=epochs, required=True, help="e.g. 5,10,20")
-    s.add_argument("--clean", required=True, help="the clean test set's name")
-    s.add_argument("--adversarial", required=True, help="the adversarial test set's name")
+        s.add_argument(name, required=True, help=DESCRIBE.get(name))
+    s.add_argument("--epochs", type=epochs, required=True,
+                   help="comma-separated checkpoint epochs, e.g. 5,10,20")
+    s.add_argument("--clean", required=True, help=DESCRIBE["--clean"])
+    s.add_argument("--adversarial", required=True, help=DESCRIBE["--adversarial"])
     s.add_argument("--tol", type=non_negative, required=True,
                    help="robust within [-tol, tol]")
 
@@ -127,11 +148,13 @@ def register(groups) -> None:
              "fragile) and judge them on clean and FGSM test sets.", torch_threads=True)
     for name in ("--dataset", "--model", "--scores", "--train", "--test", "--adversarial",
                  "--out-dir", "--out", "--filter", "--score"):
-        s.add_argument(name, required=True)
-    s.add_argument("--checkpoints", type=pair, nargs="+", required=True, help="EPOCH=WEIGHTS ...")
+        s.add_argument(name, required=True, help=DESCRIBE.get(name))
+    s.add_argument("--checkpoints", type=pair, nargs="+", required=True,
+                   help="checkpoints as EPOCH=WEIGHTS pairs, e.g. 5=epoch5.safetensors")
     s.add_argument("--epochs", type=positive, required=True, help="epochs of retraining")
     s.add_argument("--eps", type=non_negative, required=True, help="FGSM step size")
-    s.add_argument("--train-batch-size", type=positive, required=True)
+    s.add_argument("--train-batch-size", type=positive, required=True,
+                   help="images per retraining step, a positive integer")
     s.add_argument("--learning-rate", type=float, required=True)
     s.add_argument("--weight-decay", type=float, required=True)
     s.add_argument("--seed", type=int, required=True, help="the study seed")
@@ -140,11 +163,13 @@ def register(groups) -> None:
     s = step("figures", _figures, "Heat maps, class map and retraining figure of a model.")
     for name in ("--curves", "--scores", "--retraining", "--clean", "--adversarial",
                  "--out-dir"):
-        s.add_argument(name, required=True)
-    s.add_argument("--filters", type=names, required=True)
+        s.add_argument(name, required=True, help=DESCRIBE.get(name))
+    s.add_argument("--filters", type=names, required=True,
+                   help="comma-separated filters drawn, some of: " + ", ".join(FILTERS))
 
     s = step("invariance", _invariance, "Which layers keep their class over the epochs, for "
              "every model.")
-    s.add_argument("--scores", nargs="+", required=True, help="scores tables")
+    s.add_argument("--scores", nargs="+", required=True,
+                   help="every model's filtering scores table")
     for name in ("--png", "--pdf", "--csv"):
-        s.add_argument(name, required=True)
+        s.add_argument(name, required=True, help=DESCRIBE.get(name))

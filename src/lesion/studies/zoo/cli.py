@@ -77,16 +77,19 @@ def register(groups) -> None:
                                    "(Eilertsen et al. 2020)."))
     s = step("shard", _shard, "Sample and train one shard of the zoo: snapshots and a table.",
              torch_threads=True)
-    for name in ("--dataset", "--train", "--test", "--snapshots-out", "--out"):
+    for name in ("--dataset", "--train", "--test", "--out"):
         s.add_argument(name, required=True)
+    s.add_argument("--snapshots-out", required=True,
+                   help="the shard's weight snapshots to write (.safetensors, one tensor per net)")
     s.add_argument("--zoo", type=_zoo_settings, required=True, help="the config's zoo section as JSON")
     s.add_argument("--shard", type=int, required=True, help="this shard's index, 0..shards-1")
-    s.add_argument("--shards", type=positive, required=True)
+    s.add_argument("--shards", type=positive, required=True,
+                   help="how many shards the zoo is cut into, a positive integer")
     s.add_argument("--seed", type=int, required=True, help="the study seed")
     device(s)
 
     s = step("merge", _merge, "Merge the shard tables into nets.parquet (converged, split).")
-    s.add_argument("--tables", nargs="+", required=True)
+    s.add_argument("--tables", nargs="+", required=True, help="the shards' tables, one per shard")
     s.add_argument("--snapshots", nargs="+", required=True, help="the shards' snapshot files, same order")
     s.add_argument("--nets", type=positive, required=True, help="the zoo's number of nets")
     s.add_argument("--min-accuracy", type=_unit, required=True,
@@ -96,21 +99,25 @@ def register(groups) -> None:
     s.add_argument("--out", required=True)
 
     s = step("meta", _meta, "Train and score one meta-classifier per property.", torch_threads=True)
-    s.add_argument("--nets", required=True, help="nets.parquet")
-    s.add_argument("--properties", type=lambda t: [p for p in t.split(",") if p], required=True)
-    s.add_argument("--slice-length", type=positive, required=True)
+    s.add_argument("--nets", required=True, help="the merged zoo table (nets.parquet)")
+    s.add_argument("--properties", type=lambda t: [p for p in t.split(",") if p], required=True,
+                   help="comma-separated properties to read from the weights, e.g. optimizer,activation")
+    s.add_argument("--slice-length", type=positive, required=True,
+                   help="consecutive weights per sample, a positive integer")
     s.add_argument("--window", type=_window, required=True, help="first,last snapshot index")
-    s.add_argument("--steps", type=positive, required=True)
+    s.add_argument("--steps", type=positive, required=True,
+                   help="training steps of each meta-classifier, a positive integer")
     s.add_argument("--batch-size", type=positive, required=True)
     s.add_argument("--learning-rate", type=float, required=True)
     s.add_argument("--positions", type=positive, required=True, help="slices per meta-test snapshot")
     s.add_argument("--seed", type=int, required=True, help="the study seed")
     s.add_argument("--out", required=True)
-    s.add_argument("--snapshots-out", required=True)
+    s.add_argument("--snapshots-out", required=True,
+                   help="accuracy per snapshot index to write (.parquet)")
     device(s)
 
     s = step("figures", _figures, "Draw the weight-space study's figures (accuracy, snapshots; "
              "PNG and PDF) into a directory.")
-    s.add_argument("--meta", required=True)
+    s.add_argument("--meta", required=True, help="the meta-classifiers' table (meta.parquet)")
     s.add_argument("--snapshots", required=True, help="the per-snapshot table")
     s.add_argument("--out", required=True, help="directory of the figures")
