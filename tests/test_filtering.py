@@ -231,7 +231,8 @@ def test_selective_retraining_leaves_unselected_parameters_bit_identical(tmp_pat
     raw = spec.raw()
     images, labels = spec.preprocess(raw["images"][:300]), raw["labels"][:300]
     for split, sl in (("train", slice(0, 200)), ("test", slice(200, 300))):
-        io.save_tensors({"images": images[sl], "labels": labels[sl]}, tmp_path / f"{split}.st")
+        io.save_tensors({"images": images[sl], "labels": labels[sl]}, tmp_path / f"{split}.st",
+                        {"dataset": "digits", "split": split})
     models.save_weights(cnn, tmp_path / "start.st")
     masks = retrain.layer_masks(cnn, ["conv2", "fc2"])
     train.train("cnn", "digits", tmp_path / "train.st", tmp_path / "test.st",
@@ -364,8 +365,10 @@ def test_the_filtering_sweep_on_cuda_equals_the_cpu_one(tmp_path, cnn):
     spec = data.get("digits")
     raw = spec.raw()
     images, labels = spec.preprocess(raw["images"][:200]), raw["labels"][:200]
-    io.save_tensors({"images": images, "labels": labels}, tmp_path / "test.st")
-    io.save_tensors({"images": (images + 0.1).clamp(0, 1), "labels": labels}, tmp_path / "adv.st")
+    split = {"dataset": "digits", "split": "test"}
+    io.save_tensors({"images": images, "labels": labels}, tmp_path / "test.st", split)
+    io.save_tensors({"images": (images + 0.1).clamp(0, 1), "labels": labels}, tmp_path / "adv.st",
+                    split)
     models.save_weights(cnn, tmp_path / "cnn.st")
     tables = {}
     for device in ("cpu", "cuda"):

@@ -32,6 +32,9 @@ LEVEL_LABELS = {
     "stuck_at_zero": "per-bit stuck-at-0 probability",
     "stuck_at_one": "per-bit stuck-at-1 probability",
     "crash": "crash probability p per neuron",
+    "highpass": "threshold alpha, 0 = the weights' min, 1 = max (zeroes w <= alpha)",
+    "lowpass": "threshold alpha, 0 = the weights' min, 1 = max (zeroes w >= alpha)",
+    "pulse": "band centre alpha, 0 = the weights' min, 1 = max",
 }
 # The values a metric can take (metrics.py): a confidence band is clipped to them.
 METRIC_RANGES = {"top1": (0.0, 1.0), "top5": (0.0, 1.0), "agreement": (0.0, 1.0),
