@@ -20,7 +20,7 @@ import yaml
 
 from lesion import data, files, io
 from lesion.config import ConfigError, canonical, check, load_schema
-from lesion.studies.zoo import grouped, loop, merge, meta, nets, sample, shard, space
+from lesion.studies.zoo import grouped, kinds, loop, merge, meta, nets, sample, shard, space
 
 SCHEMA = load_schema("workflow/schemas/config.schema.yaml")
 ARCH = {"filter_size": 3, "conv_depth": 4, "fc_depth": 2, "conv_width": 2, "fc_width": 16}
@@ -286,7 +286,7 @@ def test_shards_merge_into_one_table_with_no_net_lost_or_doubled(shards, tmp_pat
 def test_meta_train_and_meta_test_are_disjoint_seeded_and_exclude_unconverged_nets(tmp_path):
     rows = [{"net": i, "test_accuracy": i / 40} for i in range(40)]
     path = tmp_path / "0.parquet"
-    files.write_table(pa.Table.from_pylist(rows), path)
+    files.write_table(pa.Table.from_pylist(rows), path, kind=kinds.SHARD)
     split = {}
     for seed in (0, 1):
         t = merge.merge([path], ["0.safetensors"], nets=40, min_accuracy=0.5, test_fraction=0.25,
