@@ -72,3 +72,23 @@ def test_the_fragility_table_ranks_layers_by_the_area_under_their_top1_curve():
     assert pd.isna(table.loc["fc2", "half_level"])
     assert table["rank"].to_dict() == {"fc1": 1, "fc2": 2}
     assert set(table["clean_top1"]) == {0.8}
+
+
+def test_fragility_is_ranked_per_test_set_each_from_its_own_unperturbed_network():
+    from lesion.studies.perturbation.fragility import fragility
+
+    clean = (summary_rows("none", [0.0], [0.8], float("nan"))
+             + [{**r, "layer": "fc1"} for r in summary_rows("gaussian", [1.0], [0.4], 0.1)]
+             + [{**r, "layer": "fc2"} for r in summary_rows("gaussian", [1.0], [0.6], 0.1)])
+    fgsm = (summary_rows("none", [0.0], [0.2], float("nan"))
+            + [{**r, "layer": "fc1"} for r in summary_rows("gaussian", [1.0], [0.4], 0.1)]
+            + [{**r, "layer": "fc2"} for r in summary_rows("gaussian", [1.0], [0.2], 0.1)])
+    summary = pd.DataFrame([{**r, "testset": "clean"} for r in clean]
+                           + [{**r, "testset": "fgsm"} for r in fgsm])
+    table = fragility(summary).set_index(["testset", "layer"])
+    # one trapezoid each: clean fc1 (0.8+0.4)/2 = 0.6, fc2 0.7; fgsm fc1 0.3, fc2 0.2
+    assert table["auc"].to_dict() == pytest.approx(
+        {("clean", "fc1"): 0.6, ("clean", "fc2"): 0.7, ("fgsm", "fc1"): 0.3, ("fgsm", "fc2"): 0.2})
+    assert table["rank"].to_dict() == {("clean", "fc1"): 1, ("clean", "fc2"): 2,
+                                       ("fgsm", "fc1"): 2, ("fgsm", "fc2"): 1}
+    assert table.loc[("fgsm", "fc1"), "clean_top1"] == 0.2

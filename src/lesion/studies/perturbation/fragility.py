@@ -1,7 +1,8 @@
 """Which layer is most fragile: one row per (model, operator, layer) from the metrics
 summary, the one-line answer the performances figure gives by eye. Torch-free.
 
-Columns: dataset, model, perturbation, layer; clean_top1, the unperturbed network's
+Columns: dataset, model, testset, perturbation, layer (one set of rows per test set:
+`clean` and the adversarial sets of perturbations.testsets); clean_top1, the unperturbed network's
 top-1; auc, the area under the mean top-1 curve from level 0 (the clean network) to the
 highest level, divided by that level: the mean top-1 over the range, comparable across
 operators whose levels have different units (1 = never hurt, 0 = ruined at once);
@@ -20,7 +21,7 @@ import pandas as pd
 from lesion import files
 from lesion.tables import SUMMARY
 
-KEYS = ["dataset", "model", "perturbation", "layer"]
+KEYS = ["dataset", "model", "testset", "perturbation", "layer"]
 
 
 def _half_level(levels: np.ndarray, values: np.ndarray, half: float) -> float:
@@ -35,11 +36,13 @@ def _half_level(levels: np.ndarray, values: np.ndarray, half: float) -> float:
 def fragility(summary: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     """The fragility of every swept layer of the summary's model(s)."""
     rows = summary[summary["metric"] == metric]
-    clean = rows[rows["perturbation"] == "none"].set_index("model")["mean"]
+    if "testset" not in rows:
+        rows = rows.assign(testset="clean")
+    clean = rows[rows["perturbation"] == "none"].set_index(["model", "testset"])["mean"]
     out = []
     for key, line in rows[rows["perturbation"] != "none"].groupby(KEYS, sort=False):
         line = line.sort_values("level")
-        start = float(clean[key[1]])
+        start = float(clean[(key[1], key[2])])
         levels = np.r_[0.0, line["level"].to_numpy()]
         values = np.r_[start, line["mean"].to_numpy()]
         auc = float(np.trapezoid(values, levels) / levels[-1]) if levels[-1] > 0 else start
@@ -47,7 +50,8 @@ def fragility(summary: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
                     "half_level": _half_level(levels, values, start / 2)
                     if start > 0 else float("nan")})
     table = pd.DataFrame(out, columns=[*KEYS, "clean_top1", "auc", "half_level"])
-    table["rank"] = table.groupby(["model", "perturbation"])["auc"].rank(method="min").astype(int)
+    table["rank"] = table.groupby(["model", "testset", "perturbation"])["auc"].rank(
+        method="min").astype(int)
     return table
 
 
