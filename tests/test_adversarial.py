@@ -129,8 +129,8 @@ def two_models(split):
 
 def make_set(split, weights, name, **options):
     out = split / f"{name}-{io.load_metadata(weights)['model']}.safetensors"
-    sets.write_set("digits", weights, split / "test.safetensors", out, name=name,
-                   options=options, images=40, seed=0, device="cpu", precision="ieee")
+    sets.write_sets("digits", weights, split / "test.safetensors", {name: (options, out)},
+                    images=40, seed=0, device="cpu", precision="ieee")
     return out
 
 

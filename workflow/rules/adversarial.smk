@@ -6,26 +6,25 @@
 include: "helpers/adversarial.smk"
 
 
+# Every attack of the config on one network, in one job (the network loads once).
 rule adversarial_attack:
     input:
         weights=WEIGHTS,
         test=TEST,
         code=code("adversarial", "attack"),
     output:
-        ADV_SET,
-    wildcard_constraints:
-        attack="lbfgs|fgsm|pgd",
+        expand(ADV_SET, attack=ADV_ATTACKS, allow_missing=True),
     params:
-        options=adv_options,
+        attacks=json.dumps({a: ADVERSARIAL["attacks"][a] for a in ADV_ATTACKS}),
         images=ADVERSARIAL.get("images"),
         seed=config["seed"],
         device=config["device"],
         batch_size=config["evaluate"]["batch_size"],
         precision=config["evaluate"]["precision"],
     log:
-        "logs/adversarial_attack/{dataset}/{attack}/{model}.log",
+        "logs/adversarial_attack/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/adversarial_attack/{dataset}/{attack}/{model}.tsv"
+        "benchmarks/adversarial_attack/{dataset}/{model}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -33,10 +32,10 @@ rule adversarial_attack:
         "../../envs/torch.yaml"
     shell:
         "python -m lesion adversarial attack --dataset {wildcards.dataset} --weights {input.weights}"
-        " --test {input.test} --attack {wildcards.attack} --options '{params.options}'"
+        " --test {input.test} --attacks '{params.attacks}' --outs {output}"
         " --images {params.images} --seed {params.seed} --device {params.device}"
         " --precision {params.precision} --batch-size {params.batch_size} --threads {threads}"
-        " --out {output} > {log} 2>&1"
+        " > {log} 2>&1"
 
 
 rule adversarial_distortion:

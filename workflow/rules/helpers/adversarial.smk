@@ -17,11 +17,6 @@ ADV_TABLES += ["cross_training"] if ADV_CROSS else []
 ADV_TABLES += ["adversarial_training"] if ADV_TRAINING else []
 
 
-def adv_options(wildcards):
-    """The attack's options from the config, as the JSON the attack step reads."""
-    return json.dumps(ADVERSARIAL["attacks"][wildcards.attack], sort_keys=True)
-
-
 def adv_paths(pattern, models, **names):
     return [pattern.format(dataset=DATASET, model=m, **names) for m in models]
 

@@ -19,7 +19,7 @@ from lesion.cli.args import (
 
 
 def options(text: str) -> dict:
-    """An attack's options as a JSON object, e.g. '{"eps": 0.1}'."""
+    """A JSON object, e.g. '{"fgsm": {"eps": 0.1}}'."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
@@ -32,14 +32,17 @@ def options(text: str) -> dict:
 
 def _attack(args):
     require(args.weights, args.test)
+    if len(args.attacks) != len(args.outs):
+        raise ValueError(f"got {len(args.attacks)} attacks in --attacks but {len(args.outs)} "
+                         "--outs; expected one output per attack, in the same order")
     from lesion.evaluate import set_threads
     from lesion.studies.adversarial import sets
-    if args.attack not in sets.ATTACKS:
-        raise ValueError(f"attack {args.attack!r} is unknown; expected one of {list(sets.ATTACKS)}")
     set_threads(args.threads)
-    sets.write_set(args.dataset, args.weights, args.test, args.out, name=args.attack,
-                   options=args.options, images=args.images, seed=args.seed,
-                   device=args.device, precision=args.precision)
+    sets.write_sets(args.dataset, args.weights, args.test,
+                    {name: (options, out) for (name, options), out in
+                     zip(args.attacks.items(), args.outs, strict=True)},
+                    images=args.images, seed=args.seed, device=args.device,
+                    precision=args.precision)
 
 
 def _train(args):
@@ -131,11 +134,13 @@ def register(groups) -> None:
     s = step("attack", _attack, "Attack the first N test images of a network; write the "
              "adversarial set.", torch_threads=True)
     for name, text in (("--dataset", None), ("--weights", "the network attacked"),
-                       ("--test", None), ("--out", "adversarial set to write")):
+                       ("--test", None)):
         s.add_argument(name, required=True, help=text)
-    s.add_argument("--attack", required=True, help="lbfgs, fgsm or pgd")
-    s.add_argument("--options", type=options, default={},
-                   help="the attack's options as JSON, e.g. '{\"eps\": 0.1}'")
+    s.add_argument("--attacks", type=options, required=True,
+                   help="the attacks (some of: lbfgs, fgsm, pgd) and their options as JSON, "
+                        "e.g. '{\"fgsm\": {\"eps\": 0.1}, \"lbfgs\": {}}'")
+    s.add_argument("--outs", nargs="+", required=True,
+                   help="the adversarial sets to write, one per attack, same order")
     s.add_argument("--images", type=positive, default=None, help="the first N test images (default: all)")
     s.add_argument("--seed", type=int, required=True, help="the study seed (targets, random starts)")
     network(s)

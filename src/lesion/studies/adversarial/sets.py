@@ -51,25 +51,31 @@ def attack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return tensors
 
 
-def write_set(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
-              out: str | os.PathLike, *, name: str, options: Mapping, images: int | None,
-              seed: int, device: str, precision: str) -> None:
-    """Attack the first `images` test images (all when None) of `weights`' network."""
+def write_sets(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
+               attacks: Mapping[str, tuple[Mapping, str | os.PathLike]], *, images: int | None,
+               seed: int, device: str, precision: str) -> None:
+    """Attack the first `images` test images (all when None) of `weights`' network with
+    every attack of `attacks` (name -> (options, output file)): the network and the test
+    split are loaded once for all of them."""
+    unknown = sorted(set(attacks) - set(ATTACKS))
+    if unknown:
+        raise ValueError(f"attack {unknown[0]!r} is unknown; expected one of {list(ATTACKS)}")
     spec = data.get(dataset)
     dev = pick_device(device, precision)
     model = models.load_weights(weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape).to(dev)
     for p in model.parameters():
         p.requires_grad_(False)
-    x, y = data.load_split(test)
+    x, y = data.load_split(test, dataset)
     index = io.load_tensors(test).get("index", torch.arange(len(y)))
     n = len(y) if images is None else min(images, len(y))
-    tensors = attack(model, x[:n].to(dev), y[:n].to(dev), index[:n].to(dev), name, options,
-                     seed=seed, num_classes=spec.num_classes)
-    success = tensors["success"].float().mean().item()
-    log.info("%s on %s: %d images, success %.3f, mean distortion %.4f", name,
-             model.lesion_name, n, success, tensors["distortion"].mean().item())
-    io.save_tensors(tensors, out, {"dataset": dataset, "model": model.lesion_name,
-                                   "arch": model.lesion_arch, "attack": name,
-                                   "options": dict(options), "seed": seed, "split": "test",
-                                   "precision": precision})
+    for name, (options, out) in attacks.items():
+        tensors = attack(model, x[:n].to(dev), y[:n].to(dev), index[:n].to(dev), name, options,
+                         seed=seed, num_classes=spec.num_classes)
+        success = tensors["success"].float().mean().item()
+        log.info("%s on %s: %d images, success %.3f, mean distortion %.4f", name,
+                 model.lesion_name, n, success, tensors["distortion"].mean().item())
+        io.save_tensors(tensors, out, {"dataset": dataset, "model": model.lesion_name,
+                                       "arch": model.lesion_arch, "attack": name,
+                                       "options": dict(options), "seed": seed, "split": "test",
+                                       "precision": precision})
