@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.test-stamp
 export PATH := $(BIN):$(PATH)
 
 # `make study CONFIG=config/mnist.yaml` runs another study (its --configfile).
@@ -12,9 +13,15 @@ CONFIG_ARGS := $(if $(CONFIG),--configfile $(CONFIG))
 
 .PHONY: study test lint report clean mutation config-exists
 
+# What a study needs; the tests' extras (pytest, torchattacks, the cluster
+# executors, ...) come with the first `make test` only.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
@@ -36,7 +43,7 @@ report: $(STAMP)
 		$(BIN)/snakemake --report results/report.html $(CONFIG_ARGS); \
 	else echo "Report up to date: results/report.html"; fi
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 # Mutation testing (docs/testing.md) of the functions that compute what a study
@@ -63,7 +70,7 @@ mutation: $(STAMP)
 	$(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS)
 	$(BIN)/python tests/mutation_score.py
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests
 
 clean:
