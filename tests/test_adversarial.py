@@ -195,19 +195,22 @@ def test_the_transfer_table_feeds_every_set_to_every_model_with_its_controls(spl
     study = tables.Study("digits", split / "test.safetensors", two_models, "cpu", "ieee")
     df = tables.transfer_table(study, paths, [0.1, 0.3], seed=0).to_pandas()
     assert len(df) == 2 * 2 * (1 + 2) + 2 * 2  # sets x targets x (raw, 2 amplified) + noise
-    assert set(df["attack"]) == {"fgsm", "amplified", "gaussian"}
+    assert set(df["attack"]) == {"fgsm", "gaussian"}
+    assert df[df["attack"] == "fgsm"]["amplified"].sum() == 2 * 2 * 2  # each set x target x sigma
     assert sorted(set(df[df["attack"] == "gaussian"]["sigma"])) == [0.1, 0.3]
     # a model's error on its own set, from the set's success flags (untargeted: wrong)
-    own = df[(df["source"] == "A") & (df["target"] == "A") & (df["attack"] == "fgsm")]
+    own = df[(df["source"] == "A") & (df["target"] == "A") & (df["attack"] == "fgsm")
+               & ~df["amplified"]]
     assert own["error"].item() == pytest.approx(float(io.load_tensors(paths[0])["success"].float().mean()))
     # and B's error on A's set, by hand
     model_b = models.load_weights(two_models[1], num_classes=10, input_shape=(1, 8, 8))
     s = io.load_tensors(paths[0])
     with torch.no_grad():
         by_hand = float((model_b(s["images"]).argmax(1) != s["labels"]).float().mean())
-    cross = df[(df["source"] == "A") & (df["target"] == "B") & (df["attack"] == "fgsm")]
+    cross = df[(df["source"] == "A") & (df["target"] == "B") & (df["attack"] == "fgsm")
+               & ~df["amplified"]]
     assert cross["error"].item() == pytest.approx(by_hand)
-    amplified = df[(df["attack"] == "amplified") & (df["sigma"] == 0.1)]
+    amplified = df[df["amplified"] & (df["sigma"] == 0.1)]
     assert (amplified["mean_distortion"] <= 0.1 + 1e-6).all()
 
 
@@ -315,7 +318,9 @@ def test_the_adversarial_study_builds_end_to_end(tmp_path):
     assert set(distortion["attack"]) == {"lbfgs"} and (distortion["success_rate"] >= 0.5).all()
     transfer = pd.read_parquet(out / "transfer.parquet")
     assert len(transfer) == 2 * 2 * 2 * 2 + 2  # (lbfgs, fgsm) x sources x targets x (raw, x0.2) + noise
-    assert {"lbfgs", "fgsm", "amplified", "gaussian"} == set(transfer["attack"])
+    assert {"lbfgs", "fgsm", "gaussian"} == set(transfer["attack"])
+    amplified = transfer[transfer["amplified"]]
+    assert set(amplified["attack"]) == {"lbfgs", "fgsm"} and set(amplified["sigma"]) == {0.2}
     s = io.load_tensors(out / "lbfgs" / "FC10.safetensors")
     assert (s["targets"] != s["labels"]).all() and (s["targets"] >= 0).all()
     cross = pd.read_parquet(out / "cross_training.parquet")

@@ -9,7 +9,7 @@ DISTORTION = TableKind("adversarial distortion", "adversarial distortion", (
     "model", "weight_decay", "train_split", "train_error", "test_error", "mean_distortion",
     "success_rate", "n_images"))
 TRANSFER = TableKind("adversarial transfer", "adversarial transfer", (
-    "source", "target", "attack", "sigma", "error", "mean_distortion"))
+    "source", "target", "attack", "amplified", "sigma", "error", "mean_distortion"))
 CROSS_TRAINING = TableKind("cross-training", "adversarial cross-training", (
     "source", "source_split", "target", "target_split", "amplified", "error"))
 ADVERSARIAL_TRAINING = TableKind("adversarial training", "adversarial training-table", (

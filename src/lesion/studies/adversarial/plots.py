@@ -73,19 +73,23 @@ def units(path: str, png: str, pdf: str) -> None:
 
 
 def transfer(table: str, png: str, pdf: str) -> None:
-    """Heat map: error (%) of each target model (columns) on each source's examples (rows);
-    the Gaussian-noise rows below."""
+    """Heat map: error (%) of each target model (columns) on each source's examples of
+    the study's main attack (L-BFGS when there), as they are and amplified (rows), then
+    the Gaussian-noise controls."""
     df = files.read_table(table, kinds.TRANSFER).to_pandas()
-    raw = df[df["attack"].isin(["lbfgs", "fgsm", "pgd"])]
+    made = [a for a in dict.fromkeys(df["attack"]) if a != "gaussian"]
+    attack = "lbfgs" if "lbfgs" in made else made[0]
+    ours = df[df["attack"] == attack]
+    raw = ours[~ours["amplified"]]
+    amplified = ours[ours["amplified"]].assign(
+        source=lambda d: d["source"] + " x" + d["sigma"].map("{:g}".format))
     noise = df[df["attack"] == "gaussian"].assign(
         source=lambda d: "gaussian " + d["sigma"].map("{:g}".format))
-    amplified = df[df["attack"] == "amplified"].assign(
-        source=lambda d: d["source"] + " x" + d["sigma"].map("{:g}".format))
     rows = pd.concat([raw, amplified, noise])
     order_targets = list(dict.fromkeys(df["target"]))
     grid = rows.pivot_table(index="source", columns="target", values="error", sort=False)
     grid = grid.reindex(columns=order_targets) * 100
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(grid.columns), 0.8 + 0.32 * len(grid)))
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(grid.columns), 1.2 + 0.32 * len(grid)))
     image = ax.imshow(grid.to_numpy(), cmap="viridis", vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(grid)), grid.index, fontsize=8)
@@ -94,7 +98,8 @@ def transfer(table: str, png: str, pdf: str) -> None:
             ax.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=7,
                     color="white" if value < 60 else "black")
     ax.set_xlabel("model evaluated")
-    ax.set_ylabel("examples made for")
+    ax.set_ylabel(f"{attack} examples made for (x sigma: amplified)")
+    ax.set_title(f"Transfer of {attack} examples: error (%)", fontsize=10)
     fig.colorbar(image, ax=ax, label="error (%)")
     fig.tight_layout()
     save(fig, png, pdf)

@@ -2,8 +2,9 @@
 
 distortion: per model, train and test error and the mean minimum distortion
     of its L-BFGS examples (Table 1).
-transfer: every set fed to every model (Table 2), with Gaussian-noise
-    controls and amplified examples (Table 3's rows).
+transfer: every set fed to every model (Table 2), as it is and amplified
+    (`amplified`, to per-pixel RMS `sigma`; `attack` is the attack that made
+    the examples), and Gaussian-noise controls (attack `gaussian`).
 cross_training: the same for the models trained on the halves P1, P2 (Table 4).
 adversarial_training: test error of a network trained with adversarial
     examples mixed in, beside weight decay and dropout (§4.1).
@@ -128,20 +129,20 @@ def transfer_table(study: Study, sets: Sequence[str], sigmas: Sequence[float], s
         s = study.load_set(path)
         clean = s["clean"] if clean is None else clean
         attack = io.load_metadata(path).get("attack")
-        kinds = [(attack, math.nan, s["images"])]
-        kinds += [("amplified", float(sigma), amplify(s["clean"], s["images"], sigma))
-                  for sigma in sigmas]
-        for kind, sigma, images in kinds:
+        versions = [(False, math.nan, s["images"])]
+        versions += [(True, float(sigma), amplify(s["clean"], s["images"], sigma))
+                     for sigma in sigmas]
+        for amplified, sigma, images in versions:
             for target, err in study.errors(images, s["labels"], targets).items():
-                rows.append({"source": s["source"], "target": target, "attack": kind,
-                             "sigma": sigma, "error": err,
+                rows.append({"source": s["source"], "target": target, "attack": attack,
+                             "amplified": amplified, "sigma": sigma, "error": err,
                              "mean_distortion": _rms(s["clean"], images)})
     labels = study.load_set(sets[0])["labels"]
     for i, sigma in enumerate(sigmas):
         noisy = gaussian(clean, sigma, seed + i)
         for target, err in study.errors(noisy, labels, targets).items():
             rows.append({"source": "gaussian", "target": target, "attack": "gaussian",
-                         "sigma": float(sigma), "error": err,
+                         "amplified": False, "sigma": float(sigma), "error": err,
                          "mean_distortion": _rms(clean, noisy)})
     return pa.Table.from_pylist(rows)
 
