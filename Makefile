@@ -37,11 +37,10 @@ config-exists:
 	@if [ -n "$(CONFIG)" ] && [ ! -f "$(CONFIG)" ]; then \
 		echo "make study: error: CONFIG=$(CONFIG): no such file; expected a study config, e.g. one of: $(wildcard config/*.yaml)" >&2; exit 1; fi
 
-# The report is rebuilt only when something in results/ is newer than it.
-report: $(STAMP)
-	@if [ ! -f results/report.html ] || [ -n "$$(find results -type f -newer results/report.html ! -name report.html -print -quit)" ]; then \
-		$(BIN)/snakemake --report results/report.html $(CONFIG_ARGS); \
-	else echo "Report up to date: results/report.html"; fi
+# The study's report (results/report.html, or results/NAME/report.html for a config
+# with `study: NAME`), rebuilt only when something in its results is newer.
+report: config-exists $(STAMP)
+	@$(BIN)/python -m lesion.tools.run --report $(BIN)/snakemake $(CONFIG_ARGS)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lesion.config import ConfigError, canonical, check, load_schema
+from lesion.config import ConfigError, canonical, check, load_schema, study_roots
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -55,6 +55,11 @@ CASES = {
                          ["perturbations.gaussian.levels", "duplicates"]),
     "model the dataset cannot feed": (lambda c: c["models"].update(resnet18={}),
                                       ["models.resnet18", "'digits'", "'cnn'"]),
+    "study name with a slash": (lambda c: c.update(study="a/b"),
+                                ["study", "'a/b'", "plain name", "results/"]),
+    "study named like a dataset": (lambda c: c.update(study="mnist"),
+                                   ["study", "'mnist'", "dataset", "'digits'"]),
+    "study name not a string": (lambda c: c.update(study=7), ["study", "7", "a string"]),
 }
 
 
@@ -70,6 +75,12 @@ def test_mistakes_name_key_value_and_what_is_allowed(case):
 
 
 # --- canonical params ---------------------------------------------------------
+
+def test_a_named_study_writes_under_its_own_name_and_the_default_where_it_always_did():
+    assert study_roots(DEFAULT) == ("results", "logs", "benchmarks")
+    assert study_roots({**DEFAULT, "study": "cnn-only"}) == (
+        "results/cnn-only", "logs/cnn-only", "benchmarks/cnn-only")
+
 
 def test_canonical_fills_defaults_sorts_keys_and_normalises_numbers():
     schema = SCHEMA

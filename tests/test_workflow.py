@@ -298,6 +298,34 @@ def test_a_study_left_out_of_the_config_plans_none_of_its_jobs(study):
     assert jobs == {"fault_bounds": 1, "fault_figure": 1, "all": 1}  # the network is built
 
 
+def outputs_of(root: Path) -> dict[Path, int]:
+    """Every file the study wrote (results, logs, benchmarks, resources), with its mtime."""
+    return {path: path.stat().st_mtime_ns for top in ("results", "logs", "benchmarks", "resources")
+            for path in (root / top).rglob("*") if path.is_file()}
+
+
+def test_a_named_study_in_the_same_checkout_writes_apart_from_the_default(study):
+    # Issue 16, item 7: the same dataset and model with fewer layers and draws;
+    # unnamed, it would replace the default study's files.
+    other = {**CONFIG, "study": "other", "train": {"epochs": 1, "checkpoints": [1]},
+             "models": {MODEL: {"layers": ["fc1"]}},
+             "perturbations": {"gaussian": {"levels": [0.5], "draws": 1}}}
+    (study / "other.yaml").write_text(yaml.safe_dump(other))
+    before = outputs_of(study)
+    snakemake(study, "--configfile", "other.yaml")
+    written = set(outputs_of(study)) - set(before)
+    roots = [study / top / "other" for top in ("results", "logs", "benchmarks")]
+    assert written and all(any(root in p.parents for root in roots) for p in written), sorted(
+        p for p in written if not any(root in p.parents for root in roots))
+    assert {p: outputs_of(study)[p] for p in before} == before  # nothing of the default touched
+    assert planned_jobs(study) == []
+    variants = pd.read_parquet(study / "results" / "other" / DATASET / MODEL / "variants"
+                               / "gaussian" / "fc1.parquet")
+    assert len(variants) == 1
+    assert len(pd.read_parquet(model_dir(study) / "variants" / "gaussian" / "fc1.parquet")) == (
+        len(LEVELS) * DRAWS)
+
+
 def test_changing_one_operators_levels_in_an_overlay_reruns_only_its_sweeps(study):
     # Last in the file: it rebuilds the study under a changed config for good
     # (restoring it would cost a second rebuild). The change is an overlay:

@@ -31,7 +31,7 @@ from lesion.catalog import (
 OUTPUT_ROOTS = ("results", "resources", "logs", "benchmarks")
 # Config values that become part of output paths (a name in a file or
 # directory name); `*` matches every key of a mapping, `[]` every list item.
-PATH_NAMES = ("dataset.name", "models.*", "models.*.layers[]", "perturbations.*",
+PATH_NAMES = ("study", "dataset.name", "models.*", "models.*.layers[]", "perturbations.*",
               "perturbations.models[]", "faults.models[]", "faults.regimes.*",
               "adversarial.training.regimes.*", "filtering.models[]")
 # Config values that are output paths themselves (relative, inside
@@ -234,6 +234,10 @@ def check(config: Mapping, schema: Mapping) -> None:
     if not any(key in config for key in studies):
         raise ConfigError(f"config error: no study in the config; expected at least one of the "
                           f"sections {studies} (each switches its study on)")
+    if config.get("study") in DATASET_SOURCES:
+        raise ConfigError(f"config error: study = {config['study']!r} is a dataset's name, so "
+                          f"results/{config['study']}/ would hold two studies; expected another "
+                          f"name (not one of {list(DATASET_SOURCES)})")
     dataset = config["dataset"]["name"]
     for model, settings in config["models"].items():
         settings = settings or {}
@@ -251,6 +255,18 @@ def check(config: Mapping, schema: Mapping) -> None:
                                       f"weight layer of {arch}; expected \"all\" or some of {valid}")
         _check_training(config, schema, model, arch, settings.get("train", {}))
     _check_model_lists(config)
+
+
+def study_roots(config: Mapping) -> tuple[str, str, str]:
+    """Where a study writes: its results, logs and benchmarks directories.
+
+    A config without `study` writes to results/, logs/ and benchmarks/ (the
+    default study's paths); `study: NAME` to results/NAME/, logs/NAME/ and
+    benchmarks/NAME/, so two configs run in one checkout never overwrite each
+    other's files.
+    """
+    name = config.get("study")
+    return tuple(f"{root}/{name}" if name else root for root in ("results", "logs", "benchmarks"))
 
 
 def architecture(model: str, settings: Mapping) -> str:

@@ -16,8 +16,9 @@ from collections.abc import Mapping
 
 from lesion.catalog import OPERATOR_LEVELS, layer_names
 
-# The files of one sweep: its variants, predictions and (on demand) variant weights.
-SWEEP_FILE = re.compile(r"results/(?P<dataset>[^/]+)/(?P<model>[^/]+)/"
+# The files of one sweep under the study's results directory: its variants,
+# predictions and (on demand) variant weights.
+SWEEP_FILE = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)/"
                         r"(?P<kind>variants|predictions|variant_weights)/"
                         r"(?P<perturbation>[^/]+)/(?P<layer>[^/]+?)(?:\.parquet)?/?")
 
@@ -34,15 +35,24 @@ def sweep_layers(config: Mapping, model: str) -> list[str]:
 def problem(target: str, config: Mapping) -> str | None:
     """Why the checked, canonical `config` cannot make `target`, or None when it can
     (or when `target` is not a sweep's file)."""
+    from lesion.config import study_roots
+
+    results = study_roots(config)[0]
     path = os.path.relpath(target) if os.path.isabs(target) else os.path.normpath(target)
-    found = SWEEP_FILE.fullmatch(path.replace(os.sep, "/"))
+    path = path.replace(os.sep, "/")
+    if not path.startswith(results + "/"):
+        if path.startswith("results/") and config.get("study"):
+            return (f"{target}: not a file of study {config['study']!r}; expected a path under "
+                    f"{results}/ (this config's `study` names its results directory)")
+        return None
+    found = SWEEP_FILE.fullmatch(path[len(results) + 1:])
     if found is None:
         return None
     dataset, model, operator, layer = found.group("dataset", "model", "perturbation", "layer")
     operators = [p for p in OPERATOR_LEVELS if p in config.get("perturbations", {})]
     if dataset != config["dataset"]["name"]:
         return (f"{target}: dataset {dataset!r} is not this study's; expected "
-                f"results/{config['dataset']['name']}/... (dataset.name in the config)")
+                f"{results}/{config['dataset']['name']}/... (dataset.name in the config)")
     if model not in config["models"]:
         return (f"{target}: model {model!r} is not in the config; expected one of "
                 f"{list(config['models'])} (or add it under models:)")

@@ -21,6 +21,7 @@ from lesion.config import (
     check_writable,
     command_line_values,
     load_schema,
+    study_roots,
 )
 from lesion.sources import step_sources
 from lesion.targets import problem, sweep_layers
@@ -37,13 +38,17 @@ update_config(config, command_line_values(workflow.config_settings.config_args))
 # only when a value does.
 try:
     check(config, SCHEMA)
-    check_writable()  # results/, logs/, ... in the working directory
+    check_writable()  # results/, logs/, benchmarks/ in the working directory
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 _canonical = canonical(config, SCHEMA)
 config.clear()
 config.update(_canonical)
 
+# Where this study writes: results/, logs/, benchmarks/, or their subdirectory
+# named by the config's `study` (two configs in one checkout never overwrite
+# each other). Every output, log and benchmark path below starts with one.
+RESULTS, LOGS, BENCHMARKS = study_roots(config)
 DATASET = config["dataset"]["name"]
 MODELS = list(config["models"])
 # Datasets by where their raw data comes from (see lesion.catalog).
@@ -54,7 +59,7 @@ IN_DIRECTORY = "|".join(d for d, s in DATASET_SOURCES.items() if s == "directory
 # ImageNet cannot be downloaded: say what to fetch before any job runs.
 # Checked only while the tensor cache is missing (the images are not needed
 # once they are decoded); costs one directory listing per class (0.2 s).
-_DECODED = Path(f"results/{DATASET}/tensors/test.safetensors")
+_DECODED = Path(f"{RESULTS}/{DATASET}/tensors/test.safetensors")
 if DATASET_SOURCES[DATASET] == "directory" and not _DECODED.exists():
     from lesion.imagenet import MissingImagesError, list_images
 
@@ -96,23 +101,23 @@ wildcard_constraints:
 RAW = "resources/{dataset}/raw.safetensors"
 DOWNLOADED_RAW = "resources/{dataset}/torchvision"
 PTH = "resources/imagenet/weights/{weights}.pth"
-TRAIN = "results/{dataset}/tensors/train.safetensors"
-TEST = "results/{dataset}/tensors/test.safetensors"
-WEIGHTS = "results/{dataset}/{model}/weights.safetensors"  # trained or pretrained
-CURVE = "results/{dataset}/{model}/training.parquet"
-PRETRAINED = "results/{dataset}/{model}/pretrained.safetensors"  # fc1 as an autoencoder's encoder
-CHECKPOINTS = "results/{dataset}/{model}/checkpoints"
-CHECKPOINT = "results/{dataset}/{model}/checkpoints/epoch{epoch}.safetensors"
-CLEAN = "results/{dataset}/{model}/predictions/none.parquet"
-VARIANTS = "results/{dataset}/{model}/variants/{perturbation}/{layer}.parquet"
-PREDICTIONS = "results/{dataset}/{model}/predictions/{perturbation}/{layer}.parquet"
+TRAIN = RESULTS + "/{dataset}/tensors/train.safetensors"
+TEST = RESULTS + "/{dataset}/tensors/test.safetensors"
+WEIGHTS = RESULTS + "/{dataset}/{model}/weights.safetensors"  # trained or pretrained
+CURVE = RESULTS + "/{dataset}/{model}/training.parquet"
+PRETRAINED = RESULTS + "/{dataset}/{model}/pretrained.safetensors"  # fc1 as an autoencoder's encoder
+CHECKPOINTS = RESULTS + "/{dataset}/{model}/checkpoints"
+CHECKPOINT = RESULTS + "/{dataset}/{model}/checkpoints/epoch{epoch}.safetensors"
+CLEAN = RESULTS + "/{dataset}/{model}/predictions/none.parquet"
+VARIANTS = RESULTS + "/{dataset}/{model}/variants/{perturbation}/{layer}.parquet"
+PREDICTIONS = RESULTS + "/{dataset}/{model}/predictions/{perturbation}/{layer}.parquet"
 # A model's adversarial test set (the adversarial study) and the sweeps' predictions on it
-ADV_SET = "results/{dataset}/adversarial/{attack}/{model}.safetensors"
-TESTSET_CLEAN = "results/{dataset}/{model}/testsets/{testset}/predictions/none.parquet"
-TESTSET_PREDICTIONS = "results/{dataset}/{model}/testsets/{testset}/predictions/{perturbation}/{layer}.parquet"
-METRICS = "results/{dataset}/{model}/metrics.parquet"
-SUMMARY = "results/{dataset}/{model}/metrics_summary.parquet"
-SUMMARY_CSV = "results/{dataset}/{model}/metrics_summary.csv"
+ADV_SET = RESULTS + "/{dataset}/adversarial/{attack}/{model}.safetensors"
+TESTSET_CLEAN = RESULTS + "/{dataset}/{model}/testsets/{testset}/predictions/none.parquet"
+TESTSET_PREDICTIONS = RESULTS + "/{dataset}/{model}/testsets/{testset}/predictions/{perturbation}/{layer}.parquet"
+METRICS = RESULTS + "/{dataset}/{model}/metrics.parquet"
+SUMMARY = RESULTS + "/{dataset}/{model}/metrics_summary.parquet"
+SUMMARY_CSV = RESULTS + "/{dataset}/{model}/metrics_summary.csv"
 
 
 def code(group, step):

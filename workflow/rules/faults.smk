@@ -23,9 +23,9 @@ rule fault_bounds:
         batch_size=config["evaluate"]["batch_size"],
         precision=config["evaluate"]["precision"],
     log:
-        "logs/fault_bounds/{dataset}/{model}.log",
+        LOGS + "/fault_bounds/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/fault_bounds/{dataset}/{model}.tsv"
+        BENCHMARKS + "/fault_bounds/{dataset}/{model}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -60,9 +60,9 @@ use rule train as train_regime with:
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:
-        "logs/train_regime/{dataset}/{model}/{regime}.log",
+        LOGS + "/train_regime/{dataset}/{model}/{regime}.log",
     benchmark:
-        "benchmarks/train_regime/{dataset}/{model}/{regime}.tsv"
+        BENCHMARKS + "/train_regime/{dataset}/{model}/{regime}.tsv"
 
 
 use rule fault_bounds as regime_bounds with:
@@ -74,9 +74,9 @@ use rule fault_bounds as regime_bounds with:
         errors=f"{REGIME_DIR}/errors.parquet",
         bounds=f"{REGIME_DIR}/bounds.parquet",
     log:
-        "logs/regime_bounds/{dataset}/{model}/{regime}.log",
+        LOGS + "/regime_bounds/{dataset}/{model}/{regime}.log",
     benchmark:
-        "benchmarks/regime_bounds/{dataset}/{model}/{regime}.tsv"
+        BENCHMARKS + "/regime_bounds/{dataset}/{model}/{regime}.tsv"
 
 
 rule fault_figure:
@@ -86,15 +86,15 @@ rule fault_figure:
         code=code("faults", "figure"),
     output:
         png=report(
-            "results/{dataset}/{model}/faults/figures/{fault_figure}.png",
+            RESULTS + "/{dataset}/{model}/faults/figures/{fault_figure}.png",
             caption="../report/faults/figure.rst",
             category="Faults (El-Mhamdi et al. 2019)",
             subcategory="{dataset} / {model}",
             labels={"model": "{model}", "figure": "{fault_figure}"},
         ),
-        pdf="results/{dataset}/{model}/faults/figures/{fault_figure}.pdf",
+        pdf=RESULTS + "/{dataset}/{model}/faults/figures/{fault_figure}.pdf",
         csv=report(
-            "results/{dataset}/{model}/faults/figures/{fault_figure}.csv",
+            RESULTS + "/{dataset}/{model}/faults/figures/{fault_figure}.csv",
             caption="../report/faults/table.rst",
             category="Faults (El-Mhamdi et al. 2019)",
             subcategory="{dataset} / {model}",
@@ -105,9 +105,9 @@ rule fault_figure:
     params:
         labels=fault_labels,
     log:
-        "logs/fault_figure/{dataset}/{model}/{fault_figure}.log",
+        LOGS + "/fault_figure/{dataset}/{model}/{fault_figure}.log",
     benchmark:
-        "benchmarks/fault_figure/{dataset}/{model}/{fault_figure}.tsv"
+        BENCHMARKS + "/fault_figure/{dataset}/{model}/{fault_figure}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:

@@ -26,9 +26,9 @@ rule filtering_sweep:
         evaluate=config["evaluate"],
         device=config["device"],
     log:
-        "logs/filtering_sweep/{dataset}/{model}.log",
+        LOGS + "/filtering_sweep/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/filtering_sweep/{dataset}/{model}.tsv"
+        BENCHMARKS + "/filtering_sweep/{dataset}/{model}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -59,9 +59,9 @@ rule filtering_scores:
         out_dir=lambda w, input: parent(input.variants[0], 2),
         tol=FILTERING.get("tol"),
     log:
-        "logs/filtering_scores/{dataset}/{model}.log",
+        LOGS + "/filtering_scores/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/filtering_scores/{dataset}/{model}.tsv"
+        BENCHMARKS + "/filtering_scores/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -103,9 +103,9 @@ rule filtering_retrain:
         device=config["device"],
         evaluate=config["evaluate"],
     log:
-        "logs/filtering_retrain/{dataset}/{model}.log",
+        LOGS + "/filtering_retrain/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/filtering_retrain/{dataset}/{model}.tsv"
+        BENCHMARKS + "/filtering_retrain/{dataset}/{model}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -160,9 +160,9 @@ rule filtering_figures:
         filters=",".join(FILTERS),
         out_dir=lambda w, output: parent(output.class_map),
     log:
-        "logs/filtering_figures/{dataset}/{model}.log",
+        LOGS + "/filtering_figures/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/filtering_figures/{dataset}/{model}.tsv"
+        BENCHMARKS + "/filtering_figures/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -177,24 +177,24 @@ rule filtering_invariance:
         code=code("filtering", "invariance"),
     output:
         png=report(
-            "results/{dataset}/filtering/invariance.png",
+            RESULTS + "/{dataset}/filtering/invariance.png",
             caption="../report/filtering/invariance.rst",
             category="Synaptic filtering (Pravin et al. 2024)",
             subcategory="{dataset}",
             labels={"figure": "invariance"},
         ),
-        pdf="results/{dataset}/filtering/invariance.pdf",
+        pdf=RESULTS + "/{dataset}/filtering/invariance.pdf",
         csv=report(
-            "results/{dataset}/filtering/invariance.csv",
+            RESULTS + "/{dataset}/filtering/invariance.csv",
             caption="../report/filtering/invariance.rst",
             category="Synaptic filtering (Pravin et al. 2024)",
             subcategory="{dataset}",
             labels={"table": "invariance"},
         ),
     log:
-        "logs/filtering_invariance/{dataset}.log",
+        LOGS + "/filtering_invariance/{dataset}.log",
     benchmark:
-        "benchmarks/filtering_invariance/{dataset}.tsv"
+        BENCHMARKS + "/filtering_invariance/{dataset}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:

@@ -24,9 +24,9 @@ rule train:
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:
-        "logs/train/{dataset}/{model}.log",
+        LOGS + "/train/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/train/{dataset}/{model}.tsv"
+        BENCHMARKS + "/train/{dataset}/{model}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -56,9 +56,9 @@ rule download_weights:
     wildcard_constraints:
         weights=r"\w+_Weights\.\w+",
     log:
-        "logs/download_weights/{weights}.log",
+        LOGS + "/download_weights/{weights}.log",
     benchmark:
-        "benchmarks/download_weights/{weights}.tsv"
+        BENCHMARKS + "/download_weights/{weights}.tsv"
     retries: 2
     conda:
         "../../envs/torch.yaml"
@@ -80,9 +80,9 @@ rule pretrained:
     params:
         arch=lambda w: arch(w.model),
     log:
-        "logs/pretrained/{dataset}/{model}.log",
+        LOGS + "/pretrained/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/pretrained/{dataset}/{model}.tsv"
+        BENCHMARKS + "/pretrained/{dataset}/{model}.tsv"
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -103,9 +103,9 @@ rule pretrain:
         batch_size=lambda w: train_settings(w.model)["batch_size"],
         seed=lambda w: train_settings(w.model).get("seed", config["seed"]),
     log:
-        "logs/pretrain/{dataset}/{model}.log",
+        LOGS + "/pretrain/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/pretrain/{dataset}/{model}.tsv"
+        BENCHMARKS + "/pretrain/{dataset}/{model}.tsv"
     threads: 1
     resources:
         gpu=1,

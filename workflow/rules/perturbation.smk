@@ -15,7 +15,7 @@ rule perturbation_figures:
         code=code("perturbation", "figures"),
     output:
         **{f"{name}_png": perturbation_figure(name) for name in PERTURBATION_FIGURES},
-        **{f"{name}_pdf": f"results/{{dataset}}/{{model}}/figures/{name}.pdf"
+        **{f"{name}_pdf": f"{RESULTS}/{{dataset}}/{{model}}/figures/{name}.pdf"
            for name in PERTURBATION_FIGURES},
         fragility=report(
             FRAGILITY,
@@ -25,11 +25,11 @@ rule perturbation_figures:
             labels={"model": "{model}", "table": "fragility"},
         ),
     params:
-        out="results/{dataset}/{model}/figures",
+        out=RESULTS + "/{dataset}/{model}/figures",
     log:
-        "logs/perturbation_figures/{dataset}/{model}.log",
+        LOGS + "/perturbation_figures/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/perturbation_figures/{dataset}/{model}.tsv"
+        BENCHMARKS + "/perturbation_figures/{dataset}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:

@@ -26,9 +26,9 @@ rule zoo_shard:
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:
-        "logs/zoo_shard/{dataset}/{shard}.log",
+        LOGS + "/zoo_shard/{dataset}/{shard}.log",
     benchmark:
-        "benchmarks/zoo_shard/{dataset}/{shard}.tsv"
+        BENCHMARKS + "/zoo_shard/{dataset}/{shard}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -55,9 +55,9 @@ rule zoo_merge:
         test_fraction=ZOO.get("test_fraction"),
         seed=config["seed"],
     log:
-        "logs/zoo_merge/{dataset}.log",
+        LOGS + "/zoo_merge/{dataset}.log",
     benchmark:
-        "benchmarks/zoo_merge/{dataset}.tsv"
+        BENCHMARKS + "/zoo_merge/{dataset}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -81,9 +81,9 @@ rule zoo_meta:
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:
-        "logs/zoo_meta/{dataset}.log",
+        LOGS + "/zoo_meta/{dataset}.log",
     benchmark:
-        "benchmarks/zoo_meta/{dataset}.tsv"
+        BENCHMARKS + "/zoo_meta/{dataset}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -107,27 +107,27 @@ rule zoo_figures:
         code=code("zoo", "figures"),
     output:
         accuracy_png=report(
-            "results/{dataset}/zoo/figures/accuracy.png",
+            RESULTS + "/{dataset}/zoo/figures/accuracy.png",
             caption="../report/zoo/accuracy.rst",
             category="Weight space (Eilertsen et al. 2020)",
             subcategory="{dataset}",
             labels={"figure": "accuracy"},
         ),
-        accuracy_pdf="results/{dataset}/zoo/figures/accuracy.pdf",
+        accuracy_pdf=RESULTS + "/{dataset}/zoo/figures/accuracy.pdf",
         snapshots_png=report(
-            "results/{dataset}/zoo/figures/snapshots.png",
+            RESULTS + "/{dataset}/zoo/figures/snapshots.png",
             caption="../report/zoo/snapshots.rst",
             category="Weight space (Eilertsen et al. 2020)",
             subcategory="{dataset}",
             labels={"figure": "snapshots"},
         ),
-        snapshots_pdf="results/{dataset}/zoo/figures/snapshots.pdf",
+        snapshots_pdf=RESULTS + "/{dataset}/zoo/figures/snapshots.pdf",
     params:
-        out="results/{dataset}/zoo/figures",
+        out=RESULTS + "/{dataset}/zoo/figures",
     log:
-        "logs/zoo_figures/{dataset}.log",
+        LOGS + "/zoo_figures/{dataset}.log",
     benchmark:
-        "benchmarks/zoo_figures/{dataset}.tsv"
+        BENCHMARKS + "/zoo_figures/{dataset}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:

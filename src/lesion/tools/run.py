@@ -18,7 +18,12 @@ runs; the kernel drops it when the process dies, however it dies. So:
   (the default profile has `rerun-incomplete`).
 
 Runs started by hand on another host sharing the directory cannot be seen;
-start studies with `make study` (or by hand only) there. Torch-free.
+start studies with `make study` (or by hand only) there.
+
+`python -m lesion.tools.run --report SNAKEMAKE [ARGS...]` (`make report`)
+writes the study's report, REPORT under its results directory (results/, or
+results/NAME/ for a config with `study: NAME`), when anything there is newer.
+Torch-free.
 """
 
 from __future__ import annotations
@@ -33,10 +38,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 STATE = Path(".snakemake")
 LOCK = STATE / "study.lock"
 WAIT = 10.0  # seconds to wait for a run that is still stopping
 POLL = 0.2
+DEFAULT_CONFIG = "config/config.yaml"  # the Snakefile's configfile when none is given
+REPORT = "report.html"
 
 
 def snakemake_running_here() -> list[int]:
@@ -109,8 +118,55 @@ def _others_gone(wait: float) -> bool:
     return not pids
 
 
+def _option_values(command: Sequence[str], names: tuple[str, ...]) -> list[str]:
+    """The values after any of `names` on a Snakemake command line (nargs='+' options)."""
+    values, taking = [], False
+    for arg in command[1:]:
+        if arg.startswith("-"):
+            name, _, value = arg.partition("=")
+            taking = name in names
+            values += [value] if taking and value else []
+        elif taking:
+            values.append(arg)
+    return values
+
+
+def study_name(command: Sequence[str]) -> str | None:
+    """The `study` a Snakemake command line runs: its --config study=..., else the last
+    --configfile that names one (they merge in order), else the default config's."""
+    for entry in reversed(_option_values(command, ("--config", "-C"))):
+        key, _, value = entry.partition("=")
+        if key == "study":
+            return yaml.safe_load(value) or None
+    files = _option_values(command, ("--configfile", "--configfiles")) or [DEFAULT_CONFIG]
+    name = None
+    for path in files:
+        with open(path) as handle:
+            loaded = yaml.safe_load(handle) or {}
+        name = loaded.get("study", name) if isinstance(loaded, dict) else name
+    return name
+
+
+def report(command: Sequence[str]) -> int:
+    """Write the study's report when it is missing or anything in its results is newer."""
+    from lesion.config import study_roots
+
+    results = Path(study_roots({"study": study_name(command)})[0])
+    target = results / REPORT
+    if target.is_file():
+        made = target.stat().st_mtime
+        newer = (p for p in results.rglob("*") if p.is_file() and p.stat().st_mtime > made)
+        if next(newer, None) is None:
+            print(f"Report up to date: {target}")
+            return 0
+    return subprocess.run([command[0], "--report", str(target), *command[1:]],
+                          check=False).returncode
+
+
 def main(argv: Sequence[str] | None = None, *, wait: float = WAIT) -> int:
     command = list(sys.argv[1:] if argv is None else argv) or ["snakemake"]
+    if command[0] == "--report":
+        return report(command[1:] or ["snakemake"])
     STATE.mkdir(exist_ok=True)
     handle = open(LOCK, "a+")  # held open until the run ends
     try:

@@ -6,8 +6,8 @@ ADV_MODELS = ADVERSARIAL.get("models", [])
 ADV_ATTACKS = list(ADVERSARIAL.get("attacks", {}))
 # The attack of Tables 1 and 4 and the examples figure: the paper's L-BFGS when configured.
 ADV_MAIN = "lbfgs" if "lbfgs" in ADV_ATTACKS else (ADV_ATTACKS or [None])[0]
-ADV_DIR = "results/{dataset}/adversarial"
-ADV_REGIME_DIR = "results/{dataset}/{model}/adversarial_training/{regime}"
+ADV_DIR = RESULTS + "/{dataset}/adversarial"
+ADV_REGIME_DIR = RESULTS + "/{dataset}/{model}/adversarial_training/{regime}"
 ADV_TRAINING = ADVERSARIAL.get("training") or {}
 ADV_REGIMES = ADV_TRAINING.get("regimes", {})
 ADV_CROSS = ADVERSARIAL.get("cross_training") or {}
@@ -45,12 +45,12 @@ def adv_regime_train(wildcards):
 
 
 def adversarial_targets():
-    tables = [f"results/{DATASET}/adversarial/{name}.{ext}" for name in ADV_TABLES
+    tables = [f"{RESULTS}/{DATASET}/adversarial/{name}.{ext}" for name in ADV_TABLES
               for ext in ("parquet", "csv")]
-    figures = [f"results/{DATASET}/adversarial/figures/examples/{m}.{ext}" for m in ADV_MODELS
+    figures = [f"{RESULTS}/{DATASET}/adversarial/figures/examples/{m}.{ext}" for m in ADV_MODELS
                for ext in ("png", "pdf")]
-    figures += [f"results/{DATASET}/adversarial/figures/transfer.{ext}" for ext in ("png", "pdf")]
-    figures += [f"results/{DATASET}/adversarial/figures/units.{ext}" for ext in ("png", "pdf")
+    figures += [f"{RESULTS}/{DATASET}/adversarial/figures/transfer.{ext}" for ext in ("png", "pdf")]
+    figures += [f"{RESULTS}/{DATASET}/adversarial/figures/units.{ext}" for ext in ("png", "pdf")
                 if ADV_UNITS]
     return tables + figures
 

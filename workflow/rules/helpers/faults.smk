@@ -3,8 +3,8 @@ FAULTS = config.get("faults") or {}
 FAULT_MODELS = FAULTS.get("models", [])
 REGIMES = FAULTS.get("regimes") or {}
 FAULT_FIGURES = ["bounds", "tolerance"] if REGIMES else ["bounds"]
-FAULTS_DIR = "results/{dataset}/{model}/faults"
-REGIME_DIR = "results/{dataset}/{model}/faults/regimes/{regime}"
+FAULTS_DIR = RESULTS + "/{dataset}/{model}/faults"
+REGIME_DIR = RESULTS + "/{dataset}/{model}/faults/regimes/{regime}"
 
 for _model in FAULT_MODELS:
     if _model not in MODELS:
@@ -46,7 +46,7 @@ def fault_labels(wildcards):
 
 def fault_targets():
     return [
-        f"results/{DATASET}/{model}/faults/figures/{name}.{ext}"
+        f"{RESULTS}/{DATASET}/{model}/faults/figures/{name}.{ext}"
         for model in FAULT_MODELS
         for name in FAULT_FIGURES
         for ext in ("png", "pdf", "csv")

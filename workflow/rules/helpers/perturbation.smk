@@ -3,12 +3,12 @@
 PERTURBATION_FIGURES = ["performances", "weight_diffs", "num_weights"]
 # The models whose layers are swept: perturbations.models, or every model.
 SWEPT_MODELS = (config.get("perturbations") or {}).get("models", MODELS)
-FRAGILITY = "results/{dataset}/{model}/fragility.csv"
+FRAGILITY = RESULTS + "/{dataset}/{model}/fragility.csv"
 
 
 def perturbation_figure(name):
     return report(
-        f"results/{{dataset}}/{{model}}/figures/{name}.png",
+        f"{RESULTS}/{{dataset}}/{{model}}/figures/{name}.png",
         caption=f"../report/perturbation/{name}.rst",
         category="Perturbations (Cheney et al. 2017)",
         subcategory="{dataset} / {model}",
@@ -23,7 +23,7 @@ def perturbation_targets():
         for path in [
             SUMMARY_CSV.format(dataset=DATASET, model=model),
             FRAGILITY.format(dataset=DATASET, model=model),
-            *(f"results/{DATASET}/{model}/figures/{name}.{ext}"
+            *(f"{RESULTS}/{DATASET}/{model}/figures/{name}.{ext}"
               for name in PERTURBATION_FIGURES for ext in ("png", "pdf")),
         ]
     ]

@@ -4,8 +4,8 @@ import json
 from lesion.studies.zoo.space import ZooConfigError, check as zoo_check, check_dataset, classified
 
 ZOO = config.get("zoo") or {}
-ZOO_DIR = "results/{dataset}/zoo"
-ZOO_SHARD = "results/{dataset}/zoo/shards/{shard}"
+ZOO_DIR = RESULTS + "/{dataset}/zoo"
+ZOO_SHARD = RESULTS + "/{dataset}/zoo/shards/{shard}"
 ZOO_FIGURES = ["accuracy", "snapshots"]
 
 if ZOO:
@@ -38,7 +38,7 @@ def zoo_properties():
 
 def zoo_targets():
     return [
-        f"results/{DATASET}/zoo/figures/{name}.{ext}"
+        f"{RESULTS}/{DATASET}/zoo/figures/{name}.{ext}"
         for name in ZOO_FIGURES
         for ext in ("png", "pdf")
     ]
