@@ -22,9 +22,9 @@ rule adversarial_attack:
         batch_size=config["evaluate"]["batch_size"],
         precision=config["evaluate"]["precision"],
     log:
-        LOGS + "/adversarial_attack/{dataset}/{model}.log",
+        f"{LOGS}/adversarial_attack/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/adversarial_attack/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/adversarial_attack/{{dataset}}/{{model}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -47,9 +47,9 @@ rule adversarial_distortion:
     output:
         f"{ADV_DIR}/distortion.parquet",
     log:
-        LOGS + "/adversarial_distortion/{dataset}.log",
+        f"{LOGS}/adversarial_distortion/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/adversarial_distortion/{dataset}.tsv"
+        f"{BENCHMARKS}/adversarial_distortion/{{dataset}}.tsv"
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -72,9 +72,9 @@ rule adversarial_transfer:
         batch_size=config["evaluate"]["batch_size"],
         precision=config["evaluate"]["precision"],
     log:
-        LOGS + "/adversarial_transfer/{dataset}.log",
+        f"{LOGS}/adversarial_transfer/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/adversarial_transfer/{dataset}.tsv"
+        f"{BENCHMARKS}/adversarial_transfer/{{dataset}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -101,9 +101,9 @@ rule adversarial_cross_training:
         batch_size=config["evaluate"]["batch_size"],
         precision=config["evaluate"]["precision"],
     log:
-        LOGS + "/adversarial_cross_training/{dataset}.log",
+        f"{LOGS}/adversarial_cross_training/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/adversarial_cross_training/{dataset}.tsv"
+        f"{BENCHMARKS}/adversarial_cross_training/{{dataset}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -139,9 +139,9 @@ use rule train as train_adversarial with:
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:
-        LOGS + "/train_adversarial/{dataset}/{model}/{regime}.log",
+        f"{LOGS}/train_adversarial/{{dataset}}/{{model}}/{{regime}}.log",
     benchmark:
-        BENCHMARKS + "/train_adversarial/{dataset}/{model}/{regime}.tsv"
+        f"{BENCHMARKS}/train_adversarial/{{dataset}}/{{model}}/{{regime}}.tsv"
 
 
 rule adversarial_training:
@@ -154,9 +154,9 @@ rule adversarial_training:
     params:
         labels=",".join(["base", *ADV_REGIMES]),
     log:
-        LOGS + "/adversarial_training/{dataset}.log",
+        f"{LOGS}/adversarial_training/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/adversarial_training/{dataset}.tsv"
+        f"{BENCHMARKS}/adversarial_training/{{dataset}}.tsv"
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -175,9 +175,9 @@ rule adversarial_units:
         units=ADV_UNITS,
         seed=config["seed"],
     log:
-        LOGS + "/adversarial_units/{dataset}.log",
+        f"{LOGS}/adversarial_units/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/adversarial_units/{dataset}.tsv"
+        f"{BENCHMARKS}/adversarial_units/{{dataset}}.tsv"
     threads: 1
     conda:
         "../../envs/torch.yaml"
@@ -203,9 +203,9 @@ rule adversarial_table_csv:
     wildcard_constraints:
         adv_table="|".join(ADV_TABLES) or "none",
     log:
-        LOGS + "/adversarial_table_csv/{dataset}/{adv_table}.log",
+        f"{LOGS}/adversarial_table_csv/{{dataset}}/{{adv_table}}.log",
     benchmark:
-        BENCHMARKS + "/adversarial_table_csv/{dataset}/{adv_table}.tsv"
+        f"{BENCHMARKS}/adversarial_table_csv/{{dataset}}/{{adv_table}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -227,9 +227,9 @@ rule adversarial_examples_figure:
         ),
         pdf=f"{ADV_DIR}/figures/examples/{{model}}.pdf",
     log:
-        LOGS + "/adversarial_examples_figure/{dataset}/{model}.log",
+        f"{LOGS}/adversarial_examples_figure/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/adversarial_examples_figure/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/adversarial_examples_figure/{{dataset}}/{{model}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -251,9 +251,9 @@ rule adversarial_transfer_figure:
         ),
         pdf=f"{ADV_DIR}/figures/transfer.pdf",
     log:
-        LOGS + "/adversarial_transfer_figure/{dataset}.log",
+        f"{LOGS}/adversarial_transfer_figure/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/adversarial_transfer_figure/{dataset}.tsv"
+        f"{BENCHMARKS}/adversarial_transfer_figure/{{dataset}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -275,9 +275,9 @@ rule adversarial_units_figure:
         ),
         pdf=f"{ADV_DIR}/figures/units.pdf",
     log:
-        LOGS + "/adversarial_units_figure/{dataset}.log",
+        f"{LOGS}/adversarial_units_figure/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/adversarial_units_figure/{dataset}.tsv"
+        f"{BENCHMARKS}/adversarial_units_figure/{{dataset}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:

@@ -101,23 +101,23 @@ wildcard_constraints:
 RAW = "resources/{dataset}/raw.safetensors"
 DOWNLOADED_RAW = "resources/{dataset}/torchvision"
 PTH = "resources/imagenet/weights/{weights}.pth"
-TRAIN = RESULTS + "/{dataset}/tensors/train.safetensors"
-TEST = RESULTS + "/{dataset}/tensors/test.safetensors"
-WEIGHTS = RESULTS + "/{dataset}/{model}/weights.safetensors"  # trained or pretrained
-CURVE = RESULTS + "/{dataset}/{model}/training.parquet"
-PRETRAINED = RESULTS + "/{dataset}/{model}/pretrained.safetensors"  # fc1 as an autoencoder's encoder
-CHECKPOINTS = RESULTS + "/{dataset}/{model}/checkpoints"
-CHECKPOINT = RESULTS + "/{dataset}/{model}/checkpoints/epoch{epoch}.safetensors"
-CLEAN = RESULTS + "/{dataset}/{model}/predictions/none.parquet"
-VARIANTS = RESULTS + "/{dataset}/{model}/variants/{perturbation}/{layer}.parquet"
-PREDICTIONS = RESULTS + "/{dataset}/{model}/predictions/{perturbation}/{layer}.parquet"
+TRAIN = f"{RESULTS}/{{dataset}}/tensors/train.safetensors"
+TEST = f"{RESULTS}/{{dataset}}/tensors/test.safetensors"
+WEIGHTS = f"{RESULTS}/{{dataset}}/{{model}}/weights.safetensors"  # trained or pretrained
+CURVE = f"{RESULTS}/{{dataset}}/{{model}}/training.parquet"
+PRETRAINED = f"{RESULTS}/{{dataset}}/{{model}}/pretrained.safetensors"  # fc1 as an autoencoder's encoder
+CHECKPOINTS = f"{RESULTS}/{{dataset}}/{{model}}/checkpoints"
+CHECKPOINT = f"{RESULTS}/{{dataset}}/{{model}}/checkpoints/epoch{{epoch}}.safetensors"
+CLEAN = f"{RESULTS}/{{dataset}}/{{model}}/predictions/none.parquet"
+VARIANTS = f"{RESULTS}/{{dataset}}/{{model}}/variants/{{perturbation}}/{{layer}}.parquet"
+PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/predictions/{{perturbation}}/{{layer}}.parquet"
 # A model's adversarial test set (the adversarial study) and the sweeps' predictions on it
-ADV_SET = RESULTS + "/{dataset}/adversarial/{attack}/{model}.safetensors"
-TESTSET_CLEAN = RESULTS + "/{dataset}/{model}/testsets/{testset}/predictions/none.parquet"
-TESTSET_PREDICTIONS = RESULTS + "/{dataset}/{model}/testsets/{testset}/predictions/{perturbation}/{layer}.parquet"
-METRICS = RESULTS + "/{dataset}/{model}/metrics.parquet"
-SUMMARY = RESULTS + "/{dataset}/{model}/metrics_summary.parquet"
-SUMMARY_CSV = RESULTS + "/{dataset}/{model}/metrics_summary.csv"
+ADV_SET = f"{RESULTS}/{{dataset}}/adversarial/{{attack}}/{{model}}.safetensors"
+TESTSET_CLEAN = f"{RESULTS}/{{dataset}}/{{model}}/testsets/{{testset}}/predictions/none.parquet"
+TESTSET_PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/testsets/{{testset}}/predictions/{{perturbation}}/{{layer}}.parquet"
+METRICS = f"{RESULTS}/{{dataset}}/{{model}}/metrics.parquet"
+SUMMARY = f"{RESULTS}/{{dataset}}/{{model}}/metrics_summary.parquet"
+SUMMARY_CSV = f"{RESULTS}/{{dataset}}/{{model}}/metrics_summary.csv"
 
 
 def code(group, step):

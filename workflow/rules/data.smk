@@ -9,9 +9,9 @@ rule export_dataset:
     wildcard_constraints:
         dataset=EXPORTED,
     log:
-        LOGS + "/export_dataset/{dataset}.log",
+        f"{LOGS}/export_dataset/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/export_dataset/{dataset}.tsv"
+        f"{BENCHMARKS}/export_dataset/{{dataset}}.tsv"
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -29,9 +29,9 @@ rule download:
     wildcard_constraints:
         dataset=DOWNLOADED,
     log:
-        LOGS + "/download/{dataset}.log",
+        f"{LOGS}/download/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/download/{dataset}.tsv"
+        f"{BENCHMARKS}/download/{{dataset}}.tsv"
     retries: 2
     conda:
         "../../envs/torch.yaml"
@@ -53,9 +53,9 @@ rule tensors:
         test_fraction=config["dataset"]["test_fraction"],
         seed=config["seed"],
     log:
-        LOGS + "/tensors/{dataset}.log",
+        f"{LOGS}/tensors/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/tensors/{dataset}.tsv"
+        f"{BENCHMARKS}/tensors/{{dataset}}.tsv"
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -80,9 +80,9 @@ rule imagenet_tensors:
     wildcard_constraints:
         dataset=IN_DIRECTORY,
     log:
-        LOGS + "/tensors/{dataset}.log",
+        f"{LOGS}/tensors/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/tensors/{dataset}.tsv"
+        f"{BENCHMARKS}/tensors/{{dataset}}.tsv"
     threads: 8
     resources:
         mem_mb=24000,

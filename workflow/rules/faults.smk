@@ -23,9 +23,9 @@ rule fault_bounds:
         batch_size=config["evaluate"]["batch_size"],
         precision=config["evaluate"]["precision"],
     log:
-        LOGS + "/fault_bounds/{dataset}/{model}.log",
+        f"{LOGS}/fault_bounds/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/fault_bounds/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/fault_bounds/{{dataset}}/{{model}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -60,9 +60,9 @@ use rule train as train_regime with:
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:
-        LOGS + "/train_regime/{dataset}/{model}/{regime}.log",
+        f"{LOGS}/train_regime/{{dataset}}/{{model}}/{{regime}}.log",
     benchmark:
-        BENCHMARKS + "/train_regime/{dataset}/{model}/{regime}.tsv"
+        f"{BENCHMARKS}/train_regime/{{dataset}}/{{model}}/{{regime}}.tsv"
 
 
 use rule fault_bounds as regime_bounds with:
@@ -74,9 +74,9 @@ use rule fault_bounds as regime_bounds with:
         errors=f"{REGIME_DIR}/errors.parquet",
         bounds=f"{REGIME_DIR}/bounds.parquet",
     log:
-        LOGS + "/regime_bounds/{dataset}/{model}/{regime}.log",
+        f"{LOGS}/regime_bounds/{{dataset}}/{{model}}/{{regime}}.log",
     benchmark:
-        BENCHMARKS + "/regime_bounds/{dataset}/{model}/{regime}.tsv"
+        f"{BENCHMARKS}/regime_bounds/{{dataset}}/{{model}}/{{regime}}.tsv"
 
 
 rule fault_figure:
@@ -86,15 +86,15 @@ rule fault_figure:
         code=code("faults", "figure"),
     output:
         png=report(
-            RESULTS + "/{dataset}/{model}/faults/figures/{fault_figure}.png",
+            f"{RESULTS}/{{dataset}}/{{model}}/faults/figures/{{fault_figure}}.png",
             caption="../report/faults/figure.rst",
             category="Faults (El-Mhamdi et al. 2019)",
             subcategory="{dataset} / {model}",
             labels={"model": "{model}", "figure": "{fault_figure}"},
         ),
-        pdf=RESULTS + "/{dataset}/{model}/faults/figures/{fault_figure}.pdf",
+        pdf=f"{RESULTS}/{{dataset}}/{{model}}/faults/figures/{{fault_figure}}.pdf",
         csv=report(
-            RESULTS + "/{dataset}/{model}/faults/figures/{fault_figure}.csv",
+            f"{RESULTS}/{{dataset}}/{{model}}/faults/figures/{{fault_figure}}.csv",
             caption="../report/faults/table.rst",
             category="Faults (El-Mhamdi et al. 2019)",
             subcategory="{dataset} / {model}",
@@ -105,9 +105,9 @@ rule fault_figure:
     params:
         labels=fault_labels,
     log:
-        LOGS + "/fault_figure/{dataset}/{model}/{fault_figure}.log",
+        f"{LOGS}/fault_figure/{{dataset}}/{{model}}/{{fault_figure}}.log",
     benchmark:
-        BENCHMARKS + "/fault_figure/{dataset}/{model}/{fault_figure}.tsv"
+        f"{BENCHMARKS}/fault_figure/{{dataset}}/{{model}}/{{fault_figure}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:

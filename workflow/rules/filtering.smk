@@ -26,9 +26,9 @@ rule filtering_sweep:
         evaluate=config["evaluate"],
         device=config["device"],
     log:
-        LOGS + "/filtering_sweep/{dataset}/{model}.log",
+        f"{LOGS}/filtering_sweep/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/filtering_sweep/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/filtering_sweep/{{dataset}}/{{model}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -59,9 +59,9 @@ rule filtering_scores:
         out_dir=lambda w, input: parent(input.variants[0], 2),
         tol=FILTERING.get("tol"),
     log:
-        LOGS + "/filtering_scores/{dataset}/{model}.log",
+        f"{LOGS}/filtering_scores/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/filtering_scores/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/filtering_scores/{{dataset}}/{{model}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -103,9 +103,9 @@ rule filtering_retrain:
         device=config["device"],
         evaluate=config["evaluate"],
     log:
-        LOGS + "/filtering_retrain/{dataset}/{model}.log",
+        f"{LOGS}/filtering_retrain/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/filtering_retrain/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/filtering_retrain/{{dataset}}/{{model}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -160,9 +160,9 @@ rule filtering_figures:
         filters=",".join(FILTERS),
         out_dir=lambda w, output: parent(output.class_map),
     log:
-        LOGS + "/filtering_figures/{dataset}/{model}.log",
+        f"{LOGS}/filtering_figures/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/filtering_figures/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/filtering_figures/{{dataset}}/{{model}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -177,24 +177,24 @@ rule filtering_invariance:
         code=code("filtering", "invariance"),
     output:
         png=report(
-            RESULTS + "/{dataset}/filtering/invariance.png",
+            f"{RESULTS}/{{dataset}}/filtering/invariance.png",
             caption="../report/filtering/invariance.rst",
             category="Synaptic filtering (Pravin et al. 2024)",
             subcategory="{dataset}",
             labels={"figure": "invariance"},
         ),
-        pdf=RESULTS + "/{dataset}/filtering/invariance.pdf",
+        pdf=f"{RESULTS}/{{dataset}}/filtering/invariance.pdf",
         csv=report(
-            RESULTS + "/{dataset}/filtering/invariance.csv",
+            f"{RESULTS}/{{dataset}}/filtering/invariance.csv",
             caption="../report/filtering/invariance.rst",
             category="Synaptic filtering (Pravin et al. 2024)",
             subcategory="{dataset}",
             labels={"table": "invariance"},
         ),
     log:
-        LOGS + "/filtering_invariance/{dataset}.log",
+        f"{LOGS}/filtering_invariance/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/filtering_invariance/{dataset}.tsv"
+        f"{BENCHMARKS}/filtering_invariance/{{dataset}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:

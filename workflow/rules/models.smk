@@ -24,9 +24,9 @@ rule train:
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:
-        LOGS + "/train/{dataset}/{model}.log",
+        f"{LOGS}/train/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/train/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/train/{{dataset}}/{{model}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -56,9 +56,9 @@ rule download_weights:
     wildcard_constraints:
         weights=r"\w+_Weights\.\w+",
     log:
-        LOGS + "/download_weights/{weights}.log",
+        f"{LOGS}/download_weights/{{weights}}.log",
     benchmark:
-        BENCHMARKS + "/download_weights/{weights}.tsv"
+        f"{BENCHMARKS}/download_weights/{{weights}}.tsv"
     retries: 2
     conda:
         "../../envs/torch.yaml"
@@ -80,9 +80,9 @@ rule pretrained:
     params:
         arch=lambda w: arch(w.model),
     log:
-        LOGS + "/pretrained/{dataset}/{model}.log",
+        f"{LOGS}/pretrained/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/pretrained/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/pretrained/{{dataset}}/{{model}}.tsv"
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -103,9 +103,9 @@ rule pretrain:
         batch_size=lambda w: train_settings(w.model)["batch_size"],
         seed=lambda w: train_settings(w.model).get("seed", config["seed"]),
     log:
-        LOGS + "/pretrain/{dataset}/{model}.log",
+        f"{LOGS}/pretrain/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/pretrain/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/pretrain/{{dataset}}/{{model}}.tsv"
     threads: 1
     resources:
         gpu=1,

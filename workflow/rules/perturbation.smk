@@ -25,11 +25,11 @@ rule perturbation_figures:
             labels={"model": "{model}", "table": "fragility"},
         ),
     params:
-        out=RESULTS + "/{dataset}/{model}/figures",
+        out=f"{RESULTS}/{{dataset}}/{{model}}/figures",
     log:
-        LOGS + "/perturbation_figures/{dataset}/{model}.log",
+        f"{LOGS}/perturbation_figures/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/perturbation_figures/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/perturbation_figures/{{dataset}}/{{model}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:

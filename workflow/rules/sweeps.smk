@@ -19,9 +19,9 @@ rule predict_clean:
         precision=config["evaluate"]["precision"],
         device=config["device"],
     log:
-        LOGS + "/predict_clean/{dataset}/{model}.log",
+        f"{LOGS}/predict_clean/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/predict_clean/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/predict_clean/{{dataset}}/{{model}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -50,9 +50,9 @@ rule sweep:
         evaluate=config["evaluate"],
         device=config["device"],
     log:
-        LOGS + "/sweep/{dataset}/{model}/{perturbation}/{layer}.log",
+        f"{LOGS}/sweep/{{dataset}}/{{model}}/{{perturbation}}/{{layer}}.log",
     benchmark:
-        BENCHMARKS + "/sweep/{dataset}/{model}/{perturbation}/{layer}.tsv"
+        f"{BENCHMARKS}/sweep/{{dataset}}/{{model}}/{{perturbation}}/{{layer}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -81,9 +81,9 @@ rule variant_weights:
         table=VARIANTS,
         code=code("sweep", "variant-weights"),
     output:
-        directory(RESULTS + "/{dataset}/{model}/variant_weights/{perturbation}/{layer}"),
+        directory(f"{RESULTS}/{{dataset}}/{{model}}/variant_weights/{{perturbation}}/{{layer}}"),
     log:
-        LOGS + "/variant_weights/{dataset}/{model}/{perturbation}/{layer}.log",
+        f"{LOGS}/variant_weights/{{dataset}}/{{model}}/{{perturbation}}/{{layer}}.log",
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -101,9 +101,9 @@ use rule predict_clean as predict_clean_testset with:
     output:
         TESTSET_CLEAN,
     log:
-        LOGS + "/predict_clean_testset/{dataset}/{model}/{testset}.log",
+        f"{LOGS}/predict_clean_testset/{{dataset}}/{{model}}/{{testset}}.log",
     benchmark:
-        BENCHMARKS + "/predict_clean_testset/{dataset}/{model}/{testset}.tsv"
+        f"{BENCHMARKS}/predict_clean_testset/{{dataset}}/{{model}}/{{testset}}.tsv"
 
 
 rule metrics:
@@ -125,9 +125,9 @@ rule metrics:
     params:
         testsets=",".join(["clean", *TESTSETS]),
     log:
-        LOGS + "/metrics/{dataset}/{model}.log",
+        f"{LOGS}/metrics/{{dataset}}/{{model}}.log",
     benchmark:
-        BENCHMARKS + "/metrics/{dataset}/{model}.tsv"
+        f"{BENCHMARKS}/metrics/{{dataset}}/{{model}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:

@@ -26,9 +26,9 @@ rule zoo_shard:
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:
-        LOGS + "/zoo_shard/{dataset}/{shard}.log",
+        f"{LOGS}/zoo_shard/{{dataset}}/{{shard}}.log",
     benchmark:
-        BENCHMARKS + "/zoo_shard/{dataset}/{shard}.tsv"
+        f"{BENCHMARKS}/zoo_shard/{{dataset}}/{{shard}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -55,9 +55,9 @@ rule zoo_merge:
         test_fraction=ZOO.get("test_fraction"),
         seed=config["seed"],
     log:
-        LOGS + "/zoo_merge/{dataset}.log",
+        f"{LOGS}/zoo_merge/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/zoo_merge/{dataset}.tsv"
+        f"{BENCHMARKS}/zoo_merge/{{dataset}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -81,9 +81,9 @@ rule zoo_meta:
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:
-        LOGS + "/zoo_meta/{dataset}.log",
+        f"{LOGS}/zoo_meta/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/zoo_meta/{dataset}.tsv"
+        f"{BENCHMARKS}/zoo_meta/{{dataset}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -107,27 +107,27 @@ rule zoo_figures:
         code=code("zoo", "figures"),
     output:
         accuracy_png=report(
-            RESULTS + "/{dataset}/zoo/figures/accuracy.png",
+            f"{RESULTS}/{{dataset}}/zoo/figures/accuracy.png",
             caption="../report/zoo/accuracy.rst",
             category="Weight space (Eilertsen et al. 2020)",
             subcategory="{dataset}",
             labels={"figure": "accuracy"},
         ),
-        accuracy_pdf=RESULTS + "/{dataset}/zoo/figures/accuracy.pdf",
+        accuracy_pdf=f"{RESULTS}/{{dataset}}/zoo/figures/accuracy.pdf",
         snapshots_png=report(
-            RESULTS + "/{dataset}/zoo/figures/snapshots.png",
+            f"{RESULTS}/{{dataset}}/zoo/figures/snapshots.png",
             caption="../report/zoo/snapshots.rst",
             category="Weight space (Eilertsen et al. 2020)",
             subcategory="{dataset}",
             labels={"figure": "snapshots"},
         ),
-        snapshots_pdf=RESULTS + "/{dataset}/zoo/figures/snapshots.pdf",
+        snapshots_pdf=f"{RESULTS}/{{dataset}}/zoo/figures/snapshots.pdf",
     params:
-        out=RESULTS + "/{dataset}/zoo/figures",
+        out=f"{RESULTS}/{{dataset}}/zoo/figures",
     log:
-        LOGS + "/zoo_figures/{dataset}.log",
+        f"{LOGS}/zoo_figures/{{dataset}}.log",
     benchmark:
-        BENCHMARKS + "/zoo_figures/{dataset}.tsv"
+        f"{BENCHMARKS}/zoo_figures/{{dataset}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:

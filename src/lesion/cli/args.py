@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Callable
 
-from lesion.catalog import DATASET_SOURCES, MODELS, OPERATOR_LEVELS
+from lesion.catalog import DATASET_SOURCES, OPERATOR_LEVELS
 from lesion.files import InputFileError
 
 # Arguments that name files a step writes (checked up front by lesion.cli.main).
@@ -27,7 +27,8 @@ MIRROR_HELP = ("base URL of a mirror holding the official file names (default: t
 # Help of the options many steps share (`option` looks them up by flag).
 HELP = {
     "--dataset": f"dataset name, one of: {', '.join(DATASET_SOURCES)}",
-    "--model": f"registry model, one of: {', '.join(MODELS)}",
+    "--model": "the network's name in the study (a config's model key; the tables it reads "
+               "must name it)",
     "--weights": "network weights (.safetensors, as `model train` or `data pretrained` writes "
                  "them; the file names its model)",
     "--train": "train split (.safetensors, as `data tensors` writes it)",

@@ -221,7 +221,8 @@ def register(groups) -> None:
     option(s, "--out", help="weights to write (.safetensors)")
 
     step = steps(groups.add_parser("model", help="Train a network."))
-    training_options(step("train", _train, "Train a registry model, seeded.", torch_threads=True))
+    training_options(step("train", _train, "Train a network (a config model or a registry "
+                          "architecture), seeded.", torch_threads=True))
 
     s = step("autoencoder", _autoencoder, "Pretrain a network's fc1 as an autoencoder's "
              "encoder (AE400-10); write the network for fine-tuning.", torch_threads=True)

@@ -6,8 +6,8 @@ ADV_MODELS = ADVERSARIAL.get("models", [])
 ADV_ATTACKS = list(ADVERSARIAL.get("attacks", {}))
 # The attack of Tables 1 and 4 and the examples figure: the paper's L-BFGS when configured.
 ADV_MAIN = "lbfgs" if "lbfgs" in ADV_ATTACKS else (ADV_ATTACKS or [None])[0]
-ADV_DIR = RESULTS + "/{dataset}/adversarial"
-ADV_REGIME_DIR = RESULTS + "/{dataset}/{model}/adversarial_training/{regime}"
+ADV_DIR = f"{RESULTS}/{{dataset}}/adversarial"
+ADV_REGIME_DIR = f"{RESULTS}/{{dataset}}/{{model}}/adversarial_training/{{regime}}"
 ADV_TRAINING = ADVERSARIAL.get("training") or {}
 ADV_REGIMES = ADV_TRAINING.get("regimes", {})
 ADV_CROSS = ADVERSARIAL.get("cross_training") or {}

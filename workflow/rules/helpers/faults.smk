@@ -3,8 +3,8 @@ FAULTS = config.get("faults") or {}
 FAULT_MODELS = FAULTS.get("models", [])
 REGIMES = FAULTS.get("regimes") or {}
 FAULT_FIGURES = ["bounds", "tolerance"] if REGIMES else ["bounds"]
-FAULTS_DIR = RESULTS + "/{dataset}/{model}/faults"
-REGIME_DIR = RESULTS + "/{dataset}/{model}/faults/regimes/{regime}"
+FAULTS_DIR = f"{RESULTS}/{{dataset}}/{{model}}/faults"
+REGIME_DIR = f"{RESULTS}/{{dataset}}/{{model}}/faults/regimes/{{regime}}"
 
 for _model in FAULT_MODELS:
     if _model not in MODELS:

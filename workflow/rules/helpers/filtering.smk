@@ -14,19 +14,19 @@ FILTERS = FILTERING.get("filters", [])
 RETRAINING = FILTERING.get("retraining", {})
 RETRAINED_WAYS = ["all", "selected", "fragile"]  # "none" is the checkpoint itself
 MASKED_WAYS = ["selected", "fragile"]
-FILTER_DIR = RESULTS + "/{dataset}/{model}/filtering"
+FILTER_DIR = f"{RESULTS}/{{dataset}}/{{model}}/filtering"
 # The adversarial test set of a model (the adversarial study's file): a drop-in
 # test split, which the sweep reads beside the clean one under the name "fgsm".
-FGSM_SET = RESULTS + "/{dataset}/adversarial/fgsm/{model}.safetensors"
+FGSM_SET = f"{RESULTS}/{{dataset}}/adversarial/fgsm/{{model}}.safetensors"
 # Test sets of the sweep by name (the `testset` column of its metrics).
 FILTER_TESTSETS = {"clean": TEST, "fgsm": FGSM_SET}
 # The sweep's tables (lesion.studies.filtering.layout spells the same paths).
-FILTER_VARIANTS = RESULTS + "/{dataset}/{model}/filtering/epoch{epoch}/variants.parquet"
-FILTER_PREDICTIONS = RESULTS + "/{dataset}/{model}/filtering/epoch{epoch}/predictions/{testset}.parquet"
+FILTER_VARIANTS = f"{RESULTS}/{{dataset}}/{{model}}/filtering/epoch{{epoch}}/variants.parquet"
+FILTER_PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/filtering/epoch{{epoch}}/predictions/{{testset}}.parquet"
 FILTER_UNFILTERED = (
-    RESULTS + "/{dataset}/{model}/filtering/epoch{epoch}/predictions/{testset}_none.parquet"
+    f"{RESULTS}/{{dataset}}/{{model}}/filtering/epoch{{epoch}}/predictions/{{testset}}_none.parquet"
 )
-RETRAINED = RESULTS + "/{dataset}/{model}/filtering/retrained/epoch{epoch}/{way}"
+RETRAINED = f"{RESULTS}/{{dataset}}/{{model}}/filtering/retrained/epoch{{epoch}}/{{way}}"
 FILTER_FIGURES = [f"heat_{name}" for name in FILTERS] + ["class_map", "retraining"]
 
 

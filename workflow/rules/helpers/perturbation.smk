@@ -3,7 +3,7 @@
 PERTURBATION_FIGURES = ["performances", "weight_diffs", "num_weights"]
 # The models whose layers are swept: perturbations.models, or every model.
 SWEPT_MODELS = (config.get("perturbations") or {}).get("models", MODELS)
-FRAGILITY = RESULTS + "/{dataset}/{model}/fragility.csv"
+FRAGILITY = f"{RESULTS}/{{dataset}}/{{model}}/fragility.csv"
 
 
 def perturbation_figure(name):

@@ -4,8 +4,8 @@ import json
 from lesion.studies.zoo.space import ZooConfigError, check as zoo_check, check_dataset, classified
 
 ZOO = config.get("zoo") or {}
-ZOO_DIR = RESULTS + "/{dataset}/zoo"
-ZOO_SHARD = RESULTS + "/{dataset}/zoo/shards/{shard}"
+ZOO_DIR = f"{RESULTS}/{{dataset}}/zoo"
+ZOO_SHARD = f"{RESULTS}/{{dataset}}/zoo/shards/{{shard}}"
 ZOO_FIGURES = ["accuracy", "snapshots"]
 
 if ZOO:
