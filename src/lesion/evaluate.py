@@ -12,8 +12,9 @@ runs once with the variants folded into the batch dimension.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from itertools import islice
 
@@ -70,8 +71,9 @@ def run_batched(module: nn.Module, x: torch.Tensor, batch_size: int,
 
 @torch.no_grad()
 def images_per_chunk(prefix: nn.Module, images: torch.Tensor, budget_bytes: float, batch_size: int,
-                     device: torch.device) -> int:
-    """How many images' clean activations fit in `budget_bytes`, a multiple of `batch_size`.
+                     device: torch.device, count: int | None = None) -> int:
+    """How many images' clean activations fit in `budget_bytes`, a multiple of `batch_size`,
+    or all `count` images (default: those of `images`) when they fit.
 
     The prefix cache of an early layer of an ImageNet network is far larger
     than any GPU (vgg16's conv2 input is 12.8 MB per image, 640 GB for the
@@ -82,7 +84,7 @@ def images_per_chunk(prefix: nn.Module, images: torch.Tensor, budget_bytes: floa
     sample = prefix.to(device).eval()(images[:1].to(device))
     per_image = sample.numel() * sample.element_size()
     batches = max(1, int(budget_bytes // (per_image * batch_size)))
-    return min(len(images), batches * batch_size)
+    return min(len(images) if count is None else count, batches * batch_size)
 
 
 def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,7 +207,8 @@ def _head_runner(head: nn.Sequential, scheme: str, keys: set[str]):
 def sweep_suffix(suffix: nn.Sequential, names: dict[str, str],
                  variants: Iterable[dict[str, torch.Tensor]], activations: torch.Tensor,
                  labels: torch.Tensor, *, batch_size: int, variants_per_pass: int,
-                 scheme: str = "stacked") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                 scheme: str = "stacked", bounds: Sequence[int] | None = None,
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (top-k classes [N, k], losses [N]) per variant, in order.
 
     `variants` are replacement tensors (e.g. `{"weight": ..., "bias": ...}`)
@@ -216,6 +219,9 @@ def sweep_suffix(suffix: nn.Sequential, names: dict[str, str],
     device. The stages of `suffix` up to the last that holds a variant tensor
     (the head) run per `scheme` (SCHEMES); the rest runs once per batch of
     images for the whole group, variants folded into the batch dimension.
+    `bounds` ([0, ..., len(activations)]) cut the images into segments (the
+    test sets of one pass) whose batches start at the segment's start, so that
+    each segment is batched as it would be alone.
     """
     device = activations.device
     suffix = suffix.to(device).eval()
@@ -236,13 +242,18 @@ def sweep_suffix(suffix: nn.Sequential, names: dict[str, str],
             return tail(functional_call(head, {**base, **group[0]}, (x,)))[None]
         return tail_vmapped(run_head(group, x))
 
+    bounds = list(bounds or (0, len(activations)))
+    if bounds[0] != 0 or bounds[-1] != len(activations) or bounds != sorted(bounds):
+        raise ValueError(f"bounds = {bounds}; expected ascending from 0 to {len(activations)}, "
+                         "the number of images")
+    batches = [(i, min(i + batch_size, stop))
+               for start, stop in itertools.pairwise(bounds) for i in range(start, stop, batch_size)]
     remaining = iter(variants)
     while group := list(islice(remaining, variants_per_pass)):
         group = [{names[k]: t.to(device) for k, t in v.items()} for v in group]
         tops, losses = [], []
-        for i in range(0, len(activations), batch_size):
-            top, loss = summarise(logits(group, activations[i:i + batch_size]),
-                                  labels[i:i + batch_size])
+        for i, j in batches:
+            top, loss = summarise(logits(group, activations[i:j]), labels[i:j])
             tops.append(top)
             losses.append(loss)
         top, loss = torch.cat(tops, dim=1).cpu(), torch.cat(losses, dim=1).cpu()
