@@ -110,15 +110,18 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
 #   stacked  one pass with the variants stacked: a lone Conv2d as one dense
 #            convolution V times wider (weights stacked along the output
 #            channels), a lone Linear as one matrix product per variant into one
-#            output, anything else (a residual block, a layer and its BatchNorm)
-#            `torch.vmap`-ed over the variants
+#            output, a conv of a residual BasicBlock (and its BatchNorm) as one
+#            wide conv inside the block (`_stacked_block`), anything else (a
+#            Bottleneck, the stem's conv and BatchNorm) `torch.vmap`-ed over the
+#            variants
 #   loop     one functional call of the head per variant (what stacked falls back
 #            to where vmap cannot batch a block)
 # `python -m lesion bench sweep` times both: stacked was as fast or faster on
-# every layer of AlexNet, so it is the default; a group of one variant
-# (variants_per_pass 1) runs the plain network.
+# every layer of AlexNet and every conv of resnet18's blocks, so it is the
+# default; a group of one variant (variants_per_pass 1) runs the plain network.
 # Either way the tail (clean weights shared by all variants) runs once for the
-# group, with the variants folded into the batch dimension.
+# group with the variants folded into the batch dimension, or once per variant
+# where it holds residual blocks (`_fold`).
 SCHEMES = ("stacked", "loop")
 
 
