@@ -7,7 +7,8 @@ at a time (`variants_per_pass`), in two parts: the head of the suffix (the
 stages that hold the variant's tensors) sees the same clean input for every
 variant, so it runs once for the group (a convolution V times wider, see
 SCHEMES); everything after it has clean weights shared by all variants, so it
-runs once with the variants folded into the batch dimension.
+runs once with the variants folded into the batch dimension (or, in a
+residual network, once per variant: `_fold`).
 """
 
 from __future__ import annotations
