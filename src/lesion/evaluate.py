@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from itertools import islice
@@ -158,6 +159,14 @@ def _stacked_conv(conv: nn.Conv2d, group: list[dict[str, torch.Tensor]],
                       [v.get("0.bias", conv.bias) for v in group], x)
 
 
+def _residual_blocks() -> tuple[type, ...]:
+    """torchvision's residual blocks (BasicBlock, Bottleneck), or none where torchvision
+    is not loaded: then no module is one, and a sweep of the digits networks does not
+    pay its 2 s import."""
+    resnet = sys.modules.get("torchvision.models.resnet")
+    return () if resnet is None else (resnet.BasicBlock, resnet.Bottleneck)
+
+
 # A residual BasicBlock's convolutions, each with the BatchNorm that follows it.
 _BLOCK_CONVS = {"conv1": "bn1", "conv2": "bn2", "downsample.0": "downsample.1"}
 
@@ -165,9 +174,7 @@ _BLOCK_CONVS = {"conv1": "bn1", "conv2": "bn2", "downsample.0": "downsample.1"}
 def _residual(head: nn.Sequential, keys: set[str]) -> str | None:
     """The convolution of the head's lone residual BasicBlock (torchvision's, as in
     resnet18) that the variants replace, when only it and its BatchNorm vary, else None."""
-    from torchvision.models.resnet import BasicBlock  # here: only residual heads need it
-
-    if len(head) != 1 or type(head[0]) is not BasicBlock:
+    if len(head) != 1 or type(head[0]) not in _residual_blocks()[:1]:
         return None
     block = head[0]
     for conv, norm in _BLOCK_CONVS.items():
@@ -288,9 +295,8 @@ def _fold(tail: nn.Sequential) -> bool:
     residual block runs per variant. A choice by structure, not by timing,
     so that the code path does not depend on the machine.
     """
-    from torchvision.models.resnet import BasicBlock, Bottleneck
-
-    return not any(isinstance(m, BasicBlock | Bottleneck) for m in tail.modules())
+    blocks = _residual_blocks()
+    return not any(isinstance(m, blocks) for m in tail.modules())
 
 
 @torch.no_grad()
