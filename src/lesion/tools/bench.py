@@ -49,6 +49,11 @@ def _best(repeats: int, fn, *args, **kwargs) -> float:
     return min(times)
 
 
+def _regenerate(rows, base) -> None:
+    for row in rows:
+        sweep.regenerate(row, base)
+
+
 def _naive(model, layer, variants, images, labels, batch_size, device) -> None:
     for tensors in variants:
         clone = copy.deepcopy(model)
@@ -142,15 +147,12 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
     for layer in layers or list(models.layers(net)):
         base = sweep.base_tensors(net, layer, perturbation)
         row = {"layer": layer}
-        start = time.perf_counter()
-        table, variants = sweep.variant_table(base, dataset=dataset, model=model, layer=layer,
-                                              perturbation=perturbation, levels=levels,
-                                              draws=draws, study_seed=0)
-        row["draw"] = time.perf_counter() - start
-        start = time.perf_counter()
-        for r in table.to_pylist():
-            sweep.regenerate(r, base)
-        row["regen"] = time.perf_counter() - start
+        drawing = {"dataset": dataset, "model": model, "layer": layer,
+                   "perturbation": perturbation, "levels": levels, "draws": draws,
+                   "study_seed": 0}
+        table, variants = sweep.variant_table(base, **drawing)  # also warms the first layer up
+        row["draw"] = _best(repeats, sweep.variant_table, base, **drawing)
+        row["regen"] = _best(repeats, _regenerate, table.to_pylist(), base)
         args = (net, layer, variants, x, labels, batch_size, dev)
         row["naive"] = _best(repeats, _naive, *args)
         row["limit"] = _best(repeats, _limit, *args)
