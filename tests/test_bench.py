@@ -35,3 +35,4 @@ def test_the_sweep_benchmark_times_every_column_on_synthetic_inputs(tmp_path, mo
     for column in ("draw", "regen", "naive", "limit", "one", "stacked", "loop"):
         assert rows[0][column] > 0
     assert rows[0]["vs_limit"] == rows[0]["stacked"] / rows[0]["limit"]
+    assert rows[0]["draw_vs_eval"] == rows[0]["draw"] / rows[0]["stacked"]

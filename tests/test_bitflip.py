@@ -138,3 +138,21 @@ def test_nonfinite_outputs_are_counted_not_crashed_on():
     assert frame.loc["faulty", "nonfinite"] == 0.5
     assert np.isfinite(frame.loc["faulty", "loss"])  # the mean over finite outputs
     assert frame.loc["faulty", "agreement"] <= 0.5  # a non-finite output agrees with nothing
+
+
+@pytest.mark.parametrize(("dtype", "bits"), [(torch.float32, "all"), (torch.float64, ["sign", 3]),
+                                             (torch.float16, "exponent")])
+def test_masks_are_the_hits_of_the_uniform_stream_in_order(monkeypatch, dtype, bits):
+    """Entry i's mask has bit positions[j] set where uniform (i, j) of the generator's stream
+    (drawn [chunk, bits] at a time) is below the level: rebuilt with Python integers."""
+    monkeypatch.setattr(perturb, "_CHUNK", 7)  # several chunks, the last one short
+    t = torch.zeros(20, dtype=dtype)
+    positions = perturb.bit_positions(bits, dtype)
+    width = torch.finfo(dtype).bits
+    got = perturb._bit_masks(t, 0.4, positions, torch.Generator().manual_seed(5))
+    stream = torch.Generator().manual_seed(5)
+    uniforms = torch.cat([torch.rand((min(7, 20 - s), len(positions)), generator=stream)
+                          for s in range(0, 20, 7)])
+    for entry, row in zip(got.tolist(), uniforms.tolist(), strict=True):
+        expected = sum(1 << p for p, u in zip(positions, row, strict=True) if u < 0.4)
+        assert entry % (1 << width) == expected  # two's complement: the sign bit as unsigned

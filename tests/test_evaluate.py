@@ -51,17 +51,23 @@ def test_prefix_cached_sweep_equals_full_network(request, digits, model_fixture,
 
 @pytest.mark.parametrize("scheme", evaluate.SCHEMES)
 def test_prefix_excludes_the_perturbed_layer_in_a_residual_network(scheme):
-    """BatchNorm after every conv; heads of one conv (the stem), a whole residual block
-    (vmap), a downsample conv (vmap cannot batch its in-place add: one call per variant),
-    a conv and its BatchNorm (node knockout), the classifier."""
+    """BatchNorm after every conv; heads of one conv (the stem), a residual block's first
+    and second conv with and without a downsample branch and its downsample conv (stacked:
+    `_stacked_block`; loop: one call per variant), a conv and its BatchNorm (node
+    knockout), the classifier."""
     torch.manual_seed(0)
     model = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32)).eval()
-    for m in model.modules():  # running statistics that are not the identity
+    for m in model.modules():  # running statistics, scales and shifts not the identity
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
     x, y = torch.randn(6, 3, 32, 32), torch.arange(6)
-    for layer in ("conv1", "conv5", "conv8", "fc1"):  # stem, inside a block, a downsample, head
+    # the stem, a block's conv1 and conv2 (without, then with a downsample branch), the
+    # downsample conv, the head
+    for layer in ("conv1", "conv4", "conv5", "conv6", "conv7", "conv8", "fc1"):
         prefix, suffix, _ = models.split(model, layer)
         target = models.layer(model, layer)
         assert not any(m is target for m in prefix.modules())
@@ -136,3 +142,18 @@ def test_the_predict_step_applies_the_precision_and_records_it(restore_precision
     assert torch.backends.cudnn.conv.fp32_precision == "ieee"
     metadata = pq.read_schema(tmp_path / "none.parquet").metadata
     assert metadata[b"precision"] == b"ieee" and metadata[b"device"] == b"cpu"
+
+
+@pytest.mark.parametrize("operator", ["gaussian", "node_knockout"])
+def test_a_residual_blocks_conv_runs_as_a_wide_conv_not_vmap(operator):
+    """The stacked scheme's choice is structural: a conv inside a BasicBlock (with its
+    BatchNorm under node knockout) runs `_stacked_block`; the stem and head do not."""
+    model = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32))
+    for layer, expected in (("conv1", False), ("conv4", True), ("conv7", True),
+                            ("conv8", True), ("fc1", False)):
+        _, suffix, _ = models.split(model, layer)
+        base = sweep.base_tensors(model, layer, operator)
+        names = models.parameter_names(suffix, model, layer, list(base))
+        head = suffix[:evaluate._head_length(names)]
+        runner = evaluate._head_runner(head, "stacked", set(names.values()))
+        assert (getattr(runner, "func", None) is evaluate._stacked_block) == expected, layer

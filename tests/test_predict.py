@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lesion import data, evaluate, models, predict, sweep
+from lesion import data, evaluate, io, models, perturb, predict, sweep
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +44,69 @@ def test_chunked_prefix_cache_gives_the_same_predictions(study, perturbation):
         tables[name] = pq.read_table(out)
     assert len(tables["whole"]) == 6 * 450
     assert tables["chunked"].equals(tables["whole"])
+
+
+def _counting(monkeypatch, module, name):
+    """Count the calls of `module.name` (still calling it)."""
+    calls = []
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+CHUNKED = 100 * 16 * 8 * 8 * 4 / 2**30  # conv2's input of 100 images: 3 passes of 450
+
+
+def test_a_chunked_predict_hashes_each_variant_once(study, monkeypatch):
+    hashes = _counting(monkeypatch, io, "tensors_sha256")
+    draws = _counting(monkeypatch, perturb, "apply")
+    predict.predict_sweep("digits", study / "weights.safetensors", study / "test.safetensors",
+                          study / "gaussian.parquet", study / "hashes.parquet", device="cpu",
+                          batch_size=32, variants_per_pass=4, cache_gb=CHUNKED,
+                          precision="ieee")
+    assert len(hashes) == 6  # the table's rows, checked once each
+    assert len(draws) == 6 * 5  # 450 images in passes of 96: each pass redraws
+
+
+@pytest.mark.parametrize("perturbation", ["gaussian", "node_knockout", "crash"])
+@pytest.mark.parametrize("cache_gb", [4.0, CHUNKED])
+def test_the_sweep_step_draws_once_what_the_two_steps_write(study, monkeypatch, tmp_path,
+                                                           perturbation, cache_gb):
+    """run_sweep's tables equal the variants step's and the predict step's, on two test sets
+    (the test split and the training split), with the prefix cache whole and chunked."""
+    weights, tests = study / "weights.safetensors", [study / "test.safetensors",
+                                                    study / "train.safetensors"]
+    sweep.write_variants("digits", str(weights), "conv2", perturbation, levels=[0.3, 0.8],
+                         draws=3, study_seed=0, out=str(tmp_path / "variants.parquet"))
+    expected = []
+    for i, test in enumerate(tests):
+        predict.predict_sweep("digits", weights, test, tmp_path / "variants.parquet",
+                              tmp_path / f"expected{i}.parquet", device="cpu", batch_size=32,
+                              variants_per_pass=4, cache_gb=cache_gb, precision="ieee")
+        expected.append(pq.read_table(tmp_path / f"expected{i}.parquet"))
+    draws = _counting(monkeypatch, perturb, "apply")
+    hashes = _counting(monkeypatch, io, "tensors_sha256")
+    outs = [tmp_path / "got0.parquet", tmp_path / "got1.parquet"]
+    predict.run_sweep("digits", weights, tests, outs, tmp_path / "got.parquet", layer="conv2",
+                      perturbation=perturbation, levels=[0.3, 0.8], draws=3, study_seed=0,
+                      options={}, device="cpu", batch_size=32, variants_per_pass=4,
+                      cache_gb=cache_gb, precision="ieee")
+    assert pq.read_table(tmp_path / "got.parquet").equals(
+        pq.read_table(tmp_path / "variants.parquet"))
+    for out, table in zip(outs, expected, strict=True):
+        assert pq.read_table(out).equals(table)
+    if perturbation != "crash" and cache_gb == 4.0:  # one pass: each variant drawn once
+        assert (len(draws), len(hashes)) == (6, 6)
+
+
+def test_passes_pack_the_test_sets_spans_within_the_cache():
+    assert predict._passes([450, 100], 600) == [[(0, 0, 450), (1, 0, 100)]]  # one pass: one draw
+    assert predict._passes([200, 20], 96) == [[(0, 0, 96)], [(0, 96, 192)],
+                                              [(0, 192, 200), (1, 0, 20)]]
+    assert predict._passes([100, 90], 64) == [[(0, 0, 64)], [(0, 64, 100)], [(1, 0, 64)],
+                                              [(1, 64, 90)]]

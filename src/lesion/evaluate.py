@@ -7,13 +7,16 @@ at a time (`variants_per_pass`), in two parts: the head of the suffix (the
 stages that hold the variant's tensors) sees the same clean input for every
 variant, so it runs once for the group (a convolution V times wider, see
 SCHEMES); everything after it has clean weights shared by all variants, so it
-runs once with the variants folded into the batch dimension.
+runs once with the variants folded into the batch dimension (or, in a
+residual network, once per variant: `_fold`).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from itertools import islice
 
@@ -70,8 +73,9 @@ def run_batched(module: nn.Module, x: torch.Tensor, batch_size: int,
 
 @torch.no_grad()
 def images_per_chunk(prefix: nn.Module, images: torch.Tensor, budget_bytes: float, batch_size: int,
-                     device: torch.device) -> int:
-    """How many images' clean activations fit in `budget_bytes`, a multiple of `batch_size`.
+                     device: torch.device, count: int | None = None) -> int:
+    """How many images' clean activations fit in `budget_bytes`, a multiple of `batch_size`,
+    or all `count` images (default: those of `images`) when they fit.
 
     The prefix cache of an early layer of an ImageNet network is far larger
     than any GPU (vgg16's conv2 input is 12.8 MB per image, 640 GB for the
@@ -82,7 +86,7 @@ def images_per_chunk(prefix: nn.Module, images: torch.Tensor, budget_bytes: floa
     sample = prefix.to(device).eval()(images[:1].to(device))
     per_image = sample.numel() * sample.element_size()
     batches = max(1, int(budget_bytes // (per_image * batch_size)))
-    return min(len(images), batches * batch_size)
+    return min(len(images) if count is None else count, batches * batch_size)
 
 
 def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,15 +112,18 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
 #   stacked  one pass with the variants stacked: a lone Conv2d as one dense
 #            convolution V times wider (weights stacked along the output
 #            channels), a lone Linear as one matrix product per variant into one
-#            output, anything else (a residual block, a layer and its BatchNorm)
-#            `torch.vmap`-ed over the variants
+#            output, a conv of a residual BasicBlock (and its BatchNorm) as one
+#            wide conv inside the block (`_stacked_block`), anything else (a
+#            Bottleneck, the stem's conv and BatchNorm) `torch.vmap`-ed over the
+#            variants
 #   loop     one functional call of the head per variant (what stacked falls back
 #            to where vmap cannot batch a block)
 # `python -m lesion bench sweep` times both: stacked was as fast or faster on
-# every layer of AlexNet, so it is the default; a group of one variant
-# (variants_per_pass 1) runs the plain network.
+# every layer of AlexNet and every conv of resnet18's blocks, so it is the
+# default; a group of one variant (variants_per_pass 1) runs the plain network.
 # Either way the tail (clean weights shared by all variants) runs once for the
-# group, with the variants folded into the batch dimension.
+# group with the variants folded into the batch dimension, or once per variant
+# where it holds residual blocks (`_fold`).
 SCHEMES = ("stacked", "loop")
 
 
@@ -137,13 +144,83 @@ def _plain(head: nn.Sequential, keys: set[str]) -> nn.Conv2d | nn.Linear | None:
     return None
 
 
+def _wide_conv(conv: nn.Conv2d, weights: list[torch.Tensor], biases: list[torch.Tensor | None],
+               x: torch.Tensor) -> torch.Tensor:
+    """[V, N, C, H, W]: one convolution of `x` with the V variants' filters side by side."""
+    bias = None if biases[0] is None else torch.cat(biases)
+    y = nn.functional.conv2d(x, torch.cat(weights), bias, conv.stride, conv.padding, conv.dilation)
+    return y.unflatten(1, (len(weights), -1)).transpose(0, 1)
+
+
 def _stacked_conv(conv: nn.Conv2d, group: list[dict[str, torch.Tensor]],
                   x: torch.Tensor) -> torch.Tensor:
-    """[V, N, C, H, W]: one convolution with the V variants' filters side by side."""
-    weight = torch.cat([v.get("0.weight", conv.weight) for v in group])
-    bias = None if conv.bias is None else torch.cat([v.get("0.bias", conv.bias) for v in group])
-    y = nn.functional.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation)
-    return y.unflatten(1, (len(group), -1)).transpose(0, 1)
+    """[V, N, C, H, W]: the head's lone convolution, its variants as one wide convolution."""
+    return _wide_conv(conv, [v.get("0.weight", conv.weight) for v in group],
+                      [v.get("0.bias", conv.bias) for v in group], x)
+
+
+def _residual_blocks() -> tuple[type, ...]:
+    """torchvision's residual blocks (BasicBlock, Bottleneck), or none where torchvision
+    is not loaded: then no module is one, and a sweep of the digits networks does not
+    pay its 2 s import."""
+    resnet = sys.modules.get("torchvision.models.resnet")
+    return () if resnet is None else (resnet.BasicBlock, resnet.Bottleneck)
+
+
+# A residual BasicBlock's convolutions, each with the BatchNorm that follows it.
+_BLOCK_CONVS = {"conv1": "bn1", "conv2": "bn2", "downsample.0": "downsample.1"}
+
+
+def _residual(head: nn.Sequential, keys: set[str]) -> str | None:
+    """The convolution of the head's lone residual BasicBlock (torchvision's, as in
+    resnet18) that the variants replace, when only it and its BatchNorm vary, else None."""
+    if len(head) != 1 or type(head[0]) not in _residual_blocks()[:1]:
+        return None
+    block = head[0]
+    for conv, norm in _BLOCK_CONVS.items():
+        own = {f"0.{conv}.{p}" for p in ("weight", "bias")}
+        if keys & own and keys <= own | {f"0.{norm}.{p}" for p in ("weight", "bias")}:
+            layer = block.get_submodule(conv)
+            plain = type(layer) is nn.Conv2d and layer.groups == 1 and layer.padding_mode == "zeros"
+            return conv if plain else None
+    return None
+
+
+def _stacked_block(conv: str, head: nn.Sequential, group: list[dict[str, torch.Tensor]],
+                   x: torch.Tensor) -> torch.Tensor:
+    """[V, N, C, H, W]: a residual BasicBlock whose convolution `conv` (and its BatchNorm)
+    has V variants, without vmap.
+
+    Everything in front of the varied convolution and everything beside it
+    (the other branch) sees the same input for every variant, so it runs once;
+    the varied convolution runs as one wide convolution (`_wide_conv`), and its
+    BatchNorm and whatever follows it in the block once per variant (folded
+    into the batch, resnet18's large activations fell out of cache: 1.2x the
+    limit, see `_fold`).
+    """
+    block = head[0]
+    norm = _BLOCK_CONVS[conv]
+
+    def varied(h: torch.Tensor) -> torch.Tensor:
+        """The varied convolution and its BatchNorm on the shared input h: [V, N, ...]."""
+        layer, bn = block.get_submodule(conv), block.get_submodule(norm)
+        y = _wide_conv(layer, [v.get(f"0.{conv}.weight", layer.weight) for v in group],
+                       [v.get(f"0.{conv}.bias", layer.bias) for v in group], h)
+        return torch.stack([
+            nn.functional.batch_norm(y[i], bn.running_mean, bn.running_var,
+                                     v.get(f"0.{norm}.weight", bn.weight),
+                                     v.get(f"0.{norm}.bias", bn.bias), False, 0.0, bn.eps)
+            for i, v in enumerate(group)])
+
+    if conv == "downsample.0":
+        main = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(x)))))
+        return block.relu(main + varied(x))
+    identity = x if block.downsample is None else block.downsample(x)
+    if conv == "conv1":
+        out = torch.stack([block.bn2(block.conv2(h)) for h in block.relu(varied(x))])
+    else:
+        out = varied(block.relu(block.bn1(block.conv1(x))))
+    return block.relu(out + identity)
 
 
 def _stacked_linear(linear: nn.Linear, group: list[dict[str, torch.Tensor]],
@@ -196,16 +273,36 @@ def _head_runner(head: nn.Sequential, scheme: str, keys: set[str]):
         return loop(group, x)
 
     layer = _plain(head, keys)
-    if layer is None:
-        return stacked
-    return partial(_stacked_conv if isinstance(layer, nn.Conv2d) else _stacked_linear, layer)
+    if layer is not None:
+        return partial(_stacked_conv if isinstance(layer, nn.Conv2d) else _stacked_linear, layer)
+    conv = _residual(head, keys)
+    if conv is not None:
+        return partial(_stacked_block, conv, head)
+    return stacked
+
+
+def _fold(tail: nn.Sequential) -> bool:
+    """Whether the tail runs with a group's variants folded into the batch dimension (one
+    vmap-ed pass), rather than once per variant.
+
+    Folding reads the tail's weights once for the group, which pays where
+    they dominate (AlexNet's and VGG's dense layers: 3.4x naive on AlexNet).
+    Residual networks carry large activations through many small
+    convolutions: a batch V times larger falls out of cache and measured up to
+    1.7x slower than V passes (resnet18 at 16 images), so a tail holding a
+    residual block runs per variant. A choice by structure, not by timing,
+    so that the code path does not depend on the machine.
+    """
+    blocks = _residual_blocks()
+    return not any(isinstance(m, blocks) for m in tail.modules())
 
 
 @torch.no_grad()
 def sweep_suffix(suffix: nn.Sequential, names: dict[str, str],
                  variants: Iterable[dict[str, torch.Tensor]], activations: torch.Tensor,
                  labels: torch.Tensor, *, batch_size: int, variants_per_pass: int,
-                 scheme: str = "stacked") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                 scheme: str = "stacked", bounds: Sequence[int] | None = None,
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (top-k classes [N, k], losses [N]) per variant, in order.
 
     `variants` are replacement tensors (e.g. `{"weight": ..., "bias": ...}`)
@@ -216,6 +313,9 @@ def sweep_suffix(suffix: nn.Sequential, names: dict[str, str],
     device. The stages of `suffix` up to the last that holds a variant tensor
     (the head) run per `scheme` (SCHEMES); the rest runs once per batch of
     images for the whole group, variants folded into the batch dimension.
+    `bounds` ([0, ..., len(activations)]) cut the images into segments (the
+    test sets of one pass) whose batches start at the segment's start, so that
+    each segment is batched as it would be alone.
     """
     device = activations.device
     suffix = suffix.to(device).eval()
@@ -223,7 +323,7 @@ def sweep_suffix(suffix: nn.Sequential, names: dict[str, str],
     head, tail = suffix[:cut], suffix[cut:]
     run_head = _head_runner(head, scheme, set(names.values()))
     labels = labels.to(device)
-    tail_vmapped = torch.vmap(tail)
+    run_tail = torch.vmap(tail) if _fold(tail) else (lambda h: torch.stack([tail(y) for y in h]))
     base = {**dict(head.named_parameters()), **dict(head.named_buffers())}
 
     def logits(group: list[dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
@@ -234,15 +334,20 @@ def sweep_suffix(suffix: nn.Sequential, names: dict[str, str],
         vmap-ed pass of the whole suffix did: the same results to the bit)."""
         if len(group) == 1:
             return tail(functional_call(head, {**base, **group[0]}, (x,)))[None]
-        return tail_vmapped(run_head(group, x))
+        return run_tail(run_head(group, x))
 
+    bounds = list(bounds or (0, len(activations)))
+    if bounds[0] != 0 or bounds[-1] != len(activations) or bounds != sorted(bounds):
+        raise ValueError(f"bounds = {bounds}; expected ascending from 0 to {len(activations)}, "
+                         "the number of images")
+    batches = [(i, min(i + batch_size, stop))
+               for start, stop in itertools.pairwise(bounds) for i in range(start, stop, batch_size)]
     remaining = iter(variants)
     while group := list(islice(remaining, variants_per_pass)):
         group = [{names[k]: t.to(device) for k, t in v.items()} for v in group]
         tops, losses = [], []
-        for i in range(0, len(activations), batch_size):
-            top, loss = summarise(logits(group, activations[i:i + batch_size]),
-                                  labels[i:i + batch_size])
+        for i, j in batches:
+            top, loss = summarise(logits(group, activations[i:j]), labels[i:j])
             tops.append(top)
             losses.append(loss)
         top, loss = torch.cat(tops, dim=1).cpu(), torch.cat(losses, dim=1).cpu()

@@ -1,17 +1,21 @@
 """The predict step: one row per (variant, test image) for a whole sweep.
 
 Columns: variant, image (index into the test split), label, top5 (the k
-most likely classes, best first), loss (cross-entropy). Each variant is
-regenerated from its row of the variants table and checked against its
-sha256 before it is evaluated; the clean prefix is computed once. For crash
+most likely classes, best first), loss (cross-entropy). The sweep step
+(`run_sweep`) draws each variant once for its table row and its predictions;
+the predict step regenerates each variant from its row of a variants table
+and checks it against its sha256 before it is evaluated. Either way the
+clean prefix is computed once per pass of images. For crash
 faults (activation operators) a row is one Monte Carlo repetition: the clean
 neurons of the layer are computed once and masked per input (lesion.activations).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -85,40 +89,78 @@ def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tens
         yield top.cpu(), loss.cpu()
 
 
-def _weight_results(model, layer: str, base, rows: list[dict], images: torch.Tensor,
-                    labels: torch.Tensor, device: torch.device, *, batch_size: int,
-                    variants_per_pass: int, cache_bytes: float):
-    """(top-k, loss) per weight variant: clean prefix once per chunk of images, suffix per variant.
+def _passes(sizes: list[int], chunk: int) -> list[list[tuple[int, int, int]]]:
+    """The images of test sets of `sizes` as passes of at most `chunk` images each, a pass
+    a list of (set, start, stop) spans.
 
-    With one chunk (every small study) each variant is drawn once; with
-    several, each chunk redraws the variants rather than holding them all
-    (a vgg16 fc1 variant is 400 MB), and their results are joined per variant.
+    Each set is cut into spans of `chunk` images (a multiple of the batch
+    size, so batches stay those of the set alone) and consecutive spans share
+    a pass while they fit: where the activations of every set fit at once
+    (every small study) there is one pass, and each variant is drawn once.
+    """
+    passes, current, room = [], [], chunk
+    for index, size in enumerate(sizes):
+        for start in range(0, size, chunk):
+            stop = min(start + chunk, size)
+            if current and stop - start > room:
+                passes.append(current)
+                current, room = [], chunk
+            current.append((index, start, stop))
+            room -= stop - start
+    return [*passes, current] if current else passes
+
+
+def _weight_results(model, layer: str, base, sets: list[tuple[torch.Tensor, torch.Tensor]],
+                    variants: Iterable[dict[str, torch.Tensor]],
+                    redraw: Callable[[], Iterable[dict[str, torch.Tensor]]],
+                    device: torch.device, *, batch_size: int, variants_per_pass: int,
+                    cache_bytes: float, total: int | None = None,
+                    ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """(top-k, loss) per test set and weight variant: the clean prefix once per pass of
+    images (`_passes`), the suffix per variant.
+
+    `sets` are (images, labels); `variants` yields the variant tensors in order
+    and feeds the first pass; each later pass (a prefix cache too large for
+    all images at once) redraws them with `redraw()` rather than holding them
+    all (a vgg16 fc1 variant is 400 MB), and their results are joined per
+    variant.
     """
     prefix, suffix, _ = models.split(model, layer)
     names = models.parameter_names(suffix, model, layer, list(base))
-    chunk = evaluate.images_per_chunk(prefix, images, cache_bytes, batch_size, device)
-    spans = [(start, min(start + chunk, len(images))) for start in range(0, len(images), chunk)]
-    log.info("%s: %d variants x %d images on %s, clean prefix cached for %d chunk(s) of %d",
-             layer, len(rows), len(labels), device, len(spans), chunk)
-    if len(spans) == 1:
-        activations = evaluate.run_batched(prefix, images, batch_size, device)
-        regenerated = (sweep.regenerate(row, base) for row in rows)
-        yield from evaluate.sweep_suffix(suffix, names, regenerated, activations, labels,
-                                         batch_size=batch_size,
-                                         variants_per_pass=variants_per_pass)
-        return
-    parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in rows]
-    for start, stop in tqdm(spans, desc=f"chunks {layer}", mininterval=1):
-        activations = evaluate.run_batched(prefix, images[start:stop], batch_size, device)
-        regenerated = (sweep.regenerate(row, base) for row in rows)
-        results = evaluate.sweep_suffix(suffix, names, regenerated, activations,
-                                        labels[start:stop], batch_size=batch_size,
-                                        variants_per_pass=variants_per_pass)
-        for part, result in zip(parts, results, strict=True):
-            part.append(result)
+    sizes = [len(labels) for _, labels in sets]
+    chunk = evaluate.images_per_chunk(prefix, sets[0][0], cache_bytes, batch_size, device,
+                                      count=sum(sizes))
+    passes = _passes(sizes, chunk)
+    log.info("%s: %d test set(s) of %s images on %s, clean prefix cached for %d pass(es) of "
+             "at most %d", layer, len(sets), sizes, device,
+             len(passes), chunk)
+    parts: list[list[list[tuple[torch.Tensor, torch.Tensor]]]] = [[] for _ in sets]
+    for number, spans in enumerate(passes):
+        activations = torch.cat([evaluate.run_batched(prefix, sets[i][0][a:b], batch_size, device)
+                                 for i, a, b in spans])
+        labels = torch.cat([sets[i][1][a:b] for i, a, b in spans])
+        bounds = [0, *itertools.accumulate(b - a for _, a, b in spans)]
+        results = evaluate.sweep_suffix(suffix, names, variants if number == 0 else redraw(),
+                                        activations, labels, batch_size=batch_size,
+                                        variants_per_pass=variants_per_pass, bounds=bounds)
+        if number == 0:
+            results = tqdm(results, total=total, desc=f"predict {layer}", mininterval=1)
+        for v, (top, loss) in enumerate(results):
+            for (i, _, _), a, b in zip(spans, bounds, bounds[1:], strict=False):
+                if len(parts[i]) == v:  # the set's first span
+                    parts[i].append([])
+                parts[i][v].append((top[a:b], loss[a:b]))
         del activations
-    for part in parts:
-        yield torch.cat([top for top, _ in part]), torch.cat([loss for _, loss in part])
+    return [[(torch.cat([top for top, _ in part]), torch.cat([loss for _, loss in part]))
+             for part in per_set] for per_set in parts]
+
+
+def _checked(rows: list[dict], base) -> tuple[Iterable, Callable[[], Iterable]]:
+    """The variants of table rows for `_weight_results`: regenerated and checked against
+    their sha256 for the first pass, redrawn unchecked for later ones (hashed once per
+    sweep, not once per pass)."""
+    return ((sweep.regenerate(row, base) for row in rows),
+            lambda: (sweep.regenerate(row, base, check=False) for row in rows))
 
 
 def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
@@ -136,22 +178,76 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     rows = sweep.read_variants(variants, model.lesion_name)
     layer = rows[0]["layer"]
     base = sweep.base_tensors(model, layer, rows[0]["perturbation"])
-    if {r["perturbation"] for r in rows} & set(ACTIVATION_OPERATORS):
-        results = _crash_results(model, layer, base, rows, images, labels, dev,
-                                 batch_size=batch_size, reps_per_pass=variants_per_pass)
-    else:
-        results = _weight_results(model, layer, base, rows, images, labels, dev,
-                                  batch_size=batch_size, variants_per_pass=variants_per_pass,
-                                  cache_bytes=cache_gb * 2**30)
-    tops, losses = [], []
     try:
-        for top, loss in tqdm(results, total=len(rows), desc=f"predict {layer}", mininterval=1):
-            tops.append(top)
-            losses.append(loss)
+        if {r["perturbation"] for r in rows} & set(ACTIVATION_OPERATORS):
+            results = list(tqdm(_crash_results(model, layer, base, rows, images, labels, dev,
+                                               batch_size=batch_size,
+                                               reps_per_pass=variants_per_pass),
+                                total=len(rows), desc=f"predict {layer}", mininterval=1))
+        else:
+            [results] = _weight_results(model, layer, base, [(images, labels)],
+                                        *_checked(rows, base), dev, batch_size=batch_size,
+                                        variants_per_pass=variants_per_pass,
+                                        cache_bytes=cache_gb * 2**30, total=len(rows))
     except sweep.VariantMismatchError as err:
         raise sweep.VariantMismatchError(f"{variants}: {err}") from None
-    files.write_table(_table([r["variant"] for r in rows], labels, tops, losses), out,
-                      {"precision": precision, "device": dev.type}, kind=tables.PREDICTIONS)
+    files.write_table(_table([r["variant"] for r in rows], labels, *zip(*results, strict=True)),
+                      out, {"precision": precision, "device": dev.type}, kind=tables.PREDICTIONS)
+
+
+def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.PathLike],
+              outs: list[str | os.PathLike], variants_out: str | os.PathLike, *, layer: str,
+              perturbation: str, levels: list[float], draws: int, study_seed: int,
+              options: dict, device: str, batch_size: int, variants_per_pass: int,
+              cache_gb: float, precision: str) -> None:
+    """The sweep step: draw the variants table and predict every test set in `tests` with each
+    variant, writing `variants_out` and one predictions table per test set (`outs`).
+
+    Each weight variant is drawn once and that same tensor gives its table row
+    (statistics, sha256) and its predictions on every test set (not drawn for
+    the table and regenerated for predict); it is drawn again only for a
+    later pass of a prefix cache too large for all images at once. Crash
+    sweeps (activation operators) draw no tensors: their table, then their
+    predictions from it.
+    """
+    from lesion.catalog import check_sweep
+
+    check_sweep(perturbation, list(levels))
+    if perturbation in ACTIVATION_OPERATORS:
+        sweep.write_variants(dataset, str(weights), layer, perturbation, levels=levels,
+                             draws=draws, study_seed=study_seed, out=str(variants_out),
+                             options=options)
+        for test, out in zip(tests, outs, strict=True):
+            predict_sweep(dataset, weights, test, variants_out, out, device=device,
+                          batch_size=batch_size, variants_per_pass=variants_per_pass,
+                          cache_gb=cache_gb, precision=precision)
+        return
+    dev = evaluate.pick_device(device, precision)
+    spec = data.get(dataset)
+    model = models.load_weights(weights, num_classes=spec.num_classes,
+                                input_shape=spec.input_shape)
+    sets = [data.load_split(test, dataset) for test in tests]
+    base = sweep.base_tensors(model, layer, perturbation)
+    rows: list[dict] = []
+
+    def drawn():
+        for row, new in sweep.variants(base, dataset=dataset, model=model.lesion_name,
+                                       layer=layer, perturbation=perturbation, levels=levels,
+                                       draws=draws, study_seed=study_seed, options=options):
+            rows.append(row)
+            yield new
+
+    results = _weight_results(
+        model, layer, base, sets, drawn(),
+        lambda: (sweep.regenerate(row, base, check=False) for row in rows), dev,
+        batch_size=batch_size, variants_per_pass=variants_per_pass,
+        cache_bytes=cache_gb * 2**30, total=len(levels) * draws)
+    files.write_table(pa.Table.from_pylist(rows, schema=sweep.VARIANT_SCHEMA), variants_out,
+                      kind=tables.VARIANTS)
+    ids = [r["variant"] for r in rows]
+    for (_, labels), per_set, out in zip(sets, results, outs, strict=True):
+        files.write_table(_table(ids, labels, *zip(*per_set, strict=True)), out,
+                          {"precision": precision, "device": dev.type}, kind=tables.PREDICTIONS)
 
 
 def weight_predictions(model, rows: list[dict], images: torch.Tensor, labels: torch.Tensor,
@@ -171,14 +267,11 @@ def weight_predictions(model, rows: list[dict], images: torch.Tensor, labels: to
         raise ValueError(f"rows of layers {layers} and operators {operators}; expected one "
                          "layer and weight operators that perturb the same tensors")
     base = sweep.base_tensors(model, layers[0], rows[0]["perturbation"])
-    results = _weight_results(model, layers[0], base, rows, images, labels, device,
-                              batch_size=batch_size, variants_per_pass=variants_per_pass,
-                              cache_bytes=cache_gb * 2**30)
-    tops, losses = [], []
-    for top, loss in results:
-        tops.append(top)
-        losses.append(loss)
-    return _table([r["variant"] for r in rows], labels, tops, losses)
+    [results] = _weight_results(model, layers[0], base, [(images, labels)], *_checked(rows, base),
+                                device, batch_size=batch_size,
+                                variants_per_pass=variants_per_pass,
+                                cache_bytes=cache_gb * 2**30)
+    return _table([r["variant"] for r in rows], labels, *zip(*results, strict=True))
 
 
 def unperturbed_predictions(model, images: torch.Tensor, labels: torch.Tensor,

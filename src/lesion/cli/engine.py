@@ -102,12 +102,21 @@ def _run(args):
     if len(args.other_tests) != len(args.other_outs):
         raise ValueError(f"got {len(args.other_tests)} --other-tests but {len(args.other_outs)} "
                          "--other-outs; expected one output per other test set, in the same order")
-    require(*args.other_tests)
-    _variants(argparse.Namespace(**{**vars(args), "out": args.variants_out}))
-    _predict(argparse.Namespace(**{**vars(args), "variants": args.variants_out}))
-    for test, out in zip(args.other_tests, args.other_outs, strict=True):
-        _predict(argparse.Namespace(**{**vars(args), "variants": args.variants_out,
-                                       "test": test, "out": out}))
+    from lesion.catalog import check_sweep
+
+    check_sweep(args.perturbation, args.levels)
+    require(args.weights, args.test, *args.other_tests)
+    from lesion import predict
+    from lesion.evaluate import set_threads
+    set_threads(args.threads)
+    predict.run_sweep(args.dataset, args.weights, [args.test, *args.other_tests],
+                      [args.out, *args.other_outs], args.variants_out, layer=args.layer,
+                      perturbation=args.perturbation, levels=args.levels, draws=args.draws,
+                      study_seed=args.seed,
+                      options={"bits": args.bits} if args.bits is not None else {},
+                      device=args.device, batch_size=args.batch_size,
+                      variants_per_pass=args.variants_per_pass, cache_gb=args.cache_gb,
+                      precision=args.precision)
 
 
 def _variant_weights(args):
@@ -245,7 +254,8 @@ def register(groups) -> None:
     sweep_options(s)
 
     s = step("run", _run, "Draw every variant of one sweep and predict the test split with "
-             "each: the variants step, then the predict step, in one process.",
+             "each, in one process: each variant is drawn once for its table row and its "
+             "predictions on every test set.",
              torch_threads=True)
     sweep_options(s, out="predictions table to write (.parquet)")
     option(s, "--test")

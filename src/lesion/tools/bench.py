@@ -5,8 +5,10 @@ and batching buy, each against a baseline measured in the same run.
 
 For every layer of a model it times one sweep (levels x draws), in the same
 run and on the same inputs:
-  draw     the variants table (operator, sha256, statistics) of the variants step
-  regen    the predict step's regeneration: operator and sha256 check, per variant
+  draw     the variants as the sweep step draws them: operator, sha256 and the
+           table's statistics, once per variant (its evaluation uses that tensor)
+  regen    the standalone predict step's regeneration from a table written
+           elsewhere: operator and sha256 check, per variant (not in a sweep step)
   naive    deep-copy the model, write the variant in, run the whole network
   limit    the clean prefix once and the clean suffix once per variant: a sweep
            with no perturbation work at all, the cost per-variant passes cannot beat
@@ -14,7 +16,11 @@ run and on the same inputs:
   stacked  prefix once, `variants_per_pass` variants per pass, scheme `stacked`
   loop     the same, scheme `loop` (lesion.evaluate.SCHEMES)
 and prints seconds, the speed-up of the default scheme (stacked) over naive,
-and its ratio to the limit, with a total over the layers last.
+its ratio to the limit, and draw/stacked: what drawing the variants costs
+beside evaluating them, with a total over the layers last. Drawing costs the
+same per variant whatever the number of images, evaluating grows with it, so
+draw/stacked falls as images grow (on AlexNet's dense layers it is above 1 at
+32 images: see the README for the count where it reaches 25%).
 
 Inputs are the dataset's test split (results/{dataset}/tensors/test.safetensors,
 or the data a package ships), or with `synthetic` seeded random inputs of the
@@ -41,6 +47,11 @@ def _best(repeats: int, fn, *args, **kwargs) -> float:
         fn(*args, **kwargs)
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def _regenerate(rows, base) -> None:
+    for row in rows:
+        sweep.regenerate(row, base)
 
 
 def _naive(model, layer, variants, images, labels, batch_size, device) -> None:
@@ -131,20 +142,17 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
           f"best of {repeats}")
     columns = ("draw", "regen", "naive", "limit", "one", "stacked", "loop")
     print(f"{'layer':>8} " + " ".join(f"{c + ' s':>9}" for c in columns)
-          + f" {'vs naive':>9} {'vs limit':>9}")
+          + f" {'vs naive':>9} {'vs limit':>9} {'draw/eval':>9}")
     rows = []
     for layer in layers or list(models.layers(net)):
         base = sweep.base_tensors(net, layer, perturbation)
         row = {"layer": layer}
-        start = time.perf_counter()
-        table, variants = sweep.variant_table(base, dataset=dataset, model=model, layer=layer,
-                                              perturbation=perturbation, levels=levels,
-                                              draws=draws, study_seed=0)
-        row["draw"] = time.perf_counter() - start
-        start = time.perf_counter()
-        for r in table.to_pylist():
-            sweep.regenerate(r, base)
-        row["regen"] = time.perf_counter() - start
+        drawing = {"dataset": dataset, "model": model, "layer": layer,
+                   "perturbation": perturbation, "levels": levels, "draws": draws,
+                   "study_seed": 0}
+        table, variants = sweep.variant_table(base, **drawing)  # also warms the first layer up
+        row["draw"] = _best(repeats, sweep.variant_table, base, **drawing)
+        row["regen"] = _best(repeats, _regenerate, table.to_pylist(), base)
         args = (net, layer, variants, x, labels, batch_size, dev)
         row["naive"] = _best(repeats, _naive, *args)
         row["limit"] = _best(repeats, _limit, *args)
@@ -161,8 +169,9 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
 def _print_row(row: dict, columns: tuple[str, ...]) -> None:
     sweep_s = row["stacked"]  # the default scheme
     row["speedup"], row["vs_limit"] = row["naive"] / sweep_s, sweep_s / row["limit"]
+    row["draw_vs_eval"] = row["draw"] / sweep_s
     print(f"{row['layer']:>8} " + " ".join(f"{row[c]:9.3f}" for c in columns)
-          + f" {row['speedup']:8.2f}x {row['vs_limit']:8.2f}x")
+          + f" {row['speedup']:8.2f}x {row['vs_limit']:8.2f}x {row['draw_vs_eval']:8.2f}x")
 
 
 # `python -m lesion bench faults`: Monte Carlo crash repetitions, batched
