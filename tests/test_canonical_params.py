@@ -90,14 +90,17 @@ def spelled_out(config: dict) -> dict:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_a_rewritten_shipped_config_leaves_its_finished_study_with_nothing_to_do(tmp_path, path):
     finished_study(tmp_path, path)
-    assert NOTHING_TO_BE_DONE in snakemake(tmp_path, path, "--dry-run")
+    if path.stem == "config":  # the control, once (an ImageNet dry run costs ~20 s)
+        assert NOTHING_TO_BE_DONE in snakemake(tmp_path, path, "--dry-run")
     rewritten = tmp_path / "rewritten.yaml"
     rewritten.write_text(yaml.safe_dump(spelled_out(yaml.safe_load(path.read_text())),
                                         sort_keys=True, indent=4))
     assert rewritten.read_text() != path.read_text()
     out = snakemake(tmp_path, rewritten, "--dry-run")
     assert NOTHING_TO_BE_DONE in out, out[-5000:]
-    # and a real change is seen: the test can fail
+    # and a real change is seen: the test can fail (checked once, on the default)
+    if path.stem != "config":
+        return
     changed = yaml.safe_load(rewritten.read_text())
     changed["seed"] = 1
     rewritten.write_text(yaml.safe_dump(changed))
