@@ -87,3 +87,20 @@ def test_the_report_holds_every_figure_and_table_the_config_asks_for(report):
     source = report.read_text()
     missing = [name for name in EXPECTED if f'"{name}"' not in source]
     assert not missing, f"not in the report: {missing}"
+
+
+def test_make_study_installs_what_the_report_needs():
+    """`make study` installs lesion without extras and ends with `snakemake --report`: the
+    study's own dependencies must hold Snakemake's "reports" extra (a fresh clone's first
+    `make study` failed there once: pygments came only with the tests' extras)."""
+    import tomllib
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    ours = {Requirement(r).name.lower() for r in project["dependencies"]}
+    extra = [Requirement(r) for r in requires("snakemake") or []]
+    needed = {r.name.lower() for r in extra if r.marker and r.marker.evaluate({"extra": "reports"})}
+    assert needed, "snakemake's metadata names no 'reports' extra any more: check what --report needs"
+    assert needed <= ours, f"{sorted(needed - ours)} missing from [project] dependencies"
