@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Callable
 
-from lesion.catalog import DATASET_SOURCES, OPERATOR_LEVELS
+from lesion.catalog import DATASET_SOURCES, MODELS, OPERATOR_LEVELS
 from lesion.files import InputFileError
 
 # Arguments that name files a step writes (checked up front by lesion.cli.main).
@@ -24,11 +24,14 @@ MIRROR_HELP = ("base URL of a mirror holding the official file names (default: t
                "sources); checksums are the official ones either way")
 
 
+# --model of the steps that read a study's tables: any config model key, not only
+# a registry architecture (the tables it reads must name it).
+MODEL_NAME = "the network's name in the study (a config's model key, which the tables name)"
+
 # Help of the options many steps share (`option` looks them up by flag).
 HELP = {
     "--dataset": f"dataset name, one of: {', '.join(DATASET_SOURCES)}",
-    "--model": "the network's name in the study (a config's model key; the tables it reads "
-               "must name it)",
+    "--model": f"registry model, one of: {', '.join(MODELS)}",
     "--weights": "network weights (.safetensors, as `model train` or `data pretrained` writes "
                  "them; the file names its model)",
     "--train": "train split (.safetensors, as `data tensors` writes it)",
@@ -197,7 +200,7 @@ def network(parser: argparse.ArgumentParser) -> None:
 
 def training_options(parser: argparse.ArgumentParser) -> None:
     """The train block of the config (workflow/schemas/config.schema.yaml holds the defaults)."""
-    from lesion.catalog import MODELS, TRAIN_SPLITS
+    from lesion.catalog import TRAIN_SPLITS
 
     option(parser, "--model", help="the network's name in the study (a config's model key), "
                                    "or one of the registry architectures (then no --arch)")

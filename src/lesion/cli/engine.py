@@ -13,6 +13,7 @@ import argparse
 from lesion.catalog import DATASET_SOURCES, PRETRAINED_WEIGHTS
 from lesion.cli.args import (
     MIRROR_HELP,
+    MODEL_NAME,
     bits,
     fraction,
     gigabytes,
@@ -283,7 +284,8 @@ def register(groups) -> None:
 
     s = step("metrics", _metrics, "Metrics of every variant of a model, and their summary; "
              "each predictions table is matched to its variants table by their variant ids.")
-    option(s, "--dataset", "--model")
+    option(s, "--dataset")
+    option(s, "--model", help=MODEL_NAME)
     s.add_argument("--testsets", type=names, default=["clean"],
                    help="the test sets, comma-separated, e.g. clean,fgsm (default: clean)")
     s.add_argument("--clean", nargs="+", required=True,

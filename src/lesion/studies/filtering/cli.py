@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lesion.cli.args import (
+    MODEL_NAME,
     epochs,
     gigabytes,
     names,
@@ -95,6 +96,7 @@ def _invariance(args):
 
 # What the steps' file and name options are (the shared ones: lesion.cli.args.HELP).
 DESCRIBE = {
+    "--model": MODEL_NAME,
     "--dir": "the model's filtering directory the sweep wrote (results/{dataset}/{model}/filtering)",
     "--metrics-out": "metrics table to write (.parquet, one row per variant, test set and metric)",
     "--curves-out": "normalised accuracy curves to write (.parquet)",
