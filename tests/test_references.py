@@ -127,6 +127,19 @@ def test_gaussian_scales_each_tensors_noise_by_its_own_std():
     assert np.std(base["bias"].numpy()) > 5 * np.std(base["weight"].numpy())
 
 
+def test_gaussian_draws_a_float64_layers_noise_in_float64():
+    """A float64 network's noise is drawn in float64 (not float32 and widened), so
+    its variants carry the precision of its weights."""
+    base = {name: t.double() for name, t in layer().items()}
+    out = perturb.apply("gaussian", base, 0.7, seed=3)
+    g = fresh(3)
+    for name in ("bias", "weight"):
+        t = base[name].numpy()
+        noise = torch.randn(base[name].shape, generator=g, dtype=torch.float64).numpy()
+        assert out[name].dtype == torch.float64
+        assert np.allclose(out[name].numpy(), t + noise * 0.7 * np.std(t), rtol=1e-13, atol=1e-15)
+
+
 @pytest.mark.parametrize("level", [0.3, 0.55])
 def test_redraw_copies_values_from_the_generators_sources_to_its_targets(level):
     base = layer()
