@@ -223,8 +223,8 @@ def read_variants(path: str | os.PathLike, model: str) -> list[dict]:
     models_found = sorted({r["model"] for r in rows})
     if models_found != [model]:
         raise files.InputFileError(f"{path}: a variants table of model {models_found[0]!r}, but "
-                                   f"the weights are {model!r}'s; expected the weights the "
-                                   "table was drawn from")
+                                   f"the weights are {model!r} (the model their metadata "
+                                   "names); expected the weights the table was drawn from")
     return rows
 
 
