@@ -44,9 +44,10 @@ class Data:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.shape[2:])
 
-    def to(self, device: torch.device | str) -> Data:
-        return Data(self.train.to(device), self.train_labels.to(device), self.test.to(device),
-                    self.test_labels.to(device), self.classes)
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Data:
+        """On `device`; images in `dtype` where given (the nets train in the images' dtype)."""
+        return Data(self.train.to(device, dtype), self.train_labels.to(device),
+                    self.test.to(device, dtype), self.test_labels.to(device), self.classes)
 
     @classmethod
     def build(cls, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
@@ -114,7 +115,9 @@ def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int, snapshots: 
     final weights, each on its own derived dataset, without augmentation.
     Every draw is made on the CPU from the nets' generators, so a group
     trained on a GPU sees the same batches (its weights agree to float
-    tolerance); the results come back to the CPU.
+    tolerance); the results come back to the CPU. The weights take the
+    images' dtype (float64 images: float64 training, which the tests use to
+    compare with `loop.train_net` where rounding cannot grow).
     """
     device = torch.device(device)
     data = data.to(device)
@@ -129,11 +132,11 @@ def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int, snapshots: 
     net = nets.architecture(first, data.input_shape, data.classes)
     gens = [torch.Generator().manual_seed(int(r["seed"])) for r in rows]
     flat = torch.stack([nets.init(r, data.input_shape, data.classes, g)
-                        for r, g in zip(rows, gens, strict=True)]).to(device)
+                        for r, g in zip(rows, gens, strict=True)]).to(device, data.train.dtype)
     acts = [r["activation"] for r in rows]
     kinds = torch.tensor([OPTIMIZERS.index(r["optimizer"]) for r in rows], device=device)
     which = torch.tensor([DATASETS.index(r["dataset"]) for r in rows], device=device)
-    rates = torch.tensor([float(r["learning_rate"]) for r in rows], device=device)
+    rates = torch.tensor([float(r["learning_rate"]) for r in rows], device=device, dtype=flat.dtype)
     batch_size, n, height = int(first["batch_size"]), len(data.train_labels), data.input_shape[1]
     steps = n // batch_size
     if steps < 1:

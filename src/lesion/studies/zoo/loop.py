@@ -56,11 +56,12 @@ def optimiser(row: Mapping, params) -> torch.optim.Optimizer:
 
 def train_net(row: Mapping, data: Data, *, epochs: int, snapshots: int,
               device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """One net trained alone; the same outputs as grouped.train_group for one row."""
+    """One net trained alone; the same outputs as grouped.train_group for one row
+    (the weights in the images' dtype, as there)."""
     data = data.to(device)
     gen = torch.Generator().manual_seed(int(row["seed"]))
-    model = module(row, data.input_shape, data.classes).to(device)
-    start = nets.init(row, data.input_shape, data.classes, gen).to(device)
+    model = module(row, data.input_shape, data.classes).to(device, data.train.dtype)
+    start = nets.init(row, data.input_shape, data.classes, gen).to(device, data.train.dtype)
     nn.utils.vector_to_parameters(start, model.parameters())
     opt = optimiser(row, model.parameters())
     which = DATASETS.index(row["dataset"])
