@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+import tolerance
 from lesion import catalog, data, models, perturb, predict, sweep, train
 from lesion.config import ConfigError, check, load_schema
 from lesion.studies.filtering import retrain, scores, settings
@@ -358,7 +359,8 @@ def test_curves_normalise_by_the_unfiltered_network_and_the_baseline_counts_surv
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 def test_the_filtering_sweep_on_cuda_equals_the_cpu_one(tmp_path, cnn):
     """Filtered variants are built on the CPU, evaluated on CUDA in IEEE float32: the same
-    variants (sha256), the same top-1, losses within 1e-4; layer "all" runs whole networks."""
+    variants (sha256), the same top-1 (where rounding cannot reorder it), losses within the
+    float32 bound (tests/tolerance.py); layer "all" runs whole networks."""
     from lesion import io
     from lesion.studies.filtering import filters
 
@@ -382,7 +384,20 @@ def test_the_filtering_sweep_on_cuda_equals_the_cpu_one(tmp_path, cnn):
                           for name in ("clean", "fgsm", "clean_none", "fgsm_none")}
         tables[device]["variants"] = pd.read_parquet(out / "epoch3" / "variants.parquet")
     assert tables["cpu"]["variants"]["sha256"].equals(tables["cuda"]["variants"]["sha256"])
+    # float32 on two devices, in another order: within the worst-case bound of
+    # tests/tolerance.py. Filters only zero weights, and the bound grows with |W|, so
+    # the clean network's bound holds for every filtered variant (per image, tiled
+    # over the variants in the table's order: variant-major, image-minor).
+    inputs = {"clean": images, "fgsm": (images + 0.1).clamp(0, 1)}
     for name in ("clean", "fgsm", "clean_none", "fgsm_none"):
         cpu, gpu = tables["cpu"][name], tables["cuda"][name]
-        assert (np.stack(cpu["top5"])[:, 0] == np.stack(gpu["top5"])[:, 0]).all(), name
-        assert np.allclose(cpu["loss"], gpu["loss"], rtol=1e-4, atol=1e-5), name
+        x = inputs[name.removesuffix("_none")]
+        per_image = tolerance.loss_tolerance(cnn, x).numpy()
+        tol = per_image[cpu["image"].to_numpy()]
+        assert (cpu["image"].to_numpy() == gpu["image"].to_numpy()).all(), name
+        assert (np.abs(cpu["loss"].to_numpy() - gpu["loss"].to_numpy()) <= tol).all(), name
+        logits, err = tolerance.forward_bound(cnn, x, tolerance.U32)
+        top2 = logits.topk(2, dim=1).values
+        decided = ((top2[:, 0] - top2[:, 1]) > 2 * err.amax(1)).numpy()[cpu["image"].to_numpy()]
+        same = np.stack(cpu["top5"])[:, 0] == np.stack(gpu["top5"])[:, 0]
+        assert same[decided].all() and same.mean() > 0.99, name

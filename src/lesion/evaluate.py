@@ -96,12 +96,13 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     infinite logit, or finite logits so far apart that the float32 loss
     overflows (a bit flip in an exponent can give logits of 1e38). The
     metrics count such outputs (`nonfinite`) from the NaN, as wrong, and
-    keep them out of the mean loss, which so stays finite.
+    keep them out of the mean loss, which so stays finite. The loss is
+    computed in float32 at least (a float64 network's in float64).
     """
     k = min(TOPK, logits.shape[-1])
     top = logits.topk(k, dim=-1).indices
     loss = nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(),
+        logits.reshape(-1, logits.shape[-1]).to(torch.promote_types(logits.dtype, torch.float32)),
         labels.expand(*logits.shape[:-1]).reshape(-1), reduction="none",
     ).reshape(logits.shape[:-1])
     finite = torch.isfinite(logits).all(dim=-1) & torch.isfinite(loss)
