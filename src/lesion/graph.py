@@ -1,0 +1,329 @@
+"""Any network's weight layers and its cut in front of one, read from its traced graph.
+
+`torch.fx` traces the network once (symbolic_trace; every torch.nn module is a
+leaf). From the graph come the weight layers (Conv1d/2d/3d, Linear) by their
+module path in the order the forward pass calls them, the norm that
+normalises each layer's units (a BatchNorm whose only input is the layer's
+output, wherever it is registered), and `cut`: the network split in front of
+one layer into
+
+    prefix(x) -> (the layer's input, every other value still needed after it)
+    layer                     the perturbed module itself
+    tail(layer(input), *values) -> the network's output
+
+so that a sweep computes the prefix once, runs the layer per variant and the
+tail with the variants folded into the batch. The values the tail needs
+(skip connections, branches, class tokens) are the prefix's outputs; whatever
+the tail needs that is not a tensor of the batch (a size, a parameter read
+with get_attr) is recomputed in the tail from its own inputs.
+
+A network that fx cannot trace (data-dependent control flow) has no graph:
+`layer_table` then orders layers by a forward pass with hooks, and callers
+run it whole per variant (`trace` returns None and logs why).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+log = logging.getLogger(__name__)
+
+WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# Norms with one scale and shift per unit of the layer before them: zeroing a unit's
+# weights leaves them to emit a constant, so node knockout zeroes their scale and shift too.
+UNIT_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_EXAMPLE_BATCH = 3  # the batch of the example input: values with this leading size are batch values
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One weight layer: its module path, type, parameter count, output units and norm."""
+
+    name: str
+    type: str
+    parameters: int
+    out_features: int
+    norm: str | None  # module path of the norm that follows it in the graph (UNIT_NORMS)
+
+
+def trace(model: nn.Module) -> fx.GraphModule | None:
+    """The network's fx graph, or None (with the reason in the log) where it cannot be traced."""
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as err:  # fx raises many kinds (TraceError, TypeError, ...)
+        log.warning("torch.fx cannot trace %s (%s: %s); it runs whole per variant",
+                    type(model).__name__, type(err).__name__, err)
+        return None
+
+
+def _out_features(module: nn.Module) -> int:
+    return module.out_features if isinstance(module, nn.Linear) else module.out_channels
+
+
+def _calls(gm: fx.GraphModule) -> list[fx.Node]:
+    return [n for n in gm.graph.nodes if n.op == "call_module"
+            and isinstance(gm.get_submodule(n.target), WEIGHT_LAYERS)]
+
+
+def _norm_of(gm: fx.GraphModule, node: fx.Node) -> str | None:
+    """The UNIT_NORMS module that is the only user of `node`'s output, with one feature per unit."""
+    users = list(node.users)
+    if len(users) != 1 or users[0].op != "call_module":
+        return None
+    norm = gm.get_submodule(users[0].target)
+    layer = gm.get_submodule(node.target)
+    if isinstance(norm, UNIT_NORMS) and norm.num_features == _out_features(layer):
+        return users[0].target
+    return None
+
+
+def layer_table(model: nn.Module, example: torch.Tensor | None = None) -> list[Layer]:
+    """The weight layers in the order the forward pass first calls them.
+
+    From the traced graph; for a network fx cannot trace, from a forward pass
+    of `example` with hooks (no norms are found then), or, without an example,
+    in registration order (logged).
+    """
+    gm = trace(model)
+    modules = dict(model.named_modules())
+    if gm is not None:
+        seen: dict[str, str | None] = {}
+        for node in _calls(gm):
+            seen.setdefault(node.target, _norm_of(gm, node))
+        order = list(seen.items())
+    elif example is not None:
+        called: list[str] = []
+        hooks = [m.register_forward_pre_hook(lambda m, a, name=name: called.append(name))
+                 for name, m in modules.items() if isinstance(m, WEIGHT_LAYERS)]
+        try:
+            with torch.no_grad():
+                model.eval()(example)
+        finally:
+            for h in hooks:
+                h.remove()
+        order = [(name, None) for name in dict.fromkeys(called)]
+    else:
+        log.warning("no example input for the untraceable %s: layers in registration order",
+                    type(model).__name__)
+        order = [(name, None) for name, m in modules.items() if isinstance(m, WEIGHT_LAYERS)]
+    return [Layer(name, type(modules[name]).__name__,
+                  sum(p.numel() for p in modules[name].parameters(recurse=False)),
+                  _out_features(modules[name]), norm) for name, norm in order]
+
+
+@dataclass
+class Cut:
+    """The network cut in front of one weight layer (see the module docstring):
+    `prefix(x)` returns the values, the layer's input first; `tail(layer(values[0]),
+    *values)` is the network's output."""
+
+    prefix: fx.GraphModule
+    layer: nn.Module
+    tail: fx.GraphModule
+    path: str  # the layer's module path (its parameters are `{path}.weight` in the model)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        values = self.prefix(x)
+        return self.tail(self.layer(values[0]), *values)
+
+
+def _depends(nodes: list[fx.Node], start: fx.Node) -> set[fx.Node]:
+    """`start` and every node that reads it, directly or not."""
+    out = {start}
+    for n in nodes:
+        if any(a in out for a in n.all_input_nodes):
+            out.add(n)
+    return out
+
+
+def _ancestors(targets: list[fx.Node], stop: set[fx.Node]) -> set[fx.Node]:
+    """Every node the targets are computed from, the targets included, not crossing `stop`."""
+    out, todo = set(), list(targets)
+    while todo:
+        n = todo.pop()
+        if n in out:
+            continue
+        out.add(n)
+        todo += [a for a in n.all_input_nodes if a not in stop]
+    return out
+
+
+def _is_batch(node: fx.Node) -> bool:
+    meta = node.meta.get("tensor_meta")
+    return (isinstance(meta, torch.fx.passes.shape_prop.TensorMetadata)
+            and len(meta.shape) > 0 and meta.shape[0] == _EXAMPLE_BATCH)
+
+
+def traced(model: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
+    """The network's graph with every node's shape from one example pass (for `cut`).
+
+    `input_shape` is one input without the batch; the example pass tells the
+    batch values (which a prefix hands over) from sizes and parameters (which
+    a tail recomputes). Raises ValueError where fx cannot trace the network.
+    """
+    gm = trace(model)
+    if gm is None:
+        raise ValueError(f"{type(model).__name__} cannot be traced by torch.fx; expected a "
+                         "network without data-dependent control flow (it runs whole per variant)")
+    _functionalise(gm)
+    first = next(model.parameters())
+    example = torch.zeros(_EXAMPLE_BATCH, *input_shape, dtype=first.dtype, device=first.device)
+    was_training = model.training
+    with torch.no_grad():
+        ShapeProp(gm.eval()).propagate(example)
+    return gm.train(was_training)
+
+
+def _in_place(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """Whether `node` writes into its first argument: x.add_(y), ReLU(inplace=True),
+    F.relu(x, inplace=True). (fx traces `out += y` as an out-of-place add already.)"""
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.endswith("__")
+    if node.op == "call_module":
+        return bool(getattr(gm.get_submodule(node.target), "inplace", False))
+    return node.op == "call_function" and node.kwargs.get("inplace") is True
+
+
+def _functionalise(gm: fx.GraphModule) -> None:
+    """Make the graph's data flow explicit and free of writes in place.
+
+    A sweep hands a prefix's values to the tail of every variant, so nothing
+    may write into them; and an in-place write is a dependency the graph does
+    not show (`kept.add_(y)` then `left(kept)` reads the sum). Each write in
+    place becomes its out-of-place twin, and every later reader of the written
+    value reads the write's result instead. In-place modules are replaced in
+    `gm` (not in the network) by copies with inplace=False.
+    """
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    for node in list(gm.graph.nodes):
+        if not _in_place(gm, node) or not node.args or not isinstance(node.args[0], fx.Node):
+            continue
+        written = node.args[0]
+        for user in list(written.users):
+            if user is not node and order[user] > order[node]:
+                user.replace_input_with(written, node)
+        if node.op == "call_method":
+            node.target = node.target[:-1]
+        elif node.op == "call_module":
+            *parent, leaf = node.target.split(".")
+            owner = gm.get_submodule(".".join(parent))
+            twin = copy.copy(getattr(owner, leaf))  # a parameterless activation
+            twin.inplace = False
+            setattr(owner, leaf, twin)
+        else:
+            node.kwargs = {**node.kwargs, "inplace": False}
+    gm.recompile()
+
+
+def cut(model: nn.Module | fx.GraphModule, path: str, input_shape: tuple[int, ...] = ()) -> Cut:
+    """The network cut in front of its weight layer at module path `path` (see Cut).
+
+    `model` is a network (traced here, see `traced` for `input_shape`) or the
+    result of `traced`, to cut one network at many layers. Raises ValueError
+    where the network cannot be traced, `path` is not one of its weight
+    layers, or the layer is called more than once (shared weights).
+    """
+    gm = model if isinstance(model, fx.GraphModule) else traced(model, input_shape)
+    was_training = gm.training
+    modules = dict(gm.named_modules())
+    calls = [n for n in gm.graph.nodes if n.op == "call_module" and n.target == path]
+    if not isinstance(modules.get(path), WEIGHT_LAYERS):
+        raise ValueError(unknown_layer(path, [n.target for n in _calls(gm)]))
+    if len(calls) != 1:
+        raise ValueError(f"layer {path!r} is called {len(calls)} times in the forward pass (shared "
+                         "weights); expected a layer called once (it runs whole per variant)")
+    target = calls[0]
+    if len(target.args) != 1 or target.kwargs:
+        raise ValueError(f"layer {path!r} is called with {len(target.args)} arguments; expected one")
+    nodes = list(gm.graph.nodes)
+    output = nodes[-1]
+    after = _depends(nodes, target)
+    if output not in after:
+        raise ValueError(f"layer {path!r} does not reach the network's output")
+    # what the tail reads from before the cut: batch values are handed over, the rest
+    # (sizes, parameters read with get_attr, constants) recomputed from them
+    handed: list[fx.Node] = [target.args[0]]
+    recomputed: set[fx.Node] = set()
+    todo = [a for n in nodes if n in after and n is not target
+            for a in n.all_input_nodes if a not in after][::-1]
+    while todo:
+        n = todo.pop()
+        if n in recomputed or n in handed:
+            continue
+        if _is_batch(n) or n.op == "placeholder":
+            handed.append(n)
+        else:
+            recomputed.add(n)
+            todo += list(n.all_input_nodes)
+
+    position = {n: i for i, n in enumerate(nodes)}
+    handed[1:] = sorted(handed[1:], key=position.__getitem__)  # in graph order: reproducible
+    prefix_graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    needed = _ancestors(handed, stop=set())
+    for n in nodes:
+        if n in needed:
+            env[n] = prefix_graph.node_copy(n, lambda a: env[a])
+    prefix_graph.output(tuple(env[n] for n in handed))
+
+    tail_graph = fx.Graph()
+    tenv: dict[fx.Node, fx.Node] = {target: tail_graph.placeholder("layer_output")}
+    for i, n in enumerate(handed):
+        tenv[n] = tail_graph.placeholder(f"value{i}")
+    used: dict[str, object] = {}
+    for n in nodes:
+        if n in tenv or n.op == "placeholder" or (n not in after and n not in recomputed):
+            continue
+        if n.op == "output":
+            tail_graph.output(fx.node.map_arg(n.args[0], lambda a: tenv[a]))
+            continue
+        copied = tail_graph.node_copy(n, lambda a: tenv[a])
+        if n.op == "call_module":
+            used[n.target] = modules[n.target]
+        elif n.op == "get_attr":
+            used[n.target] = _attribute(gm, n.target)
+        tenv[n] = copied
+    tail = fx.GraphModule(_root(used), tail_graph, class_name="Tail")
+    prefix = fx.GraphModule(gm, prefix_graph, class_name="Prefix")
+    return Cut(prefix.train(was_training), modules[path], tail.train(was_training), path)
+
+
+def unknown_layer(name: str, layers: list[str]) -> str:
+    """The message for a layer name the network does not have, with the nearest names."""
+    near = difflib.get_close_matches(name, layers, n=3, cutoff=0.5)
+    hint = f"; did you mean {near}?" if near else ""
+    return (f"{name!r} is not a weight layer of the network{hint} expected one of "
+            f"{layers[:12]}{' ...' if len(layers) > 12 else ''}")
+
+
+def _attribute(root: nn.Module, path: str):
+    out = root
+    for part in path.split("."):
+        out = getattr(out, part)
+    return out
+
+
+def _root(used: dict[str, object]) -> nn.Module:
+    """A module holding exactly `used` (submodules and tensors) at their paths."""
+    root = nn.Module()
+    for path, thing in sorted(used.items(), key=lambda kv: kv[0].count(".")):
+        *parents, leaf = path.split(".")
+        owner = root
+        for part in parents:
+            if not hasattr(owner, part):
+                owner.add_module(part, nn.Module())
+            owner = getattr(owner, part)
+        if isinstance(thing, nn.Module):
+            owner.add_module(leaf, thing)
+        elif isinstance(thing, nn.Parameter):
+            owner.register_parameter(leaf, thing)
+        else:
+            owner.register_buffer(leaf, thing)
+    return root
