@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lesion import evaluate, models, perturb, sweep
+from lesion.catalog import ACTIVATION_OPERATORS
 
 CPU = torch.device("cpu")
 # The schemes and the whole network run the same layers in another order (stacked,
@@ -164,3 +165,43 @@ def test_a_residual_blocks_conv_runs_as_a_wide_conv_not_vmap(operator):
         head = suffix[:evaluate._head_length(names)]
         runner = evaluate._head_runner(head, "stacked", set(names.values()))
         assert (getattr(runner, "func", None) is evaluate._stacked_block) == expected, layer
+
+
+def _brought_networks():
+    """Networks lesion does not describe: one of one's own (skip connection across the
+    layer, two branches merged, a BatchNorm registered elsewhere, in-place writes) and a
+    tiny vision transformer (class token, attention, LayerNorm)."""
+    import torchvision
+
+    from test_graph import SkipAndBranches, randomised
+
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2,
+                                               hidden_dim=8, mlp_dim=16, num_classes=10)
+    return {"own": (randomised(SkipAndBranches()), (4, 8, 8)), "vit": (randomised(vit), (3, 16, 16))}
+
+
+@pytest.mark.parametrize("scheme", evaluate.SCHEMES)
+@pytest.mark.parametrize("which", ["own", "vit"])
+def test_a_brought_network_sweeps_like_the_whole_network(which, scheme):
+    """The graph's cut (lesion.graph.split) through the engine: every operator on every
+    layer, three variants per pass, equals each variant run through the whole network."""
+    model, shape = _brought_networks()[which]
+    models.adopt(model, input_shape=shape, name=which)
+    x = torch.rand(7, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(7) % 10
+    for layer in models.layers(model):
+        for operator in sorted(perturb.OPERATORS):
+            if operator in ACTIVATION_OPERATORS:
+                continue
+            base = sweep.base_tensors(model, layer, operator)
+            variants = [perturb.apply(operator, base, 0.5, seed) for seed in range(3)]
+            prefix, suffix, _ = models.split(model, layer)
+            activations = evaluate.run_batched(prefix, x, 4, CPU)
+            names = models.parameter_names(suffix, model, layer, list(base))
+            got = list(evaluate.sweep_suffix(suffix, names, variants, activations, y, batch_size=4,
+                                             variants_per_pass=3, scheme=scheme))
+            for tensors, (top, loss) in zip(variants, got, strict=True):
+                ref_top, ref_loss = naive(model, layer, tensors, x, y)
+                assert torch.equal(top, ref_top), (layer, operator)
+                assert torch.allclose(loss, ref_loss, **F64, equal_nan=True), (layer, operator)

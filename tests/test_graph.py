@@ -193,3 +193,26 @@ def test_a_shared_layer_and_an_unknown_name_are_refused_with_the_reason():
         graph.cut(Shared(), "twice", (4,))
     with pytest.raises(ValueError, match=r"'conv_aa' is not a weight layer .*did you mean \['conv_a'"):
         graph.cut(SkipAndBranches(), "conv_aa", (4, 8, 8))
+
+
+@pytest.mark.parametrize(("make", "shape", "packed"), [
+    (lambda: models.build("cnn", num_classes=10, input_shape=(1, 8, 8)), (1, 8, 8), []),
+    (lambda: SkipAndBranches(), (4, 8, 8), ["conv_a", "conv_b", "right", "left"]),
+])
+def test_split_is_a_prefix_and_a_sequential_suffix_as_the_engine_runs_them(make, shape, packed):
+    """Sequential networks hand over the layer's input alone (the suffix starts with the layer
+    itself); others pack their values per image into one row."""
+    torch.manual_seed(0)
+    model = randomised(make())
+    x = torch.randn(5, *shape, dtype=torch.float64)
+    gm = graph.traced(model, shape)
+    with torch.no_grad():
+        whole = model(x)
+        for layer in graph.layer_table(model):
+            prefix, suffix, path = graph.split(gm, layer.name)
+            assert isinstance(suffix, nn.Sequential)
+            assert suffix.get_submodule(path) is model.get_submodule(layer.name)
+            assert (path != "0") == (layer.name in packed), layer.name
+            cached = prefix(x)
+            assert cached.shape[0] == 5
+            assert torch.equal(suffix(cached), whole), layer.name

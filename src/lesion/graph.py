@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import difflib
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -128,6 +129,9 @@ class Cut:
     layer: nn.Module
     tail: fx.GraphModule
     path: str  # the layer's module path (its parameters are `{path}.weight` in the model)
+    inputs: list[fx.Node]  # the nodes of the original graph that the values are
+    output: fx.Node  # the layer's node (its shape in meta["tensor_meta"])
+    reads_input: bool  # whether the tail reads the layer's input (values[0]) too
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         values = self.prefix(x)
@@ -292,7 +296,9 @@ def cut(model: nn.Module | fx.GraphModule, path: str, input_shape: tuple[int, ..
         tenv[n] = copied
     tail = fx.GraphModule(_root(used), tail_graph, class_name="Tail")
     prefix = fx.GraphModule(gm, prefix_graph, class_name="Prefix")
-    return Cut(prefix.train(was_training), modules[path], tail.train(was_training), path)
+    reads_input = len(tenv[handed[0]].users) > 0
+    return Cut(prefix.train(was_training), modules[path], tail.train(was_training), path,
+               handed, target, reads_input)
 
 
 def unknown_layer(name: str, layers: list[str]) -> str:
@@ -327,3 +333,78 @@ def _root(used: dict[str, object]) -> nn.Module:
         else:
             owner.register_buffer(leaf, thing)
     return root
+
+
+# --- the cut as the sweep engine's (prefix, suffix) -------------------------------------------
+#
+# The engine caches one tensor per image (the prefix's output) and runs an
+# nn.Sequential suffix whose first stages hold the varied parameters. Where a
+# cut hands over the layer's input alone, that is the layer's input and the
+# suffix is (layer, tail): the engine's stacked schemes (one wide convolution,
+# one product per variant) apply. Where it hands over more (skip connections,
+# branches), the values are packed per image into one flat row; the suffix's
+# first stage unpacks them and runs the layer, the second the tail.
+
+
+def _pack(values: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([v.flatten(1) for v in values], dim=1)
+
+
+def _unpack(packed: torch.Tensor, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+    """Contiguous, as the network's own values are: some kernels (BatchNorm's) take another,
+    differently rounded path on strided inputs."""
+    sizes = [math.prod(s) for s in shapes]
+    return [part.reshape(-1, *s).contiguous()
+            for part, s in zip(packed.split(sizes, dim=1), shapes, strict=True)]
+
+
+class _Prefix(nn.Module):
+    """x -> the cut's values: the layer's input alone, or every value packed per image."""
+
+    def __init__(self, prefix: fx.GraphModule, packed: bool):
+        super().__init__()
+        self.graph, self.packed = prefix, packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = self.graph(x)
+        return _pack(list(values)) if self.packed else values[0]
+
+
+class _Layer(nn.Module):
+    """Packed values -> the layer's output and the values, packed."""
+
+    def __init__(self, layer: nn.Module, shapes: list[tuple[int, ...]]):
+        super().__init__()
+        self.layer, self.shapes = layer, shapes
+
+    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        values = _unpack(packed, self.shapes)
+        return _pack([self.layer(values[0]), *values])
+
+
+class _Tail(nn.Module):
+    """The layer's output (and the packed values) -> the network's output."""
+
+    def __init__(self, tail: fx.GraphModule, shapes: list[tuple[int, ...]] | None):
+        super().__init__()
+        self.graph, self.shapes = tail, shapes
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.shapes is None:
+            return self.graph(h, None)  # the tail reads nothing but the layer's output
+        return self.graph(*_unpack(h, self.shapes))
+
+
+def split(model: nn.Module | fx.GraphModule, path: str,
+          input_shape: tuple[int, ...] = ()) -> tuple[nn.Module, nn.Sequential, str]:
+    """(prefix, suffix, the layer's path inside suffix), as models.split: suffix(prefix(x))
+    is the network's output and nothing in prefix depends on the layer."""
+    gm = model if isinstance(model, fx.GraphModule) else traced(model, input_shape)
+    c = cut(gm, path)
+    shapes = [tuple(n.meta["tensor_meta"].shape[1:]) for n in c.inputs]
+    alone = len(shapes) == 1 and not c.reads_input
+    if alone:
+        return _Prefix(c.prefix, False), nn.Sequential(c.layer, _Tail(c.tail, None)), "0"
+    out_shape = tuple(c.output.meta["tensor_meta"].shape[1:])
+    suffix = nn.Sequential(_Layer(c.layer, shapes), _Tail(c.tail, [out_shape, *shapes]))
+    return _Prefix(c.prefix, True), suffix, "0.layer"

@@ -5,6 +5,11 @@ Like torchvision's `get_model`, `build(name, ...)` returns an `nn.Module`;
 order (the seed study's conv_1 .. dense_3); `stages(model)` decomposes it into
 a sequence whose composition is the network, which is what lets a sweep cache
 the clean prefix in front of a perturbed layer and run only the suffix.
+
+Any other network (`build_source`: torchvision, timm, a user's factory; see
+lesion.networks) is read from its traced graph instead (lesion.graph): its
+layers are named by module path in forward order, its norms found in the
+graph, and `split` cuts the graph.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lesion import files, io
+from lesion import files, graph, io
 from lesion.catalog import ALL_LAYERS, LAYER_COUNTS
 
 
@@ -166,8 +171,53 @@ def build(arch: str, *, num_classes: int = 1000,
     return model
 
 
+def build_source(source, *, num_classes: int, input_shape: tuple[int, ...],
+                 name: str | None = None) -> nn.Module:
+    """A freshly initialised network from a lesion.networks.Source (seed torch first).
+
+    lesion's own architectures keep their short layer names; any other network
+    is adopted (`adopt`).
+    """
+    if source.scheme == "lesion":
+        return build(source.name, num_classes=num_classes, input_shape=input_shape, name=name)
+    return adopt(source.build(num_classes, input_shape), input_shape=input_shape,
+                 name=name or str(source), source=source)
+
+
+def adopt(model: nn.Module, *, input_shape: tuple[int, ...], name: str = "model",
+          source=None) -> nn.Module:
+    """Mark any network for the engine: its layers, norms and cuts then come from its
+    traced graph (lesion.graph), its layers are named by module path. `input_shape` is
+    one input without the batch; `source` (lesion.networks.Source) is recorded with
+    its weights so that a step can build it again."""
+    model.lesion_arch = None
+    model.lesion_name = name
+    model.lesion_source = source
+    model.lesion_input_shape = tuple(input_shape)
+    return model
+
+
+def _described(model: nn.Module) -> bool:
+    """Whether the catalog describes the network (its short names and stage list apply)."""
+    return getattr(model, "lesion_arch", None) in ARCHITECTURES
+
+
+def _table(model: nn.Module) -> list[graph.Layer]:
+    """A brought network's layer table, traced once and kept on the network."""
+    table = model.__dict__.get("_lesion_layers")
+    if table is None:
+        example = torch.zeros(1, *model.lesion_input_shape,
+                              dtype=next(model.parameters()).dtype)
+        table = graph.layer_table(model, example=example)
+        model.__dict__["_lesion_layers"] = table
+    return table
+
+
 def layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The named weight layers (Conv2d, Linear) in forward order."""
+    """The named weight layers (Conv2d, Linear) in forward order: conv1.., fc1.. for the
+    catalog's networks, module paths for any other (lesion.graph)."""
+    if not _described(model):
+        return {layer.name: model.get_submodule(layer.name) for layer in _table(model)}
     named: dict[str, nn.Module] = {}
     counts = {"conv": 0, "fc": 0}
     for module in model.modules():
@@ -183,8 +233,7 @@ def layers(model: nn.Module) -> dict[str, nn.Module]:
 def layer(model: nn.Module, name: str) -> nn.Module:
     named = layers(model)
     if name not in named:
-        raise ValueError(f"layer {name!r} is not a weight layer of this model; "
-                         f"expected one of {list(named)}")
+        raise ValueError(graph.unknown_layer(name, list(named)))
     return named[name]
 
 
@@ -215,6 +264,9 @@ def norm_after(model: nn.Module, name: str) -> nn.BatchNorm2d | nn.BatchNorm1d |
     have one feature per output unit of the layer.
     """
     target = layer(model, name)
+    if not _described(model):  # the norm that reads the layer's output in the graph
+        path = next(row.norm for row in _table(model) if row.name == name)
+        return None if path is None else model.get_submodule(path)
     for parent in model.modules():
         children = list(parent.children())
         for i, child in enumerate(children[:-1]):
@@ -265,6 +317,8 @@ def parameter_names(container: nn.Module, model: nn.Module, name: str,
 
 def stages(model: nn.Module) -> list[nn.Module]:
     """A list of modules whose composition equals `model` in eval mode."""
+    if not _described(model):
+        return [model]  # one stage: the network whole (its cuts come from its graph)
     return _architecture(model.lesion_arch).stages(model)
 
 
@@ -279,6 +333,12 @@ def split(model: nn.Module, layer_name: str) -> tuple[nn.Sequential, nn.Sequenti
     if layer_name == ALL_LAYERS:
         return nn.Sequential(), nn.Sequential(*stages(model)), ""
     target = layer(model, layer_name)
+    if not _described(model):
+        traced = model.__dict__.get("_lesion_traced")
+        if traced is None:
+            traced = graph.traced(model, model.lesion_input_shape)
+            model.__dict__["_lesion_traced"] = traced
+        return graph.split(traced, layer_name)
     parts = stages(model)
     for i, stage in enumerate(parts):
         if any(m is target for m in stage.modules()):
@@ -292,6 +352,14 @@ def save_weights(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> 
     """Store the state dict (copied to the CPU, the model stays where it is) as safetensors,
     with its provenance as metadata."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    source = getattr(model, "lesion_source", None)
+    if not _described(model) and source is None:
+        raise ValueError(f"network {model.lesion_name!r} has no source to rebuild it from; "
+                         "expected one adopted with source= (lesion.networks.Source)")
+    if source is not None:  # a brought network: how to build it again
+        metadata = {"source": str(source), "source_path": source.path,
+                    "source_kwargs": dict(source.kwargs),
+                    "input_shape": list(model.lesion_input_shape), **metadata}
     io.save_tensors(state, path, {"model": model.lesion_name, "arch": model.lesion_arch, **metadata})
 
 
@@ -302,6 +370,8 @@ def load_weights(path: str | os.PathLike, *, num_classes: int,
     meta = io.load_metadata(path)
     if "model" not in meta:
         raise files.InputFileError(f"{path}: no 'model' entry in the safetensors metadata")
+    if meta.get("source"):
+        return _load_brought(path, meta, num_classes)
     arch = meta.get("arch", meta["model"])
     if arch not in ARCHITECTURES:
         raise files.InputFileError(f"{path}: architecture {arch!r} is unknown; expected one of "
@@ -319,5 +389,18 @@ def load_weights(path: str | os.PathLike, *, num_classes: int,
         raise files.InputFileError(f"{path}: tensors do not fit model {meta['model']!r} "
                                    f"(architecture {arch!r}; {details})")
     model.load_state_dict(state)
+    model.lesion_metadata = meta
+    return model.eval()
+
+
+def _load_brought(path, meta: dict, num_classes: int) -> nn.Module:
+    """A brought network rebuilt from the source its weights file records, weights loaded."""
+    from lesion import networks
+
+    source = networks.Source.parse(meta["source"], path=meta.get("source_path"),
+                                   kwargs=meta.get("source_kwargs"))
+    model = build_source(source, num_classes=num_classes, input_shape=tuple(meta["input_shape"]),
+                         name=meta["model"])
+    networks.load_state(model, io.load_tensors(path), f"{path} (source {source})")
     model.lesion_metadata = meta
     return model.eval()

@@ -1,0 +1,187 @@
+"""Where a network comes from: a source string of the config, built into an nn.Module,
+and weights a user already has, imported into it.
+
+    lesion:<arch>                 lesion's own networks (models.ARCHITECTURES)
+    torchvision:<builder>         any classification model torchvision.models lists
+    timm:<name>                   timm.create_model(name, pretrained=False, ...) (optional extra)
+    python:<module>:<callable>    the user's own factory, called with the config's kwargs
+
+A torchvision or timm network is built with `num_classes` (and `kwargs`); a
+user's factory gets exactly its `kwargs`. Every failure is one line that
+names the source and what was expected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lesion import files, io
+
+SCHEMES = ("lesion", "torchvision", "timm", "python")
+
+
+class SourceError(ValueError):
+    """A network source that cannot be built, or weights that do not fit it."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A parsed source: scheme, name (for python: `module:callable`), where a python module
+    lives (`path`, a directory; default the working directory) and the factory's kwargs."""
+
+    scheme: str
+    name: str
+    path: str | None = None
+    kwargs: Mapping = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.name}"
+
+    @classmethod
+    def parse(cls, text: str, *, path: str | None = None, kwargs: Mapping | None = None) -> Source:
+        scheme, sep, name = str(text).partition(":")
+        if not sep or scheme not in SCHEMES or not name:
+            raise SourceError(f"source = {text!r}: expected <scheme>:<name> with a scheme of "
+                              f"{list(SCHEMES)} (e.g. torchvision:resnet18, python:mynet:Net)")
+        if scheme == "python" and name.count(":") != 1:
+            raise SourceError(f"source = {text!r}: expected python:<module>:<callable>, e.g. "
+                              "python:mynet:build")
+        return cls(scheme, name, path, dict(kwargs or {}))
+
+    def build(self, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+        """A freshly initialised network (seed torch's global generator first)."""
+        builders = {"lesion": _lesion, "torchvision": _torchvision, "timm": _timm, "python": _python}
+        model = builders[self.scheme](self, num_classes, tuple(input_shape))
+        if not isinstance(model, nn.Module):
+            raise SourceError(f"source {self}: returned a {type(model).__name__}; expected a "
+                              "torch.nn.Module")
+        return model
+
+
+def _lesion(source: Source, num_classes: int, input_shape) -> nn.Module:
+    from lesion import models
+
+    if source.name not in models.ARCHITECTURES:
+        raise SourceError(f"source {source}: no such lesion network; expected one of "
+                          f"{models.list_models()}")
+    return models.build(source.name, num_classes=num_classes, input_shape=input_shape)
+
+
+def _torchvision(source: Source, num_classes: int, input_shape) -> nn.Module:
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)  # classification only
+    if source.name not in known:
+        import difflib
+
+        near = difflib.get_close_matches(source.name, known, n=3)
+        raise SourceError(f"source {source}: not a torchvision classification model"
+                          f"{f' (did you mean {near}?)' if near else ''}; expected one of "
+                          "torchvision.models.list_models(module=torchvision.models)")
+    return torchvision.models.get_model(source.name, weights=None, num_classes=num_classes,
+                                        **source.kwargs)
+
+
+def _timm(source: Source, num_classes: int, input_shape) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise SourceError(f"source {source}: timm is not installed; install the optional "
+                          "extra with pip install -e '.[timm]'") from None
+    if not timm.is_model(source.name):
+        raise SourceError(f"source {source}: timm has no model {source.name!r}; expected a name "
+                          "of timm.list_models()")
+    return timm.create_model(source.name, pretrained=False, num_classes=num_classes, **source.kwargs)
+
+
+def _python(source: Source, num_classes: int, input_shape) -> nn.Module:
+    module_name, attribute = source.name.split(":")
+    where = Path(source.path or os.getcwd()).resolve()
+    if not where.is_dir():
+        raise SourceError(f"source {source}: path = {source.path!r} is not a directory; expected "
+                          "the directory that holds the module")
+    file = where / (module_name.replace(".", "/") + ".py")
+    if not file.is_file():
+        raise SourceError(f"source {source}: no module file {file}; expected "
+                          f"{module_name.replace('.', '/')}.py in {where} (models.<name>.path)")
+    # imported under its own file path, so two studies' modules of one name do not collide
+    spec = importlib.util.spec_from_file_location(f"lesion_user.{module_name}", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(where))  # the module may import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        raise SourceError(f"source {source}: {file} does not import ({type(err).__name__}: "
+                          f"{err})") from err
+    finally:
+        sys.path.remove(str(where))
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise SourceError(f"source {source}: {file} has no callable {attribute!r}; expected a "
+                          "function or class that returns the network")
+    try:
+        return factory(**source.kwargs)
+    except Exception as err:
+        raise SourceError(f"source {source}: {attribute}(**{dict(source.kwargs)}) raised "
+                          f"{type(err).__name__}: {err}") from err
+
+
+def read_state(path: str | os.PathLike, *, state_dict_key: str | None = None,
+               strip_prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file: safetensors, or a PyTorch checkpoint loaded with
+    weights_only=True (nothing is unpickled but tensors and plain containers).
+
+    `state_dict_key` picks the state dict inside a checkpoint (Lightning's
+    "state_dict"; a dotted path for nested ones); `strip_prefix` removes a
+    prefix from every key that has it (DDP's "module.", Lightning's "model.").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"weights = {str(path)!r}: no such file; expected a .safetensors file "
+                          "or a PyTorch state dict (.pt, .pth, .ckpt)")
+    if path.suffix == ".safetensors":
+        state = io.load_tensors(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise SourceError(f"weights = {str(path)!r}: not a PyTorch checkpoint of plain "
+                              f"tensors ({type(err).__name__}: {str(err).splitlines()[0]}); "
+                              "expected a state dict saved with torch.save") from None
+    for part in (state_dict_key.split(".") if state_dict_key else []):
+        if not isinstance(state, Mapping) or part not in state:
+            keys = list(state)[:8] if isinstance(state, Mapping) else type(state).__name__
+            raise SourceError(f"state_dict_key = {state_dict_key!r}: {path} has no {part!r}; "
+                              f"expected one of {keys}")
+        state = state[part]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SourceError(f"weights = {str(path)!r}: not a mapping of names to tensors; expected "
+                          "a state dict (or name the one inside with state_dict_key)")
+    if strip_prefix:
+        state = {k.removeprefix(strip_prefix): v for k, v in state.items()}
+    return dict(state)
+
+
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Load `state` into `model` strictly; a misfit names at most five missing, unexpected
+    and wrongly shaped keys each."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+             for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        details = "; ".join(f"{label} ({len(keys)}): {keys[:5]}" for label, keys in
+                            (("missing", missing), ("unexpected", unexpected),
+                             ("wrong shape", wrong)) if keys)
+        raise files.InputFileError(f"{what}: tensors do not fit the network ({details})")
+    model.load_state_dict(state)
