@@ -205,3 +205,26 @@ def test_a_brought_network_sweeps_like_the_whole_network(which, scheme):
                 ref_top, ref_loss = naive(model, layer, tensors, x, y)
                 assert torch.equal(top, ref_top), (layer, operator)
                 assert torch.allclose(loss, ref_loss, **F64, equal_nan=True), (layer, operator)
+
+
+def test_node_knockout_silences_a_unit_after_its_norm_found_in_the_graph():
+    """conv_a's BatchNorm is registered in a ModuleDict far from it; the graph finds it, so
+    knocked-out units are exactly 0 after the norm (not beta - gamma * mean / sigma)."""
+    from test_graph import SkipAndBranches, randomised
+
+    model = models.adopt(randomised(SkipAndBranches()), input_shape=(4, 8, 8))
+    base = sweep.base_tensors(model, "conv_a", "node_knockout")
+    assert set(base) == {"weight", "bias", "norm.weight", "norm.bias"}
+    variant = perturb.apply("node_knockout", base, 0.5, seed=1)
+    knocked = (variant["weight"].flatten(1) == 0).all(1)
+    assert knocked.sum() == 2
+    clone = copy.deepcopy(model)
+    seen = {}
+    clone.norms["after_a"].register_forward_hook(lambda m, a, out: seen.setdefault("y", out))
+    with torch.no_grad():
+        clone.conv_a.weight.copy_(variant["weight"])
+        clone.conv_a.bias.copy_(variant["bias"])
+        clone.norms["after_a"].weight.copy_(variant["norm.weight"])
+        clone.norms["after_a"].bias.copy_(variant["norm.bias"])
+        clone(torch.rand(3, 4, 8, 8, dtype=torch.float64))
+    assert (seen["y"][:, knocked] == 0).all() and (seen["y"][:, ~knocked] != 0).any()
