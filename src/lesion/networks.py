@@ -70,10 +70,7 @@ class Source:
 def _lesion(source: Source, num_classes: int, input_shape) -> nn.Module:
     from lesion import models
 
-    if source.name not in models.ARCHITECTURES:
-        raise SourceError(f"source {source}: no such lesion network; expected one of "
-                          f"{models.list_models()}")
-    return models.build(source.name, num_classes=num_classes, input_shape=input_shape)
+    return models.build_source(source, num_classes=num_classes, input_shape=input_shape)
 
 
 def _torchvision(source: Source, num_classes: int, input_shape) -> nn.Module:
