@@ -129,3 +129,42 @@ def test_a_study_is_switched_off_by_leaving_its_section_out():
     with pytest.raises(ConfigError, match=r"no study in the config; expected at least one of the "
                                           rf"sections {re.escape(str(studies))}"):
         check({k: v for k, v in faults_only.items() if k != "faults"}, SCHEMA)
+
+
+EXAMPLE = yaml.safe_load((REPO / "config" / "examples" / "own_network.yaml").read_text())
+
+
+def brought(**change) -> dict:
+    config = copy.deepcopy(EXAMPLE)
+    config["models"]["residual"].update(change)
+    return config
+
+
+def test_the_own_network_example_is_valid_and_its_canonical_form_keeps_its_keys(monkeypatch):
+    monkeypatch.chdir(REPO)  # its weights and module path are relative to the checkout
+    check(EXAMPLE, SCHEMA)
+    model = canonical(EXAMPLE, SCHEMA)["models"]["residual"]
+    assert model["source"] == "python:residual:build" and model["kwargs"] == {"width": 8}
+
+
+@pytest.mark.parametrize(("config", "words"), [
+    (brought(weights=None), ["models.residual", "without weights", "weights: <file>"]),
+    (brought(arch="cnn"), ["models.residual", "both arch and source"]),
+    (brought(train={"epochs": 3}), ["models.residual.train", "is not trained"]),
+    (brought(weights="config/examples/own_network/absent.pt"), ["models.residual.weights", "no such file"]),
+    (brought(path="config/examples/nowhere"), ["models.residual.path", "no such directory"]),
+    (brought(source="keras:residual"), ["models.residual.source", "'keras:residual'"]),
+    ({**brought(), "perturbations": {"crash": {"levels": [0.5], "draws": 2}}},
+     ["perturbations.crash", "'residual' is a brought network"]),
+    ({**brought(), "faults": {"models": ["residual"], "levels": [0.1]}},
+     ["faults.models", "'residual' is a brought network", "crash study"]),
+])
+def test_a_brought_network_the_studies_cannot_take_is_refused_with_the_reason(monkeypatch, config, words):
+    monkeypatch.chdir(REPO)
+    config = copy.deepcopy(config)
+    if config["models"]["residual"].get("weights", "") is None:
+        del config["models"]["residual"]["weights"]
+    with pytest.raises(ConfigError) as err:
+        check(config, SCHEMA)
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))

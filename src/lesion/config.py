@@ -241,6 +241,9 @@ def check(config: Mapping, schema: Mapping) -> None:
     dataset = config["dataset"]["name"]
     for model, settings in config["models"].items():
         settings = settings or {}
+        if brought(settings):
+            _check_brought(config, model, settings)
+            continue
         arch = architecture(model, settings)
         allowed = DATASET_MODELS.get(dataset, ())
         if arch not in allowed:
@@ -269,8 +272,63 @@ def study_roots(config: Mapping) -> tuple[str, str, str]:
     return tuple(f"{root}/{name}" if name else root for root in ("results", "logs", "benchmarks"))
 
 
+def brought(settings: Mapping | None) -> bool:
+    """Whether a config model is a network lesion does not describe (a `source` other than
+    lesion:): its layers come from its graph, its weights are imported."""
+    source = (settings or {}).get("source", "")
+    return bool(source) and not source.startswith("lesion:")
+
+
+# What a brought network cannot do yet, and why (checked before anything runs).
+_BROUGHT_UNSUPPORTED = {
+    "faults": "the crash study cuts a network at a layer's neurons through lesion's stage lists",
+    "filtering": "synaptic filtering retrains the network from its training checkpoints",
+    "zoo": "the zoo trains its own networks",
+}
+
+
+def _check_brought(config: Mapping, model: str, settings: Mapping) -> None:
+    """A `source` network: imported from its weights, studied where the studies allow."""
+    if "arch" in settings:
+        raise ConfigError(f"config error: models.{model}: both arch and source; expected one "
+                          "(source: lesion:<arch> is the same as arch)")
+    if "weights" not in settings:
+        raise ConfigError(f"config error: models.{model}: source {settings['source']!r} without "
+                          "weights; expected weights: <file> (a brought network is imported as it "
+                          "is, lesion does not train it)")
+    for key in ("train", "pretrain"):
+        if key in settings:
+            raise ConfigError(f"config error: models.{model}.{key}: a brought network is not "
+                              f"trained; expected no {key} beside source and weights")
+    if settings.get("train_split", "all") != "all":
+        raise ConfigError(f"config error: models.{model}.train_split: a brought network is not "
+                          "trained; expected all")
+    if not os.path.isfile(settings["weights"]):
+        raise ConfigError(f"config error: models.{model}.weights = {settings['weights']!r}: no "
+                          "such file; expected the network's weights (.safetensors, .pt, .pth)")
+    if settings["source"].startswith("python:") and not os.path.isdir(settings.get("path", ".")):
+        raise ConfigError(f"config error: models.{model}.path = {settings['path']!r}: no such "
+                          "directory; expected the directory of the source's module")
+    for section, why in _BROUGHT_UNSUPPORTED.items():
+        section_models = (config.get(section) or {}).get("models", [])
+        if model in section_models:
+            raise ConfigError(f"config error: {section}.models: {model!r} is a brought network, "
+                              f"which this study cannot take yet ({why}); expected lesion's own "
+                              "networks there")
+    if "crash" in (config.get("perturbations") or {}):
+        studied = (config.get("perturbations") or {}).get("models", list(config["models"]))
+        if model in studied:
+            raise ConfigError(f"config error: perturbations.crash: {model!r} is a brought network, "
+                              "whose neurons cannot be cut out yet; expected crash only on lesion's "
+                              "own networks (list them in perturbations.models)")
+
+
 def architecture(model: str, settings: Mapping) -> str:
-    """The registry architecture of config model `model`: its `arch`, else its own name."""
+    """The registry architecture of config model `model`: its `arch`, else its own name
+    (a `source: lesion:<arch>` names it too)."""
+    source = settings.get("source", "")
+    if source.startswith("lesion:"):
+        settings = {**settings, "arch": source.removeprefix("lesion:")}
     arch = settings.get("arch", model)
     if arch not in MODELS:
         raise ConfigError(f"config error: models.{model}: {model!r} is not a registry "

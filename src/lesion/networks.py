@@ -182,3 +182,44 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -
                              ("wrong shape", wrong)) if keys)
         raise files.InputFileError(f"{what}: tensors do not fit the network ({details})")
     model.load_state_dict(state)
+
+
+def import_network(name: str, dataset: str, source: Source, weights: str | os.PathLike,
+                   out: str | os.PathLike, *, state_dict_key: str | None = None,
+                   strip_prefix: str | None = None) -> None:
+    """A network the user brings with its weights, as lesion's weights file: built from
+    `source`, loaded strictly, and written with its provenance (source, the weights
+    file's name and sha256, the key mapping) so that every step rebuilds it. Nothing
+    is trained."""
+    import hashlib
+
+    from lesion import data, models
+
+    spec = data.get(dataset)
+    model = models.build_source(source, num_classes=spec.num_classes, input_shape=spec.input_shape,
+                                name=name)
+    state = read_state(weights, state_dict_key=state_dict_key, strip_prefix=strip_prefix)
+    load_state(model, state, f"weights = {str(weights)!r} (source {source})")
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    models.save_weights(model, out, dataset=dataset, imported={
+        "file": Path(weights).name, "sha256": digest, "state_dict_key": state_dict_key,
+        "strip_prefix": strip_prefix, "tensors": len(state)})
+
+
+def layer_frame(model: nn.Module):
+    """The network's weight layers as a table (name, type, parameters, out_features, norm,
+    traced): what the workflow sweeps for `layers: all`."""
+    import pandas as pd
+
+    from lesion import graph, models
+
+    if getattr(model, "lesion_arch", None) in models.ARCHITECTURES:  # the catalog's names
+        rows = [{"name": n, "type": type(m).__name__,
+                 "parameters": sum(p.numel() for p in m.parameters(recurse=False)),
+                 "out_features": m.weight.shape[0],
+                 "norm": None if models.norm_after(model, n) is None else "norm"}
+                for n, m in models.layers(model).items()]
+        return pd.DataFrame(rows).assign(traced=True)
+    traced = graph.trace(model) is not None
+    frame = pd.DataFrame([vars(layer) for layer in models._table(model)])
+    return frame.assign(traced=traced)

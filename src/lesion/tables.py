@@ -22,4 +22,7 @@ METRICS = TableKind("metrics", "sweep metrics", (
 SUMMARY = TableKind("metrics summary", "sweep metrics", (
     "dataset", "model", "testset", "perturbation", "layer", "level", "variant", "metric", "mean", "std",
     "ci95", "n"))
+# One row per weight layer of a network, in forward order (lesion.networks.layer_frame).
+LAYERS = TableKind("layers", "model layers", ("name", "type", "parameters", "out_features", "norm",
+                                              "traced"))
 TRAINING = TableKind("training curve", "model train", ("epoch", "split", "loss", "accuracy"))

@@ -23,19 +23,22 @@ SWEEP_FILE = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)/"
                         r"(?P<perturbation>[^/]+)/(?P<layer>[^/]+?)(?:\.parquet)?/?")
 
 
-def sweep_layers(config: Mapping, model: str) -> list[str]:
-    """The layers the config sweeps in `model` (`layers: all` is every one)."""
-    from lesion.config import architecture
+def sweep_layers(config: Mapping, model: str) -> list[str] | None:
+    """The layers the config sweeps in `model` (`layers: all` is every one); None for a
+    brought network's `all`, known only once its layer table is built (rule layers)."""
+    from lesion.config import architecture, brought
 
     settings = config["models"][model] or {}
     layers = settings.get("layers", "all")
+    if layers == "all" and brought(settings):
+        return None
     return layer_names(architecture(model, settings)) if layers == "all" else list(layers)
 
 
 def problem(target: str, config: Mapping) -> str | None:
     """Why the checked, canonical `config` cannot make `target`, or None when it can
     (or when `target` is not a sweep's file)."""
-    from lesion.config import study_roots
+    from lesion.config import brought, study_roots
 
     results = study_roots(config)[0]
     path = os.path.relpath(target) if os.path.isabs(target) else os.path.normpath(target)
@@ -60,6 +63,11 @@ def problem(target: str, config: Mapping) -> str | None:
         return (f"{target}: operator {operator!r} is not in the config; expected one of "
                 f"{operators} (or add it under perturbations:, with its levels and draws)")
     layers = sweep_layers(config, model)
+    if layers is None:  # a brought network: its layers are checked by the step itself
+        return None
+    if layer not in layers and brought(config["models"][model]):
+        return (f"{target}: {layer!r} is not among the layers the config sweeps in {model!r}; "
+                f"expected one of {layers} (models.{model}.layers)")
     if layer not in layers:
         from lesion.config import architecture
 

@@ -16,6 +16,7 @@ from lesion.catalog import DATASET_SOURCES, OPERATOR_LEVELS, PRETRAINED_WEIGHTS,
 from lesion.config import (
     ConfigError,
     architecture,
+    brought,
     canonical,
     check,
     check_writable,
@@ -51,6 +52,12 @@ config.update(_canonical)
 RESULTS, LOGS, BENCHMARKS = study_roots(config)
 DATASET = config["dataset"]["name"]
 MODELS = list(config["models"])
+# Networks lesion does not describe (models.<name>.source): imported from their weights,
+# their layers read from their graph (rule layers); the others the DAG trains or downloads.
+BROUGHT = [m for m in MODELS if brought(config["models"][m])]
+NEVER = "(?!)"  # a wildcard pattern that matches nothing
+BROUGHT_MODELS = "|".join(re.escape(m) for m in BROUGHT) or NEVER
+OWN_MODELS = "|".join(re.escape(m) for m in MODELS if m not in BROUGHT) or NEVER
 # Datasets by where their raw data comes from (see lesion.catalog).
 EXPORTED = "|".join(d for d, s in DATASET_SOURCES.items() if s == "export")
 DOWNLOADED = "|".join(d for d, s in DATASET_SOURCES.items() if s == "download")
@@ -93,7 +100,9 @@ wildcard_constraints:
     dataset=DATASET,
     model="|".join(re.escape(m) for m in MODELS),
     perturbation="|".join(p for p in OPERATOR_LEVELS if p in config.get("perturbations", {})),
-    layer="|".join(dict.fromkeys(name for m in MODELS for name in sweep_layers(config, m))),
+    # a brought network's `layers: all` is known once its layer table is built: any name then
+    layer=(r"[^/]+" if any(sweep_layers(config, m) is None for m in MODELS) else
+           "|".join(re.escape(n) for n in dict.fromkeys(n for m in MODELS for n in sweep_layers(config, m)))),
     testset="lbfgs|fgsm|pgd",
 
 
@@ -115,6 +124,7 @@ PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/predictions/{{perturbation}}/{{l
 ADV_SET = f"{RESULTS}/{{dataset}}/adversarial/{{attack}}/{{model}}.safetensors"
 TESTSET_CLEAN = f"{RESULTS}/{{dataset}}/{{model}}/testsets/{{testset}}/predictions/none.parquet"
 TESTSET_PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/testsets/{{testset}}/predictions/{{perturbation}}/{{layer}}.parquet"
+LAYERS = f"{RESULTS}/{{dataset}}/{{model}}/layers.parquet"  # a brought network's weight layers
 METRICS = f"{RESULTS}/{{dataset}}/{{model}}/metrics.parquet"
 SUMMARY = f"{RESULTS}/{{dataset}}/{{model}}/metrics_summary.parquet"
 SUMMARY_CSV = f"{RESULTS}/{{dataset}}/{{model}}/metrics_summary.csv"
@@ -148,8 +158,44 @@ def pretrained_file(wildcards):
 
 
 def model_layers(model):
+    """The layers a model's sweeps cover: its `layers`, or all of them; for a brought
+    network's `all`, the names its layer table lists (checkpoint layers: call from an
+    input function, after the table is built)."""
     layers = config["models"][model]["layers"]
-    return layer_names(arch(model)) if layers == "all" else layers
+    if layers != "all":
+        return layers
+    if model in BROUGHT:
+        import pyarrow.parquet as pq
+
+        table = checkpoints.layers.get(dataset=DATASET, model=model).output[0]
+        return pq.read_table(table, columns=["name"]).column("name").to_pylist()
+    return layer_names(arch(model))
+
+
+def brought_module(model):
+    """A python source's module file: an input of its import (editing it reimports)."""
+    settings = config["models"][model]
+    if not settings["source"].startswith("python:"):
+        return []
+    name = settings["source"].split(":")[1]
+    return [str(Path(settings.get("path", "."), *name.split(".")).with_suffix(".py"))]
+
+
+def import_options(model):
+    """--source and, where the config gives them, --path, --kwargs, --state-dict-key and
+    --strip-prefix of a brought network's import."""
+    import json
+
+    settings = config["models"][model]
+    options = [f"--source {shlex.quote(settings['source'])}"]
+    if "path" in settings:
+        options.append(f"--path {shlex.quote(settings['path'])}")
+    if settings.get("kwargs"):
+        options.append(f"--kwargs {shlex.quote(json.dumps(settings['kwargs'], sort_keys=True))}")
+    for key in ("state_dict_key", "strip_prefix"):
+        if key in settings:
+            options.append(f"--{key.replace('_', '-')} {shlex.quote(settings[key])}")
+    return " ".join(options)
 
 
 def train_settings(model):

@@ -1,6 +1,7 @@
 # Base networks: trained by the DAG itself, seeded; or, for ImageNet,
-# torchvision's pretrained weights. Either way the network of a model is
-# WEIGHTS, so the rules that use it need not know which.
+# torchvision's pretrained weights; or a network the user brings with its
+# weights (models.<name>.source), imported. Either way the network of a model
+# is WEIGHTS, so the rules that use it need not know which.
 
 
 rule train:
@@ -15,6 +16,7 @@ rule train:
         checkpoints=expand(CHECKPOINT, epoch=config["train"]["checkpoints"], allow_missing=True),
     wildcard_constraints:
         dataset=f"{EXPORTED}|{DOWNLOADED}",
+        model=OWN_MODELS,
     params:
         step="model train",  # a study's twin of this rule runs its own step
         train=lambda w: train_settings(w.model),
@@ -77,6 +79,7 @@ rule pretrained:
         weights=WEIGHTS,
     wildcard_constraints:
         dataset=IN_DIRECTORY,
+        model=OWN_MODELS,
     params:
         arch=lambda w: arch(w.model),
     log:
@@ -117,3 +120,49 @@ rule pretrain:
         " --epochs {params.pretrain[epochs]} --batch-size {params.batch_size}"
         " --learning-rate {params.pretrain[learning_rate]} --sparsity {params.pretrain[sparsity]}"
         " --seed {params.seed} --threads {threads} > {log} 2>&1"
+
+
+# A network the user brings (models.<name>.source) with its weights file: built from
+# its source, the weights loaded strictly (missing and unexpected keys named) and
+# written with their provenance (source, file name and sha256). Nothing is trained.
+rule import_network:
+    input:
+        weights=lambda w: config["models"][w.model]["weights"],
+        factory=lambda w: brought_module(w.model),
+        code=code("model", "import"),
+    output:
+        weights=WEIGHTS,
+    wildcard_constraints:
+        model=BROUGHT_MODELS,
+    params:
+        options=lambda w: import_options(w.model),
+    log:
+        f"{LOGS}/import_network/{{dataset}}/{{model}}.log",
+    benchmark:
+        f"{BENCHMARKS}/import_network/{{dataset}}/{{model}}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m lesion model import --model {wildcards.model} --dataset {wildcards.dataset}"
+        " --weights {input.weights} {params.options} --out {output.weights} > {log} 2>&1"
+
+
+# A brought network's weight layers in forward order, from its traced graph: the
+# sweeps of `layers: all` are planned from this table once it exists.
+checkpoint layers:
+    input:
+        weights=WEIGHTS,
+        code=code("model", "layers"),
+    output:
+        LAYERS,
+    wildcard_constraints:
+        model=BROUGHT_MODELS,
+    log:
+        f"{LOGS}/layers/{{dataset}}/{{model}}.log",
+    benchmark:
+        f"{BENCHMARKS}/layers/{{dataset}}/{{model}}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m lesion model layers --dataset {wildcards.dataset} --weights {input.weights}"
+        " --out {output} > {log} 2>&1"

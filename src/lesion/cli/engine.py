@@ -75,6 +75,30 @@ def _train(args):
                 **options)
 
 
+def _import(args):
+    require(args.weights)
+    import json
+
+    from lesion import networks
+    source = networks.Source.parse(args.source, path=args.path,
+                                   kwargs=json.loads(args.kwargs) if args.kwargs else None)
+    networks.import_network(args.model, args.dataset, source, args.weights, args.out,
+                            state_dict_key=args.state_dict_key, strip_prefix=args.strip_prefix)
+
+
+def _layers(args):
+    require(args.weights)
+    import pyarrow as pa
+
+    from lesion import data, files, models, networks, tables
+    spec = data.get(args.dataset)
+    model = models.load_weights(args.weights, num_classes=spec.num_classes,
+                                input_shape=spec.input_shape)
+    frame = networks.layer_frame(model)
+    files.write_table(pa.Table.from_pandas(frame, preserve_index=False), args.out,
+                      {"model": model.lesion_name}, kind=tables.LAYERS)
+
+
 def _autoencoder(args):
     require(args.train)
     from lesion import pretrain
@@ -233,6 +257,30 @@ def register(groups) -> None:
     step = steps(groups.add_parser("model", help="Train a network."))
     training_options(step("train", _train, "Train a network (a config model or a registry "
                           "architecture), seeded.", torch_threads=True))
+
+    s = step("import", _import, "Import a network the user brings with its weights (any "
+             "source: torchvision, timm, a Python factory); write it as lesion's weights, "
+             "with its source and the file's sha256. Nothing is trained.")
+    for name, text in (("--model", "the network's name in the study"), ("--dataset", None),
+                       ("--source", "lesion:<arch>, torchvision:<builder>, timm:<name> or "
+                                    "python:<module>:<callable>"),
+                       ("--weights", "the weights file (.safetensors, or a state dict: .pt, "
+                                     ".pth, .ckpt, loaded with weights_only=True)"),
+                       ("--out", "the network to write (.safetensors)")):
+        s.add_argument(name, required=True, help=text)
+    s.add_argument("--path", default=None, help="directory of a python: source's module "
+                                               "(default: the working directory)")
+    s.add_argument("--kwargs", default=None, help="the factory's keyword arguments as JSON "
+                                                 "(default: none)")
+    s.add_argument("--state-dict-key", default=None, help="the state dict inside a checkpoint, "
+                                                         "e.g. state_dict (default: the file is one)")
+    s.add_argument("--strip-prefix", default=None, help="a prefix to remove from every key, "
+                                                       "e.g. module. (default: none)")
+
+    s = step("layers", _layers, "List a network's weight layers in forward order (name, type, "
+             "parameters, output units, the norm that follows): the sweeps of `layers: all`.")
+    option(s, "--dataset", "--weights")
+    option(s, "--out", help="layer table to write (.parquet)")
 
     s = step("autoencoder", _autoencoder, "Pretrain a network's fc1 as an autoencoder's "
              "encoder (AE400-10); write the network for fine-tuning.", torch_threads=True)
