@@ -178,18 +178,24 @@ def _brought_networks():
     torch.manual_seed(0)
     vit = torchvision.models.VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2,
                                                hidden_dim=8, mlp_dim=16, num_classes=10)
-    return {"own": (randomised(SkipAndBranches()), (4, 8, 8)), "vit": (randomised(vit), (3, 16, 16))}
+    from test_graph import Branching, Shared
+
+    return {"own": (randomised(SkipAndBranches()), (4, 8, 8)), "vit": (randomised(vit), (3, 16, 16)),
+            "untraceable": (randomised(Branching()), (3,)), "shared": (randomised(Shared()), (4,))}
 
 
 @pytest.mark.parametrize("scheme", evaluate.SCHEMES)
-@pytest.mark.parametrize("which", ["own", "vit"])
+@pytest.mark.parametrize("which", ["own", "vit", "untraceable", "shared"])
 def test_a_brought_network_sweeps_like_the_whole_network(which, scheme):
     """The graph's cut (lesion.graph.split) through the engine: every operator on every
-    layer, three variants per pass, equals each variant run through the whole network."""
+    layer, three variants per pass, equals each variant run through the whole network;
+    a network that cannot be cut (untraceable, a layer called twice) runs whole per
+    variant and gives the same."""
     model, shape = _brought_networks()[which]
     models.adopt(model, input_shape=shape, name=which)
     x = torch.rand(7, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    y = torch.arange(7) % 10
+    with torch.no_grad():
+        y = torch.arange(7) % model(x[:1]).shape[1]
     for layer in models.layers(model):
         for operator in sorted(perturb.OPERATORS):
             if operator in ACTIVATION_OPERATORS:

@@ -43,6 +43,11 @@ UNIT_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _EXAMPLE_BATCH = 3  # the batch of the example input: values with this leading size are batch values
 
 
+class Uncuttable(ValueError):
+    """A network that cannot be cut in front of a layer (untraceable, or the layer is shared):
+    it still runs, whole, once per variant."""
+
+
 @dataclass(frozen=True)
 class Layer:
     """One weight layer: its module path, type, parameter count, output units and norm."""
@@ -174,7 +179,7 @@ def traced(model: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
     """
     gm = trace(model)
     if gm is None:
-        raise ValueError(f"{type(model).__name__} cannot be traced by torch.fx; expected a "
+        raise Uncuttable(f"{type(model).__name__} cannot be traced by torch.fx; expected a "
                          "network without data-dependent control flow (it runs whole per variant)")
     _functionalise(gm)
     first = next(model.parameters())
@@ -241,7 +246,7 @@ def cut(model: nn.Module | fx.GraphModule, path: str, input_shape: tuple[int, ..
     if not isinstance(modules.get(path), WEIGHT_LAYERS):
         raise ValueError(unknown_layer(path, [n.target for n in _calls(gm)]))
     if len(calls) != 1:
-        raise ValueError(f"layer {path!r} is called {len(calls)} times in the forward pass (shared "
+        raise Uncuttable(f"layer {path!r} is called {len(calls)} times in the forward pass (shared "
                          "weights); expected a layer called once (it runs whole per variant)")
     target = calls[0]
     if len(target.args) != 1 or target.kwargs:

@@ -14,6 +14,7 @@ graph, and `split` cuts the graph.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from torch import nn
 
 from lesion import files, graph, io
 from lesion.catalog import ALL_LAYERS, LAYER_COUNTS
+
+log = logging.getLogger(__name__)
 
 
 class GlobalMean(nn.Module):
@@ -339,11 +342,7 @@ def split(model: nn.Module, layer_name: str) -> tuple[nn.Sequential, nn.Sequenti
         return nn.Sequential(), nn.Sequential(*stages(model)), ""
     target = layer(model, layer_name)
     if not _described(model):
-        traced = model.__dict__.get("_lesion_traced")
-        if traced is None:
-            traced = graph.traced(model, model.lesion_input_shape)
-            model.__dict__["_lesion_traced"] = traced
-        return graph.split(traced, layer_name)
+        return _cut(model, layer_name)
     parts = stages(model)
     for i, stage in enumerate(parts):
         if any(m is target for m in stage.modules()):
@@ -351,6 +350,23 @@ def split(model: nn.Module, layer_name: str) -> tuple[nn.Sequential, nn.Sequenti
             path = next(n for n, m in suffix.named_modules() if m is target)
             return nn.Sequential(*parts[:i]), suffix, path
     raise AssertionError(f"layer {layer_name} is in no stage")  # stages() is incomplete
+
+
+def _cut(model: nn.Module, layer_name: str) -> tuple[nn.Module, nn.Sequential, str]:
+    """A brought network's split from its graph (traced once, kept on the network); where
+    it cannot be cut (untraceable, a shared layer), the whole network per variant."""
+    traced = model.__dict__.get("_lesion_traced")
+    try:
+        if traced is None:
+            traced = graph.traced(model, model.lesion_input_shape)
+            model.__dict__["_lesion_traced"] = traced
+        return graph.split(traced, layer_name)
+    except graph.Uncuttable as err:
+        log.warning("%s, layer %s: %s; the whole network runs once per variant (no prefix "
+                    "cache)", model.lesion_name, layer_name, err)
+        whole = nn.Sequential(model)
+        return nn.Sequential(), whole, next(n for n, m in whole.named_modules()
+                                            if m is layer(model, layer_name))
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> None:
