@@ -87,7 +87,17 @@ def _limit(model, layer, variants, images, labels, batch_size, device) -> None:
 
 
 def _model(dataset: str, name: str, weights: str | None):
+    """The network timed: `name` is a catalog model or any source (torchvision:vit_b_16,
+    timm:convnext_atto, python:module:callable; lesion.networks), freshly initialised
+    unless trained weights are given or found."""
     spec = data.get(dataset)
+    if ":" in name and weights is None:
+        from lesion import networks
+
+        torch.manual_seed(0)
+        model = models.build_source(networks.Source.parse(name), num_classes=spec.num_classes,
+                                    input_shape=spec.input_shape, name=name)
+        return model.eval(), "freshly initialised"
     default = f"results/{dataset}/{name}/weights.safetensors"
     path = weights or (default if os.path.exists(default) else None)
     if path:
@@ -141,10 +151,12 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
           f"torch threads {torch.get_num_threads()}, {variants_per_pass} variants per pass, "
           f"best of {repeats}")
     columns = ("draw", "regen", "naive", "limit", "one", "stacked", "loop")
-    print(f"{'layer':>8} " + " ".join(f"{c + ' s':>9}" for c in columns)
+    layers = layers or list(models.layers(net))
+    width = max(8, *(len(name) for name in layers))
+    print(f"{'layer':>{width}} " + " ".join(f"{c + ' s':>9}" for c in columns)
           + f" {'vs naive':>9} {'vs limit':>9} {'draw/eval':>9}")
     rows = []
-    for layer in layers or list(models.layers(net)):
+    for layer in layers:
         base = sweep.base_tensors(net, layer, perturbation)
         row = {"layer": layer}
         drawing = {"dataset": dataset, "model": model, "layer": layer,
@@ -160,17 +172,17 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
         row["stacked"] = _best(repeats, _prefix, *args, variants_per_pass, "stacked")
         row["loop"] = _best(repeats, _prefix, *args, variants_per_pass, "loop")
         rows.append(row)
-        _print_row(row, columns)
+        _print_row(row, columns, width)
     total = {"layer": "total", **{c: sum(r[c] for r in rows) for c in columns}}
-    _print_row(total, columns)
+    _print_row(total, columns, width)
     return [*rows, total]
 
 
-def _print_row(row: dict, columns: tuple[str, ...]) -> None:
+def _print_row(row: dict, columns: tuple[str, ...], width: int = 8) -> None:
     sweep_s = row["stacked"]  # the default scheme
     row["speedup"], row["vs_limit"] = row["naive"] / sweep_s, sweep_s / row["limit"]
     row["draw_vs_eval"] = row["draw"] / sweep_s
-    print(f"{row['layer']:>8} " + " ".join(f"{row[c]:9.3f}" for c in columns)
+    print(f"{row['layer']:>{width}} " + " ".join(f"{row[c]:9.3f}" for c in columns)
           + f" {row['speedup']:8.2f}x {row['vs_limit']:8.2f}x {row['draw_vs_eval']:8.2f}x")
 
 

@@ -71,10 +71,12 @@ def _zoo(args):
 
 
 def _network(s: argparse.ArgumentParser, model: str,
-             fallback: str = "a freshly initialised network") -> None:
-    """The network a benchmark times: dataset, model, weights, device, threads."""
+             fallback: str = "a freshly initialised network", sources: bool = False) -> None:
+    """The network a benchmark times: dataset, model (or any source), weights, device, threads."""
     s.add_argument("--dataset", default="digits", help=HELP["--dataset"])
-    s.add_argument("--model", default=model, help=HELP["--model"])
+    s.add_argument("--model", default=model, help=HELP["--model"] + (
+        ", or any network source: torchvision:<builder>, timm:<name>, python:<module>:<callable>"
+        " (freshly initialised)" if sources else ""))
     s.add_argument("--weights", default=None,
                    help="trained weights (default: results/{dataset}/{model}/weights.safetensors "
                         f"when present, else {fallback})")
@@ -101,7 +103,7 @@ def register(groups) -> None:
     s = step("sweep", _sweep, "Time one sweep per layer: variant drawing and regeneration, a "
              "naive per-variant loop, the limit (clean suffix once per variant) and the "
              "evaluation schemes, in the same run.")
-    _network(s, "cnn")
+    _network(s, "cnn", sources=True)
     _inputs(s)
     s.add_argument("--perturbation", default="gaussian", help=HELP["--perturbation"])
     s.add_argument("--levels", type=levels, default=levels("0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"),
