@@ -216,3 +216,18 @@ def test_split_is_a_prefix_and_a_sequential_suffix_as_the_engine_runs_them(make,
             cached = prefix(x)
             assert cached.shape[0] == 5
             assert torch.equal(suffix(cached), whole), layer.name
+
+
+def test_a_timm_vision_transformer_splits_for_the_engine():
+    """timm's blocks take an optional `attn_mask=None`: an input the graph binds to its default."""
+    timm = pytest.importorskip("timm", reason="timm is an optional extra (pip install -e '.[timm]')")
+    torch.manual_seed(0)
+    model = randomised(timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10,
+                                         img_size=32))
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    gm = graph.traced(model, (3, 32, 32))
+    with torch.no_grad():
+        whole = model(x)
+        for layer in ("patch_embed.proj", "blocks.0.attn.qkv", "blocks.11.mlp.fc2", "head"):
+            prefix, suffix, _ = graph.split(gm, layer)
+            assert torch.equal(suffix(prefix(x)), whole), layer

@@ -181,6 +181,7 @@ def traced(model: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
     if gm is None:
         raise Uncuttable(f"{type(model).__name__} cannot be traced by torch.fx; expected a "
                          "network without data-dependent control flow (it runs whole per variant)")
+    _bind_defaults(gm)
     _functionalise(gm)
     first = next(model.parameters())
     example = torch.zeros(_EXAMPLE_BATCH, *input_shape, dtype=first.dtype, device=first.device)
@@ -188,6 +189,23 @@ def traced(model: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
     with torch.no_grad():
         ShapeProp(gm.eval()).propagate(example)
     return gm.train(was_training)
+
+
+def _bind_defaults(gm: fx.GraphModule) -> None:
+    """Bind every input after the first to its default (timm's `attn_mask=None`): lesion
+    calls a network with its images alone, so these are constants of the graph."""
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for node in inputs[1:]:
+        if not node.args:
+            raise ValueError(f"{type(gm).__name__}.forward takes a second input {node.target!r} "
+                             "without a default; expected a network called with its images alone")
+        default = node.args[0]
+        for user in list(node.users):
+            user.args = fx.node.map_arg(user.args, lambda a, node=node, d=default: d if a is node else a)
+            user.kwargs = fx.node.map_arg(user.kwargs,
+                                          lambda a, node=node, d=default: d if a is node else a)
+        gm.graph.erase_node(node)
+    gm.recompile()
 
 
 def _in_place(gm: fx.GraphModule, node: fx.Node) -> bool:
