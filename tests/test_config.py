@@ -158,6 +158,8 @@ def test_the_own_network_example_is_valid_and_its_canonical_form_keeps_its_keys(
      ["perturbations.crash", "'residual' is a brought network"]),
     ({**brought(), "faults": {"models": ["residual"], "levels": [0.1]}},
      ["faults.models", "'residual' is a brought network", "crash study"]),
+    ({**brought(), "adversarial": {"models": ["residual"], "attacks": {"fgsm": {"eps": 0.1}}}},
+     ["adversarial.models", "'residual' is a brought network"]),
 ])
 def test_a_brought_network_the_studies_cannot_take_is_refused_with_the_reason(monkeypatch, config, words):
     monkeypatch.chdir(REPO)

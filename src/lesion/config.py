@@ -284,6 +284,8 @@ _BROUGHT_UNSUPPORTED = {
     "faults": "the crash study cuts a network at a layer's neurons through lesion's stage lists",
     "filtering": "synaptic filtering retrains the network from its training checkpoints",
     "zoo": "the zoo trains its own networks",
+    "adversarial": "the adversarial study's tables and training regimes are built for lesion's "
+                   "own networks",
 }
 
 
@@ -315,8 +317,12 @@ def _check_brought(config: Mapping, model: str, settings: Mapping) -> None:
             raise ConfigError(f"config error: {section}.models: {model!r} is a brought network, "
                               f"which this study cannot take yet ({why}); expected lesion's own "
                               "networks there")
+    studied = (config.get("perturbations") or {}).get("models", list(config["models"]))
+    if (config.get("perturbations") or {}).get("testsets") and model in studied:
+        raise ConfigError(f"config error: perturbations.testsets: {model!r} is a brought network, "
+                          "which has no adversarial test sets yet; expected testsets only for lesion's "
+                          "own networks (list them in perturbations.models)")
     if "crash" in (config.get("perturbations") or {}):
-        studied = (config.get("perturbations") or {}).get("models", list(config["models"]))
         if model in studied:
             raise ConfigError(f"config error: perturbations.crash: {model!r} is a brought network, "
                               "whose neurons cannot be cut out yet; expected crash only on lesion's "
