@@ -218,7 +218,7 @@ def test_corrupt_cifar10_tarball_is_refused_and_nothing_is_written(
 
 def test_tensors_of_an_incomplete_download_say_what_is_missing(tmp_path):
     (tmp_path / "cifar10").mkdir()
-    with pytest.raises(ValueError, match=r"no complete cifar10 download .*python -m lesion download"):
+    with pytest.raises(ValueError, match=r"no complete cifar10 download .*python -m lesion data download"):
         data.make_tensors("cifar10", tmp_path / "cifar10", tmp_path / "a", tmp_path / "b",
                           test_fraction=0.25, seed=0)
 

@@ -106,7 +106,7 @@ def export(name: str, out: str | os.PathLike) -> None:
     if get(name).raw is None:
         raise ValueError(f"dataset {name!r} does not ship in a package; expected one of "
                          f"{sorted(k for k, v in DATASETS.items() if v.raw)} (MNIST and CIFAR10 "
-                         "come from `python -m lesion download`)")
+                         "come from `python -m lesion data download`)")
     io.save_tensors(get(name).raw(), out, {"dataset": name, "source": get(name).source})
 
 
@@ -152,7 +152,7 @@ def _official_tensors(name: str, root: str | os.PathLike, train_out: str | os.Pa
         splits = spec.official(root)
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted ..."
         raise files.InputFileError(f"{root}: no complete {name} download ({err}); expected the "
-                                   f"directory written by `python -m lesion download --dataset "
+                                   f"directory written by `python -m lesion data download --dataset "
                                    f"{name}`") from err
     for split, out in (("train", train_out), ("test", test_out)):
         raw = splits[split]
