@@ -28,6 +28,7 @@ import copy
 import difflib
 import logging
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -90,14 +91,16 @@ def _norm_of(gm: fx.GraphModule, node: fx.Node) -> str | None:
     return None
 
 
-def layer_table(model: nn.Module, example: torch.Tensor | None = None) -> list[Layer]:
+def layer_table(model: nn.Module, example: torch.Tensor | None = None,
+                traced: fx.GraphModule | None = None) -> list[Layer]:
     """The weight layers in the order the forward pass first calls them.
 
-    From the traced graph; for a network fx cannot trace, from a forward pass
-    of `example` with hooks (no norms are found then), or, without an example,
-    in registration order (logged).
+    From the traced graph (`traced`, the result of `traced()`, where the caller
+    has it); for a network fx cannot trace, from a forward pass of `example`
+    with hooks (no norms are found then), or, without an example, in
+    registration order (logged).
     """
-    gm = trace(model)
+    gm = traced if traced is not None else trace(model)
     modules = dict(model.named_modules())
     if gm is not None:
         seen: dict[str, str | None] = {}
@@ -315,7 +318,7 @@ def cut(model: nn.Module | fx.GraphModule, path: str, input_shape: tuple[int, ..
         if n.op == "call_module":
             used[n.target] = modules[n.target]
         elif n.op == "get_attr":
-            used[n.target] = _attribute(gm, n.target)
+            used[n.target] = operator.attrgetter(n.target)(gm)
         tenv[n] = copied
     tail = fx.GraphModule(_root(used), tail_graph, class_name="Tail")
     prefix = fx.GraphModule(gm, prefix_graph, class_name="Prefix")
@@ -330,13 +333,6 @@ def unknown_layer(name: str, layers: list[str]) -> str:
     hint = f"; did you mean {near}?" if near else ""
     return (f"{name!r} is not a weight layer of the network{hint} expected one of "
             f"{layers[:12]}{' ...' if len(layers) > 12 else ''}")
-
-
-def _attribute(root: nn.Module, path: str):
-    out = root
-    for part in path.split("."):
-        out = getattr(out, part)
-    return out
 
 
 def _root(used: dict[str, object]) -> nn.Module:

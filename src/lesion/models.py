@@ -210,13 +210,24 @@ def _described(model: nn.Module) -> bool:
     return getattr(model, "lesion_arch", None) in ARCHITECTURES
 
 
+def _graph(model: nn.Module):
+    """A brought network's traced graph (graph.traced), or None where fx cannot trace it;
+    traced once and kept on the network (not as a submodule: the state dict stays)."""
+    if "_lesion_traced" not in model.__dict__:
+        try:
+            model.__dict__["_lesion_traced"] = graph.traced(model, model.lesion_input_shape)
+        except graph.Uncuttable:
+            model.__dict__["_lesion_traced"] = None
+    return model.__dict__["_lesion_traced"]
+
+
 def _table(model: nn.Module) -> list[graph.Layer]:
-    """A brought network's layer table, traced once and kept on the network."""
+    """A brought network's layer table, from its graph, kept on the network."""
     table = model.__dict__.get("_lesion_layers")
     if table is None:
         example = torch.zeros(1, *model.lesion_input_shape,
                               dtype=next(model.parameters()).dtype)
-        table = graph.layer_table(model, example=example)
+        table = graph.layer_table(model, example=example, traced=_graph(model))
         model.__dict__["_lesion_layers"] = table
     return table
 
@@ -355,11 +366,10 @@ def split(model: nn.Module, layer_name: str) -> tuple[nn.Sequential, nn.Sequenti
 def _cut(model: nn.Module, layer_name: str) -> tuple[nn.Module, nn.Sequential, str]:
     """A brought network's split from its graph (traced once, kept on the network); where
     it cannot be cut (untraceable, a shared layer), the whole network per variant."""
-    traced = model.__dict__.get("_lesion_traced")
     try:
+        traced = _graph(model)
         if traced is None:
-            traced = graph.traced(model, model.lesion_input_shape)
-            model.__dict__["_lesion_traced"] = traced
+            raise graph.Uncuttable(f"{type(model).__name__} cannot be traced by torch.fx")
         return graph.split(traced, layer_name)
     except graph.Uncuttable as err:
         log.warning("%s, layer %s: %s; the whole network runs once per variant (no prefix "

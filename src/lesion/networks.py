@@ -214,10 +214,11 @@ def layer_frame(model: nn.Module):
     from lesion import graph, models
 
     if getattr(model, "lesion_arch", None) in models.ARCHITECTURES:  # the catalog's names
+        paths = {id(m): path for path, m in model.named_modules()}
         rows = [{"name": n, "type": type(m).__name__,
                  "parameters": sum(p.numel() for p in m.parameters(recurse=False)),
                  "out_features": m.weight.shape[0],
-                 "norm": None if models.norm_after(model, n) is None else "norm"}
+                 "norm": paths.get(id(models.norm_after(model, n)))}
                 for n, m in models.layers(model).items()]
         return pd.DataFrame(rows).assign(traced=True)
     traced = graph.trace(model) is not None

@@ -20,7 +20,7 @@ its ratio to the limit, and draw/stacked: what drawing the variants costs
 beside evaluating them, with a total over the layers last. Drawing costs the
 same per variant whatever the number of images, evaluating grows with it, so
 draw/stacked falls as images grow (on AlexNet's dense layers it is above 1 at
-32 images: see the README for the count where it reaches 25%).
+32 images: see docs/speed.md for the count where it reaches 25%).
 
 Inputs are the dataset's test split (results/{dataset}/tensors/test.safetensors,
 or the data a package ships), or with `synthetic` seeded random inputs of the
