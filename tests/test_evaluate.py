@@ -61,7 +61,7 @@ def test_prefix_cached_sweep_equals_full_network(request, digits, model_fixture,
 def test_prefix_excludes_the_perturbed_layer_in_a_residual_network(scheme):
     """BatchNorm after every conv; heads of one conv (the stem), a residual block's first
     and second conv with and without a downsample branch and its downsample conv (stacked:
-    `_stacked_block`; loop: one call per variant), a conv and its BatchNorm (node
+    `_stacked_packed`; loop: one call per variant), a conv and its BatchNorm (node
     knockout), the classifier."""
     torch.manual_seed(0)
     model = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32)).eval().double()
@@ -154,17 +154,21 @@ def test_the_predict_step_applies_the_precision_and_records_it(restore_precision
 
 @pytest.mark.parametrize("operator", ["gaussian", "node_knockout"])
 def test_a_residual_blocks_conv_runs_as_a_wide_conv_not_vmap(operator):
-    """The stacked scheme's choice is structural: a conv inside a BasicBlock (with its
-    BatchNorm under node knockout) runs `_stacked_block`; the stem and head do not."""
+    """The stacked scheme's choice is structural: a lone conv or linear layer runs as one
+    wide conv or one product per variant, also inside a residual block where the cut packs
+    the skip connection beside it (`_stacked_packed`); a conv with its BatchNorm (node
+    knockout) is vmap-ed."""
     model = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32))
-    for layer, expected in (("conv1", False), ("conv4", True), ("conv7", True),
-                            ("conv8", True), ("fc1", False)):
+    for layer, expected in (("conv1", evaluate._stacked_conv), ("conv4", evaluate._stacked_packed),
+                            ("conv7", evaluate._stacked_packed), ("conv8", evaluate._stacked_packed),
+                            ("fc1", evaluate._stacked_linear)):
         _, suffix, _ = models.split(model, layer)
         base = sweep.base_tensors(model, layer, operator)
         names = models.parameter_names(suffix, model, layer, list(base))
         head = suffix[:evaluate._head_length(names)]
         runner = evaluate._head_runner(head, "stacked", set(names.values()))
-        assert (getattr(runner, "func", None) is evaluate._stacked_block) == expected, layer
+        with_norm = operator == "node_knockout" and layer != "fc1"
+        assert getattr(runner, "func", None) is (None if with_norm else expected), layer
 
 
 def _brought_networks():

@@ -72,21 +72,45 @@ def test_crashed_neurons_are_the_activated_outputs_of_the_layer(mlp, cnn, digits
         mlp(x)
     handle.remove()  # the fixture is shared
     prefix, _ = activations.crash_split(mlp, "fc1")
-    assert torch.equal(prefix(x), seen["relu1"])
-    for model, layer in ((mlp, "fc3"), (cnn, "fc2")):  # the last layer's neurons are the logits
-        prefix, suffix = activations.crash_split(model, layer)
-        assert len(suffix) == 0 and torch.equal(prefix(x), model(x))  # the same modules
-    prefix, suffix = activations.crash_split(cnn, "conv1")
-    assert isinstance(prefix[-1], nn.ReLU) and isinstance(suffix[0], nn.Conv2d)
+    assert torch.equal(prefix(x), seen["relu1"]) and not prefix.packed
+    with torch.no_grad():
+        for model, layer in ((mlp, "fc3"), (cnn, "fc2")):  # the last layer's neurons are the logits
+            prefix, suffix = activations.crash_split(model, layer)
+            assert torch.equal(prefix(x), model(x)) and torch.equal(suffix(prefix(x)), model(x))
+        prefix, suffix = activations.crash_split(cnn, "conv1")
+        assert torch.equal(prefix(x), torch.relu(cnn[0](x)))  # conv1, then its ReLU
+        assert torch.equal(suffix(prefix(x)), cnn(x))
 
 
-def test_a_layer_inside_a_residual_block_is_refused_with_the_layers_that_can_crash():
+def test_a_layer_inside_a_residual_block_crashes_at_its_neurons_the_skip_unharmed():
+    """resnet18's layer1.0.conv2 (conv3): its neurons are bn2's output, before the skip
+    connection's add; the reference crashes them with a forward hook on bn2 in the whole
+    network (no graph), with the masks the seeds draw."""
     torch.manual_seed(0)
-    resnet = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32))
-    prefix, suffix = activations.crash_split(resnet, "conv1")
-    assert isinstance(prefix[-1], nn.ReLU)  # stem conv, batch norm, relu
-    with pytest.raises(ValueError, match=r"'conv2' .* composite block.*\['conv1', 'fc1'\]"):
-        activations.crash_split(resnet, "conv2")
+    resnet = models.build("resnet18", num_classes=10, input_shape=(3, 16, 16)).eval().double()
+    for m in resnet.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(5, 3, 16, 16, dtype=torch.float64)
+    prefix, suffix = activations.crash_split(resnet, "conv3")
+    assert prefix.packed and prefix.neurons == (64, 4, 4)  # after the stride-2 stem and max-pool
+    reps = [(0.3, 11), (0.6, 12)]
+    with torch.no_grad():
+        cache = prefix(x)
+        got = list(activations.crashed_logits(suffix, cache, reps, batch_size=5, reps_per_pass=2,
+                                              neurons=prefix.neurons))
+        for (p, seed), logits in zip(reps, got, strict=True):
+            mask = activations.keep_mask((5, 64, 4, 4), p, torch.Generator().manual_seed(seed))
+            handle = resnet.layer1[0].bn2.register_forward_hook(lambda m, i, o, k=mask: o * k)
+            expected = resnet(x)
+            handle.remove()
+            assert torch.equal(logits, expected), p
+        seen = {}
+        handle = resnet.layer1[0].bn2.register_forward_hook(lambda m, i, o: seen.update(bn2=o.clone()))  # the block adds in place
+        resnet(x)
+        handle.remove()
+        assert torch.equal(activations.neurons_of(prefix, cache), seen["bn2"])
 
 
 def test_batched_repetitions_equal_a_whole_network_loop(trained):
@@ -233,9 +257,8 @@ def test_b3_variance_regulariser_is_b3s_variance_at_p_one(trained):
     is 4e-12, so rel=1e-9 fails any float32 step."""
     model, images, _ = trained
     model = copy.deepcopy(model).double()
-    parts = activations.flat_stages(model)
     x = images[:32].double()
-    logits, acts = activations.forward_with_sites(parts, x, activations.hidden_sites(model))
+    logits, acts = activations.forward_with_sites(model, x)
     penalty = float(faults.b3_variance(logits, acts).detach())
     expected = 0.0
     for layer in ("fc1", "fc2"):

@@ -19,16 +19,36 @@ def test_every_registry_model_names_its_layers_as_the_catalog_says(name):
 
 
 @pytest.mark.parametrize("name", models.list_models())
-def test_stages_compose_to_the_whole_network(name):
+def test_every_split_of_every_catalog_network_runs_the_whole_network(name):
+    """The engine's (prefix, suffix) cut from the graph, at every layer and for "all"; in
+    float64, where the same operations in the same order are equal to the bit."""
     small = name in ("cnn", "mlp")
     shape = (1, 8, 8) if small else (3, 64, 64)
     torch.manual_seed(0)
     model = models.build(name, num_classes=10, input_shape=shape).eval().double()
     x = torch.randn(2, *shape, dtype=torch.float64)
-    # float64 (issue 21): the stages may run a block's ops in another grouping; float64
-    # rounding through these <= 60-layer networks stays below 1e-9 (tests/tolerance.py)
     with torch.no_grad():
-        assert torch.allclose(nn.Sequential(*models.stages(model))(x), model(x), rtol=1e-12, atol=1e-9)
+        whole = model(x)
+        for layer in [*models.layers(model), catalog.ALL_LAYERS]:
+            prefix, suffix, path = models.split(model, layer)
+            if layer != catalog.ALL_LAYERS:
+                assert suffix.get_submodule(path) is models.layer(model, layer)
+            assert torch.equal(suffix(prefix(x)), whole), layer
+
+
+def test_short_names_follow_the_forward_pass_through_residual_blocks():
+    """resnet18: the stem, then each BasicBlock's conv1, conv2 and, where it has one, its
+    downsample convolution (torchvision's forward order), then fc; every conv has its
+    BatchNorm (registered beside it, found in the graph)."""
+    model = models.build("resnet18", num_classes=10, input_shape=(3, 32, 32))
+    paths = {id(m): p for p, m in model.named_modules()}
+    names = {n: paths[id(m)] for n, m in models.layers(model).items()}
+    assert names["conv1"] == "conv1" and names["conv2"] == "layer1.0.conv1"
+    assert names["conv5"] == "layer1.1.conv2" and names["conv8"] == "layer2.0.downsample.0"
+    assert names["conv20"] == "layer4.1.conv2" and names["fc1"] == "fc"
+    norms = {n: paths[id(models.norm_after(model, n))] for n in names if n != "fc1"}
+    assert norms["conv8"] == "layer2.0.downsample.1" and norms["conv5"] == "layer1.1.bn2"
+    assert models.norm_after(model, "fc1") is None
 
 
 def test_resnet18_cifar_keeps_32x32_inputs_at_full_resolution_into_its_first_block():
@@ -42,7 +62,9 @@ def test_resnet18_cifar_keeps_32x32_inputs_at_full_resolution_into_its_first_blo
         assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     assert seen["layer1"] == (2, 64, 32, 32)
     prefix, suffix, path = models.split(model, "conv2")  # the clean stem is a cacheable prefix
-    assert len(prefix) == 4 and path.endswith("conv1")
+    with torch.no_grad():
+        assert prefix(torch.zeros(2, 3, 32, 32)).shape == (2, 64 * 32 * 32)  # packed: the block's input
+    assert suffix.get_submodule(path) is model.layer1[0].conv1
 
 
 def test_layers_are_in_forward_order(cnn):

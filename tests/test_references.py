@@ -514,9 +514,7 @@ def test_monte_carlo_statistics_of_three_repetitions():
 
 def test_sites_without_training_apply_no_dropout(mlp, digits):
     x = digits[0][:16]
-    parts = activations.flat_stages(mlp)
-    out, _ = activations.forward_with_sites(parts, x, activations.hidden_sites(mlp), dropout=0.5,
-                                            training=False)
+    out, _ = activations.forward_with_sites(mlp, x, dropout=0.5, training=False)
     assert torch.equal(out, mlp(x))
 
 

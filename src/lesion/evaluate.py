@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from itertools import islice
@@ -23,6 +22,8 @@ from itertools import islice
 import torch
 from torch import nn
 from torch.func import functional_call
+
+from lesion import graph
 
 TOPK = 5
 log = logging.getLogger(__name__)
@@ -113,18 +114,17 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
 #   stacked  one pass with the variants stacked: a lone Conv2d as one dense
 #            convolution V times wider (weights stacked along the output
 #            channels), a lone Linear as one matrix product per variant into one
-#            output, a conv of a residual BasicBlock (and its BatchNorm) as one
-#            wide conv inside the block (`_stacked_block`), anything else (a
-#            Bottleneck, the stem's conv and BatchNorm) `torch.vmap`-ed over the
-#            variants
+#            output, also where the cut packs other values beside the layer's
+#            input (lesion.graph: a skip connection); anything else (a layer
+#            and its norm under node knockout) `torch.vmap`-ed over the variants
 #   loop     one functional call of the head per variant (what stacked falls back
-#            to where vmap cannot batch a block)
+#            to where vmap cannot batch a head)
 # `python -m lesion bench sweep` times both: stacked was as fast or faster on
 # every layer of AlexNet and every conv of resnet18's blocks, so it is the
 # default; a group of one variant (variants_per_pass 1) runs the plain network.
 # Either way the tail (clean weights shared by all variants) runs once for the
 # group with the variants folded into the batch dimension, or once per variant
-# where it holds residual blocks (`_fold`).
+# where values merge in it (`_fold`).
 SCHEMES = ("stacked", "loop")
 
 
@@ -133,15 +133,21 @@ def _head_length(names: dict[str, str]) -> int:
     return 1 + max(int(path.split(".", 1)[0]) for path in names.values())
 
 
-def _plain(head: nn.Sequential, keys: set[str]) -> nn.Conv2d | nn.Linear | None:
-    """The head's lone dense layer when only its weight and bias vary, else None."""
-    if len(head) != 1 or not keys <= {"0.weight", "0.bias"}:
+def _plain(head: nn.Sequential, keys: set[str]) -> tuple[nn.Conv2d | nn.Linear, str] | None:
+    """(the head's lone dense layer, its parameters' prefix in the head) when only its
+    weight and bias vary, else None. The layer stands alone or inside a
+    graph.PackedLayer (a cut that packs other values beside its input)."""
+    if len(head) != 1:
         return None
-    layer = head[0]
+    layer, prefix = head[0], "0."
+    if isinstance(layer, graph.PackedLayer):
+        layer, prefix = layer.layer, "0.layer."
+    if not keys <= {prefix + "weight", prefix + "bias"}:
+        return None
     if type(layer) is nn.Linear:
-        return layer
+        return layer, prefix
     if type(layer) is nn.Conv2d and layer.groups == 1 and layer.padding_mode == "zeros":
-        return layer
+        return layer, prefix
     return None
 
 
@@ -153,78 +159,14 @@ def _wide_conv(conv: nn.Conv2d, weights: list[torch.Tensor], biases: list[torch.
     return y.unflatten(1, (len(weights), -1)).transpose(0, 1)
 
 
-def _stacked_conv(conv: nn.Conv2d, group: list[dict[str, torch.Tensor]],
+def _stacked_conv(conv: nn.Conv2d, prefix: str, group: list[dict[str, torch.Tensor]],
                   x: torch.Tensor) -> torch.Tensor:
     """[V, N, C, H, W]: the head's lone convolution, its variants as one wide convolution."""
-    return _wide_conv(conv, [v.get("0.weight", conv.weight) for v in group],
-                      [v.get("0.bias", conv.bias) for v in group], x)
+    return _wide_conv(conv, [v.get(prefix + "weight", conv.weight) for v in group],
+                      [v.get(prefix + "bias", conv.bias) for v in group], x)
 
 
-def _residual_blocks() -> tuple[type, ...]:
-    """torchvision's residual blocks (BasicBlock, Bottleneck), or none where torchvision
-    is not loaded: then no module is one, and a sweep of the digits networks does not
-    pay its 2 s import."""
-    resnet = sys.modules.get("torchvision.models.resnet")
-    return () if resnet is None else (resnet.BasicBlock, resnet.Bottleneck)
-
-
-# A residual BasicBlock's convolutions, each with the BatchNorm that follows it.
-_BLOCK_CONVS = {"conv1": "bn1", "conv2": "bn2", "downsample.0": "downsample.1"}
-
-
-def _residual(head: nn.Sequential, keys: set[str]) -> str | None:
-    """The convolution of the head's lone residual BasicBlock (torchvision's, as in
-    resnet18) that the variants replace, when only it and its BatchNorm vary, else None."""
-    if len(head) != 1 or type(head[0]) not in _residual_blocks()[:1]:
-        return None
-    block = head[0]
-    for conv, norm in _BLOCK_CONVS.items():
-        own = {f"0.{conv}.{p}" for p in ("weight", "bias")}
-        if keys & own and keys <= own | {f"0.{norm}.{p}" for p in ("weight", "bias")}:
-            layer = block.get_submodule(conv)
-            plain = type(layer) is nn.Conv2d and layer.groups == 1 and layer.padding_mode == "zeros"
-            return conv if plain else None
-    return None
-
-
-def _stacked_block(conv: str, head: nn.Sequential, group: list[dict[str, torch.Tensor]],
-                   x: torch.Tensor) -> torch.Tensor:
-    """[V, N, C, H, W]: a residual BasicBlock whose convolution `conv` (and its BatchNorm)
-    has V variants, without vmap.
-
-    Everything in front of the varied convolution and everything beside it
-    (the other branch) sees the same input for every variant, so it runs once;
-    the varied convolution runs as one wide convolution (`_wide_conv`), and its
-    BatchNorm and whatever follows it in the block once per variant (folded
-    into the batch, resnet18's large activations fell out of cache: 1.2x the
-    limit, see `_fold`).
-    """
-    block = head[0]
-    norm = _BLOCK_CONVS[conv]
-
-    def varied(h: torch.Tensor) -> torch.Tensor:
-        """The varied convolution and its BatchNorm on the shared input h: [V, N, ...]."""
-        layer, bn = block.get_submodule(conv), block.get_submodule(norm)
-        y = _wide_conv(layer, [v.get(f"0.{conv}.weight", layer.weight) for v in group],
-                       [v.get(f"0.{conv}.bias", layer.bias) for v in group], h)
-        return torch.stack([
-            nn.functional.batch_norm(y[i], bn.running_mean, bn.running_var,
-                                     v.get(f"0.{norm}.weight", bn.weight),
-                                     v.get(f"0.{norm}.bias", bn.bias), False, 0.0, bn.eps)
-            for i, v in enumerate(group)])
-
-    if conv == "downsample.0":
-        main = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(x)))))
-        return block.relu(main + varied(x))
-    identity = x if block.downsample is None else block.downsample(x)
-    if conv == "conv1":
-        out = torch.stack([block.bn2(block.conv2(h)) for h in block.relu(varied(x))])
-    else:
-        out = varied(block.relu(block.bn1(block.conv1(x))))
-    return block.relu(out + identity)
-
-
-def _stacked_linear(linear: nn.Linear, group: list[dict[str, torch.Tensor]],
+def _stacked_linear(linear: nn.Linear, prefix: str, group: list[dict[str, torch.Tensor]],
                     x: torch.Tensor) -> torch.Tensor:
     """[V, N, out]: x W_v^T per variant into one output, then its bias.
 
@@ -235,10 +177,18 @@ def _stacked_linear(linear: nn.Linear, group: list[dict[str, torch.Tensor]],
     """
     out = x.new_empty(len(group), *x.shape[:-1], linear.out_features)
     for i, v in enumerate(group):
-        torch.matmul(x, v.get("0.weight", linear.weight).t(), out=out[i])
+        torch.matmul(x, v.get(prefix + "weight", linear.weight).t(), out=out[i])
         if linear.bias is not None:
-            out[i] += v.get("0.bias", linear.bias)
+            out[i] += v.get(prefix + "bias", linear.bias)
     return out
+
+
+def _stacked_packed(packed: graph.PackedLayer, stacked, group: list[dict[str, torch.Tensor]],
+                    x: torch.Tensor) -> torch.Tensor:
+    """[V, N, packed]: a packed head's layer stacked on the layer's input (the values'
+    first), each variant's output packed in front of the values as PackedLayer does."""
+    y = stacked(group, packed.unpack(x)[0])
+    return torch.cat([y.flatten(2), x.expand(len(group), -1, -1)], dim=2)
 
 
 def _head_runner(head: nn.Sequential, scheme: str, keys: set[str]):
@@ -273,13 +223,12 @@ def _head_runner(head: nn.Sequential, scheme: str, keys: set[str]):
                 use_vmap = False
         return loop(group, x)
 
-    layer = _plain(head, keys)
-    if layer is not None:
-        return partial(_stacked_conv if isinstance(layer, nn.Conv2d) else _stacked_linear, layer)
-    conv = _residual(head, keys)
-    if conv is not None:
-        return partial(_stacked_block, conv, head)
-    return stacked
+    plain = _plain(head, keys)
+    if plain is None:
+        return stacked
+    layer, prefix = plain
+    run = partial(_stacked_conv if isinstance(layer, nn.Conv2d) else _stacked_linear, layer, prefix)
+    return partial(_stacked_packed, head[0], run) if prefix != "0." else run
 
 
 def _fold(tail: nn.Sequential) -> bool:
@@ -288,19 +237,16 @@ def _fold(tail: nn.Sequential) -> bool:
 
     Folding reads the tail's weights once for the group, which pays where
     they dominate (AlexNet's and VGG's dense layers: 3.4x naive on AlexNet).
-    Residual networks carry large activations through many small
-    convolutions: a batch V times larger falls out of cache and measured up to
-    1.7x slower than V passes (resnet18 at 16 images), so a tail holding a
-    residual block runs per variant. A choice by structure, not by timing,
-    so that the code path does not depend on the machine.
-
-    A tail cut from a traced graph (lesion.graph: any network lesion does
-    not describe) runs per variant too: on timm's ConvNeXt-atto and
-    ViT-tiny folding measured 1.10x and 1.44x the limit, per variant 0.95x
-    and 1.00x (`bench sweep --model timm:...`).
+    Where values merge in the tail (residual adds, concatenated branches,
+    attention) the network carries large activations through many small
+    operations: a batch V times larger falls out of cache and measured up to
+    1.7x slower than V passes (resnet18 at 16 images; folding timm's
+    ConvNeXt-atto and ViT-tiny measured 1.10x and 1.44x the limit, per
+    variant 0.95x and 1.00x, `bench sweep --model timm:...`), so such a
+    tail runs per variant. A choice by structure (graph.is_chain), not by
+    timing, so that the code path does not depend on the machine.
     """
-    blocks = _residual_blocks()
-    return not any(isinstance(m, (*blocks, torch.fx.GraphModule)) for m in tail.modules())
+    return all(graph.is_chain(m) for m in tail.modules() if isinstance(m, torch.fx.GraphModule))
 
 
 @torch.no_grad()

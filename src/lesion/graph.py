@@ -168,6 +168,9 @@ def _ancestors(targets: list[fx.Node], stop: set[fx.Node]) -> set[fx.Node]:
 
 
 def _is_batch(node: fx.Node) -> bool:
+    """Whether the node is a value per input (a parameter of 3 rows is not)."""
+    if node.op == "get_attr":
+        return False
     meta = node.meta.get("tensor_meta")
     return (isinstance(meta, torch.fx.passes.shape_prop.TensorMetadata)
             and len(meta.shape) > 0 and meta.shape[0] == _EXAMPLE_BATCH)
@@ -252,37 +255,34 @@ def _functionalise(gm: fx.GraphModule) -> None:
     gm.recompile()
 
 
-def cut(model: nn.Module | fx.GraphModule, path: str, input_shape: tuple[int, ...] = ()) -> Cut:
-    """The network cut in front of its weight layer at module path `path` (see Cut).
-
-    `model` is a network (traced here, see `traced` for `input_shape`) or the
-    result of `traced`, to cut one network at many layers. Raises ValueError
-    where the network cannot be traced, `path` is not one of its weight
-    layers, or the layer is called more than once (shared weights).
-    """
-    gm = model if isinstance(model, fx.GraphModule) else traced(model, input_shape)
-    was_training = gm.training
-    modules = dict(gm.named_modules())
+def _layer_node(gm: fx.GraphModule, path: str) -> fx.Node:
+    """The one call of weight layer `path` in the graph (ValueError, Uncuttable otherwise)."""
     calls = [n for n in gm.graph.nodes if n.op == "call_module" and n.target == path]
-    if not isinstance(modules.get(path), WEIGHT_LAYERS):
+    if not isinstance(dict(gm.named_modules()).get(path), WEIGHT_LAYERS):
         raise ValueError(unknown_layer(path, [n.target for n in _calls(gm)]))
     if len(calls) != 1:
         raise Uncuttable(f"layer {path!r} is called {len(calls)} times in the forward pass (shared "
                          "weights); expected a layer called once (it runs whole per variant)")
-    target = calls[0]
-    if len(target.args) != 1 or target.kwargs:
-        raise ValueError(f"layer {path!r} is called with {len(target.args)} arguments; expected one")
+    return calls[0]
+
+
+def _partition(gm: fx.GraphModule, first: fx.Node, tail: set[fx.Node], given: list[fx.Node],
+               ) -> tuple[list[fx.Node], fx.GraphModule, fx.GraphModule]:
+    """The graph in two: `tail` (nodes, the output among them) runs after the rest.
+
+    Returns (handed, prefix, tail): `prefix(x)` computes the values `handed`
+    (`first`, then every other batch value the tail reads from before it, in
+    graph order); the tail graph takes `given` (nodes the caller computes,
+    e.g. the perturbed layer's output) and then the handed values. What the
+    tail reads that is not a batch value (a size, a parameter read with
+    get_attr, a constant) is recomputed in the tail from its own inputs.
+    """
     nodes = list(gm.graph.nodes)
-    output = nodes[-1]
-    after = _depends(nodes, target)
-    if output not in after:
-        raise ValueError(f"layer {path!r} does not reach the network's output")
-    # what the tail reads from before the cut: batch values are handed over, the rest
-    # (sizes, parameters read with get_attr, constants) recomputed from them
-    handed: list[fx.Node] = [target.args[0]]
+    modules = dict(gm.named_modules())
+    inside = tail | set(given)
+    handed: list[fx.Node] = [first]
     recomputed: set[fx.Node] = set()
-    todo = [a for n in nodes if n in after and n is not target
-            for a in n.all_input_nodes if a not in after][::-1]
+    todo = [a for n in nodes if n in tail for a in n.all_input_nodes if a not in inside][::-1]
     while todo:
         n = todo.pop()
         if n in recomputed or n in handed:
@@ -292,9 +292,9 @@ def cut(model: nn.Module | fx.GraphModule, path: str, input_shape: tuple[int, ..
         else:
             recomputed.add(n)
             todo += list(n.all_input_nodes)
-
     position = {n: i for i, n in enumerate(nodes)}
     handed[1:] = sorted(handed[1:], key=position.__getitem__)  # in graph order: reproducible
+
     prefix_graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     needed = _ancestors(handed, stop=set())
@@ -304,27 +304,107 @@ def cut(model: nn.Module | fx.GraphModule, path: str, input_shape: tuple[int, ..
     prefix_graph.output(tuple(env[n] for n in handed))
 
     tail_graph = fx.Graph()
-    tenv: dict[fx.Node, fx.Node] = {target: tail_graph.placeholder("layer_output")}
+    tenv = {n: tail_graph.placeholder(f"given{i}" if i else "layer_output")
+            for i, n in enumerate(given)}
     for i, n in enumerate(handed):
         tenv[n] = tail_graph.placeholder(f"value{i}")
     used: dict[str, object] = {}
     for n in nodes:
-        if n in tenv or n.op == "placeholder" or (n not in after and n not in recomputed):
+        if n in tenv or n.op == "placeholder" or (n not in tail and n not in recomputed):
             continue
         if n.op == "output":
             tail_graph.output(fx.node.map_arg(n.args[0], lambda a: tenv[a]))
             continue
-        copied = tail_graph.node_copy(n, lambda a: tenv[a])
+        tenv[n] = tail_graph.node_copy(n, lambda a: tenv[a])
         if n.op == "call_module":
             used[n.target] = modules[n.target]
         elif n.op == "get_attr":
             used[n.target] = operator.attrgetter(n.target)(gm)
-        tenv[n] = copied
-    tail = fx.GraphModule(_root(used), tail_graph, class_name="Tail")
-    prefix = fx.GraphModule(gm, prefix_graph, class_name="Prefix")
-    reads_input = len(tenv[handed[0]].users) > 0
-    return Cut(prefix.train(was_training), modules[path], tail.train(was_training), path,
+    return (handed, fx.GraphModule(gm, prefix_graph, class_name="Prefix"),
+            fx.GraphModule(_root(used), tail_graph, class_name="Tail"))
+
+
+def cut(model: nn.Module | fx.GraphModule, path: str, input_shape: tuple[int, ...] = ()) -> Cut:
+    """The network cut in front of its weight layer at module path `path` (see Cut).
+
+    `model` is a network (traced here, see `traced` for `input_shape`) or the
+    result of `traced`, to cut one network at many layers. Raises ValueError
+    where the network cannot be traced, `path` is not one of its weight
+    layers, or the layer is called more than once (shared weights).
+    """
+    gm = model if isinstance(model, fx.GraphModule) else traced(model, input_shape)
+    target = _layer_node(gm, path)
+    if len(target.args) != 1 or target.kwargs:
+        raise ValueError(f"layer {path!r} is called with {len(target.args)} arguments; expected one")
+    nodes = list(gm.graph.nodes)
+    after = _depends(nodes, target)
+    if nodes[-1] not in after:
+        raise ValueError(f"layer {path!r} does not reach the network's output")
+    handed, prefix, tail = _partition(gm, target.args[0], after - {target}, [target])
+    reads_input = any(n.op == "placeholder" and n.name == "value0" and n.users
+                      for n in tail.graph.nodes)
+    return Cut(prefix.train(gm.training), gm.get_submodule(path), tail.train(gm.training), path,
                handed, target, reads_input)
+
+
+# Maps that act on each value alone (elementwise, or per channel as a norm does): a
+# layer's neurons are its output after every such map that follows it (activations).
+ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh,
+                       nn.Sigmoid, nn.Hardtanh, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+                       nn.Dropout, nn.Identity)
+ELEMENTWISE_FUNCTIONS = (torch.relu, torch.sigmoid, torch.tanh, nn.functional.relu,
+                         nn.functional.relu6, nn.functional.leaky_relu, nn.functional.elu,
+                         nn.functional.gelu, nn.functional.silu, nn.functional.hardtanh,
+                         nn.functional.sigmoid, nn.functional.tanh, nn.functional.dropout)
+ELEMENTWISE_METHODS = ("relu", "sigmoid", "tanh")
+
+
+def _elementwise(gm: fx.GraphModule, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return isinstance(gm.get_submodule(node.target), ELEMENTWISE_MODULES)
+    if node.op == "call_function":
+        return node.target in ELEMENTWISE_FUNCTIONS
+    return node.op == "call_method" and node.target in ELEMENTWISE_METHODS
+
+
+def neurons(gm: fx.GraphModule, path: str) -> fx.Node:
+    """The node of layer `path`'s neurons: its output after every elementwise map that
+    alone reads it (ReLU, BatchNorm, dropout, ...), where a crash fault strikes."""
+    node = _layer_node(gm, path)
+    while len(node.users) == 1 and _elementwise(gm, next(iter(node.users))):
+        node = next(iter(node.users))
+    return node
+
+
+@dataclass
+class After:
+    """The network cut after a node (a layer's neurons): `prefix(x)` returns the values,
+    the node's first; `tail(*values)` is the network's output."""
+
+    prefix: fx.GraphModule
+    tail: fx.GraphModule
+    shapes: list[tuple[int, ...]]  # of each value, per input (without the batch)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(*self.prefix(x))
+
+
+def cut_after(gm: fx.GraphModule, node: fx.Node) -> After:
+    """The graph (from `traced`) cut right after `node` (see After)."""
+    nodes = list(gm.graph.nodes)
+    handed, prefix, tail = _partition(gm, node, _depends(nodes, node) - {node}, [])
+    shapes = [tuple(n.meta["tensor_meta"].shape[1:]) for n in handed]
+    return After(prefix.train(gm.training), tail.train(gm.training), shapes)
+
+
+def batch_inputs(node: fx.Node) -> list[fx.Node]:
+    return [a for a in node.all_input_nodes if _is_batch(a) or a.op == "placeholder"]
+
+
+def is_chain(gm: fx.GraphModule) -> bool:
+    """Whether no operation of the graph merges two batch values (a residual add, a
+    concatenation of branches, attention's product of queries and keys)."""
+    return all(len(batch_inputs(n)) <= 1 for n in gm.graph.nodes if n.op != "output")
 
 
 def unknown_layer(name: str, layers: list[str]) -> str:
@@ -362,7 +442,7 @@ def _root(used: dict[str, object]) -> nn.Module:
 # suffix is (layer, tail): the engine's stacked schemes (one wide convolution,
 # one product per variant) apply. Where it hands over more (skip connections,
 # branches), the values are packed per image into one flat row; the suffix's
-# first stage unpacks them and runs the layer, the second the tail.
+# first stage (PackedLayer) unpacks them and runs the layer, the second the tail.
 
 
 def _pack(values: list[torch.Tensor]) -> torch.Tensor:
@@ -389,20 +469,23 @@ class _Prefix(nn.Module):
         return _pack(list(values)) if self.packed else values[0]
 
 
-class _Layer(nn.Module):
+class PackedLayer(nn.Module):
     """Packed values -> the layer's output and the values, packed."""
 
     def __init__(self, layer: nn.Module, shapes: list[tuple[int, ...]]):
         super().__init__()
         self.layer, self.shapes = layer, shapes
 
+    def unpack(self, packed: torch.Tensor) -> list[torch.Tensor]:
+        return _unpack(packed, self.shapes)
+
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
-        values = _unpack(packed, self.shapes)
-        return _pack([self.layer(values[0]), *values])
+        """The layer's output packed in front of the values: [layer(values[0]), packed]."""
+        return torch.cat([self.layer(self.unpack(packed)[0]).flatten(1), packed], dim=1)
 
 
 class _Tail(nn.Module):
-    """The layer's output (and the packed values) -> the network's output."""
+    """The values, packed (or the one value alone) -> the network's output."""
 
     def __init__(self, tail: fx.GraphModule, shapes: list[tuple[int, ...]] | None):
         super().__init__()
@@ -410,8 +493,15 @@ class _Tail(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.shapes is None:
-            return self.graph(h, None)  # the tail reads nothing but the layer's output
+            return self.graph(h)
         return self.graph(*_unpack(h, self.shapes))
+
+
+def _drop_unused_inputs(gm: fx.GraphModule) -> fx.GraphModule:
+    for node in [n for n in gm.graph.nodes if n.op == "placeholder" and not n.users]:
+        gm.graph.erase_node(node)
+    gm.recompile()
+    return gm
 
 
 def split(model: nn.Module | fx.GraphModule, path: str,
@@ -423,7 +513,36 @@ def split(model: nn.Module | fx.GraphModule, path: str,
     shapes = [tuple(n.meta["tensor_meta"].shape[1:]) for n in c.inputs]
     alone = len(shapes) == 1 and not c.reads_input
     if alone:
-        return _Prefix(c.prefix, False), nn.Sequential(c.layer, _Tail(c.tail, None)), "0"
+        tail = _Tail(_drop_unused_inputs(c.tail), None)
+        return _Prefix(c.prefix, False), nn.Sequential(c.layer, tail), "0"
     out_shape = tuple(c.output.meta["tensor_meta"].shape[1:])
-    suffix = nn.Sequential(_Layer(c.layer, shapes), _Tail(c.tail, [out_shape, *shapes]))
+    suffix = nn.Sequential(PackedLayer(c.layer, shapes), _Tail(c.tail, [out_shape, *shapes]))
     return _Prefix(c.prefix, True), suffix, "0.layer"
+
+
+def split_after(gm: fx.GraphModule, node: fx.Node,
+                ) -> tuple[nn.Module, nn.Module, tuple[int, ...], bool]:
+    """(prefix, suffix, the node's shape per input, packed): suffix(prefix(x)) is the
+    network's output, prefix(x) the node's value alone or, where the rest of the network
+    reads more (a skip connection), packed first with the other values (`_pack`)."""
+    a = cut_after(gm, node)
+    packed = len(a.shapes) > 1
+    return (_Prefix(a.prefix, packed), _Tail(a.tail, a.shapes if packed else None),
+            a.shapes[0], packed)
+
+
+def tail_modules(suffix: nn.Module) -> list[nn.Module] | None:
+    """The modules a suffix (from `split_after`, or an nn.Sequential) calls, in order, where
+    it is a chain of module calls on the one value (a Sequential network's); else None."""
+    if type(suffix) is nn.Sequential:
+        chains = [tail_modules(m) if type(m) in (nn.Sequential, _Tail) else [m] for m in suffix]
+        return None if None in chains else [m for chain in chains for m in chain]
+    if not isinstance(suffix, _Tail) or suffix.shapes is not None:
+        return None
+    out = []
+    for node in suffix.graph.graph.nodes:
+        if node.op == "call_module":
+            out.append(suffix.graph.get_submodule(node.target))
+        elif node.op not in ("placeholder", "output"):
+            return None
+    return out

@@ -1,15 +1,13 @@
 """The model registry: one obvious way to build, name and split a network.
 
-Like torchvision's `get_model`, `build(name, ...)` returns an `nn.Module`;
-`layers(model)` names its weight layers conv1..convN, fc1..fcM in forward
-order (the seed study's conv_1 .. dense_3); `stages(model)` decomposes it into
-a sequence whose composition is the network, which is what lets a sweep cache
-the clean prefix in front of a perturbed layer and run only the suffix.
-
-Any other network (`build_source`: torchvision, timm, a user's factory; see
-lesion.networks) is read from its traced graph instead (lesion.graph): its
-layers are named by module path in forward order, its norms found in the
-graph, and `split` cuts the graph.
+Like torchvision's `get_model`, `build(name, ...)` returns an `nn.Module`.
+Every network, lesion's own or brought (`build_source`: torchvision, timm, a
+user's factory; see lesion.networks), is read from its traced graph
+(lesion.graph): its weight layers in forward order, the norm that follows
+each, and `split`, the cut in front of a layer that lets a sweep cache the
+clean prefix and run only the suffix per variant. The catalog's networks
+name their layers conv1..convN, fc1..fcM (the seed study's conv_1 ..
+dense_3); any other network's layers are named by module path.
 """
 
 from __future__ import annotations
@@ -27,13 +25,6 @@ from lesion import files, graph, io
 from lesion.catalog import ALL_LAYERS, LAYER_COUNTS
 
 log = logging.getLogger(__name__)
-
-
-class GlobalMean(nn.Module):
-    """Mean over the spatial dimensions (ShuffleNet V2's inline `x.mean([2, 3])`)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean([2, 3])
 
 
 def _cnn(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Sequential:
@@ -83,7 +74,7 @@ def _resnet18_cifar(num_classes: int, input_shape: tuple[int, int, int]) -> nn.M
 
     The 7x7 stride-2 stem and its max-pool would shrink a 32x32 image to 8x8
     before the first block; a 3x3 stride-1 stem without max-pool keeps 32x32.
-    Everything else, and so the layer names and stages, is resnet18's.
+    Everything else, and so the layer names, is resnet18's.
     """
     import torchvision
 
@@ -94,58 +85,31 @@ def _resnet18_cifar(num_classes: int, input_shape: tuple[int, int, int]) -> nn.M
     return model
 
 
-def _sequential_stages(model: nn.Module) -> list[nn.Module]:
-    return list(model.children())
-
-
-def _classic_stages(model: nn.Module) -> list[nn.Module]:
-    """AlexNet, VGG: features, pooling, flatten, classifier."""
-    return [*model.features, model.avgpool, nn.Flatten(), *model.classifier]
-
-
-def _resnet_stages(model: nn.Module) -> list[nn.Module]:
-    """ResNet: stem, one stage per residual block, head."""
-    blocks = [b for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for b in stage]
-    return [model.conv1, model.bn1, model.relu, model.maxpool, *blocks,
-            model.avgpool, nn.Flatten(), model.fc]
-
-
-def _squeezenet_stages(model: nn.Module) -> list[nn.Module]:
-    return [*model.features, *model.classifier, nn.Flatten()]
-
-
-def _shufflenet_stages(model: nn.Module) -> list[nn.Module]:
-    blocks = [b for stage in (model.stage2, model.stage3, model.stage4) for b in stage]
-    return [model.conv1, model.maxpool, *blocks, model.conv5, GlobalMean(), model.fc]
-
-
 @dataclass(frozen=True)
 class Architecture:
-    """How to build a network and cut it into sequential stages."""
+    """How to build a network of the catalog."""
 
     build: Callable[[int, tuple[int, int, int]], nn.Module]
-    stages: Callable[[nn.Module], list[nn.Module]]
     source: str  # "lesion" or "torchvision"
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "cnn": Architecture(_cnn, _sequential_stages, "lesion"),
-    "mlp": Architecture(_mlp, _sequential_stages, "lesion"),
-    "fc10": Architecture(_fc(), _sequential_stages, "lesion"),
-    "fc100_100_10": Architecture(_fc(100, 100), _sequential_stages, "lesion"),
-    "fc200_200_10": Architecture(_fc(200, 200), _sequential_stages, "lesion"),
-    "fc123_456_10": Architecture(_fc(123, 456), _sequential_stages, "lesion"),
+    "cnn": Architecture(_cnn, "lesion"),
+    "mlp": Architecture(_mlp, "lesion"),
+    "fc10": Architecture(_fc(), "lesion"),
+    "fc100_100_10": Architecture(_fc(100, 100), "lesion"),
+    "fc200_200_10": Architecture(_fc(200, 200), "lesion"),
+    "fc123_456_10": Architecture(_fc(123, 456), "lesion"),
     # a 400-unit sigmoid code with a softmax on top; fc1 is pretrained as an
     # autoencoder's encoder (lesion.studies.adversarial.autoencoder)
-    "ae400_10": Architecture(_fc(400), _sequential_stages, "lesion"),
-    "alexnet": Architecture(_torchvision("alexnet"), _classic_stages, "torchvision"),
-    "vgg16": Architecture(_torchvision("vgg16"), _classic_stages, "torchvision"),
-    "resnet18": Architecture(_torchvision("resnet18"), _resnet_stages, "torchvision"),
-    "resnet18_cifar": Architecture(_resnet18_cifar, _resnet_stages, "lesion"),
-    "resnet50": Architecture(_torchvision("resnet50"), _resnet_stages, "torchvision"),
-    "squeezenet1_1": Architecture(_torchvision("squeezenet1_1"), _squeezenet_stages, "torchvision"),
-    "shufflenet_v2_x1_0": Architecture(
-        _torchvision("shufflenet_v2_x1_0"), _shufflenet_stages, "torchvision"),
+    "ae400_10": Architecture(_fc(400), "lesion"),
+    "alexnet": Architecture(_torchvision("alexnet"), "torchvision"),
+    "vgg16": Architecture(_torchvision("vgg16"), "torchvision"),
+    "resnet18": Architecture(_torchvision("resnet18"), "torchvision"),
+    "resnet18_cifar": Architecture(_resnet18_cifar, "lesion"),
+    "resnet50": Architecture(_torchvision("resnet50"), "torchvision"),
+    "squeezenet1_1": Architecture(_torchvision("squeezenet1_1"), "torchvision"),
+    "shufflenet_v2_x1_0": Architecture(_torchvision("shufflenet_v2_x1_0"), "torchvision"),
 }
 assert set(ARCHITECTURES) == set(LAYER_COUNTS)
 
@@ -169,8 +133,9 @@ def build(arch: str, *, num_classes: int = 1000,
     "FC10-1e-4" for an `fc10`); it defaults to the architecture.
     """
     model = _architecture(arch).build(num_classes, tuple(input_shape))
-    model.lesion_arch = arch  # lets stages() find the architecture
+    model.lesion_arch = arch  # the catalog's short layer names apply
     model.lesion_name = name or arch  # the network's name in tables and variant ids
+    model.lesion_input_shape = tuple(input_shape)  # of the example pass that traces it
     return model
 
 
@@ -206,12 +171,12 @@ def adopt(model: nn.Module, *, input_shape: tuple[int, ...], name: str = "model"
 
 
 def _described(model: nn.Module) -> bool:
-    """Whether the catalog describes the network (its short names and stage list apply)."""
+    """Whether the catalog describes the network (its short layer names apply)."""
     return getattr(model, "lesion_arch", None) in ARCHITECTURES
 
 
 def _graph(model: nn.Module):
-    """A brought network's traced graph (graph.traced), or None where fx cannot trace it;
+    """The network's traced graph (graph.traced), or None where fx cannot trace it;
     traced once and kept on the network (not as a submodule: the state dict stays)."""
     if "_lesion_traced" not in model.__dict__:
         try:
@@ -222,7 +187,7 @@ def _graph(model: nn.Module):
 
 
 def _table(model: nn.Module) -> list[graph.Layer]:
-    """A brought network's layer table, from its graph, kept on the network."""
+    """The network's layer table, from its graph, kept on the network."""
     table = model.__dict__.get("_lesion_layers")
     if table is None:
         example = torch.zeros(1, *model.lesion_input_shape,
@@ -232,21 +197,24 @@ def _table(model: nn.Module) -> list[graph.Layer]:
     return table
 
 
-def layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The named weight layers (Conv2d, Linear) in forward order: conv1.., fc1.. for the
-    catalog's networks, module paths for any other (lesion.graph)."""
+def _paths(model: nn.Module) -> dict[str, str]:
+    """Each weight layer's name -> its module path, in forward order: the catalog's
+    short names (conv1.., fc1..: convolutions and dense layers counted apart), or the
+    path itself for any other network."""
     if not _described(model):
-        return {layer.name: model.get_submodule(layer.name) for layer in _table(model)}
-    named: dict[str, nn.Module] = {}
+        return {layer.name: layer.name for layer in _table(model)}
     counts = {"conv": 0, "fc": 0}
-    for module in model.modules():
-        kind = "conv" if isinstance(module, nn.Conv2d) else "fc" if isinstance(module, nn.Linear) else None
-        if kind:
-            counts[kind] += 1
-            named[f"{kind}{counts[kind]}"] = module
-    convs = [k for k in named if k.startswith("conv")]
-    fcs = [k for k in named if k.startswith("fc")]
-    return {k: named[k] for k in convs + fcs}
+    out = {}
+    for layer in _table(model):
+        kind = "fc" if layer.type == "Linear" else "conv"
+        counts[kind] += 1
+        out[f"{kind}{counts[kind]}"] = layer.name
+    return out
+
+
+def layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The named weight layers (Conv, Linear) in forward order (`_paths`)."""
+    return {name: model.get_submodule(path) for name, path in _paths(model).items()}
 
 
 def layer(model: nn.Module, name: str) -> nn.Module:
@@ -274,28 +242,13 @@ def weight_tensors(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
 NORM = "norm."  # key prefix of a unit's normalisation tensors (unit_tensors)
 
 
-def norm_after(model: nn.Module, name: str) -> nn.BatchNorm2d | nn.BatchNorm1d | None:
-    """The BatchNorm that normalises layer `name`'s output units, if one follows it directly.
-
-    torchvision registers a conv's BatchNorm right after the conv in the same
-    parent (ResNet's conv1/bn1 and downsample (conv, bn), ShuffleNet's
-    Sequential(conv, bn, relu)), so the next sibling is where it is; it must
-    have one feature per output unit of the layer.
-    """
-    target = layer(model, name)
-    if not _described(model):  # the norm that reads the layer's output in the graph
-        path = next(row.norm for row in _table(model) if row.name == name)
-        return None if path is None else model.get_submodule(path)
-    for parent in model.modules():
-        children = list(parent.children())
-        for i, child in enumerate(children[:-1]):
-            if child is target:
-                after = children[i + 1]
-                if (isinstance(after, nn.BatchNorm1d | nn.BatchNorm2d)
-                        and after.num_features == target.weight.shape[0]):
-                    return after
-                return None
-    return None
+def norm_after(model: nn.Module, name: str) -> nn.Module | None:
+    """The norm (graph.UNIT_NORMS) that normalises layer `name`'s output units: the one
+    that alone reads the layer's output in the graph, wherever it is registered."""
+    layer(model, name)  # an unknown name is refused with the nearest names
+    path = _paths(model)[name]
+    norm = next(row.norm for row in _table(model) if row.name == path)
+    return None if norm is None else model.get_submodule(norm)
 
 
 def unit_tensors(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
@@ -334,49 +287,29 @@ def parameter_names(container: nn.Module, model: nn.Module, name: str,
     return out
 
 
-def stages(model: nn.Module) -> list[nn.Module]:
-    """A list of modules whose composition equals `model` in eval mode."""
-    if not _described(model):
-        return [model]  # one stage: the network whole (its cuts come from its graph)
-    return _architecture(model.lesion_arch).stages(model)
-
-
-def split(model: nn.Module, layer_name: str) -> tuple[nn.Sequential, nn.Sequential, str]:
-    """Cut `model` in front of the stage that holds `layer_name`.
+def split(model: nn.Module, layer_name: str) -> tuple[nn.Module, nn.Sequential, str]:
+    """Cut `model` in front of layer `layer_name` (lesion.graph.split).
 
     Returns (prefix, suffix, prefix of the layer's parameter names inside
     `suffix`): nothing in `prefix` depends on the layer, so its output can be
     computed once and reused for every variant of that layer. ALL_LAYERS
     ("all", every layer at once) has an empty prefix: the whole network runs.
+    Where the network cannot be cut (fx cannot trace it, or the layer is
+    called twice), the whole network runs per variant, and the log says so.
     """
     if layer_name == ALL_LAYERS:
-        return nn.Sequential(), nn.Sequential(*stages(model)), ""
+        return nn.Sequential(), nn.Sequential(model), ""
     target = layer(model, layer_name)
-    if not _described(model):
-        return _cut(model, layer_name)
-    parts = stages(model)
-    for i, stage in enumerate(parts):
-        if any(m is target for m in stage.modules()):
-            suffix = nn.Sequential(*parts[i:])
-            path = next(n for n, m in suffix.named_modules() if m is target)
-            return nn.Sequential(*parts[:i]), suffix, path
-    raise AssertionError(f"layer {layer_name} is in no stage")  # stages() is incomplete
-
-
-def _cut(model: nn.Module, layer_name: str) -> tuple[nn.Module, nn.Sequential, str]:
-    """A brought network's split from its graph (traced once, kept on the network); where
-    it cannot be cut (untraceable, a shared layer), the whole network per variant."""
     try:
         traced = _graph(model)
         if traced is None:
             raise graph.Uncuttable(f"{type(model).__name__} cannot be traced by torch.fx")
-        return graph.split(traced, layer_name)
+        return graph.split(traced, _paths(model)[layer_name])
     except graph.Uncuttable as err:
         log.warning("%s, layer %s: %s; the whole network runs once per variant (no prefix "
                     "cache)", model.lesion_name, layer_name, err)
         whole = nn.Sequential(model)
-        return nn.Sequential(), whole, next(n for n, m in whole.named_modules()
-                                            if m is layer(model, layer_name))
+        return nn.Sequential(), whole, next(n for n, m in whole.named_modules() if m is target)
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> None:

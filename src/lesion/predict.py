@@ -79,12 +79,14 @@ def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tens
         sweep.regenerate(row, base)
     prefix, suffix = activations.crash_split(model, layer)
     neurons = evaluate.run_batched(prefix, images, batch_size, device)
-    log.info("crash %s: %d repetitions x %d images on %s; clean neurons %s", layer, len(rows),
-             len(labels), device, tuple(neurons.shape[1:]))
+    log.info("crash %s: %d repetitions x %d images on %s; clean neurons %s%s", layer, len(rows),
+             len(labels), device, prefix.neurons,
+             " (packed with the values the rest of the network reads)" if prefix.packed else "")
     reps = [(row["level"], row["seed"]) for row in rows]
     labels = labels.to(device)
-    for logits in activations.crashed_logits(suffix, neurons, reps, batch_size=batch_size,
-                                        reps_per_pass=reps_per_pass):
+    for logits in activations.crashed_logits(
+            suffix, neurons, reps, batch_size=batch_size, reps_per_pass=reps_per_pass,
+            neurons=prefix.neurons if prefix.packed else None):
         top, loss = evaluate.summarise(logits, labels)
         yield top.cpu(), loss.cpu()
 

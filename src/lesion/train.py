@@ -37,7 +37,7 @@ def _score(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 # An extra loss term a study adds to the cross-entropy: f(logits, neurons)
 # with `neurons` the activations at every hidden layer's neurons
-# (activations.hidden_sites), e.g. the fault study's b3-variance regulariser.
+# (activations.forward_with_sites), e.g. the fault study's b3-variance regulariser.
 ExtraLoss = Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor]
 
 # A study's change to each training batch, given the network as it is at that
@@ -51,9 +51,7 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dropout: float,
     """Cross-entropy of a training batch, with hidden-neuron dropout and an extra term if any."""
     if not dropout and extra_loss is None:
         return nn.functional.cross_entropy(model(x), y)
-    parts = activations.flat_stages(model)
-    logits, acts = activations.forward_with_sites(parts, x, activations.hidden_sites(model),
-                                                  dropout=dropout, training=True)
+    logits, acts = activations.forward_with_sites(model, x, dropout=dropout, training=True)
     loss = nn.functional.cross_entropy(logits, y)
     if extra_loss is not None:
         loss = loss + extra_loss(logits, acts)

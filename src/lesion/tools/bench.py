@@ -195,20 +195,17 @@ def _print_row(row: dict, columns: tuple[str, ...], width: int = 8) -> None:
 @torch.no_grad()
 def _crash_loop(model, layer, reps, images, batch_size, device) -> torch.Tensor:
 
-    parts = [part.to(device).eval() for part in activations.flat_stages(model)]
-    site = activations.crash_site(model, layer)
+    model = model.to(device).eval()
     out = []
     for p, seed in reps:
         generator = torch.Generator().manual_seed(seed)
-        logits = []
-        for i in range(0, len(images), batch_size):
-            h = images[i:i + batch_size].to(device)
-            for j, part in enumerate(parts):
-                h = part(h)
-                if j == site:
-                    h = h * activations.keep_mask(h.shape, p, generator).to(device, h.dtype)
-            logits.append(h)
-        out.append(torch.cat(logits))
+
+        def crash(_, h, generator=generator, p=p):
+            return h * activations.keep_mask(h.shape, p, generator).to(device, h.dtype)
+
+        out.append(torch.cat([activations.forward_at(model, [layer], images[i:i + batch_size]
+                                                     .to(device), crash)
+                              for i in range(0, len(images), batch_size)]))
     return torch.stack(out)
 
 
@@ -216,8 +213,9 @@ def _crash_prefix(model, layer, reps, images, batch_size, device, per_pass) -> t
 
     prefix, suffix = activations.crash_split(model, layer)
     neurons = evaluate.run_batched(prefix, images, batch_size, device)
-    return torch.stack(list(activations.crashed_logits(suffix, neurons, reps, batch_size=batch_size,
-                                                  reps_per_pass=per_pass)))
+    return torch.stack(list(activations.crashed_logits(
+        suffix, neurons, reps, batch_size=batch_size, reps_per_pass=per_pass,
+        neurons=prefix.neurons if prefix.packed else None)))
 
 
 def fault_speed(*, dataset: str, model: str, weights: str | None, layers: list[str] | None,

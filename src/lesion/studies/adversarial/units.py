@@ -19,7 +19,7 @@ from lesion import activations, data, io, models
 def layer_outputs(model: torch.nn.Module, layer: str, images: torch.Tensor) -> torch.Tensor:
     """The activations phi(x) after `layer`'s non-linearity, one row per image."""
     prefix, _ = activations.crash_split(model, layer)
-    return prefix(images).flatten(1)
+    return activations.neurons_of(prefix, prefix(images)).flatten(1)
 
 
 def inspect(model: torch.nn.Module, layer: str, images: torch.Tensor, *, unit: int, top: int,

@@ -8,10 +8,11 @@ the last layer, the logits. A crash sets a neuron's output to 0, with no
 rescaling, each neuron independently with probability p, fresh for every
 input and every repetition. (For ReLU networks without normalisation, zeroing
 the activated output equals zeroing L's pre-activation, since relu(0) = 0.)
-To cut the network right after those neurons, L must be a stage of its own
-once the model's stages (models.stages) have their nn.Sequential stages
-opened up; a layer inside a composite block (a residual block, a Fire module)
-is refused with a message naming the layers that can crash.
+The network is cut right after those neurons in its traced graph
+(lesion.graph.neurons): in a residual block, conv1's neurons are its output
+after its BatchNorm and ReLU, conv2's after its BatchNorm (the skip
+connection's add that follows reads two values); where the rest of the
+network reads other values too (the skip connection), they pass unharmed.
 
 The error is Delta = y_crashed - y_clean on the logits, per test input x and
 output k. Per (layer, p) the study reports, over the test inputs x (and the
@@ -71,8 +72,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lesion import models, perturb
-from lesion.activations import crash_split, crashed_logits, opened
+from lesion import graph, models, perturb
+from lesion.activations import crash_split, crashed_logits, neurons_of
 from lesion.studies.faults import tables
 
 LIPSCHITZ_ONE = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Dropout, nn.Identity,
@@ -83,9 +84,13 @@ BOUNDS = ("b1", "b1_jensen", "b2", "b3", "b4")
 
 
 def _dense_chain(suffix: nn.Module) -> list[torch.Tensor] | None:
-    """The weight matrices of `suffix` if it is dense layers and 1-Lipschitz maps only."""
+    """The weight matrices of `suffix` if it is a chain of dense layers and 1-Lipschitz
+    maps only."""
+    modules = graph.tail_modules(suffix)
+    if modules is None:
+        return None
     weights = []
-    for module in opened(suffix):
+    for module in modules:
         if isinstance(module, nn.Linear):
             weights.append(module.weight.detach())
         elif not isinstance(module, LIPSCHITZ_ONE):
@@ -94,7 +99,8 @@ def _dense_chain(suffix: nn.Module) -> list[torch.Tensor] | None:
 
 
 def _per_input_terms(suffix: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                     rows_per_pass: int) -> dict[str, torch.Tensor]:
+                     rows_per_pass: int, rest: torch.Tensor | None = None,
+                     ) -> dict[str, torch.Tensor]:
     """Per input and output: b3's sums over neurons and b4's, each [N, K].
 
     b3: g_i = (dy/dx_i) x_i from the Jacobian (jacrev, vmap-ed over inputs);
@@ -102,20 +108,26 @@ def _per_input_terms(suffix: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     (input, neuron) rows per pass as `rows_per_pass` allows. Both cost in
     proportion to the layer's neurons per input (b4: one suffix pass each),
     which is what the paper's small networks afford; for the large layers of
-    ImageNet networks, restrict the inputs.
+    ImageNet networks, restrict the inputs. `x` are the neurons; where the
+    suffix reads other values too (a crash prefix that packs them), `rest`
+    holds them, one row per input, and the suffix reads [x flattened, rest].
     """
     n = x[0].numel()
 
-    def single(a: torch.Tensor) -> torch.Tensor:
-        return suffix(a.unsqueeze(0)).squeeze(0)
+    def run(a: torch.Tensor, r: torch.Tensor | None) -> torch.Tensor:
+        return suffix(a if r is None else torch.cat([a.flatten(1), r], dim=1))
 
-    jacobian = torch.func.vmap(torch.func.jacrev(single))
+    def single(a: torch.Tensor, r: torch.Tensor | None) -> torch.Tensor:
+        return run(a.unsqueeze(0), None if r is None else r.unsqueeze(0)).squeeze(0)
+
+    jacobian = torch.func.vmap(torch.func.jacrev(single), in_dims=(0, None if rest is None else 0))
     out = {name: [] for name in ("g_sum", "g_sq", "d_sum", "d_sq")}
     chunk = max(1, rows_per_pass // n)   # inputs per pass
     block = max(1, rows_per_pass // chunk)  # neurons crashed alone per pass, per input
     for i in range(0, len(x), chunk):
         xs, ys = x[i:i + chunk], y[i:i + chunk]
-        g = (jacobian(xs) * xs.unsqueeze(1)).flatten(2)          # [c, K, n]
+        rs = None if rest is None else rest[i:i + chunk]
+        g = (jacobian(xs, rs) * xs.unsqueeze(1)).flatten(2)      # [c, K, n]
         out["g_sum"].append(g.sum(-1))
         out["g_sq"].append(g.square().sum(-1))
         d_sum, d_sq = torch.zeros_like(ys), torch.zeros_like(ys)
@@ -124,7 +136,9 @@ def _per_input_terms(suffix: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                 crashed = torch.arange(j, min(n, j + block), device=x.device)
                 alone = xs.reshape(len(xs), 1, n).repeat(1, len(crashed), 1)  # [c, b, n]
                 alone[:, torch.arange(len(crashed), device=x.device), crashed] = 0
-                d = suffix(alone.reshape(-1, *xs.shape[1:])).reshape(len(xs), len(crashed), -1)
+                d = run(alone.reshape(-1, *xs.shape[1:]),
+                        None if rs is None else rs.repeat_interleave(len(crashed), 0))
+                d = d.reshape(len(xs), len(crashed), -1)
                 d = d - ys.unsqueeze(1)
                 d_sum += d.sum(1)
                 d_sq += d.square().sum(1)
@@ -219,17 +233,20 @@ def layer_study(model: nn.Module, layer: str, images: torch.Tensor, labels: torc
         raise ValueError(f"repetitions = {repetitions}: expected at least 2 (the std needs two)")
     prefix, suffix = crash_split(model, layer)
     suffix = suffix.to(device)
-    x = evaluate.run_batched(prefix, images, batch_size, device)
-    y = evaluate.run_batched(suffix, x, batch_size, device)
+    cache = evaluate.run_batched(prefix, images, batch_size, device)
+    y = evaluate.run_batched(suffix, cache, batch_size, device)
+    x = neurons_of(prefix, cache)
+    rest = cache[:, x[0].numel():] if prefix.packed else None
     labels = labels.to(device)
     clean_top1 = float((y.argmax(-1) == labels).float().mean())
-    terms = _per_input_terms(suffix, x, y, rows_per_pass=max(batch_size, 4096))
+    terms = _per_input_terms(suffix, x, y, rows_per_pass=max(batch_size, 4096), rest=rest)
     errors, bounds = [], []
     for p in levels:
         reps = [(p, perturb.variant_seed(study_seed, model.lesion_name, layer, "crash", p, r))
                 for r in range(repetitions)]
-        crashed = torch.stack(list(crashed_logits(suffix, x, reps, batch_size=batch_size,
-                                                  reps_per_pass=reps_per_pass)))
+        crashed = torch.stack(list(crashed_logits(
+            suffix, cache, reps, batch_size=batch_size, reps_per_pass=reps_per_pass,
+            neurons=prefix.neurons if prefix.packed else None)))
         finite = torch.isfinite(crashed).all(-1)
         top1 = float(((crashed.argmax(-1) == labels) & finite).float().mean())
         mc = aggregate(monte_carlo(crashed - y), repetitions)
