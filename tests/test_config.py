@@ -154,10 +154,9 @@ def test_the_own_network_example_is_valid_and_its_canonical_form_keeps_its_keys(
     (brought(weights="config/examples/own_network/absent.pt"), ["models.residual.weights", "no such file"]),
     (brought(path="config/examples/nowhere"), ["models.residual.path", "no such directory"]),
     (brought(source="keras:residual"), ["models.residual.source", "'keras:residual'"]),
-    ({**brought(), "perturbations": {"crash": {"levels": [0.5], "draws": 2}}},
-     ["perturbations.crash", "'residual' is a brought network"]),
-    ({**brought(), "faults": {"models": ["residual"], "levels": [0.1]}},
-     ["faults.models", "'residual' is a brought network", "crash study"]),
+    ({**brought(), "faults": {"models": ["residual"], "levels": [0.1],
+                              "regimes": {"dropout0.5": {"dropout": 0.5}}}},
+     ["faults.regimes", "'residual' is a brought network", "does not train"]),
     ({**brought(), "adversarial": {"models": ["residual"], "attacks": {"fgsm": {"eps": 0.1}}}},
      ["adversarial.models", "'residual' is a brought network"]),
 ])

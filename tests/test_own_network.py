@@ -1,6 +1,6 @@
 """A network of one's own through the whole DAG: config/examples/own_network.yaml (a residual
 CNN from a Python file, weights from a DDP-style checkpoint) imported, its layers read from
-its graph, every layer swept, on the digits split.
+its graph, every layer swept and crashed (the fault study too), on the digits split.
 
 The reference is the user's own module loaded by hand with plain PyTorch (importlib,
 torch.load, the prefix stripped) and run on the study's test split.
@@ -23,8 +23,9 @@ pytestmark = pytest.mark.workflow
 
 # The example as it ships, with two operators at one level (the suite's time)
 EXAMPLE = yaml.safe_load((REPO / "config/examples/own_network.yaml").read_text())
-OPERATORS = ["synapse_knockout", "node_knockout"]
-SMALL = {**EXAMPLE, "perturbations": {op: {"levels": [0.5], "draws": 2} for op in OPERATORS}}
+OPERATORS = ["synapse_knockout", "node_knockout", "crash"]
+SMALL = {**EXAMPLE, "perturbations": {op: {"levels": [0.5], "draws": 2} for op in OPERATORS},
+         "faults": {**EXAMPLE["faults"], "levels": [0.2], "repetitions": 4, "inputs": 20}}
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +64,22 @@ def test_the_brought_network_is_imported_as_it_is_and_swept_layer_by_layer(study
     swept = metrics.query("perturbation != 'none' and metric == 'top1'")
     assert sorted(swept["layer"].unique()) == sorted(layers["name"])
     assert sorted(swept["perturbation"].unique()) == sorted(OPERATORS)
-    assert len(swept) == 2 * 4 * 2  # operators x layers x draws at one level
+    assert len(swept) == 3 * 4 * 2  # operators x layers x draws at one level
     assert swept["value"].mean() < expected - 0.05  # half the weights or units gone hurts
+
+
+def test_the_fault_study_crashes_every_layer_of_the_brought_network(study):
+    """Crash errors and bounds on every layer, inside the residual block too; b1 and b2
+    need a dense chain after the neurons, which only the last layer (the logits) has."""
+    root, _ = study
+    where = root / "results/own_network/digits/residual/faults"
+    bounds = pd.read_parquet(where / "bounds.parquet")
+    assert sorted(bounds["layer"].unique()) == ["block.conv1", "block.conv2", "head", "stem"]
+    present = bounds.groupby("layer")["bound"].agg(set).to_dict()
+    assert present["head"] >= {"b1", "b2", "b3", "b4"}
+    assert present["block.conv2"] == {"b3", "b4"}
+    errors = pd.read_parquet(where / "errors.parquet").query("statistic == 'norm_l2'")
+    assert (errors["value"] > 0).all() and len(errors) == 4  # layers at one p
 
 
 def test_a_finished_study_of_a_brought_network_is_left_alone(study):

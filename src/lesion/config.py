@@ -281,7 +281,6 @@ def brought(settings: Mapping | None) -> bool:
 
 # What a brought network cannot do yet, and why (checked before anything runs).
 _BROUGHT_UNSUPPORTED = {
-    "faults": "the crash study cuts a network at a layer's neurons through lesion's stage lists",
     "filtering": "synaptic filtering retrains the network from its training checkpoints",
     "zoo": "the zoo trains its own networks",
     "adversarial": "the adversarial study's tables and training regimes are built for lesion's "
@@ -322,11 +321,11 @@ def _check_brought(config: Mapping, model: str, settings: Mapping) -> None:
         raise ConfigError(f"config error: perturbations.testsets: {model!r} is a brought network, "
                           "which has no adversarial test sets yet; expected testsets only for lesion's "
                           "own networks (list them in perturbations.models)")
-    if "crash" in (config.get("perturbations") or {}):
-        if model in studied:
-            raise ConfigError(f"config error: perturbations.crash: {model!r} is a brought network, "
-                              "whose neurons cannot be cut out yet; expected crash only on lesion's "
-                              "own networks (list them in perturbations.models)")
+    faults = config.get("faults") or {}
+    if model in faults.get("models", []) and faults.get("regimes"):
+        raise ConfigError(f"config error: faults.regimes: {model!r} is a brought network, which "
+                          "lesion does not train; expected no regimes where faults.models lists "
+                          "a brought network (its bounds and crash errors need none)")
 
 
 def architecture(model: str, settings: Mapping) -> str:

@@ -22,8 +22,11 @@ def fault_dir(dataset, model, regime=None):
 
 
 def fault_params(wildcards):
+    # a brought network's `all` is resolved from its graph when the step runs
+    settings = config["models"][wildcards.model]
+    whole = wildcards.model in BROUGHT and settings["layers"] == "all"
     return {
-        "layers": ",".join(model_layers(wildcards.model)),
+        "layers": "all" if whole else ",".join(model_layers(wildcards.model)),
         "levels": ",".join(repr(float(p)) for p in FAULTS["levels"]),
         "repetitions": FAULTS["repetitions"],
         "inputs": f"--inputs {FAULTS['inputs']}" if FAULTS.get("inputs") else "",

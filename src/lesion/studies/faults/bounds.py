@@ -287,6 +287,8 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
     dev = evaluate.pick_device(device, precision)
     spec = data.get(dataset)
     model = models.load_weights(weights, num_classes=spec.num_classes, input_shape=spec.input_shape)
+    if list(layers) == ["all"]:  # every weight layer, in forward order
+        layers = list(models.layers(model))
     unknown = [name for name in layers if name not in models.layers(model)]
     if unknown:  # all of them checked before any is computed
         raise ValueError(f"layers {unknown} are not weight layers of {model.lesion_name!r}; "
