@@ -305,10 +305,12 @@ def test_a_sweep_file_the_config_can_make_is_planned(workflow_copy):
 # --- Dataset directories (issue #3: a dataset the user keeps in a directory) --
 
 def _directory_datasets() -> bool:
-    # The schema as the workflow reads it: its dataset enum comes from the catalog.
+    # ImageNet read from dataset.path: a built-in dataset of the catalog, a key of the schema.
+    from lesion.catalog import DATASET_SOURCES
+
     schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
-    dataset = schema["properties"]["dataset"]
-    return "imagenet" in dataset["properties"]["name"].get("enum", []) and "path" in dataset["properties"]
+    return (DATASET_SOURCES.get("imagenet") == "directory"
+            and "path" in schema["properties"]["dataset"]["properties"])
 
 
 def _make_dir(root: Path, layout: str) -> Path:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import yaml
+from safetensors.numpy import save_file
 
 from lesion import catalog, data, models
 from lesion.cli.args import check_model_fits
@@ -26,16 +28,18 @@ def test_every_catalog_model_is_built_by_the_registry_and_nothing_else_is():
     assert set(catalog.DATASET_SOURCES) == set(data.DATASETS)
 
 
-def test_the_schema_names_no_model_or_dataset_itself_and_gets_them_from_the_catalog():
+def test_the_schema_names_no_model_or_dataset_source_itself_and_gets_them_from_the_catalog():
     raw = yaml.safe_load(SCHEMA_FILE.read_text())["properties"]
     model = "additionalProperties", "properties"
     assert raw["models"][model[0]][model[1]]["arch"]["enum"] == []
     assert raw["models"][model[0]][model[1]]["train_split"]["enum"] == []
-    assert raw["dataset"]["properties"]["name"]["enum"] == []
+    assert raw["dataset"]["properties"]["source"]["enum"] == []
     schema = load_schema(SCHEMA_FILE)["properties"]
     assert schema["models"][model[0]][model[1]]["arch"]["enum"] == list(catalog.MODELS)
     assert schema["models"][model[0]][model[1]]["train_split"]["enum"] == list(catalog.TRAIN_SPLITS)
-    assert schema["dataset"]["properties"]["name"]["enum"] == list(catalog.DATASET_SOURCES)
+    assert schema["dataset"]["properties"]["source"]["enum"] == list(catalog.USER_SOURCES)
+    # any plain name may be a dataset of one's own: the config check names the built-in ones
+    assert "enum" not in schema["dataset"]["properties"]["name"]
 
 
 def test_the_views_of_the_rows_agree_with_the_rows():
@@ -47,6 +51,10 @@ def test_the_views_of_the_rows_agree_with_the_rows():
             assert (name in catalog.DATASET_MODELS[dataset]) == (dataset in row.datasets)
     # a dataset of pretrained networks feeds exactly the models with weights
     assert set(catalog.DATASET_MODELS["imagenet"]) == set(catalog.PRETRAINED_WEIGHTS)
+    # a dataset of one's own feeds exactly the networks the DAG trains
+    assert set(catalog.USER_DATASET_MODELS) == set(catalog.MODELS) - set(catalog.PRETRAINED_WEIGHTS)
+    assert catalog.dataset_models("my-photos") == catalog.USER_DATASET_MODELS
+    assert catalog.dataset_models("digits") == catalog.DATASET_MODELS["digits"]
 
 
 @pytest.mark.parametrize("model", list(catalog.MODELS))
@@ -67,6 +75,24 @@ def test_config_check_and_cli_accept_a_model_exactly_on_its_datasets(model):
                 check(config, schema)
             with pytest.raises(ValueError, match=f"cannot feed architecture '{model}'"):
                 check_model_fits(model, dataset)
+
+
+@pytest.mark.parametrize("model", list(catalog.MODELS))
+def test_config_check_and_cli_accept_on_a_dataset_of_ones_own_exactly_the_trained_models(
+        model, tmp_path):
+    save_file({"images": np.zeros((8, 1, 4, 4), np.float32),
+               "labels": np.array([0, 1] * 4, np.int64)}, str(tmp_path / "x.safetensors"))
+    config = {"dataset": {"name": "mine", "source": "tensors",
+                          "path": str(tmp_path / "x.safetensors")},
+              "models": {model: {}}, "perturbations": {"gaussian": {"levels": [0.1], "draws": 1}}}
+    if model in catalog.USER_DATASET_MODELS:
+        check(config, load_schema(SCHEMA_FILE))
+        check_model_fits(model, "mine")
+    else:
+        with pytest.raises(ConfigError, match=f"dataset 'mine' cannot feed architecture '{model}'"):
+            check(config, load_schema(SCHEMA_FILE))
+        with pytest.raises(ValueError, match=f"cannot feed architecture '{model}'"):
+            check_model_fits(model, "mine")
 
 
 def test_a_model_unknown_to_the_catalog_is_refused_with_the_catalogs_names():

@@ -169,3 +169,72 @@ def test_a_brought_network_the_studies_cannot_take_is_refused_with_the_reason(mo
         check(config, SCHEMA)
     for word in words:
         assert word in str(err.value), (word, str(err.value))
+
+
+# --- a dataset of one's own ---------------------------------------------------
+
+def own(tmp_path, **dataset) -> dict:
+    """The default study on a folder of 3 classes x 4 blank PNGs in `tmp_path`, its
+    dataset section changed by `dataset`."""
+    from PIL import Image
+
+    for name in ("cat", "dog", "owl"):
+        (tmp_path / "photos" / name).mkdir(parents=True, exist_ok=True)
+        for i in range(4):
+            Image.new("RGB", (5, 7)).save(tmp_path / "photos" / name / f"{i}.png")
+    config = copy.deepcopy(DEFAULT)
+    config["dataset"] = {"name": "photos", "source": "folder", "path": str(tmp_path / "photos"),
+                         "size": [8, 8], **dataset}
+    return config
+
+
+def test_a_dataset_of_ones_own_is_valid_with_source_path_and_size(tmp_path):
+    check(own(tmp_path), SCHEMA)
+    check(own(tmp_path, channels=1, test_fraction=0.5), SCHEMA)
+    out = canonical(own(tmp_path), SCHEMA)["dataset"]
+    assert out == {"channels": 3, "name": "photos", "path": str(tmp_path / "photos"),
+                   "size": [8, 8], "source": "folder", "test_fraction": 0.25}
+
+
+OWN_CASES = {
+    "a built-in dataset with a source": (
+        lambda c: c["dataset"].update(name="mnist"),
+        ["dataset.source = 'folder'", "'mnist' is a built-in dataset", "expected no source"]),
+    "a misspelt built-in dataset": (
+        lambda c: c.update(dataset={"name": "mnsit"}),
+        ["dataset.name = 'mnsit'", "not a built-in dataset", "did you mean 'mnist'",
+         "dataset.source (folder or tensors) and dataset.path"]),
+    "an unknown source": (lambda c: c["dataset"].update(source="csv"),
+                          ["dataset.source = 'csv'", "['folder', 'tensors']"]),
+    "a source without a path": (lambda c: c["dataset"].pop("path"),
+                                ["missing key 'path' in dataset", "directory", "'photos'"]),
+    "a folder without a size": (lambda c: c["dataset"].pop("size"),
+                                ["missing key 'size' in dataset", "[height, width]"]),
+    "a size of one number": (lambda c: c["dataset"].update(size=[8]),
+                             ["dataset.size = [8]", "1 entries", "at least 2"]),
+    "a tensors file with a size": (lambda c: c["dataset"].update(source="tensors"),
+                                   ["dataset.size = [8, 8]", "tensors file", "expected no size"]),
+    "two channels": (lambda c: c["dataset"].update(channels=2),
+                     ["dataset.channels = 2", "[1, 3]"]),
+    "a path that is not there": (lambda c: c["dataset"].update(path="no/such/photos"),
+                                 ["dataset.path = 'no/such/photos'", "no such directory",
+                                  "ImageFolder"]),
+    "a study named like the dataset": (lambda c: c.update(study="photos"),
+                                       ["study = 'photos'", "a dataset's name", "'photos'"]),
+    "a test split too small for every class": (
+        lambda c: c["dataset"].update(test_fraction=0.1),
+        ["dataset.test_fraction = 0.1", "12 images", "2 test", "3 classes"]),
+}
+
+
+@pytest.mark.parametrize("case", OWN_CASES)
+def test_mistakes_of_a_dataset_of_ones_own_name_key_value_and_what_is_expected(case, tmp_path):
+    edit, words = OWN_CASES[case]
+    config = own(tmp_path)
+    edit(config)
+    with pytest.raises(ConfigError) as err:
+        check(config, SCHEMA)
+    message = str(err.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, f"{word!r} missing from: {message}"

@@ -75,11 +75,24 @@ DATASET_SOURCES: dict[str, str] = {
     "imagenet": "directory",
 }
 
+# Where a dataset of one's own comes from (dataset.source, lesion.userdata): a
+# directory in torchvision's ImageFolder layout, or one safetensors file.
+USER_SOURCES: tuple[str, ...] = ("folder", "tensors")
+
 # Views of MODELS, for the code that asks one question.
 LAYER_COUNTS: dict[str, tuple[int, int]] = {m.name: (m.conv, m.fc) for m in MODELS.values()}
 DATASET_MODELS: dict[str, tuple[str, ...]] = {
     d: tuple(m.name for m in MODELS.values() if d in m.datasets) for d in DATASET_SOURCES}
 PRETRAINED_WEIGHTS: dict[str, str] = {m.name: m.weights for m in MODELS.values() if m.weights}
+# A dataset of one's own feeds every network the DAG trains: each is built from the
+# dataset's image shape and class count. Pretrained ones predict ImageNet's 1000 classes.
+USER_DATASET_MODELS: tuple[str, ...] = tuple(m.name for m in MODELS.values() if m.weights is None)
+
+
+def dataset_models(dataset: str) -> tuple[str, ...]:
+    """The architectures `dataset` can feed: a built-in dataset's from MODELS, any
+    other name's (a dataset of one's own) USER_DATASET_MODELS."""
+    return DATASET_MODELS.get(dataset, USER_DATASET_MODELS)
 
 # Operator name -> (lowest, highest) level allowed; None means unbounded.
 OPERATOR_LEVELS: dict[str, tuple[float, float | None]] = {

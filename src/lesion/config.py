@@ -19,11 +19,12 @@ import jsonschema
 import yaml
 
 from lesion.catalog import (
-    DATASET_MODELS,
     DATASET_SOURCES,
     MODELS,
     PRECISIONS,
     TRAIN_SPLITS,
+    USER_SOURCES,
+    dataset_models,
     layer_names,
 )
 
@@ -35,8 +36,8 @@ PATH_NAMES = ("study", "dataset.name", "models.*", "models.*.layers[]", "perturb
               "perturbations.models[]", "faults.models[]", "faults.regimes.*",
               "adversarial.training.regimes.*", "filtering.models[]")
 # Config values that are output paths themselves (relative, inside
-# OUTPUT_ROOTS). Input directories (dataset.path: ImageNet images the user
-# keeps elsewhere) and URLs (mirror) may be anywhere and are not listed here.
+# OUTPUT_ROOTS). Inputs (dataset.path: ImageNet's images or a dataset of one's
+# own, kept elsewhere) and URLs (mirror) may be anywhere and are not listed here.
 OUTPUT_PATHS: tuple[str, ...] = ()
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _TYPES = {"array": "a list", "object": "a mapping", "integer": "an integer", "number": "a number",
@@ -75,8 +76,11 @@ def _message(error: jsonschema.ValidationError) -> str:
         return f"{key} = {value!r} is out of range; expected {number} {bounds[kind]} {rule}"
     if kind == "uniqueItems":
         return f"{key} = {value!r} has duplicates; expected each value once"
-    if kind in ("minItems", "minProperties"):
+    if kind in ("minItems", "minProperties") and not value:
         return f"{key} is empty; expected at least {rule} entry"
+    if kind in ("minItems", "maxItems"):
+        bound = "at least" if kind == "minItems" else "at most"
+        return f"{key} = {value!r} has {len(value)} entries; expected {bound} {rule}"
     if kind == "anyOf" and key.endswith(".layers"):
         return f"{key} = {value!r}; expected \"all\" or a non-empty list of layer names"
     return f"{key} = {value!r}: {error.message}"
@@ -164,7 +168,7 @@ def load_schema(path: str | os.PathLike) -> dict:
     with open(path) as f:
         schema = yaml.safe_load(f)
     props = schema["properties"]
-    props["dataset"]["properties"]["name"]["enum"] = list(DATASET_SOURCES)
+    props["dataset"]["properties"]["source"]["enum"] = list(USER_SOURCES)
     model = props["models"]["additionalProperties"]["properties"]
     model["arch"]["enum"] = list(MODELS)
     model["train_split"]["enum"] = list(TRAIN_SPLITS)
@@ -234,18 +238,19 @@ def check(config: Mapping, schema: Mapping) -> None:
     if not any(key in config for key in studies):
         raise ConfigError(f"config error: no study in the config; expected at least one of the "
                           f"sections {studies} (each switches its study on)")
-    if config.get("study") in DATASET_SOURCES:
+    dataset = config["dataset"]["name"]
+    if config.get("study") in (*DATASET_SOURCES, dataset):
         raise ConfigError(f"config error: study = {config['study']!r} is a dataset's name, so "
                           f"results/{config['study']}/ would hold two studies; expected another "
-                          f"name (not one of {list(DATASET_SOURCES)})")
-    dataset = config["dataset"]["name"]
+                          f"name (not one of {list(dict.fromkeys([*DATASET_SOURCES, dataset]))})")
+    _check_dataset(config["dataset"], schema)
     for model, settings in config["models"].items():
         settings = settings or {}
         if brought(settings):
             _check_brought(config, model, settings)
             continue
         arch = architecture(model, settings)
-        allowed = DATASET_MODELS.get(dataset, ())
+        allowed = dataset_models(dataset)
         if arch not in allowed:
             raise ConfigError(f"config error: models.{model}: dataset {dataset!r} cannot feed "
                               f"architecture {arch!r}; expected one of {list(allowed)}")
@@ -258,6 +263,54 @@ def check(config: Mapping, schema: Mapping) -> None:
                                       f"weight layer of {arch}; expected \"all\" or some of {valid}")
         _check_training(config, schema, model, arch, settings.get("train", {}))
     _check_model_lists(config)
+
+
+def dataset_source(section: Mapping) -> str:
+    """Where the config's dataset comes from: a built-in one's catalog source (export,
+    download, directory) or a dataset of one's own's `source` (folder, tensors)."""
+    return DATASET_SOURCES.get(section["name"]) or section["source"]
+
+
+def _check_dataset(section: Mapping, schema: Mapping) -> None:
+    """A built-in dataset takes no source or size; any other name is a dataset of one's
+    own, whose files are listed and checked now (lesion.userdata), before any job runs."""
+    from lesion import userdata
+
+    name = section["name"]
+    if name in DATASET_SOURCES:
+        for key in ("source", "size"):
+            if key in section:
+                raise ConfigError(f"config error: dataset.{key} = {section[key]!r}: {name!r} is a "
+                                  f"built-in dataset; expected no {key} (a dataset of your own "
+                                  "takes another name)")
+        return
+    if "source" not in section:
+        raise ConfigError(f"config error: dataset.name = {name!r} is not a built-in dataset; "
+                          f"expected one of {list(DATASET_SOURCES)}"
+                          f"{_guess(name, list(DATASET_SOURCES))}, or a dataset of your own with "
+                          f"dataset.source ({' or '.join(USER_SOURCES)}) and dataset.path")
+    if "path" not in section:
+        raise ConfigError(f"config error: missing key 'path' in dataset; expected the "
+                          f"{'directory' if section['source'] == 'folder' else 'file'} of "
+                          f"dataset {name!r} (source {section['source']})")
+    if section["source"] == "folder" and "size" not in section:
+        raise ConfigError("config error: missing key 'size' in dataset; expected [height, width] "
+                          "of the images after resizing and cropping (source folder)")
+    if section["source"] == "tensors" and "size" in section:
+        raise ConfigError(f"config error: dataset.size = {section['size']!r}: the images of a "
+                          "tensors file are used at their size; expected no size")
+    try:
+        if section["source"] == "folder":
+            listed = userdata.folder(section["path"])
+            labels = [y for _, y in listed.splits.get("all", [])]
+        else:
+            labels = userdata.tensors_file(section["path"]).labels.get("all", [])
+        if labels:
+            default = schema["properties"]["dataset"]["properties"]["test_fraction"]["default"]
+            userdata.check_splittable(labels, section.get("test_fraction", default),
+                                      f"dataset.path = {section['path']!r}")
+    except userdata.DataError as err:
+        raise ConfigError(f"config error: {err}") from None
 
 
 def study_roots(config: Mapping) -> tuple[str, str, str]:

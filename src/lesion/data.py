@@ -7,7 +7,9 @@ torchvision's dataset classes (`lesion.fetch`, `resources/{dataset}/torchvision/
 (`results/{dataset}/tensors/{split}.safetensors`: `images` float32 NCHW in
 [0, 1], `labels` int64), so no job ever decodes or splits data again.
 ImageNet's validation images are decoded by `lesion.imagenet` (stored as
-uint8, normalised by `load_split`).
+uint8, normalised by `load_split`). A dataset of one's own (config
+`dataset.source`) is decoded by `lesion.usersplits`; it is not in `DATASETS`,
+so its splits carry its class count and image shape (`get(name, split=...)`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class Dataset:
     # Reads the official {"train": {...}, "test": {...}} split from a download
     # directory (datasets fetched by lesion.fetch); None: split by test_fraction.
     official: Callable[[str | os.PathLike], dict[str, dict[str, torch.Tensor]]] | None = None
+    classes: tuple[str, ...] = ()  # class names, by index (a dataset of one's own)
 
 
 DATASETS: dict[str, Dataset] = {
@@ -94,11 +97,35 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
-def get(name: str) -> Dataset:
-    try:
+def get(name: str, split: str | os.PathLike | None = None) -> Dataset:
+    """Dataset `name`: a registered one, else the one of your own whose `split` (any split
+    file of it, as `python -m lesion data user-tensors` writes them) carries its shape.
+
+    A registered dataset ignores `split`; a step that has a split file passes it, so
+    that it serves every dataset.
+    """
+    if name in DATASETS:
         return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"dataset {name!r} is unknown; expected one of {sorted(DATASETS)}") from None
+    if split is None:
+        raise ValueError(f"dataset {name!r} is unknown; expected one of {sorted(DATASETS)}, or a "
+                         "dataset of your own with one of its split files")
+    meta = io.load_metadata(split)
+    if meta.get("dataset") != name or "num_classes" not in meta:
+        raise files.InputFileError(
+            f"{split}: not a split of dataset {name!r} (its metadata names dataset "
+            f"{meta.get('dataset')!r} and {'no' if 'num_classes' not in meta else 'a'} class "
+            f"count); expected a split made by `python -m lesion data user-tensors --dataset {name}`")
+    return Dataset(int(meta["num_classes"]), tuple(meta["input_shape"]), None, _uint8_preprocess,
+                   meta.get("source", ""), classes=tuple(meta.get("classes", ())))
+
+
+def carried(dataset: str, spec: Dataset) -> dict:
+    """The metadata a split file of `dataset` carries so that `get(dataset, split=...)`
+    can rebuild `spec`: none for a registered dataset (its files stay as they were)."""
+    if dataset in DATASETS:
+        return {}
+    return {"num_classes": spec.num_classes, "input_shape": list(spec.input_shape),
+            "classes": list(spec.classes), "source": spec.source}
 
 
 def export(name: str, out: str | os.PathLike) -> None:
@@ -117,8 +144,6 @@ def make_tensors(name: str, raw_path: str | os.PathLike, train_out: str | os.Pat
     The split is stratified by label and seeded, so it is the same on every
     machine for the same (test_fraction, seed).
     """
-    from sklearn.model_selection import train_test_split  # slow import; this step alone needs it
-
     if not 0 < test_fraction < 1:
         raise ValueError(f"test fraction {test_fraction!r} is out of range; expected a number "
                          "between 0 and 1 (exclusive)")
@@ -132,16 +157,24 @@ def make_tensors(name: str, raw_path: str | os.PathLike, train_out: str | os.Pat
             f"{raw_path}: holds tensors {sorted(raw)} of lengths "
             f"{ {k: len(v) for k, v in raw.items()} }; expected 'images' and 'labels' of the "
             f"same length, as written by `python -m lesion export --dataset {name}`")
-    labels = raw["labels"].numpy()
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed)
+    train_idx, test_idx = split_indices(raw["labels"], test_fraction=test_fraction, seed=seed)
     images = spec.preprocess(raw["images"])
     meta = {"dataset": name, "test_fraction": test_fraction, "seed": seed}
-    for idx, out, split in ((np.sort(train_idx), train_out, "train"),
-                            (np.sort(test_idx), test_out, "test")):
-        index = torch.from_numpy(idx)
+    for index, out, split in ((train_idx, train_out, "train"), (test_idx, test_out, "test")):
         io.save_tensors({"images": images[index], "labels": raw["labels"][index], "index": index},
                         out, {**meta, "split": split})
+
+
+def split_indices(labels: torch.Tensor, *, test_fraction: float, seed: int,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted positions of the train and the test images: scikit-learn's stratified,
+    seeded split, the same on every machine for the same (test_fraction, seed)."""
+    from sklearn.model_selection import train_test_split  # slow import; only splitting needs it
+
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=test_fraction, stratify=labels.numpy(),
+        random_state=seed)
+    return torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(test_idx))
 
 
 def _official_tensors(name: str, root: str | os.PathLike, train_out: str | os.PathLike,
@@ -188,6 +221,8 @@ def training_part(labels: torch.Tensor, part: str, *, seed: int) -> torch.Tensor
 
 def _maker(dataset: str) -> str:
     """The step that makes `dataset`'s splits."""
+    if dataset not in DATASETS:
+        return f"`python -m lesion data user-tensors --dataset {dataset}`"
     if DATASETS[dataset].raw is None and DATASETS[dataset].official is None:
         return "`python -m lesion data imagenet-tensors`"
     return f"`python -m lesion data tensors --dataset {dataset}`"
@@ -204,7 +239,7 @@ def _check_split(path, dataset: str, tensors: dict[str, torch.Tensor]) -> None:
                                    "split: raw data, as `python -m lesion data export` writes "
                                    f"it?); expected a split made by {_maker(dataset)}")
     shape = tuple(tensors["images"].shape[1:])
-    expected = get(dataset).input_shape
+    expected = get(dataset, split=path).input_shape
     if shape not in (expected, expected[1:]):  # uint8 splits may lack the channel axis
         raise files.InputFileError(f"{path}: images of shape {shape}; expected {dataset}'s "
                                    f"{expected}, made by {_maker(dataset)}")
@@ -215,7 +250,8 @@ def load_split(path: str | os.PathLike, dataset: str | None = None,
     """(images, labels) of a preprocessed split, images float32 NCHW.
 
     A split stored as uint8 with `normalize` metadata (ImageNet) is
-    normalised here, as its weights' transforms prescribe. With `dataset`,
+    normalised here, as its weights' transforms prescribe; one with `scale`
+    metadata (a dataset of your own) is divided by it, to [0, 1]. With `dataset`,
     the file must be a split of that dataset (its metadata and image shape):
     a step given raw data or another dataset's split says so, instead of
     failing inside the network on shapes that do not multiply.
@@ -229,12 +265,15 @@ def load_split(path: str | os.PathLike, dataset: str | None = None,
         _check_split(path, dataset, tensors)
     images = tensors["images"]
     if images.dtype == torch.uint8:
-        normalize = io.load_metadata(path).get("normalize")
-        if normalize is None:
-            raise files.InputFileError(f"{path}: uint8 images without 'normalize' metadata; "
-                                       "expected a file made by `python -m lesion data "
-                                       "imagenet-tensors`")
+        meta = io.load_metadata(path)
+        if meta.get("scale") == 255:  # a dataset of your own: pixels 0..255 to [0, 1]
+            return _uint8_preprocess(images), tensors["labels"]
+        if "normalize" not in meta:
+            raise files.InputFileError(f"{path}: uint8 images without 'normalize' or 'scale' "
+                                       "metadata; expected a file made by `python -m lesion data "
+                                       "imagenet-tensors` or `python -m lesion data user-tensors`")
         from lesion import imagenet
 
+        normalize = meta["normalize"]
         images = imagenet.normalise(images, mean=normalize["mean"], std=normalize["std"])
     return images, tensors["labels"]

@@ -186,16 +186,16 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -
 
 def import_network(name: str, dataset: str, source: Source, weights: str | os.PathLike,
                    out: str | os.PathLike, *, state_dict_key: str | None = None,
-                   strip_prefix: str | None = None) -> None:
+                   strip_prefix: str | None = None, split: str | os.PathLike | None = None) -> None:
     """A network the user brings with its weights, as lesion's weights file: built from
     `source`, loaded strictly, and written with its provenance (source, the weights
     file's name and sha256, the key mapping) so that every step rebuilds it. Nothing
-    is trained."""
+    is trained. `split`: a split of a dataset of one's own (lesion.data.get)."""
     import hashlib
 
     from lesion import data, models
 
-    spec = data.get(dataset)
+    spec = data.get(dataset, split=split)
     model = models.build_source(source, num_classes=spec.num_classes, input_shape=spec.input_shape,
                                 name=name)
     state = read_state(weights, state_dict_key=state_dict_key, strip_prefix=strip_prefix)

@@ -44,7 +44,7 @@ def _table(variant_ids: list[str], labels: torch.Tensor, tops: list[torch.Tensor
 
 
 def _load(dataset: str, weights: str | os.PathLike, test: str | os.PathLike):
-    spec = data.get(dataset)
+    spec = data.get(dataset, split=test)
     model = models.load_weights(weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape)
     images, labels = data.load_split(test, dataset)
@@ -218,14 +218,14 @@ def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.Pat
     if perturbation in ACTIVATION_OPERATORS:
         sweep.write_variants(dataset, str(weights), layer, perturbation, levels=levels,
                              draws=draws, study_seed=study_seed, out=str(variants_out),
-                             options=options)
+                             options=options, split=str(tests[0]))
         for test, out in zip(tests, outs, strict=True):
             predict_sweep(dataset, weights, test, variants_out, out, device=device,
                           batch_size=batch_size, variants_per_pass=variants_per_pass,
                           cache_gb=cache_gb, precision=precision)
         return
     dev = evaluate.pick_device(device, precision)
-    spec = data.get(dataset)
+    spec = data.get(dataset, split=tests[0])
     model = models.load_weights(weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape)
     sets = [data.load_split(test, dataset) for test in tests]

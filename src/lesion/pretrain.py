@@ -31,7 +31,7 @@ def pretrain(arch: str, dataset: str, train_path: str | os.PathLike, out: str | 
     `sparsity` weighs an L1 penalty on the code (a sparse autoencoder, as the
     paper's); 0 trains a plain one.
     """
-    spec = data.get(dataset)
+    spec = data.get(dataset, split=train_path)
     torch.manual_seed(seed)
     network = models.build(arch, num_classes=spec.num_classes, input_shape=spec.input_shape,
                            name=name)

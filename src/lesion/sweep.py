@@ -198,10 +198,10 @@ def base_tensors(model, layer: str, perturbation: str) -> dict[str, torch.Tensor
     return models.layer_tensors(model, layer)
 
 
-def _base(dataset: str, weights: str, layer: str, perturbation: str):
+def _base(dataset: str, weights: str, layer: str, perturbation: str, split: str | None = None):
     from lesion import data, models
 
-    spec = data.get(dataset)
+    spec = data.get(dataset, split=split)
     model = models.load_weights(weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape)
     return model.lesion_name, base_tensors(model, layer, perturbation)
@@ -230,25 +230,26 @@ def read_variants(path: str | os.PathLike, model: str) -> list[dict]:
 
 def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
                    levels: list[float], draws: int, study_seed: int, out: str,
-                   options: Mapping | None = None) -> None:
-    """The variants step: draw a sweep and write its table."""
+                   options: Mapping | None = None, split: str | None = None) -> None:
+    """The variants step: draw a sweep and write its table (`split`: see lesion.data.get)."""
     from lesion.catalog import check_sweep
 
     check_sweep(perturbation, list(levels))
-    model, base = _base(dataset, weights, layer, perturbation)
+    model, base = _base(dataset, weights, layer, perturbation, split)
     rows = [row for row, _ in variants(base, dataset=dataset, model=model, layer=layer,
                                        perturbation=perturbation, levels=levels, draws=draws,
                                        study_seed=study_seed, options=options)]
     files.write_table(pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), out, kind=tables.VARIANTS)
 
 
-def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: str) -> None:
+def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: str,
+                          split: str | None = None) -> None:
     """Write each variant of a table as `{variant}.safetensors` in `out_dir`, checked by hash.
 
     The directory appears only when complete (built aside, then renamed).
     """
     rows = read_variants(variants, io.load_metadata(weights).get("model"))
-    _, base = _base(dataset, weights, rows[0]["layer"], rows[0]["perturbation"])
+    _, base = _base(dataset, weights, rows[0]["layer"], rows[0]["perturbation"], split)
     with files.atomic_dir(out_dir) as tmp:
         for row in rows:
             io.save_tensors(regenerate(row, base), tmp / f"{row['variant']}.safetensors",

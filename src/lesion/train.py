@@ -140,7 +140,7 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         torch.use_deterministic_algorithms(True)
-    spec = data.get(dataset)
+    spec = data.get(dataset, split=train_path)
     if isinstance(masks, str | os.PathLike):
         masks = io.load_tensors(masks)
     torch.manual_seed(seed)

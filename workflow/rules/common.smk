@@ -21,6 +21,7 @@ from lesion.config import (
     check,
     check_writable,
     command_line_values,
+    dataset_source,
     load_schema,
     study_roots,
 )
@@ -62,12 +63,17 @@ OWN_MODELS = "|".join(re.escape(m) for m in MODELS if m not in BROUGHT) or NEVER
 EXPORTED = "|".join(d for d, s in DATASET_SOURCES.items() if s == "export")
 DOWNLOADED = "|".join(d for d, s in DATASET_SOURCES.items() if s == "download")
 IN_DIRECTORY = "|".join(d for d, s in DATASET_SOURCES.items() if s == "directory")
+# A dataset of one's own (dataset.source: folder or tensors; lesion.userdata): any
+# other name, checked with the config; its splits carry its shape (lesion.data.get).
+OWN_DATASET = re.escape(DATASET) if DATASET not in DATASET_SOURCES else NEVER
+# Datasets whose networks the DAG trains: all but ImageNet (pretrained weights).
+TRAINED_ON = f"{EXPORTED}|{DOWNLOADED}|{OWN_DATASET}"
 
 # ImageNet cannot be downloaded: say what to fetch before any job runs.
 # Checked only while the tensor cache is missing (the images are not needed
 # once they are decoded); costs one directory listing per class (0.2 s).
 _DECODED = Path(f"{RESULTS}/{DATASET}/tensors/test.safetensors")
-if DATASET_SOURCES[DATASET] == "directory" and not _DECODED.exists():
+if dataset_source(config["dataset"]) == "directory" and not _DECODED.exists():
     from lesion.imagenet import MissingImagesError, list_images
 
     try:
@@ -97,7 +103,7 @@ for _target in requested_targets():
 
 # Only what the config defines: no rule matches a sweep's file outside it.
 wildcard_constraints:
-    dataset=DATASET,
+    dataset=re.escape(DATASET),
     model="|".join(re.escape(m) for m in MODELS),
     perturbation="|".join(p for p in OPERATOR_LEVELS if p in config.get("perturbations", {})),
     # a brought network's `layers: all` is known once its layer table is built: any name then
@@ -145,6 +151,44 @@ def raw_data(wildcards):
     """What `tensors` decodes: an export's file or a download's directory."""
     source = RAW if DATASET_SOURCES[wildcards.dataset] == "export" else DOWNLOADED_RAW
     return source.format(dataset=wildcards.dataset)
+
+
+def own_data(wildcards):
+    """A tensors file is an input of its decoding (editing it reruns it); a folder is
+    not (Snakemake would see only the directory's own time): see folder_fingerprint."""
+    section = config["dataset"]
+    return [section["path"]] if section["source"] == "tensors" else []
+
+
+def folder_fingerprint():
+    """A short hash of every image's path, size and modification time (lesion.userdata):
+    a param of the folder's decoding, so that adding, removing or rewriting an image
+    reruns it. One listing and one stat per image while the DAG is built."""
+    from lesion.userdata import folder, fingerprint
+
+    section = config["dataset"]
+    return fingerprint(folder(section["path"])) if section.get("source") == "folder" else ""
+
+
+def own_data_options():
+    """The user-tensors step's options: a folder's --size and --channels, and the split's."""
+    section = config["dataset"]
+    options = [f"--test-fraction {section['test_fraction']} --seed {config['seed']}"]
+    if section["source"] == "folder":
+        options.append(f"--size {','.join(map(str, section['size']))} --channels {section['channels']}")
+    return " ".join(options)
+
+
+def spec_split(wildcards):
+    """The test split, for a step that has none and serves a dataset of one's own: its
+    metadata carries the class count and image shape (lesion.data.get). Nothing for a
+    built-in dataset (its step runs as before)."""
+    return [] if wildcards.dataset in DATASET_SOURCES else [TEST.format(dataset=wildcards.dataset)]
+
+
+def split_option(wildcards):
+    """--split FILE of spec_split, or nothing."""
+    return " ".join(f"--split {path}" for path in spec_split(wildcards))
 
 
 def arch(model):

@@ -1,4 +1,5 @@
 # Datasets: export or download the raw data once, decode and split it once.
+# A dataset of one's own is decoded from dataset.path (rule user_tensors).
 
 
 rule export_dataset:
@@ -91,3 +92,34 @@ rule imagenet_tensors:
     shell:
         "python -m lesion data imagenet-tensors --path {params.path:q} --test-out {output.test}"
         " --weights {params.weights} --workers {threads} > {log} 2>&1"
+
+
+# A dataset of one's own (dataset.source, checked with the config: lesion.userdata):
+# an ImageFolder directory decoded once (resized, centre-cropped, uint8) or a
+# safetensors file, split when it has no train split. A tensors file is an
+# input; a folder's images are a fingerprint param (see folder_fingerprint).
+rule user_tensors:
+    input:
+        data=own_data,
+        code=code("data", "user-tensors"),
+    output:
+        train=TRAIN,
+        test=TEST,
+    params:
+        source=config["dataset"].get("source", ""),
+        path=config["dataset"].get("path", ""),
+        options=own_data_options() if DATASET not in DATASET_SOURCES else "",
+        fingerprint=folder_fingerprint(),
+    wildcard_constraints:
+        dataset=OWN_DATASET,
+    log:
+        f"{LOGS}/tensors/{{dataset}}.log",
+    benchmark:
+        f"{BENCHMARKS}/tensors/{{dataset}}.tsv"
+    threads: 2
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m lesion data user-tensors --dataset {wildcards.dataset} --source {params.source}"
+        " --path {params.path:q} --train-out {output.train} --test-out {output.test}"
+        " {params.options} --workers {threads} > {log} 2>&1"

@@ -15,7 +15,7 @@ rule train:
         curve=CURVE,
         checkpoints=expand(CHECKPOINT, epoch=config["train"]["checkpoints"], allow_missing=True),
     wildcard_constraints:
-        dataset=f"{EXPORTED}|{DOWNLOADED}",
+        dataset=TRAINED_ON,
         model=OWN_MODELS,
     params:
         step="model train",  # a study's twin of this rule runs its own step
@@ -129,6 +129,7 @@ rule import_network:
     input:
         weights=lambda w: config["models"][w.model]["weights"],
         factory=lambda w: brought_module(w.model),
+        split=spec_split,
         code=code("model", "import"),
     output:
         weights=WEIGHTS,
@@ -136,6 +137,7 @@ rule import_network:
         model=BROUGHT_MODELS,
     params:
         options=lambda w: import_options(w.model),
+        split=split_option,
     log:
         f"{LOGS}/import_network/{{dataset}}/{{model}}.log",
     benchmark:
@@ -144,7 +146,8 @@ rule import_network:
         "../../envs/torch.yaml"
     shell:
         "python -m lesion model import --model {wildcards.model} --dataset {wildcards.dataset}"
-        " --weights {input.weights} {params.options} --out {output.weights} > {log} 2>&1"
+        " --weights {input.weights} {params.options} {params.split} --out {output.weights}"
+        " > {log} 2>&1"
 
 
 # A brought network's weight layers in forward order, from its traced graph: the
@@ -152,11 +155,14 @@ rule import_network:
 checkpoint layers:
     input:
         weights=WEIGHTS,
+        split=spec_split,
         code=code("model", "layers"),
     output:
         LAYERS,
     wildcard_constraints:
         model=BROUGHT_MODELS,
+    params:
+        split=split_option,
     log:
         f"{LOGS}/layers/{{dataset}}/{{model}}.log",
     benchmark:
@@ -165,4 +171,4 @@ checkpoint layers:
         "../../envs/torch.yaml"
     shell:
         "python -m lesion model layers --dataset {wildcards.dataset} --weights {input.weights}"
-        " --out {output} > {log} 2>&1"
+        " {params.split} --out {output} > {log} 2>&1"

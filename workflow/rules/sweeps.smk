@@ -79,16 +79,20 @@ rule variant_weights:
     input:
         weights=WEIGHTS,
         table=VARIANTS,
+        split=spec_split,
         code=code("sweep", "variant-weights"),
     output:
         directory(f"{RESULTS}/{{dataset}}/{{model}}/variant_weights/{{perturbation}}/{{layer}}"),
+    params:
+        split=split_option,
     log:
         f"{LOGS}/variant_weights/{{dataset}}/{{model}}/{{perturbation}}/{{layer}}.log",
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m lesion sweep variant-weights --dataset {wildcards.dataset}"
-        " --weights {input.weights} --variants {input.table} --out {output} > {log} 2>&1"
+        " --weights {input.weights} --variants {input.table} {params.split} --out {output}"
+        " > {log} 2>&1"
 
 
 # The clean model on an adversarial test set (perturbations.testsets); the sweep

@@ -30,7 +30,11 @@ MODEL_NAME = "the network's name in the study (a config's model key, which the t
 
 # Help of the options many steps share (`option` looks them up by flag).
 HELP = {
-    "--dataset": f"dataset name, one of: {', '.join(DATASET_SOURCES)}",
+    "--dataset": f"dataset name, one of: {', '.join(DATASET_SOURCES)}, or a dataset of your own "
+                 "(its split files carry its shape)",
+    "--split": "a split of the dataset (.safetensors, as `data user-tensors` writes it) "
+               "(default: none; needed for a dataset of your own, whose class count and image "
+               "shape it carries)",
     "--model": f"registry model, one of: {', '.join(MODELS)}",
     "--weights": "network weights (.safetensors, as `model train` or `data pretrained` writes "
                  "them; the file names its model)",
@@ -130,6 +134,14 @@ def epochs(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated epochs >= 1 such as 1,5,10, "
                                          f"got {text!r}")
     return sorted({int(x) for x in items})
+
+
+def image_size(text: str) -> list[int]:
+    """height,width of an image, each at least 1."""
+    items = [x.strip() for x in text.split(",")]
+    if len(items) != 2 or not all(x.isdigit() and int(x) >= 1 for x in items):
+        raise argparse.ArgumentTypeError(f"expected height,width such as 32,32, got {text!r}")
+    return [int(x) for x in items]
 
 
 def number(convert: Callable[[str], float], accept: Callable[[float], bool],
@@ -260,8 +272,8 @@ def training_kwargs(args: argparse.Namespace) -> dict:
 
 def check_model_fits(model: str, dataset: str) -> None:
     """Refuse a model that the dataset cannot feed (lesion.catalog)."""
-    from lesion.catalog import DATASET_MODELS
+    from lesion.catalog import dataset_models
 
-    if model not in DATASET_MODELS.get(dataset, (model,)):
+    if model not in dataset_models(dataset):
         raise ValueError(f"dataset {dataset!r} cannot feed architecture {model!r}; expected "
-                         f"one of {list(DATASET_MODELS[dataset])}")
+                         f"one of {list(dataset_models(dataset))}")

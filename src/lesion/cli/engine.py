@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from lesion.catalog import DATASET_SOURCES, PRETRAINED_WEIGHTS
+from lesion.catalog import DATASET_SOURCES, PRETRAINED_WEIGHTS, USER_SOURCES
 from lesion.cli.args import (
     MIRROR_HELP,
     MODEL_NAME,
     bits,
     fraction,
     gigabytes,
+    image_size,
     levels,
     names,
     network,
@@ -48,6 +49,13 @@ def _tensors(args):
     from lesion import data
     data.make_tensors(args.dataset, args.raw, args.train_out, args.test_out,
                       test_fraction=args.test_fraction, seed=args.seed)
+
+
+def _user_tensors(args):
+    from lesion import usersplits
+    usersplits.write(args.dataset, args.source, args.path, args.train_out, args.test_out,
+                     test_fraction=args.test_fraction, seed=args.seed, size=args.size,
+                     channels=args.channels, workers=args.workers)
 
 
 def _imagenet_tensors(args):
@@ -83,7 +91,8 @@ def _import(args):
     source = networks.Source.parse(args.source, path=args.path,
                                    kwargs=json.loads(args.kwargs) if args.kwargs else None)
     networks.import_network(args.model, args.dataset, source, args.weights, args.out,
-                            state_dict_key=args.state_dict_key, strip_prefix=args.strip_prefix)
+                            state_dict_key=args.state_dict_key, strip_prefix=args.strip_prefix,
+                            split=args.split)
 
 
 def _layers(args):
@@ -91,7 +100,7 @@ def _layers(args):
     import pyarrow as pa
 
     from lesion import data, files, models, networks, tables
-    spec = data.get(args.dataset)
+    spec = data.get(args.dataset, split=args.split)
     model = models.load_weights(args.weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape)
     frame = networks.layer_frame(model)
@@ -120,7 +129,7 @@ def _variants(args):
     options = {"bits": args.bits} if args.bits is not None else {}
     sweep.write_variants(args.dataset, args.weights, args.layer, args.perturbation,
                          levels=args.levels, draws=args.draws, study_seed=args.seed,
-                         out=args.out, options=options)
+                         out=args.out, options=options, split=args.split)
 
 
 def _run(args):
@@ -147,7 +156,8 @@ def _run(args):
 def _variant_weights(args):
     require(args.weights, args.variants)
     from lesion import sweep
-    sweep.write_variant_weights(args.dataset, args.weights, args.variants, args.out)
+    sweep.write_variant_weights(args.dataset, args.weights, args.variants, args.out,
+                                split=args.split)
 
 
 def _predict(args):
@@ -231,6 +241,29 @@ def register(groups) -> None:
                 "for datasets with an official split)")
     option(s, "--seed", type=int)
 
+    s = step("user-tensors", _user_tensors, "Decode a dataset of your own once into train/test "
+             "tensors: an ImageFolder directory (resized, centre-cropped, stored as uint8) or a "
+             "safetensors file.")
+    option(s, "--dataset", help="its name in paths and the split files' metadata: a plain "
+                                "name but not one of: " + ", ".join(DATASET_SOURCES))
+    option(s, "--source", choices=USER_SOURCES, help="where the images are, one of: "
+                                                     + ", ".join(USER_SOURCES))
+    option(s, "--path", help="the ImageFolder directory (<path>/[train|test/]<class>/<image>) "
+                             "or the .safetensors file")
+    option(s, "--train-out", help="train split to write (.safetensors)")
+    option(s, "--test-out", help="test split to write (.safetensors)")
+    option(s, "--test-fraction", type=fraction,
+           help="share of the images in the test split when the data has no train split, "
+                "between 0 and 1 (exclusive)")
+    option(s, "--seed", type=int)
+    s.add_argument("--size", type=image_size, default=None,
+                   help="folder only: height,width of every image after resizing and cropping, "
+                        "e.g. 32,32 (default: none; required for a folder)")
+    s.add_argument("--channels", type=int, choices=(1, 3), default=3,
+                   help="folder only: 1 (grey) or 3 (RGB), one of: 1, 3")
+    s.add_argument("--workers", type=positive, default=1,
+                   help="decoding processes, a positive integer")
+
     s = step("imagenet-tensors", _imagenet_tensors, "Decode the ILSVRC2012 validation images "
              "once (the weights' transforms, stored as uint8).")
     option(s, "--path", help="ImageFolder directory of the validation images: <path>/<wnid>/*.JPEG")
@@ -276,11 +309,13 @@ def register(groups) -> None:
                                                          "e.g. state_dict (default: the file is one)")
     s.add_argument("--strip-prefix", default=None, help="a prefix to remove from every key, "
                                                        "e.g. module. (default: none)")
+    option(s, "--split", required=False)
 
     s = step("layers", _layers, "List a network's weight layers in forward order (name, type, "
              "parameters, output units, the norm that follows): the sweeps of `layers: all`.")
     option(s, "--dataset", "--weights")
     option(s, "--out", help="layer table to write (.parquet)")
+    option(s, "--split", required=False)
 
     s = step("autoencoder", _autoencoder, "Pretrain a network's fc1 as an autoencoder's "
              "encoder (AE400-10); write the network for fine-tuning.", torch_threads=True)
@@ -301,6 +336,7 @@ def register(groups) -> None:
     s = step("variants", _variants, "Draw every variant of one sweep; write its table.",
              torch_threads=True)
     sweep_options(s)
+    option(s, "--split", required=False)
 
     s = step("run", _run, "Draw every variant of one sweep and predict the test split with "
              "each, in one process: each variant is drawn once for its table row and its "
@@ -321,6 +357,7 @@ def register(groups) -> None:
     option(s, "--dataset", "--weights")
     option(s, "--variants", help="variants table (as `sweep variants` writes it)")
     option(s, "--out", metavar="DIR", help="directory to create (an earlier one is replaced)")
+    option(s, "--split", required=False)
 
     s = step("predict", _predict, "Predict the test split with the clean model or every "
              "variant of a sweep.", torch_threads=True)

@@ -54,7 +54,7 @@ def _train(args):
     hook, meta = None, {}
     if args.adversarial_attack != "none":
         hook = mix_adversarial(args.adversarial_attack, args.adversarial_eps, seed=args.seed,
-                               num_classes=data.get(args.dataset).num_classes)
+                               num_classes=data.get(args.dataset, split=args.train).num_classes)
         meta = {"adversarial": args.adversarial_attack, "adversarial_eps": args.adversarial_eps}
     train.train(args.model, args.dataset, args.train, args.test, args.weights_out,
                 args.curve_out, **options, batch_hook=hook, metadata=meta)

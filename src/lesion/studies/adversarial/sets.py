@@ -60,7 +60,7 @@ def write_sets(dataset: str, weights: str | os.PathLike, test: str | os.PathLike
     unknown = sorted(set(attacks) - set(ATTACKS))
     if unknown:
         raise ValueError(f"attack {unknown[0]!r} is unknown; expected one of {list(ATTACKS)}")
-    spec = data.get(dataset)
+    spec = data.get(dataset, split=test)
     dev = pick_device(device, precision)
     model = models.load_weights(weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape).to(dev)
@@ -78,4 +78,4 @@ def write_sets(dataset: str, weights: str | os.PathLike, test: str | os.PathLike
         io.save_tensors(tensors, out, {"dataset": dataset, "model": model.lesion_name,
                                        "arch": model.lesion_arch, "attack": name,
                                        "options": dict(options), "seed": seed, "split": "test",
-                                       "precision": precision})
+                                       "precision": precision, **data.carried(dataset, spec)})

@@ -67,7 +67,7 @@ class Study:
 
     def __init__(self, dataset: str, test: str | os.PathLike, weights: Sequence[str],
                  device: str, precision: str):
-        self.spec = data.get(dataset)
+        self.spec = data.get(dataset, split=test)
         self.device = pick_device(device, precision)
         self.images, self.labels = data.load_split(test)
         self.models = {}

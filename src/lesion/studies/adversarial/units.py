@@ -38,7 +38,7 @@ def inspect(model: torch.nn.Module, layer: str, images: torch.Tensor, *, unit: i
 
 def write_units(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
                 out: str | os.PathLike, *, layer: str, unit: int, top: int, seed: int) -> None:
-    spec = data.get(dataset)
+    spec = data.get(dataset, split=test)
     model = models.load_weights(weights, num_classes=spec.num_classes, input_shape=spec.input_shape)
     images, _ = data.load_split(test)
     found = inspect(model, layer, images, unit=unit, top=top, seed=seed)

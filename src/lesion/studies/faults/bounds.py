@@ -285,7 +285,7 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
         if not 0 <= p <= 1:
             raise ValueError(f"crash level p = {p!r} is out of range; expected a number in [0, 1]")
     dev = evaluate.pick_device(device, precision)
-    spec = data.get(dataset)
+    spec = data.get(dataset, split=test)
     model = models.load_weights(weights, num_classes=spec.num_classes, input_shape=spec.input_shape)
     if list(layers) == ["all"]:  # every weight layer, in forward order
         layers = list(models.layers(model))

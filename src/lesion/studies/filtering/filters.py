@@ -61,7 +61,7 @@ def filter_checkpoints(dataset: str, checkpoints: Mapping[int, str | os.PathLike
     lesion.data.load_split reads).
     """
     dev = evaluate.pick_device(device, precision)
-    spec = data.get(dataset)
+    spec = data.get(dataset, split=next(iter(testsets.values())))
     splits = {name: data.load_split(path) for name, path in testsets.items()}
     for epoch, weights in sorted(checkpoints.items()):
         model = models.load_weights(weights, num_classes=spec.num_classes,

@@ -86,7 +86,7 @@ def retrain(dataset: str, model_name: str, checkpoints: Mapping[int, str | os.Pa
     if epochs < 1:
         raise ValueError(f"retraining epochs = {epochs!r}; expected at least 1")
     dev = evaluate.pick_device(device, precision)
-    spec = data.get(dataset)
+    spec = data.get(dataset, split=test_path)
     table = files.read_table(scores, kinds.SCORES).to_pandas()
     images, labels = data.load_split(test_path)
     stale_images, stale_labels = data.load_split(adversarial)

@@ -27,7 +27,7 @@ ORDER = ("layer by layer in forward order (conv1.., fc1.., out), each layer's we
 def load(dataset: str, train: str | os.PathLike, test: str | os.PathLike, study_seed: int) -> grouped.Data:
     """A dataset's tensor caches in every derived version."""
     return grouped.Data.build(data.load_split(train), data.load_split(test),
-                              data.get(dataset).num_classes, study_seed)
+                              data.get(dataset, split=test).num_classes, study_seed)
 
 
 def build(zoo: Mapping, *, dataset: str, train: str | os.PathLike, test: str | os.PathLike,
