@@ -148,9 +148,10 @@ def test_the_own_network_example_is_valid_and_its_canonical_form_keeps_its_keys(
 
 
 @pytest.mark.parametrize(("config", "words"), [
-    (brought(weights=None), ["models.residual", "without weights", "weights: <file>"]),
     (brought(arch="cnn"), ["models.residual", "both arch and source"]),
-    (brought(train={"epochs": 3}), ["models.residual.train", "is not trained"]),
+    (brought(train={"epochs": 3}), ["models.residual.train", "imported as it is, not trained",
+                                    "leave weights out"]),
+    (brought(pretrain={"epochs": 3}), ["models.residual.pretrain", "ae400_10"]),
     (brought(weights="config/examples/own_network/absent.pt"), ["models.residual.weights", "no such file"]),
     (brought(path="config/examples/nowhere"), ["models.residual.path", "no such directory"]),
     (brought(source="keras:residual"), ["models.residual.source", "'keras:residual'"]),

@@ -248,6 +248,8 @@ def check(config: Mapping, schema: Mapping) -> None:
         settings = settings or {}
         if brought(settings):
             _check_brought(config, model, settings)
+            if "weights" not in settings:  # trained: its layers are known from its graph only
+                _check_training(config, schema, model, None, settings.get("train", {}))
             continue
         arch = architecture(model, settings)
         allowed = dataset_models(dataset)
@@ -327,7 +329,7 @@ def study_roots(config: Mapping) -> tuple[str, str, str]:
 
 def brought(settings: Mapping | None) -> bool:
     """Whether a config model is a network lesion does not describe (a `source` other than
-    lesion:): its layers come from its graph, its weights are imported."""
+    lesion:): its layers are named by module path, its weights imported or trained."""
     source = (settings or {}).get("source", "")
     return bool(source) and not source.startswith("lesion:")
 
@@ -342,24 +344,28 @@ _BROUGHT_UNSUPPORTED = {
 
 
 def _check_brought(config: Mapping, model: str, settings: Mapping) -> None:
-    """A `source` network: imported from its weights, studied where the studies allow."""
+    """A `source` network: imported from its weights, or without weights trained by the DAG
+    from its random initialisation; studied where the studies allow."""
     if "arch" in settings:
         raise ConfigError(f"config error: models.{model}: both arch and source; expected one "
                           "(source: lesion:<arch> is the same as arch)")
-    if "weights" not in settings:
+    if "pretrain" in settings:
+        raise ConfigError(f"config error: models.{model}.pretrain: only lesion's ae400_10 is "
+                          "pretrained as an autoencoder; expected no pretrain beside source")
+    if "weights" in settings:
+        for key in ("train", "train_split"):
+            if key in settings:
+                raise ConfigError(f"config error: models.{model}.{key}: a network brought with "
+                                  f"its weights is imported as it is, not trained; expected no "
+                                  f"{key} beside source and weights (leave weights out to train it)")
+        if not os.path.isfile(settings["weights"]):
+            raise ConfigError(f"config error: models.{model}.weights = {settings['weights']!r}: "
+                              "no such file; expected the network's weights (.safetensors, .pt, "
+                              ".pth)")
+    elif config["dataset"]["name"] == "imagenet":
         raise ConfigError(f"config error: models.{model}: source {settings['source']!r} without "
-                          "weights; expected weights: <file> (a brought network is imported as it "
-                          "is, lesion does not train it)")
-    for key in ("train", "pretrain"):
-        if key in settings:
-            raise ConfigError(f"config error: models.{model}.{key}: a brought network is not "
-                              f"trained; expected no {key} beside source and weights")
-    if settings.get("train_split", "all") != "all":
-        raise ConfigError(f"config error: models.{model}.train_split: a brought network is not "
-                          "trained; expected all")
-    if not os.path.isfile(settings["weights"]):
-        raise ConfigError(f"config error: models.{model}.weights = {settings['weights']!r}: no "
-                          "such file; expected the network's weights (.safetensors, .pt, .pth)")
+                          "weights on imagenet, which has no training split; expected weights: "
+                          "<file> (the network is imported as it is)")
     if settings["source"].startswith("python:") and not os.path.isdir(settings.get("path", ".")):
         raise ConfigError(f"config error: models.{model}.path = {settings['path']!r}: no such "
                           "directory; expected the directory of the source's module")
@@ -429,10 +435,12 @@ def _check_model_lists(config: Mapping) -> None:
                               f"a hidden layer of {units['model']}; expected one of {hidden}")
 
 
-def _check_training(config: Mapping, schema: Mapping, model: str, arch: str, own: Mapping) -> None:
-    """A model's frozen layers exist, and the shared checkpoints fall within its epochs."""
-    valid = layer_names(arch)
-    for name in own.get("freeze", []):
+def _check_training(config: Mapping, schema: Mapping, model: str, arch: str | None,
+                    own: Mapping) -> None:
+    """A model's frozen layers exist (a brought network's, arch None, are checked by the
+    step), and the shared checkpoints fall within its epochs."""
+    valid = layer_names(arch) if arch else []
+    for name in own.get("freeze", []) if arch else []:
         if name not in valid:
             raise ConfigError(f"config error: models.{model}.train.freeze: {name!r} is not a "
                               f"weight layer of {arch}; expected some of {valid}")

@@ -3,7 +3,8 @@ and weights a user already has, imported into it.
 
     lesion:<arch>                 lesion's own networks (models.ARCHITECTURES)
     torchvision:<builder>         any classification model torchvision.models lists
-    timm:<name>                   timm.create_model(name, pretrained=False, ...) (optional extra)
+    timm:<name>                   timm.create_model(name, pretrained=False, in_chans=<the
+                                  data's channels>, ...) (optional extra)
     python:<module>:<callable>    the user's own factory, called with the config's kwargs
 
 A torchvision or timm network is built with `num_classes` (and `kwargs`); a
@@ -97,7 +98,9 @@ def _timm(source: Source, num_classes: int, input_shape) -> nn.Module:
     if not timm.is_model(source.name):
         raise SourceError(f"source {source}: timm has no model {source.name!r}; expected a name "
                           "of timm.list_models()")
-    return timm.create_model(source.name, pretrained=False, num_classes=num_classes, **source.kwargs)
+    # the dataset's channels unless the config says otherwise (timm builds 3 by default)
+    kwargs = {"in_chans": input_shape[0], **source.kwargs}
+    return timm.create_model(source.name, pretrained=False, num_classes=num_classes, **kwargs)
 
 
 def _python(source: Source, num_classes: int, input_shape) -> nn.Module:

@@ -58,16 +58,25 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dropout: float,
     return loss
 
 
-def _start(model_name: str, arch: str, spec, init: str | os.PathLike | None) -> nn.Module:
-    """A fresh network (seed the global RNG first), or the weights in `init` to fine-tune."""
-    model = models.build(arch, num_classes=spec.num_classes, input_shape=spec.input_shape,
-                         name=model_name)
+def _start(model_name: str, arch: str, spec, init: str | os.PathLike | None,
+           source=None) -> nn.Module:
+    """A fresh network (seed the global RNG first): of registry architecture `arch`, or
+    built from `source` (lesion.networks.Source, a network lesion does not describe);
+    or the weights in `init` to fine-tune."""
+    if source is None:
+        model = models.build(arch, num_classes=spec.num_classes, input_shape=spec.input_shape,
+                             name=model_name)
+    else:
+        model = models.build_source(source, num_classes=spec.num_classes,
+                                    input_shape=spec.input_shape, name=model_name)
     if init is not None:
         start = models.load_weights(init, num_classes=spec.num_classes,
                                     input_shape=spec.input_shape)
-        if start.lesion_arch != arch:
-            raise ValueError(f"init = {str(init)!r} holds {start.lesion_arch} weights; expected "
-                             f"weights of architecture {arch}")
+        what = str(source) if source is not None else arch
+        held = start.lesion_metadata.get("source") or start.lesion_arch
+        if held != what:
+            raise ValueError(f"init = {str(init)!r} holds {held} weights; expected weights of "
+                             f"{what}")
         model.load_state_dict(start.state_dict())
     return model
 
@@ -106,7 +115,8 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
           masks: Mapping[str, torch.Tensor] | str | os.PathLike | None = None,
           checkpoints: Mapping[int, str | os.PathLike] | None = None,
           metadata: dict | None = None, arch: str | None = None, train_split: str = "all",
-          split_seed: int | None = None, batch_hook: BatchHook | None = None) -> None:
+          split_seed: int | None = None, batch_hook: BatchHook | None = None,
+          source=None) -> None:
     """Train with Adam on shuffled mini-batches; write weights and curve.
 
     `dropout` drops every hidden layer's neurons with that probability
@@ -123,7 +133,9 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     (default: the name is the architecture); `train_split` trains on all of the
     training split or on one of its fixed halves P1, P2 (data.training_part,
     drawn from `split_seed`, the study seed, so that every model sees the same halves);
-    `batch_hook` changes each batch before its step (see BatchHook).
+    `batch_hook` changes each batch before its step (see BatchHook);
+    `source` (lesion.networks.Source) builds a network lesion does not
+    describe (a torchvision or timm model, a user's factory) instead of `arch`.
     """
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout = {dropout!r} is out of range; expected a number in [0, 1)")
@@ -144,7 +156,7 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     if isinstance(masks, str | os.PathLike):
         masks = io.load_tensors(masks)
     torch.manual_seed(seed)
-    model = _start(model_name, arch or model_name, spec, init).to(dev)
+    model = _start(model_name, arch or model_name, spec, init, source).to(dev)
     updates = _updates(model, freeze, masks)
     params = dict(model.named_parameters())
     x_train, y_train = data.load_split(train_path, dataset)

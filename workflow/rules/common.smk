@@ -59,6 +59,10 @@ BROUGHT = [m for m in MODELS if brought(config["models"][m])]
 NEVER = "(?!)"  # a wildcard pattern that matches nothing
 BROUGHT_MODELS = "|".join(re.escape(m) for m in BROUGHT) or NEVER
 OWN_MODELS = "|".join(re.escape(m) for m in MODELS if m not in BROUGHT) or NEVER
+# A brought network with weights is imported as it is; without, the DAG trains it.
+IMPORTED = [m for m in BROUGHT if "weights" in config["models"][m]]
+IMPORTED_MODELS = "|".join(re.escape(m) for m in IMPORTED) or NEVER
+TRAINED_MODELS = "|".join(re.escape(m) for m in MODELS if m not in IMPORTED) or NEVER
 # Datasets by where their raw data comes from (see lesion.catalog).
 EXPORTED = "|".join(d for d, s in DATASET_SOURCES.items() if s == "export")
 DOWNLOADED = "|".join(d for d, s in DATASET_SOURCES.items() if s == "download")
@@ -225,9 +229,8 @@ def brought_module(model):
     return [str(Path(settings.get("path", "."), *name.split(".")).with_suffix(".py"))]
 
 
-def import_options(model):
-    """--source and, where the config gives them, --path, --kwargs, --state-dict-key and
-    --strip-prefix of a brought network's import."""
+def source_options(model):
+    """--source and, where the config gives them, --path and --kwargs of a brought network."""
     import json
 
     settings = config["models"][model]
@@ -236,6 +239,14 @@ def import_options(model):
         options.append(f"--path {shlex.quote(settings['path'])}")
     if settings.get("kwargs"):
         options.append(f"--kwargs {shlex.quote(json.dumps(settings['kwargs'], sort_keys=True))}")
+    return options
+
+
+def import_options(model):
+    """source_options and, where the config gives them, --state-dict-key and --strip-prefix
+    of a brought network's import."""
+    settings = config["models"][model]
+    options = source_options(model)
     for key in ("state_dict_key", "strip_prefix"):
         if key in settings:
             options.append(f"--{key.replace('_', '-')} {shlex.quote(settings[key])}")
@@ -261,10 +272,12 @@ def train_init(wildcards):
 
 
 def start_options(model):
-    """What the network is and where it starts: --arch, --train-split, --seed (its own
+    """What the network is and where it starts: --arch (or a brought network's --source
+    options), --train-split, --seed (its own
     training seed, else the study's), --split-seed, and --init and --freeze of fine-tuning."""
     settings = train_settings(model)
-    options = [f"--arch {arch(model)} --train-split {config['models'][model]['train_split']}",
+    what = " ".join(source_options(model)) if model in BROUGHT else f"--arch {arch(model)}"
+    options = [f"{what} --train-split {config['models'][model]['train_split']}",
                f"--seed {settings.get('seed', config['seed'])} --split-seed {config['seed']}"]
     init = init_weights(model)
     options += [f"--init {shlex.quote(init)}"] if init else []

@@ -16,7 +16,7 @@ rule train:
         checkpoints=expand(CHECKPOINT, epoch=config["train"]["checkpoints"], allow_missing=True),
     wildcard_constraints:
         dataset=TRAINED_ON,
-        model=OWN_MODELS,
+        model=TRAINED_MODELS,
     params:
         step="model train",  # a study's twin of this rule runs its own step
         train=lambda w: train_settings(w.model),
@@ -134,7 +134,7 @@ rule import_network:
     output:
         weights=WEIGHTS,
     wildcard_constraints:
-        model=BROUGHT_MODELS,
+        model=IMPORTED_MODELS,
     params:
         options=lambda w: import_options(w.model),
         split=split_option,

@@ -219,6 +219,13 @@ def training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", choices=list(MODELS), default=None, metavar="ARCH",
                         help="its registry architecture, one of: " + ", ".join(MODELS)
                              + " (default: --model)")
+    parser.add_argument("--source", default=None,
+                        help="build the network from this source instead (torchvision:<builder>, "
+                             "timm:<name>, python:<module>:<callable>; default: --arch)")
+    parser.add_argument("--path", default=None, help="directory of a python: source's module "
+                                                    "(default: the working directory)")
+    parser.add_argument("--kwargs", default=None, help="the source's keyword arguments as JSON "
+                                                      "(default: none)")
     option(parser, "--dataset", "--train", "--test")
     option(parser, "--weights-out", help="trained weights to write (.safetensors)")
     option(parser, "--curve-out", help="training curve to write (.parquet: loss and accuracy "
@@ -258,8 +265,18 @@ def training_kwargs(args: argparse.Namespace) -> dict:
     require(args.train, args.test, args.init, args.masks)
     if args.checkpoint_epochs and args.checkpoints_dir is None:
         raise ValueError("--checkpoint-epochs needs --checkpoints-dir (where they go)")
-    check_model_fits(args.arch or args.model, args.dataset)
+    source = None
+    if args.source is not None:
+        import json
+
+        from lesion.networks import Source
+
+        source = Source.parse(args.source, path=args.path,
+                              kwargs=json.loads(args.kwargs) if args.kwargs else None)
+    else:
+        check_model_fits(args.arch or args.model, args.dataset)
     return {
+        "source": source,
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "weight_decay": args.weight_decay, "seed": args.seed, "device": args.device,
         "precision": args.precision, "init": args.init, "freeze": args.freeze, "masks": args.masks,
