@@ -231,3 +231,16 @@ def test_a_timm_vision_transformer_splits_for_the_engine():
         for layer in ("patch_embed.proj", "blocks.0.attn.qkv", "blocks.11.mlp.fc2", "head"):
             prefix, suffix, _ = graph.split(gm, layer)
             assert torch.equal(suffix(prefix(x)), whole), layer
+
+
+def test_how_a_network_was_cut_is_recorded_for_the_tables(caplog):
+    """predict writes models.cut_of into the variants and predictions tables' metadata."""
+    untraceable = models.adopt(Branching(), input_shape=(3,), name="branching")
+    with caplog.at_level(logging.WARNING):
+        prefix, suffix, _ = models.split(untraceable, "first")
+    assert len(prefix) == 0 and suffix[0] is untraceable
+    assert models.cut_of(untraceable, "first").startswith("whole network per variant (Branching")
+    assert "whole network runs once per variant" in caplog.text
+    cnn = models.build("cnn", num_classes=10, input_shape=(1, 8, 8))
+    models.split(cnn, "conv2")
+    assert models.cut_of(cnn, "conv2") == "prefix cached (torch.fx graph)"

@@ -427,7 +427,7 @@ def _check_model_lists(config: Mapping) -> None:
         raise ConfigError("config error: filtering needs an FGSM test set per model; expected "
                           "adversarial.attacks.fgsm (its eps is the study's)")
     units = (config.get("adversarial") or {}).get("units")
-    if units:
+    if units and not brought(config["models"][units["model"]]):  # a brought one's: by the step
         arch = architecture(units["model"], config["models"][units["model"]] or {})
         hidden = layer_names(arch)[:-1]
         if units["layer"] not in hidden:

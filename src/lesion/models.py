@@ -271,9 +271,9 @@ def parameter_names(container: nn.Module, model: nn.Module, name: str,
     """The parameter name in `container` (the model, or a suffix of it from `split`) of each
     variant tensor: `keys` of layer_tensors, unit_tensors or weight_tensors."""
     paths = {id(m): n for n, m in container.named_modules()}
-    if name == ALL_LAYERS:  # keys "{layer}.weight" of weight_tensors
+    if name == ALL_LAYERS:  # keys "{layer}.weight" of weight_tensors (a layer's name may hold dots)
         named = layers(model)
-        return {key: f"{paths[id(named[key.split('.')[0]])]}.{key.split('.', 1)[1]}"
+        return {key: f"{paths[id(named[key.rsplit('.', 1)[0]])]}.{key.rsplit('.', 1)[1]}"
                 for key in keys}
     owners = {"": layer(model, name), NORM: norm_after(model, name)}
     out = {}
@@ -297,19 +297,29 @@ def split(model: nn.Module, layer_name: str) -> tuple[nn.Module, nn.Sequential, 
     Where the network cannot be cut (fx cannot trace it, or the layer is
     called twice), the whole network runs per variant, and the log says so.
     """
+    cuts = model.__dict__.setdefault("_lesion_cuts", {})
     if layer_name == ALL_LAYERS:
+        cuts[layer_name] = "whole network (every layer varies)"
         return nn.Sequential(), nn.Sequential(model), ""
     target = layer(model, layer_name)
     try:
         traced = _graph(model)
         if traced is None:
             raise graph.Uncuttable(f"{type(model).__name__} cannot be traced by torch.fx")
+        cuts[layer_name] = "prefix cached (torch.fx graph)"
         return graph.split(traced, _paths(model)[layer_name])
     except graph.Uncuttable as err:
         log.warning("%s, layer %s: %s; the whole network runs once per variant (no prefix "
                     "cache)", model.lesion_name, layer_name, err)
+        cuts[layer_name] = f"whole network per variant ({err})"
         whole = nn.Sequential(model)
         return nn.Sequential(), whole, next(n for n, m in whole.named_modules() if m is target)
+
+
+def cut_of(model: nn.Module, layer_name: str) -> str:
+    """How `split` cut the network at a layer (a table's metadata says so): the prefix
+    cached, or the whole network per variant and why."""
+    return model.__dict__.get("_lesion_cuts", {}).get(layer_name, "not cut")
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> None:

@@ -193,8 +193,11 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
                                         cache_bytes=cache_gb * 2**30, total=len(rows))
     except sweep.VariantMismatchError as err:
         raise sweep.VariantMismatchError(f"{variants}: {err}") from None
+    cut = {} if {r["perturbation"] for r in rows} & set(ACTIVATION_OPERATORS) else {
+        "cut": models.cut_of(model, layer)}
     files.write_table(_table([r["variant"] for r in rows], labels, *zip(*results, strict=True)),
-                      out, {"precision": precision, "device": dev.type}, kind=tables.PREDICTIONS)
+                      out, {"precision": precision, "device": dev.type, **cut},
+                      kind=tables.PREDICTIONS)
 
 
 def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.PathLike],
@@ -244,12 +247,14 @@ def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.Pat
         lambda: (sweep.regenerate(row, base, check=False) for row in rows), dev,
         batch_size=batch_size, variants_per_pass=variants_per_pass,
         cache_bytes=cache_gb * 2**30, total=len(levels) * draws)
-    files.write_table(pa.Table.from_pylist(rows, schema=sweep.VARIANT_SCHEMA), variants_out,
+    cut = {"cut": models.cut_of(model, layer)}  # the variants table and the log say how
+    files.write_table(pa.Table.from_pylist(rows, schema=sweep.VARIANT_SCHEMA), variants_out, cut,
                       kind=tables.VARIANTS)
     ids = [r["variant"] for r in rows]
     for (_, labels), per_set, out in zip(sets, results, outs, strict=True):
         files.write_table(_table(ids, labels, *zip(*per_set, strict=True)), out,
-                          {"precision": precision, "device": dev.type}, kind=tables.PREDICTIONS)
+                          {"precision": precision, "device": dev.type, **cut},
+                          kind=tables.PREDICTIONS)
 
 
 def weight_predictions(model, rows: list[dict], images: torch.Tensor, labels: torch.Tensor,

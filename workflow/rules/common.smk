@@ -220,6 +220,13 @@ def model_layers(model):
     return layer_names(arch(model))
 
 
+def layer_table(wildcards):
+    """A brought network's layer table (the checkpoint model_layers reads), as the input of a
+    rule whose params list its layers; nothing for lesion's own networks."""
+    return [LAYERS.format(dataset=wildcards.dataset, model=wildcards.model)] if (
+        wildcards.model in BROUGHT) else []
+
+
 def brought_module(model):
     """A python source's module file: an input of its import (editing it reimports)."""
     settings = config["models"][model]

@@ -11,6 +11,7 @@ rule filtering_sweep:
     input:
         checkpoints=filter_checkpoints(FILTER_EPOCHS),
         testsets=list(FILTER_TESTSETS.values()),
+        layers=layer_table,  # a brought network's layers (its `all`) come from this table
         code=code("filtering", "sweep"),
     output:
         variants=filter_outputs(FILTER_VARIANTS, FILTER_EPOCHS),
