@@ -157,9 +157,15 @@ def test_the_own_network_example_is_valid_and_its_canonical_form_keeps_its_keys(
     (brought(source="keras:residual"), ["models.residual.source", "'keras:residual'"]),
     ({**brought(), "faults": {"models": ["residual"], "levels": [0.1],
                               "regimes": {"dropout0.5": {"dropout": 0.5}}}},
-     ["faults.regimes", "'residual' is a brought network", "does not train"]),
-    ({**brought(), "adversarial": {"models": ["residual"], "attacks": {"fgsm": {"eps": 0.1}}}},
-     ["adversarial.models", "'residual' is a brought network"]),
+     ["faults.models", "'residual' is imported", "regimes train", "leave out models.residual.weights"]),
+    ({**brought(), "adversarial": {"models": ["residual"], "attacks": {"fgsm": {"eps": 0.1}},
+                                   "training": {"model": "residual",
+                                                "regimes": {"dropout": {"dropout": 0.3}}}}},
+     ["adversarial.training.model", "'residual' is imported"]),
+    ({**brought(), "adversarial": {"models": ["residual"], "attacks": {"fgsm": {"eps": 0.1}}},
+      "filtering": {"models": ["residual"], "epochs": [5],
+                    "retraining": {"from": [5], "epochs": 1}}},
+     ["filtering.models", "'residual' is imported", "training checkpoints"]),
 ])
 def test_a_brought_network_the_studies_cannot_take_is_refused_with_the_reason(monkeypatch, config, words):
     monkeypatch.chdir(REPO)

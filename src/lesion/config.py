@@ -334,12 +334,13 @@ def brought(settings: Mapping | None) -> bool:
     return bool(source) and not source.startswith("lesion:")
 
 
-# What a brought network cannot do yet, and why (checked before anything runs).
-_BROUGHT_UNSUPPORTED = {
-    "filtering": "synaptic filtering retrains the network from its training checkpoints",
-    "zoo": "the zoo trains its own networks",
-    "adversarial": "the adversarial study's tables and training regimes are built for lesion's "
-                   "own networks",
+# What a network imported with its weights cannot take, and why (checked before anything
+# runs): what retrains or fine-tunes a network needs the DAG to have trained it. (The zoo
+# trains networks of its own and takes none from `models`.)
+_IMPORTED_UNSUPPORTED = {
+    "filtering.models": "synaptic filtering retrains the network from its training checkpoints",
+    "adversarial.training.model": "adversarial training trains the network again",
+    "faults.models": "the fault study's regimes train the network again",
 }
 
 
@@ -369,22 +370,20 @@ def _check_brought(config: Mapping, model: str, settings: Mapping) -> None:
     if settings["source"].startswith("python:") and not os.path.isdir(settings.get("path", ".")):
         raise ConfigError(f"config error: models.{model}.path = {settings['path']!r}: no such "
                           "directory; expected the directory of the source's module")
-    for section, why in _BROUGHT_UNSUPPORTED.items():
-        section_models = (config.get(section) or {}).get("models", [])
-        if model in section_models:
-            raise ConfigError(f"config error: {section}.models: {model!r} is a brought network, "
-                              f"which this study cannot take yet ({why}); expected lesion's own "
-                              "networks there")
-    studied = (config.get("perturbations") or {}).get("models", list(config["models"]))
-    if (config.get("perturbations") or {}).get("testsets") and model in studied:
-        raise ConfigError(f"config error: perturbations.testsets: {model!r} is a brought network, "
-                          "which has no adversarial test sets yet; expected testsets only for lesion's "
-                          "own networks (list them in perturbations.models)")
-    faults = config.get("faults") or {}
-    if model in faults.get("models", []) and faults.get("regimes"):
-        raise ConfigError(f"config error: faults.regimes: {model!r} is a brought network, which "
-                          "lesion does not train; expected no regimes where faults.models lists "
-                          "a brought network (its bounds and crash errors need none)")
+    if "weights" not in settings:
+        return
+    adversarial = config.get("adversarial") or {}
+    listed = {
+        "filtering.models": model in (config.get("filtering") or {}).get("models", []),
+        "adversarial.training.model": (adversarial.get("training") or {}).get("model") == model,
+        "faults.models": model in (config.get("faults") or {}).get("models", [])
+        and bool((config.get("faults") or {}).get("regimes")),
+    }
+    for key, why in _IMPORTED_UNSUPPORTED.items():
+        if listed[key]:
+            raise ConfigError(f"config error: {key}: {model!r} is imported with its weights and "
+                              f"never trained, and {why}; expected a network the DAG trains "
+                              f"there (leave out models.{model}.weights to train it)")
 
 
 def architecture(model: str, settings: Mapping) -> str:

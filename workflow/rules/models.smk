@@ -172,3 +172,8 @@ checkpoint layers:
     shell:
         "python -m lesion model layers --dataset {wildcards.dataset} --weights {input.weights}"
         " {params.split} --out {output} > {log} 2>&1"
+
+
+# A brought network's layer table is an output of every study of it (what its layers are
+# called, their order and norms), whether or not `layers: all` needs it to plan sweeps.
+STUDY_TARGETS.append(lambda: [LAYERS.format(dataset=DATASET, model=m) for m in BROUGHT])

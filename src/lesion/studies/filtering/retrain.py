@@ -118,7 +118,8 @@ def retrain(dataset: str, model_name: str, checkpoints: Mapping[int, str | os.Pa
                             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                             weight_decay=weight_decay, seed=seed, device=device,
                             precision=precision, init=checkpoint, masks=masks,
-                            metadata={"retrained": way, "from_epoch": epoch})
+                            metadata={"retrained": way, "from_epoch": epoch},
+                            arch=start.lesion_arch, source=getattr(start, "lesion_source", None))
                 network = models.load_weights(where / "weights.safetensors",
                                               num_classes=spec.num_classes,
                                               input_shape=spec.input_shape)
