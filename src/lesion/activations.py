@@ -19,7 +19,7 @@ from lesion import graph, models
 
 
 def _traced(model: nn.Module) -> fx.GraphModule:
-    gm = models._graph(model)
+    gm = models.traced_graph(model)
     if gm is None:
         raise ValueError(f"{model.lesion_name}: torch.fx cannot trace {type(model).__name__}, so "
                          "its neurons cannot be cut out for crash faults or hidden-unit training; "
@@ -30,7 +30,7 @@ def _traced(model: nn.Module) -> fx.GraphModule:
 def _site(model: nn.Module, layer: str) -> fx.Node:
     """The graph node of `layer`'s neurons (graph.neurons)."""
     models.layer(model, layer)  # an unknown name is refused with the nearest names
-    return graph.neurons(_traced(model), models._paths(model)[layer])
+    return graph.neurons(_traced(model), models.layer_paths(model)[layer])
 
 
 def crash_split(model: nn.Module, layer: str) -> tuple[nn.Module, nn.Module]:

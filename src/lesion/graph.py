@@ -17,6 +17,11 @@ tail with the variants folded into the batch. The values the tail needs
 the tail needs that is not a tensor of the batch (a size, a parameter read
 with get_attr) is recomputed in the tail from its own inputs.
 
+The same graph gives a layer's neurons (`neurons`: its output after the
+elementwise maps that alone read it, where crash faults strike) and
+`cut_after`, the network cut right after them, for the crash engine and the
+fault bounds.
+
 A network that fx cannot trace (data-dependent control flow) has no graph:
 `layer_table` then orders layers by a forward pass with hooks, and callers
 run it whole per variant (`trace` returns None and logs why).
@@ -397,14 +402,14 @@ def cut_after(gm: fx.GraphModule, node: fx.Node) -> After:
     return After(prefix.train(gm.training), tail.train(gm.training), shapes)
 
 
-def batch_inputs(node: fx.Node) -> list[fx.Node]:
+def _batch_inputs(node: fx.Node) -> list[fx.Node]:
     return [a for a in node.all_input_nodes if _is_batch(a) or a.op == "placeholder"]
 
 
 def is_chain(gm: fx.GraphModule) -> bool:
     """Whether no operation of the graph merges two batch values (a residual add, a
     concatenation of branches, attention's product of queries and keys)."""
-    return all(len(batch_inputs(n)) <= 1 for n in gm.graph.nodes if n.op != "output")
+    return all(len(_batch_inputs(n)) <= 1 for n in gm.graph.nodes if n.op != "output")
 
 
 def unknown_layer(name: str, layers: list[str]) -> str:

@@ -175,7 +175,7 @@ def _described(model: nn.Module) -> bool:
     return getattr(model, "lesion_arch", None) in ARCHITECTURES
 
 
-def _graph(model: nn.Module):
+def traced_graph(model: nn.Module):
     """The network's traced graph (graph.traced), or None where fx cannot trace it;
     traced once and kept on the network (not as a submodule: the state dict stays)."""
     if "_lesion_traced" not in model.__dict__:
@@ -192,12 +192,12 @@ def _table(model: nn.Module) -> list[graph.Layer]:
     if table is None:
         example = torch.zeros(1, *model.lesion_input_shape,
                               dtype=next(model.parameters()).dtype)
-        table = graph.layer_table(model, example=example, traced=_graph(model))
+        table = graph.layer_table(model, example=example, traced=traced_graph(model))
         model.__dict__["_lesion_layers"] = table
     return table
 
 
-def _paths(model: nn.Module) -> dict[str, str]:
+def layer_paths(model: nn.Module) -> dict[str, str]:
     """Each weight layer's name -> its module path, in forward order: the catalog's
     short names (conv1.., fc1..: convolutions and dense layers counted apart), or the
     path itself for any other network."""
@@ -213,8 +213,8 @@ def _paths(model: nn.Module) -> dict[str, str]:
 
 
 def layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The named weight layers (Conv, Linear) in forward order (`_paths`)."""
-    return {name: model.get_submodule(path) for name, path in _paths(model).items()}
+    """The named weight layers (Conv, Linear) in forward order (`layer_paths`)."""
+    return {name: model.get_submodule(path) for name, path in layer_paths(model).items()}
 
 
 def layer(model: nn.Module, name: str) -> nn.Module:
@@ -246,7 +246,7 @@ def norm_after(model: nn.Module, name: str) -> nn.Module | None:
     """The norm (graph.UNIT_NORMS) that normalises layer `name`'s output units: the one
     that alone reads the layer's output in the graph, wherever it is registered."""
     layer(model, name)  # an unknown name is refused with the nearest names
-    path = _paths(model)[name]
+    path = layer_paths(model)[name]
     norm = next(row.norm for row in _table(model) if row.name == path)
     return None if norm is None else model.get_submodule(norm)
 
@@ -303,11 +303,11 @@ def split(model: nn.Module, layer_name: str) -> tuple[nn.Module, nn.Sequential, 
         return nn.Sequential(), nn.Sequential(model), ""
     target = layer(model, layer_name)
     try:
-        traced = _graph(model)
+        traced = traced_graph(model)
         if traced is None:
             raise graph.Uncuttable(f"{type(model).__name__} cannot be traced by torch.fx")
         cuts[layer_name] = "prefix cached (torch.fx graph)"
-        return graph.split(traced, _paths(model)[layer_name])
+        return graph.split(traced, layer_paths(model)[layer_name])
     except graph.Uncuttable as err:
         log.warning("%s, layer %s: %s; the whole network runs once per variant (no prefix "
                     "cache)", model.lesion_name, layer_name, err)
