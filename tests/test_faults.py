@@ -107,7 +107,8 @@ def test_a_layer_inside_a_residual_block_crashes_at_its_neurons_the_skip_unharme
             handle.remove()
             assert torch.equal(logits, expected), p
         seen = {}
-        handle = resnet.layer1[0].bn2.register_forward_hook(lambda m, i, o: seen.update(bn2=o.clone()))  # the block adds in place
+        hook = lambda m, i, o: seen.update(bn2=o.clone())  # noqa: E731 (the block adds in place)
+        handle = resnet.layer1[0].bn2.register_forward_hook(hook)
         resnet(x)
         handle.remove()
         assert torch.equal(activations.neurons_of(prefix, cache), seen["bn2"])

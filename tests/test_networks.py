@@ -80,7 +80,8 @@ def test_a_factory_of_ones_own_builds_with_its_kwargs_and_is_read_from_its_graph
 def test_weights_from_a_checkpoint_load_and_the_network_predicts_as_the_original(
         user_dir, tmp_path, key, prefix, wrap):
     torch.manual_seed(1)
-    original = networks.Source.parse("python:mynet:Net", path=str(user_dir)).build(10, (1, 8, 8))
+    parsed = networks.Source.parse("python:mynet:Net", path=str(user_dir))
+    original = networks.build(parsed, 10, (1, 8, 8))
     original.bn.running_mean.uniform_(-0.5, 0.5)
     original.eval()
     torch.save(wrap(original.state_dict()), tmp_path / "net.pth")
@@ -101,7 +102,8 @@ def test_weights_from_a_checkpoint_load_and_the_network_predicts_as_the_original
 
 def test_safetensors_weights_load(user_dir, tmp_path):
     torch.manual_seed(2)
-    original = networks.Source.parse("python:mynet:Net", path=str(user_dir)).build(10, (1, 8, 8))
+    parsed = networks.Source.parse("python:mynet:Net", path=str(user_dir))
+    original = networks.build(parsed, 10, (1, 8, 8))
     save_file({k: v.contiguous() for k, v in original.state_dict().items()}, tmp_path / "w.safetensors")
     state = networks.read_state(tmp_path / "w.safetensors")
     assert all(torch.equal(state[k], v) for k, v in original.state_dict().items())
@@ -142,7 +144,7 @@ def test_a_source_that_cannot_be_built_says_why_in_one_line(user_dir, text, kwar
 def test_a_timm_source_without_timm_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # import timm raises ImportError
     with pytest.raises(networks.SourceError, match=r"timm is not installed; .*pip install -e '\.\[timm\]'"):
-        networks.Source.parse("timm:resnet10t").build(10, (3, 32, 32))
+        networks.build(networks.Source.parse("timm:resnet10t"), 10, (3, 32, 32))
 
 
 def test_weights_that_do_not_fit_name_the_keys(user_dir, tmp_path):

@@ -153,7 +153,9 @@ def build_source(source, *, num_classes: int, input_shape: tuple[int, ...],
             raise SourceError(f"source {source}: no such lesion network; expected one of "
                               f"{list_models()}")
         return build(source.name, num_classes=num_classes, input_shape=input_shape, name=name)
-    return adopt(source.build(num_classes, input_shape), input_shape=input_shape,
+    from lesion import networks
+
+    return adopt(networks.build(source, num_classes, input_shape), input_shape=input_shape,
                  name=name or str(source), source=source)
 
 

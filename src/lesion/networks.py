@@ -19,53 +19,23 @@ import importlib.util
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lesion import files, io
-
-SCHEMES = ("lesion", "torchvision", "timm", "python")
-
-
-class SourceError(ValueError):
-    """A network source that cannot be built, or weights that do not fit it."""
+from lesion.network_source import SCHEMES, Source, SourceError  # noqa: F401 (re-exported)
 
 
-@dataclass(frozen=True)
-class Source:
-    """A parsed source: scheme, name (for python: `module:callable`), where a python module
-    lives (`path`, a directory; default the working directory) and the factory's kwargs."""
-
-    scheme: str
-    name: str
-    path: str | None = None
-    kwargs: Mapping = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.scheme}:{self.name}"
-
-    @classmethod
-    def parse(cls, text: str, *, path: str | None = None, kwargs: Mapping | None = None) -> Source:
-        scheme, sep, name = str(text).partition(":")
-        if not sep or scheme not in SCHEMES or not name:
-            raise SourceError(f"source = {text!r}: expected <scheme>:<name> with a scheme of "
-                              f"{list(SCHEMES)} (e.g. torchvision:resnet18, python:mynet:Net)")
-        if scheme == "python" and name.count(":") != 1:
-            raise SourceError(f"source = {text!r}: expected python:<module>:<callable>, e.g. "
-                              "python:mynet:build")
-        return cls(scheme, name, path, dict(kwargs or {}))
-
-    def build(self, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-        """A freshly initialised network (seed torch's global generator first)."""
-        builders = {"lesion": _lesion, "torchvision": _torchvision, "timm": _timm, "python": _python}
-        model = builders[self.scheme](self, num_classes, tuple(input_shape))
-        if not isinstance(model, nn.Module):
-            raise SourceError(f"source {self}: returned a {type(model).__name__}; expected a "
-                              "torch.nn.Module")
-        return model
+def build(source: Source, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    """A freshly initialised network (seed torch's global generator first)."""
+    builders = {"lesion": _lesion, "torchvision": _torchvision, "timm": _timm, "python": _python}
+    model = builders[source.scheme](source, num_classes, tuple(input_shape))
+    if not isinstance(model, nn.Module):
+        raise SourceError(f"source {source}: returned a {type(model).__name__}; expected a "
+                          "torch.nn.Module")
+    return model
 
 
 def _lesion(source: Source, num_classes: int, input_shape) -> nn.Module:

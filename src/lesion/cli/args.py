@@ -269,7 +269,7 @@ def training_kwargs(args: argparse.Namespace) -> dict:
     if args.source is not None:
         import json
 
-        from lesion.networks import Source
+        from lesion.network_source import Source
 
         source = Source.parse(args.source, path=args.path,
                               kwargs=json.loads(args.kwargs) if args.kwargs else None)
