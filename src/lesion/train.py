@@ -75,8 +75,9 @@ def _start(model_name: str, arch: str, spec, init: str | os.PathLike | None,
         what = str(source) if source is not None else arch
         held = start.lesion_metadata.get("source") or start.lesion_arch
         if held != what:
+            kind = "architecture" if source is None else "source"
             raise ValueError(f"init = {str(init)!r} holds {held} weights; expected weights of "
-                             f"{what}")
+                             f"{kind} {what}")
         model.load_state_dict(start.state_dict())
     return model
 
