@@ -509,7 +509,7 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
     "weights of the wrong shapes": (replaced(VARIANTS, "--weights", "{wrong-shape.safetensors}")
                                     + ["--out", "{out}/v.parquet"],
                                     ["wrong-shape.safetensors", "do not fit model 'mlp'",
-                                     "wrong shape: ['3.weight']"]),
+                                     "wrong shape (1): ['3.weight (50, 100) != (100, 100)']"]),
     "variants table with a stale sha256": (replaced(PREDICT, "--variants", "{tampered.parquet}")
                                            + ["--out", "{out}/p.parquet"],
                                            ["tampered.parquet", "mlp-fc1-gaussian0.10-num0",

@@ -265,6 +265,14 @@ def test_pretrained_weights_are_hash_checked_and_stored_as_safetensors(
     assert meta["weights"] == WEIGHTS and meta["url"] == squeezenet_url
     assert meta["sha256"] == hashlib.sha256(pth.read_bytes()).hexdigest()
     assert "crop_size=[224]" in meta["transforms"]
+    # images in [0, 1]: the network normalises them itself, as torchvision's preset does
+    reference = torchvision.models.squeezenet1_1(num_classes=1000).eval()
+    reference.load_state_dict(squeezenet_pth[1])
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    preset = torchvision.models.get_weight(WEIGHTS).transforms()
+    with torch.no_grad():
+        expected = reference(torchvision.transforms.functional.normalize(x, preset.mean, preset.std))
+        torch.testing.assert_close(loaded(x), expected)
     assert _leftovers(pth.parent) == [] and _leftovers(tmp_path) == []
 
 
@@ -356,12 +364,16 @@ def test_imagenet_is_decoded_once_as_the_weights_transforms_prescribe(tmp_path):
     assert stored["labels"].tolist() == [0, 0, 0, 1, 1, 1]
     images, labels = data.load_split(out)
     preset = torchvision.models.get_weight(WEIGHTS).transforms()
+    # in [0, 1]: the weights' mean and std run inside the network (fetch.import_weights)
+    assert 0 <= images.min() and images.max() <= 1
+    mean = torch.tensor(preset.mean).view(3, 1, 1)
+    std = torch.tensor(preset.std).view(3, 1, 1)
     for i, path in enumerate(paths):
         with Image.open(path) as img:
             expected = preset(img.convert("RGB"))
         # the same uint8 pixels, scaled and normalised in another order: a few float32
         # roundings of values |x| <= 2.7 (6 U32 |x| <= 1e-6); a grey level is 0.017 there
-        torch.testing.assert_close(images[i], expected, rtol=0,
+        torch.testing.assert_close((images[i] - mean) / std, expected, rtol=0,
                                    atol=6 * tolerance.U32 * float(expected.abs().max()))
 
 

@@ -100,6 +100,57 @@ def test_weights_from_a_checkpoint_load_and_the_network_predicts_as_the_original
         assert torch.equal(again(x), original(x))
 
 
+def test_the_input_normalisation_runs_inside_the_network_and_is_rebuilt_from_its_weights(
+        user_dir, tmp_path):
+    torch.manual_seed(3)
+    mean, std = [0.3], [0.2]
+    parsed = networks.Source.parse("python:mynet:Net", path=str(user_dir),
+                                   normalize={"mean": mean, "std": std})
+    model = models.build_source(parsed, num_classes=10, input_shape=(1, 8, 8), name="mine")
+    plain = networks.build(networks.Source.parse("python:mynet:Net", path=str(user_dir)), 10,
+                           (1, 8, 8))
+    plain.load_state_dict(model.state_dict())  # the same keys: mean and std are not saved
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), plain.eval()((x - 0.3) / 0.2), rtol=0, atol=0)
+    assert type(model).__name__ == type(model).__mro__[1].__name__ == "Net"  # a subclass
+    assert list(models.layers(model)) == ["conv1", "conv2", "fc"]  # paths unchanged
+    # the normalisation is in the prefix a sweep caches: the cut network equals the whole
+    prefix, suffix, _ = models.split(model, "conv2")
+    with torch.no_grad():
+        assert torch.equal(suffix(prefix(x)), model(x))
+    models.save_weights(model, tmp_path / "w.safetensors")
+    again = models.load_weights(tmp_path / "w.safetensors", num_classes=10, input_shape=(1, 8, 8))
+    assert again.lesion_metadata["input_normalize"] == {"mean": mean, "std": std}
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))
+
+
+@pytest.mark.parametrize(("text", "normalize", "message"), [
+    ("python:mynet:Net", "source", "has no input normalisation of its own"),
+    ("python:mynet:Net", {"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]},
+     "normalize has 3 channels"),
+])
+def test_a_normalisation_that_cannot_apply_says_why(user_dir, text, normalize, message):
+    parsed = networks.Source.parse(text, path=str(user_dir), normalize=normalize)
+    with pytest.raises(networks.SourceError, match=message):
+        networks.build(parsed, 10, (1, 8, 8))
+
+
+def test_a_sources_own_normalisation_is_the_librarys():
+    import torchvision
+
+    parsed = networks.Source.parse("torchvision:resnet18", normalize="source")
+    model = networks.build(parsed, 10, (3, 32, 32))
+    preset = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
+    assert model.lesion_normalize == {"mean": list(preset.mean), "std": list(preset.std)}
+    timm = pytest.importorskip("timm")
+    parsed = networks.Source.parse("timm:resnet10t", normalize="source")
+    model = networks.build(parsed, 10, (3, 32, 32))
+    cfg = timm.create_model("resnet10t", pretrained=False).pretrained_cfg
+    assert model.lesion_normalize == {"mean": list(cfg["mean"]), "std": list(cfg["std"])}
+
+
 def test_safetensors_weights_load(user_dir, tmp_path):
     torch.manual_seed(2)
     parsed = networks.Source.parse("python:mynet:Net", path=str(user_dir))

@@ -251,6 +251,10 @@ def check(config: Mapping, schema: Mapping) -> None:
             if "weights" not in settings:  # trained: its layers are known from its graph only
                 _check_training(config, schema, model, None, settings.get("train", {}))
             continue
+        if "normalize" in settings:
+            raise ConfigError(f"config error: models.{model}.normalize: lesion's own networks "
+                              "normalise nothing (ImageNet's carry their weights' mean and std); "
+                              "expected normalize only beside a source")
         arch = architecture(model, settings)
         allowed = dataset_models(dataset)
         if arch not in allowed:

@@ -7,7 +7,8 @@ torchvision's dataset classes (`lesion.fetch`, `resources/{dataset}/torchvision/
 (`results/{dataset}/tensors/{split}.safetensors`: `images` float32 NCHW in
 [0, 1], `labels` int64), so no job ever decodes or splits data again.
 ImageNet's validation images are decoded by `lesion.imagenet` (stored as
-uint8, normalised by `load_split`). A dataset of one's own (config
+uint8, scaled to [0, 1] by `load_split`; the weights' mean/std run inside
+the network). A dataset of one's own (config
 `dataset.source`) is decoded by `lesion.usersplits`; it is not in `DATASETS`,
 so its splits carry its class count and image shape (`get(name, split=...)`).
 """
@@ -65,7 +66,7 @@ def _cifar10_official(root: str | os.PathLike) -> dict[str, dict[str, torch.Tens
 def _uint8_preprocess(images: torch.Tensor) -> torch.Tensor:
     """uint8 pixels to float32 in [0, 1], NCHW (a channel axis added to NHW)."""
     images = images.unsqueeze(1) if images.dim() == 3 else images
-    return images.to(torch.float32) / 255.0
+    return images.to(torch.float32).div_(255.0)  # in place: no second float copy
 
 
 @dataclass(frozen=True)
@@ -249,9 +250,9 @@ def load_split(path: str | os.PathLike, dataset: str | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) of a preprocessed split, images float32 NCHW.
 
-    A split stored as uint8 with `normalize` metadata (ImageNet) is
-    normalised here, as its weights' transforms prescribe; one with `scale`
-    metadata (a dataset of your own) is divided by it, to [0, 1]. With `dataset`,
+    A split stored as uint8 (ImageNet, a dataset of your own: `scale`
+    metadata 255) is scaled to [0, 1] here; a network's own mean/std runs
+    inside it (lesion.networks.normalise_input). With `dataset`,
     the file must be a split of that dataset (its metadata and image shape):
     a step given raw data or another dataset's split says so, instead of
     failing inside the network on shapes that do not multiply.
@@ -265,15 +266,9 @@ def load_split(path: str | os.PathLike, dataset: str | None = None,
         _check_split(path, dataset, tensors)
     images = tensors["images"]
     if images.dtype == torch.uint8:
-        meta = io.load_metadata(path)
-        if meta.get("scale") == 255:  # a dataset of your own: pixels 0..255 to [0, 1]
-            return _uint8_preprocess(images), tensors["labels"]
-        if "normalize" not in meta:
-            raise files.InputFileError(f"{path}: uint8 images without 'normalize' or 'scale' "
-                                       "metadata; expected a file made by `python -m lesion data "
-                                       "imagenet-tensors` or `python -m lesion data user-tensors`")
-        from lesion import imagenet
-
-        normalize = meta["normalize"]
-        images = imagenet.normalise(images, mean=normalize["mean"], std=normalize["std"])
+        if io.load_metadata(path).get("scale") != 255:
+            raise files.InputFileError(f"{path}: uint8 images without 'scale' metadata; expected "
+                                       "a file made by `python -m lesion data imagenet-tensors` "
+                                       "or `python -m lesion data user-tensors`")
+        images = _uint8_preprocess(images)  # pixels 0..255 to [0, 1]
     return images, tensors["labels"]

@@ -159,7 +159,7 @@ def import_weights(model: str, pth: str | os.PathLike, out: str | os.PathLike) -
     """
     import torch
 
-    from lesion import models
+    from lesion import models, networks
 
     if model not in catalog.PRETRAINED_WEIGHTS:
         raise ValueError(f"model {model!r} has no pretrained weights in lesion's catalog; expected "
@@ -184,14 +184,9 @@ def import_weights(model: str, pth: str | os.PathLike, out: str | os.PathLike) -
     if not isinstance(state, dict):
         raise files.InputFileError(f"{pth}: holds a {type(state).__name__}; expected a state dict")
     network = models.build(model, num_classes=len(entry.meta["categories"]))
-    expected = network.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        details = "; ".join(f"{label}: {keys[:5]}" for label, keys in (
-            ("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
-        raise files.InputFileError(f"{pth}: tensors do not fit model {model!r} ({details})")
-    network.load_state_dict(state)
+    preset = entry.transforms()  # images stay in [0, 1]: the weights' mean/std run inside
+    networks.normalise_input(network, preset.mean, preset.std, network.lesion_input_shape)
+    networks.load_state(network, state, str(pth))
     digest = hashlib.sha256(pth.read_bytes()).hexdigest()
     models.save_weights(network, out, dataset="imagenet", weights=name, url=entry.url,
                         sha256=digest, transforms=" ".join(repr(entry.transforms()).split()),

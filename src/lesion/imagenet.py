@@ -13,8 +13,9 @@ fetch, from where and where to put it. `decode` turns the JPEGs into the
 tensor cache once: resized and centre-cropped by the weights' own transforms
 and stored as uint8 (lossless: torchvision's PIL pipeline rounds to uint8
 after the crop, before it scales to [0, 1]), 50000 x 3 x 224 x 224 bytes =
-7.5 GB instead of 30 GB as float32; `normalise` applies the rest of the
-transforms (scale to [0, 1], subtract mean, divide by std) when it is loaded.
+7.5 GB instead of 30 GB as float32. Loading scales it to [0, 1]; the rest of
+the transforms (subtract mean, divide by std) runs inside each network, so
+attacks keep their [0, 1] box (lesion.networks.normalise_input).
 """
 
 from __future__ import annotations
@@ -139,8 +140,9 @@ def decode(path: str | os.PathLike, out: str | os.PathLike, *, weights: Sequence
     """Decode every validation image once into `out` (the test split).
 
     `images` uint8 [N, 3, crop, crop], `labels` int64, `index` (position in
-    the sorted file list); the metadata carries the transforms and the
-    `normalize` mean/std that `normalise` applies when the split is loaded.
+    the sorted file list); the metadata carries the transforms; `load_split`
+    scales to [0, 1] and the networks normalise their own input
+    (`fetch.import_weights` records the weights' mean and std).
     Progress goes to stderr (the job's log) as a tqdm bar.
     """
     import torch
@@ -165,17 +167,5 @@ def decode(path: str | os.PathLike, out: str | os.PathLike, *, weights: Sequence
     io.save_tensors({"images": pixels, "labels": labels, "index": torch.arange(len(items))}, out, {
         "dataset": "imagenet", "split": "test", "source": str(path), "weights": list(weights),
         "transforms": " ".join(repr(preset).split()),
-        "normalize": {"mean": list(preset.mean), "std": list(preset.std)},
+        "scale": 255,  # to [0, 1] when loaded; the weights' mean/std run inside the network
     })
-
-
-def normalise(images, *, mean: Sequence[float], std: Sequence[float], chunk: int = 1024):
-    """uint8 NCHW images as float32 the way the weights' transforms end: /255, -mean, /std."""
-    import torch
-
-    out = torch.empty(images.shape, dtype=torch.float32)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    for i in range(0, len(images), chunk):  # chunks: no second full-size float copy
-        out[i:i + chunk] = (images[i:i + chunk].to(torch.float32) / 255 - m) / s
-    return out

@@ -336,6 +336,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> 
         metadata = {"source": str(source), "source_path": source.path,
                     "source_kwargs": dict(source.kwargs),
                     "input_shape": list(model.lesion_input_shape), **metadata}
+    if getattr(model, "lesion_normalize", None):  # rebuilt with it by load_weights
+        metadata = {"input_normalize": model.lesion_normalize, **metadata}
     io.save_tensors(state, path, {"model": model.lesion_name, "arch": model.lesion_arch, **metadata})
 
 
@@ -353,18 +355,17 @@ def load_weights(path: str | os.PathLike, *, num_classes: int,
         raise files.InputFileError(f"{path}: architecture {arch!r} is unknown; expected one of "
                                    f"{list_models()}")
     model = build(arch, num_classes=num_classes, input_shape=input_shape, name=meta["model"])
-    state = io.load_tensors(path)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        details = "; ".join(
-            f"{label}: {keys[:5]}" for label, keys in
-            (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
-        raise files.InputFileError(f"{path}: tensors do not fit model {meta['model']!r} "
-                                   f"(architecture {arch!r}; {details})")
-    model.load_state_dict(state)
+    return _loaded(model, path, meta)
+
+
+def _loaded(model: nn.Module, path, meta: dict) -> nn.Module:
+    """`model` with the file's input normalisation and weights (eval mode)."""
+    from lesion import networks
+
+    if meta.get("input_normalize"):
+        networks.normalise_input(model, **meta["input_normalize"],
+                                 input_shape=model.lesion_input_shape)
+    networks.load_state(model, io.load_tensors(path), str(path))
     model.lesion_metadata = meta
     return model.eval()
 
@@ -377,6 +378,4 @@ def _load_brought(path, meta: dict, num_classes: int) -> nn.Module:
                                    kwargs=meta.get("source_kwargs"))
     model = build_source(source, num_classes=num_classes, input_shape=tuple(meta["input_shape"]),
                          name=meta["model"])
-    networks.load_state(model, io.load_tensors(path), f"{path} (source {source})")
-    model.lesion_metadata = meta
-    return model.eval()
+    return _loaded(model, path, meta)

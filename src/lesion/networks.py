@@ -10,6 +10,10 @@ and weights a user already has, imported into it.
 A torchvision or timm network is built with `num_classes` (and `kwargs`); a
 user's factory gets exactly its `kwargs`. Every failure is one line that
 names the source and what was expected.
+
+Images stay in [0, 1] everywhere (on disk, in the attacks' box); the mean/std
+normalisation a network was trained with runs inside it (`normalise_input`),
+recorded with its weights so that every step rebuilds it.
 """
 
 from __future__ import annotations
@@ -29,12 +33,65 @@ from lesion.network_source import SCHEMES, Source, SourceError  # noqa: F401 (re
 
 
 def build(source: Source, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-    """A freshly initialised network (seed torch's global generator first)."""
+    """A freshly initialised network (seed torch's global generator first), normalising its
+    input where the source says so."""
     builders = {"lesion": _lesion, "torchvision": _torchvision, "timm": _timm, "python": _python}
     model = builders[source.scheme](source, num_classes, tuple(input_shape))
     if not isinstance(model, nn.Module):
         raise SourceError(f"source {source}: returned a {type(model).__name__}; expected a "
                           "torch.nn.Module")
+    if source.normalize is not None:
+        mean, std = _normalisation(source, model)
+        if len(mean) != input_shape[0]:
+            raise SourceError(f"source {source}: normalize has {len(mean)} channels ({mean}); "
+                              f"expected the data's {input_shape[0]} (give mean and std)")
+        model = normalise_input(model, mean, std, input_shape)
+    return model
+
+
+def _normalisation(source: Source, model: nn.Module) -> tuple[list[float], list[float]]:
+    """The mean and std of `source.normalize`: as given, or the source library's own."""
+    if source.normalize != "source":
+        return [float(m) for m in source.normalize["mean"]], [float(s) for s in source.normalize["std"]]
+    if source.scheme == "timm":
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        if "mean" in cfg and "std" in cfg:
+            return list(cfg["mean"]), list(cfg["std"])
+    elif source.scheme == "torchvision":
+        import torchvision
+
+        try:
+            preset = torchvision.models.get_model_weights(source.name).DEFAULT.transforms()
+            return list(preset.mean), list(preset.std)
+        except (ValueError, AttributeError):
+            pass  # no published weights, or weights without a mean/std
+    raise SourceError(f"source {source}: normalize: source, but the source has no input "
+                      "normalisation of its own; expected normalize: {mean: [...], std: [...]}")
+
+
+def normalise_input(model: nn.Module, mean, std, input_shape: tuple[int, ...]) -> nn.Module:
+    """`model`, its forward now starting with (x - mean) / std per channel (input_shape: one
+    input without the batch, channels first).
+
+    The class is swapped for a subclass whose forward normalises first, so
+    module paths and the state dict stay the network's own (mean and std are
+    buffers left out of it) and torch.fx traces the normalisation as the
+    graph's first nodes: the prefix every sweep caches. A wrapper module
+    would rename every layer. `model.lesion_normalize` records mean and std.
+    """
+    base = type(model)
+
+    def forward(self, x, *args, **kwargs):
+        return base.forward(self, (x - self.lesion_mean) / self.lesion_std, *args, **kwargs)
+
+    model.__class__ = type(base.__name__, (base,), {"forward": forward,
+                                                    "__module__": base.__module__})
+    shape = (1, len(mean)) + (1,) * (len(input_shape) - 1)
+    model.register_buffer("lesion_mean", torch.tensor(mean, dtype=torch.float32).view(shape),
+                          persistent=False)
+    model.register_buffer("lesion_std", torch.tensor(std, dtype=torch.float32).view(shape),
+                          persistent=False)
+    model.lesion_normalize = {"mean": [float(m) for m in mean], "std": [float(s) for s in std]}
     return model
 
 
@@ -141,9 +198,9 @@ def read_state(path: str | os.PathLike, *, state_dict_key: str | None = None,
     return dict(state)
 
 
-def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load `state` into `model` strictly; a misfit names at most five missing, unexpected
-    and wrongly shaped keys each."""
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Load `state` (read from `where`) into `model` strictly; a misfit names the network and
+    at most five missing, unexpected and wrongly shaped keys each."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -153,7 +210,11 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -
         details = "; ".join(f"{label} ({len(keys)}): {keys[:5]}" for label, keys in
                             (("missing", missing), ("unexpected", unexpected),
                              ("wrong shape", wrong)) if keys)
-        raise files.InputFileError(f"{what}: tensors do not fit the network ({details})")
+        arch, source = getattr(model, "lesion_arch", None), getattr(model, "lesion_source", None)
+        origin = f"architecture {arch!r}" if arch else f"source {source}"
+        raise files.InputFileError(f"{where}: tensors do not fit model "
+                                   f"{getattr(model, 'lesion_name', type(model).__name__)!r} "
+                                   f"({origin}; {details})")
     model.load_state_dict(state)
 
 
@@ -172,7 +233,7 @@ def import_network(name: str, dataset: str, source: Source, weights: str | os.Pa
     model = models.build_source(source, num_classes=spec.num_classes, input_shape=spec.input_shape,
                                 name=name)
     state = read_state(weights, state_dict_key=state_dict_key, strip_prefix=strip_prefix)
-    load_state(model, state, f"weights = {str(weights)!r} (source {source})")
+    load_state(model, state, f"weights = {str(weights)!r}")
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     models.save_weights(model, out, dataset=dataset, imported={
         "file": Path(weights).name, "sha256": digest, "state_dict_key": state_dict_key,

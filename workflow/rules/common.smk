@@ -237,15 +237,17 @@ def brought_module(model):
 
 
 def source_options(model):
-    """--source and, where the config gives them, --path and --kwargs of a brought network."""
+    """--source and, where the config gives them, --path, --kwargs and --normalize of a
+    brought network."""
     import json
 
     settings = config["models"][model]
     options = [f"--source {shlex.quote(settings['source'])}"]
     if "path" in settings:
         options.append(f"--path {shlex.quote(settings['path'])}")
-    if settings.get("kwargs"):
-        options.append(f"--kwargs {shlex.quote(json.dumps(settings['kwargs'], sort_keys=True))}")
+    for key in ("kwargs", "normalize"):
+        if settings.get(key):
+            options.append(f"--{key} {shlex.quote(json.dumps(settings[key], sort_keys=True))}")
     return options
 
 

@@ -222,10 +222,7 @@ def training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default=None,
                         help="build the network from this source instead (torchvision:<builder>, "
                              "timm:<name>, python:<module>:<callable>; default: --arch)")
-    parser.add_argument("--path", default=None, help="directory of a python: source's module "
-                                                    "(default: the working directory)")
-    parser.add_argument("--kwargs", default=None, help="the source's keyword arguments as JSON "
-                                                      "(default: none)")
+    source_options(parser)
     option(parser, "--dataset", "--train", "--test")
     option(parser, "--weights-out", help="trained weights to write (.safetensors)")
     option(parser, "--curve-out", help="training curve to write (.parquet: loss and accuracy "
@@ -260,6 +257,28 @@ def training_options(parser: argparse.ArgumentParser) -> None:
                              "needed with --checkpoint-epochs)")
 
 
+def source_options(parser: argparse.ArgumentParser) -> None:
+    """--path, --kwargs and --normalize of a --source (lesion.network_source.Source)."""
+    parser.add_argument("--path", default=None, help="directory of a python: source's module "
+                                                    "(default: the working directory)")
+    parser.add_argument("--kwargs", default=None, help="the source's keyword arguments as JSON "
+                                                      "(default: none)")
+    parser.add_argument("--normalize", default=None,
+                        help='the input normalisation run inside the network, as JSON: '
+                             '{"mean": [...], "std": [...]} or "source" (default: none)')
+
+
+def parsed_source(args: argparse.Namespace):
+    """The Source of --source and source_options (torch-free)."""
+    import json
+
+    from lesion.network_source import Source
+
+    return Source.parse(args.source, path=args.path,
+                        kwargs=json.loads(args.kwargs) if args.kwargs else None,
+                        normalize=json.loads(args.normalize) if args.normalize else None)
+
+
 def training_kwargs(args: argparse.Namespace) -> dict:
     """train.train's keyword arguments from training_options (input files checked)."""
     require(args.train, args.test, args.init, args.masks)
@@ -267,12 +286,7 @@ def training_kwargs(args: argparse.Namespace) -> dict:
         raise ValueError("--checkpoint-epochs needs --checkpoints-dir (where they go)")
     source = None
     if args.source is not None:
-        import json
-
-        from lesion.network_source import Source
-
-        source = Source.parse(args.source, path=args.path,
-                              kwargs=json.loads(args.kwargs) if args.kwargs else None)
+        source = parsed_source(args)
     else:
         check_model_fits(args.arch or args.model, args.dataset)
     return {

@@ -23,8 +23,10 @@ from lesion.cli.args import (
     network,
     non_negative,
     option,
+    parsed_source,
     positive,
     require,
+    source_options,
     steps,
     training_kwargs,
     training_options,
@@ -85,11 +87,8 @@ def _train(args):
 
 def _import(args):
     require(args.weights)
-    import json
-
+    source = parsed_source(args)
     from lesion import networks
-    source = networks.Source.parse(args.source, path=args.path,
-                                   kwargs=json.loads(args.kwargs) if args.kwargs else None)
     networks.import_network(args.model, args.dataset, source, args.weights, args.out,
                             state_dict_key=args.state_dict_key, strip_prefix=args.strip_prefix,
                             split=args.split)
@@ -301,10 +300,7 @@ def register(groups) -> None:
                                      ".pth, .ckpt, loaded with weights_only=True)"),
                        ("--out", "the network to write (.safetensors)")):
         s.add_argument(name, required=True, help=text)
-    s.add_argument("--path", default=None, help="directory of a python: source's module "
-                                               "(default: the working directory)")
-    s.add_argument("--kwargs", default=None, help="the factory's keyword arguments as JSON "
-                                                 "(default: none)")
+    source_options(s)
     s.add_argument("--state-dict-key", default=None, help="the state dict inside a checkpoint, "
                                                          "e.g. state_dict (default: the file is one)")
     s.add_argument("--strip-prefix", default=None, help="a prefix to remove from every key, "
