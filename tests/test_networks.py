@@ -119,6 +119,9 @@ def test_the_input_normalisation_runs_inside_the_network_and_is_rebuilt_from_its
     prefix, suffix, _ = models.split(model, "conv2")
     with torch.no_grad():
         assert torch.equal(suffix(prefix(x)), model(x))
+    assert models.cut_of(model, "conv2") == "prefix cached (torch.fx graph)"
+    assert [n.op for n in models.traced_graph(model).graph.nodes][:4] == [
+        "placeholder", "get_attr", "call_function", "get_attr"]  # x - mean, then / std
     models.save_weights(model, tmp_path / "w.safetensors")
     again = models.load_weights(tmp_path / "w.safetensors", num_classes=10, input_shape=(1, 8, 8))
     assert again.lesion_metadata["input_normalize"] == {"mean": mean, "std": std}

@@ -1,4 +1,5 @@
-"""A network of one's own for lesion's example config (config/examples/own_network.yaml).
+"""A network of one's own for lesion's example configs (config/examples/own_network.yaml,
+config/examples/own_data.yaml).
 
 A small residual CNN for 8x8 greyscale images: a stem convolution, one
 residual block whose second convolution is followed by a BatchNorm and whose
@@ -36,5 +37,5 @@ class Residual(nn.Module):
         return self.head(F.max_pool2d(h, 2).flatten(1))
 
 
-def build(width: int = 8) -> Residual:
-    return Residual(width)
+def build(width: int = 8, classes: int = 10) -> Residual:
+    return Residual(width, classes)
