@@ -32,18 +32,32 @@ def test_chunk_size_is_a_multiple_of_the_batch_within_the_budget(cnn, digits):
     assert evaluate.images_per_chunk(prefix, digits[0], 1, 32, cpu) == 32  # one batch at least
 
 
+CHUNKED = 100 * 16 * 8 * 8 * 4 / 2**30  # conv2's input of 100 images: 3 passes of 450
+
+
 @pytest.mark.parametrize("perturbation", ["gaussian", "node_knockout"])
-def test_chunked_prefix_cache_gives_the_same_predictions(study, perturbation):
+def test_the_cache_bound_and_the_variants_per_pass_change_no_prediction(study, perturbation):
+    """evaluate.cache_gb and evaluate.variants_per_pass tune speed only (the workflow passes
+    them as resources, so changing them reruns nothing): the tables are equal. One variant
+    per pass runs the plain layer instead of the stacked one, another kernel: the same
+    predictions, the losses within float32 rounding (each row of it is checked against
+    the whole network in test_references)."""
     tables = {}
-    for name, cache_gb in (("whole", 4.0), ("chunked", 100 * 16 * 8 * 8 * 4 / 2**30)):
+    for name, cache_gb, per_pass in (("whole", 4.0, 4), ("chunked", CHUNKED, 4),
+                                     ("two per pass", 4.0, 2), ("all in one pass", 4.0, 6),
+                                     ("one per pass", 4.0, 1)):
         out = study / f"{perturbation}-{name}.parquet"
         predict.predict_sweep("digits", study / "weights.safetensors", study / "test.safetensors",
                               study / f"{perturbation}.parquet", out, device="cpu",
-                              batch_size=32, variants_per_pass=4, cache_gb=cache_gb,
+                              batch_size=32, variants_per_pass=per_pass, cache_gb=cache_gb,
                               precision="ieee")
         tables[name] = pq.read_table(out)
-    assert len(tables["whole"]) == 6 * 450
-    assert tables["chunked"].equals(tables["whole"])
+    whole = tables.pop("whole")
+    assert len(whole) == 6 * 450
+    plain = tables.pop("one per pass")
+    for name, table in tables.items():
+        assert table.equals(whole), name
+    assert plain.drop_columns(["loss"]).equals(whole.drop_columns(["loss"]))
 
 
 def _counting(monkeypatch, module, name):
@@ -57,9 +71,6 @@ def _counting(monkeypatch, module, name):
 
     monkeypatch.setattr(module, name, counted)
     return calls
-
-
-CHUNKED = 100 * 16 * 8 * 8 * 4 / 2**30  # conv2's input of 100 images: 3 passes of 450
 
 
 def test_a_chunked_predict_hashes_each_variant_once(study, monkeypatch):

@@ -249,6 +249,25 @@ def test_editing_a_module_reruns_exactly_the_jobs_whose_steps_import_it(study, m
     assert planned_jobs(study) == []
 
 
+# A setting edited -> the jobs it reruns (besides `all`). Batching and the cache bound
+# change speed, not tables (tests/test_predict.py): they rerun nothing.
+SETTING_RERUNS = {
+    ("evaluate", "cache_gb", 0.5): {},
+    ("evaluate", "variants_per_pass", 3): {},
+    ("evaluate", "batch_size", 100): {"sweep": SWEEPS, "predict_clean": 1, "metrics": 1,
+                                      "perturbation_figures": 1},
+}
+
+
+@pytest.mark.parametrize("setting", SETTING_RERUNS, ids=lambda s: f"{s[0]}.{s[1]}")
+def test_editing_a_setting_reruns_exactly_the_jobs_it_changes(study, setting):
+    section, key, value = setting
+    (study / "edit.yaml").write_text(yaml.safe_dump({section: {key: value}}))
+    jobs = planned_jobs(study, "--configfile", "config/config.yaml", "edit.yaml")
+    expected = {**SETTING_RERUNS[setting], "all": 1} if SETTING_RERUNS[setting] else {}
+    assert Counter(rule for rule, _ in jobs) == expected
+
+
 def canonical_twin(config: dict) -> str:
     """`config` written as another person would: keys in another order, other
     indentation, every default spelled out, integers as floats where YAML allows."""

@@ -117,6 +117,12 @@ wildcard_constraints:
 
 
 # The artifacts the studies share, one pattern each (wildcards in braces).
+# How a sweep is batched and how much clean activation it caches change its
+# speed, not its tables (tests/test_references.py): they are resources, which
+# Snakemake does not rerun a job for, not params, which it does.
+SWEEP_TUNING = {"variants_per_pass": config["evaluate"]["variants_per_pass"],
+                "cache_gb": config["evaluate"]["cache_gb"]}
+
 RAW = "resources/{dataset}/raw.safetensors"
 DOWNLOADED_RAW = "resources/{dataset}/torchvision"
 PTH = "resources/imagenet/weights/{weights}.pth"

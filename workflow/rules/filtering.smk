@@ -24,7 +24,8 @@ rule filtering_sweep:
         filters=",".join(FILTERS),
         out_dir=lambda w, output: parent(output.variants[0], 2),
         seed=config["seed"],
-        evaluate=config["evaluate"],
+        batch_size=config["evaluate"]["batch_size"],
+        precision=config["evaluate"]["precision"],
         device=config["device"],
     log:
         f"{LOGS}/filtering_sweep/{{dataset}}/{{model}}.log",
@@ -33,6 +34,7 @@ rule filtering_sweep:
     threads: 1
     resources:
         gpu=1,
+        **SWEEP_TUNING,
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -40,9 +42,9 @@ rule filtering_sweep:
         " --checkpoints {params.checkpoints} --testsets {params.testsets}"
         " --layers {params.layers} --filters {params.filters} --seed {params.seed}"
         " --out-dir {params.out_dir} --device {params.device}"
-        " --batch-size {params.evaluate[batch_size]} --precision {params.evaluate[precision]}"
-        " --variants-per-pass {params.evaluate[variants_per_pass]}"
-        " --cache-gb {params.evaluate[cache_gb]} --threads {threads} > {log} 2>&1"
+        " --batch-size {params.batch_size} --precision {params.precision}"
+        " --variants-per-pass {resources.variants_per_pass}"
+        " --cache-gb {resources.cache_gb} --threads {threads} > {log} 2>&1"
 
 
 rule filtering_scores:
@@ -102,7 +104,8 @@ rule filtering_retrain:
         train=lambda w: train_settings(w.model),
         seed=config["seed"],
         device=config["device"],
-        evaluate=config["evaluate"],
+        batch_size=config["evaluate"]["batch_size"],
+        precision=config["evaluate"]["precision"],
     log:
         f"{LOGS}/filtering_retrain/{{dataset}}/{{model}}.log",
     benchmark:
@@ -121,8 +124,8 @@ rule filtering_retrain:
         " --eps {params.eps} --train-batch-size {params.train[batch_size]}"
         " --learning-rate {params.train[learning_rate]}"
         " --weight-decay {params.train[weight_decay]} --seed {params.seed}"
-        " --device {params.device} --precision {params.evaluate[precision]}"
-        " --batch-size {params.evaluate[batch_size]} --threads {threads} > {log} 2>&1"
+        " --device {params.device} --precision {params.precision}"
+        " --batch-size {params.batch_size} --threads {threads} > {log} 2>&1"
 
 
 rule filtering_figures:

@@ -47,7 +47,8 @@ rule sweep:
     params:
         sweep=sweep_params,
         seed=config["seed"],
-        evaluate=config["evaluate"],
+        batch_size=config["evaluate"]["batch_size"],
+        precision=config["evaluate"]["precision"],
         device=config["device"],
     log:
         f"{LOGS}/sweep/{{dataset}}/{{model}}/{{perturbation}}/{{layer}}.log",
@@ -56,6 +57,7 @@ rule sweep:
     threads: 1
     resources:
         gpu=1,
+        **SWEEP_TUNING,
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -64,10 +66,10 @@ rule sweep:
         " --levels {params.sweep[levels]} --draws {params.sweep[draws]} {params.sweep[bits]}"
         " --seed {params.seed} --variants-out {output.variants} --out {output.predictions}"
         " --other-tests {input.other_tests} --other-outs {output.other_predictions}"
-        " --device {params.device} --batch-size {params.evaluate[batch_size]}"
-        " --precision {params.evaluate[precision]}"
-        " --variants-per-pass {params.evaluate[variants_per_pass]}"
-        " --cache-gb {params.evaluate[cache_gb]} --threads {threads} > {log} 2>&1"
+        " --device {params.device} --batch-size {params.batch_size}"
+        " --precision {params.precision}"
+        " --variants-per-pass {resources.variants_per_pass}"
+        " --cache-gb {resources.cache_gb} --threads {threads} > {log} 2>&1"
 
 
 # On demand only (not part of `all`): the perturbed tensors of every variant of
