@@ -42,8 +42,10 @@ config-exists:
 report: config-exists $(STAMP)
 	@$(BIN)/python -m lesion.tools.run --report $(BIN)/snakemake $(CONFIG_ARGS)
 
+# One pytest-xdist worker per core; a test file stays on one worker, so a module's
+# built study (its fixture) is built once.
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=25
 
 # Mutation testing (docs/testing.md) of the functions that compute what a study
 # reports: operators, evaluation, predict's rows, metrics, crash masks, bounds,

@@ -10,6 +10,7 @@ numpy for the derived datasets and the augmentation.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -424,7 +425,7 @@ def test_the_zoos_dataset_shapes_are_lesion_datas():
 
 @pytest.mark.workflow
 def test_the_zoo_part_of_the_workflow_builds_end_to_end(tmp_path):
-    from test_workflow import snakemake, study_copy
+    from test_workflow import planned_jobs, snakemake, study_copy
 
     study_copy(tmp_path, {**config(nets=16), "seed": 0, "device": "cpu"})
     snakemake(tmp_path)
@@ -441,6 +442,16 @@ def test_the_zoo_part_of_the_workflow_builds_end_to_end(tmp_path):
     for name in ("accuracy", "snapshots"):
         assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    # a shard reruns only for what makes its nets: a meta-classifier or merge setting
+    # reruns what reads it, an epoch more retrains every shard
+    for edit, expected in (({"meta": {**ZOO["meta"], "steps": 30}},
+                            {"zoo_meta": 1, "zoo_figures": 1}),
+                           ({"min_accuracy": 0.1}, {"zoo_merge": 1, "zoo_meta": 1, "zoo_figures": 1}),
+                           ({"epochs": 2}, {"zoo_shard": 2, "zoo_merge": 1, "zoo_meta": 1,
+                                            "zoo_figures": 1})):
+        (tmp_path / "edit.yaml").write_text(yaml.safe_dump({"zoo": edit}))
+        jobs = planned_jobs(tmp_path, "--configfile", "config/config.yaml", "edit.yaml")
+        assert Counter(rule for rule, _ in jobs) == {**expected, "all": 1}, edit
 
 
 @pytest.mark.workflow

@@ -21,7 +21,7 @@ rule zoo_shard:
         table=f"{ZOO_SHARD}.parquet",
     params:
         zoo=zoo_settings(),
-        shards=ZOO.get("shards", 1),
+        shards=ZOO.get("shards"),
         seed=config["seed"],
         device=config["device"],
         precision=config["evaluate"]["precision"],

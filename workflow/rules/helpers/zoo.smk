@@ -1,7 +1,13 @@
 # Helpers of zoo.smk: its config section, where its files live, params, targets.
 import json
 
-from lesion.studies.zoo.space import ZooConfigError, check as zoo_check, check_dataset, classified
+from lesion.studies.zoo.space import (
+    NET_KEYS,
+    ZooConfigError,
+    check as zoo_check,
+    check_dataset,
+    classified,
+)
 
 ZOO = config.get("zoo") or {}
 ZOO_DIR = f"{RESULTS}/{{dataset}}/zoo"
@@ -16,8 +22,9 @@ if ZOO:
 
 
 def zoo_settings():
-    """The zoo section as one JSON argument (canonical config: sorted keys, stable text)."""
-    return json.dumps(ZOO, sort_keys=True, separators=(",", ":"))
+    """What makes the zoo's nets (space.NET_KEYS) as one JSON argument (sorted keys, stable
+    text): a shard reruns when these change, not when the meta-classifiers do."""
+    return json.dumps({k: ZOO[k] for k in NET_KEYS}, sort_keys=True, separators=(",", ":"))
 
 
 def zoo_shards(pattern):

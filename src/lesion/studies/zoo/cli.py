@@ -9,15 +9,17 @@ from lesion.cli.args import device, positive, require, steps
 
 
 def _zoo_settings(text: str) -> dict:
-    """The config's zoo section as JSON (what the rules pass)."""
+    """The zoo section's net-making keys as JSON (what the rules pass)."""
+    from lesion.studies.zoo.space import NET_KEYS
+
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"expected the zoo section as JSON, got {text[:80]!r} "
                                          f"({err})") from None
-    if not isinstance(value, dict) or not {"nets", "choices", "epochs", "snapshots"} <= set(value):
-        raise argparse.ArgumentTypeError("expected a JSON mapping with nets, choices, epochs, "
-                                         f"snapshots (the zoo section), got {text[:80]!r}")
+    if not isinstance(value, dict) or not set(NET_KEYS) <= set(value):
+        raise argparse.ArgumentTypeError(f"expected a JSON mapping with {', '.join(NET_KEYS)} "
+                                         f"(of the zoo section), got {text[:80]!r}")
     return value
 
 
@@ -81,7 +83,9 @@ def register(groups) -> None:
         s.add_argument(name, required=True)
     s.add_argument("--snapshots-out", required=True,
                    help="the shard's weight snapshots to write (.safetensors, one tensor per net)")
-    s.add_argument("--zoo", type=_zoo_settings, required=True, help="the config's zoo section as JSON")
+    s.add_argument("--zoo", type=_zoo_settings, required=True,
+                   help="the zoo section's keys that make the nets (nets, epochs, snapshots, "
+                        "learning_rate, choices) as JSON")
     s.add_argument("--shard", type=int, required=True, help="this shard's index, 0..shards-1")
     s.add_argument("--shards", type=positive, required=True,
                    help="how many shards the zoo is cut into, a positive integer")

@@ -38,7 +38,7 @@ def build(zoo: Mapping, *, dataset: str, train: str | os.PathLike, test: str | o
 
     dev = pick_device(device, precision)
     ds = load(dataset, train, test, study_seed)
-    space.check(zoo, ds.input_shape, ds.classes)
+    space.check_nets(zoo)  # the whole section is checked with the config
     rows = sample.shard_rows(zoo, study_seed, shard, shards)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:

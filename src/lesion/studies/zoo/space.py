@@ -137,11 +137,23 @@ def check_dataset(dataset: str) -> tuple[tuple[int, int, int], int]:
     return INPUTS[dataset]
 
 
+# The keys of the zoo section that make its nets: all a shard is given, so that
+# editing the meta-classifiers or the merge (meta, min_accuracy, test_fraction)
+# retrains no shard.
+NET_KEYS = ("nets", "epochs", "snapshots", "learning_rate", "choices")
+
+
 def check(zoo: Mapping, input_shape: Sequence[int], classes: int) -> None:
     """Refuse a zoo config that cannot work, naming the key, the value and what was expected."""
     if zoo["shards"] > zoo["nets"]:
         raise ZooConfigError(f"zoo.shards = {zoo['shards']} is more than zoo.nets = {zoo['nets']}; "
                              "expected at most one shard per net")
+    check_nets(zoo)
+    _check_meta(zoo, input_shape, classes)
+
+
+def check_nets(zoo: Mapping) -> None:
+    """Refuse net-making settings (NET_KEYS) that cannot work."""
     choices = zoo["choices"]
     for name, allowed in NAMED.items():
         unknown = [v for v in choices[name] if v not in allowed]
@@ -157,6 +169,11 @@ def check(zoo: Mapping, input_shape: Sequence[int], classes: int) -> None:
     if not rate["min"] <= rate["max"]:
         raise ZooConfigError(f"zoo.learning_rate = {dict(rate)!r}: min is above max; expected "
                              "min <= max")
+
+
+def _check_meta(zoo: Mapping, input_shape: Sequence[int], classes: int) -> None:
+    """Refuse meta-classifier settings that the zoo's nets cannot serve."""
+    choices = zoo["choices"]
     meta = zoo["meta"]
     props = classified(choices, meta["properties"])
     if not props:
