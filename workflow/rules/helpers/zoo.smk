@@ -24,7 +24,8 @@ if ZOO:
 def zoo_settings():
     """What makes the zoo's nets (space.NET_KEYS) as one JSON argument (sorted keys, stable
     text): a shard reruns when these change, not when the meta-classifiers do."""
-    return json.dumps({k: ZOO[k] for k in NET_KEYS}, sort_keys=True, separators=(",", ":"))
+    nets = {k: ZOO[k] for k in NET_KEYS} if ZOO else {}  # no zoo section: no shard job
+    return json.dumps(nets, sort_keys=True, separators=(",", ":"))
 
 
 def zoo_shards(pattern):
