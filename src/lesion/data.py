@@ -157,7 +157,7 @@ def make_tensors(name: str, raw_path: str | os.PathLike, train_out: str | os.Pat
         raise files.InputFileError(
             f"{raw_path}: holds tensors {sorted(raw)} of lengths "
             f"{ {k: len(v) for k, v in raw.items()} }; expected 'images' and 'labels' of the "
-            f"same length, as written by `python -m lesion export --dataset {name}`")
+            f"same length, as written by `python -m lesion data export --dataset {name}`")
     train_idx, test_idx = split_indices(raw["labels"], test_fraction=test_fraction, seed=seed)
     images = spec.preprocess(raw["images"])
     meta = {"dataset": name, "test_fraction": test_fraction, "seed": seed}
