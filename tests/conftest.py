@@ -35,3 +35,21 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     spec = data.get("digits")
     raw = spec.raw()
     return spec.preprocess(raw["images"][:200]), raw["labels"][:200]
+
+
+# The files with the longest set-ups, longest first (`make test` prints --durations)
+LONGEST = ["test_timm_network.py", "test_slurm.py", "test_own_data.py", "test_own_network.py",
+           "test_bad_inputs.py", "test_resume.py", "test_canonical_params.py",
+           "test_adversarial.py", "test_filtering.py", "test_workflow.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest files first, then the other workflow tests, then the rest: under
+    pytest-xdist (one file per worker) the longest jobs start first and the short ones fill
+    in after them, so no worker idles at the end while another builds a study."""
+    def rank(item):
+        name = item.path.name
+        return (LONGEST.index(name) if name in LONGEST else len(LONGEST),
+                item.get_closest_marker("workflow") is None)
+
+    items.sort(key=rank)  # stable: the order within a file stays

@@ -65,11 +65,14 @@ def test_the_report_renders_a_page_that_is_not_blank(report, tmp_path):
     from PIL import Image
 
     png = tmp_path / "report.png"
-    proc = chromium(tmp_path, "--window-size=1400,1000", f"--screenshot={png}", report.as_uri())
-    assert png.is_file(), proc.stderr[-3000:]
-    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
-    # the report's dark side bar alone covers about a sixth of the window
-    dark = (pixels.max(axis=1) < 128).mean()
+    for _ in range(3):  # a loaded machine may shoot before the scripts drew: wait, as a person would
+        proc = chromium(tmp_path, "--window-size=1400,1000", f"--screenshot={png}", report.as_uri())
+        assert png.is_file(), proc.stderr[-3000:]
+        pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+        # the report's dark side bar alone covers about a sixth of the window
+        dark = (pixels.max(axis=1) < 128).mean()
+        if dark > 0.08:
+            break
     assert dark > 0.08, f"only {dark:.1%} of the page is dark: the side bar did not render"
     assert len(np.unique(pixels, axis=0)) > 50, "almost no colours: nothing rendered"
 
