@@ -35,10 +35,6 @@ OUTPUT_ROOTS = ("results", "resources", "logs", "benchmarks")
 PATH_NAMES = ("study", "dataset.name", "models.*", "models.*.layers[]", "perturbations.*",
               "perturbations.models[]", "faults.models[]", "faults.regimes.*",
               "adversarial.training.regimes.*", "filtering.models[]")
-# Config values that are output paths themselves (relative, inside
-# OUTPUT_ROOTS). Inputs (dataset.path: ImageNet's images or a dataset of one's
-# own, kept elsewhere) and URLs (mirror) may be anywhere and are not listed here.
-OUTPUT_PATHS: tuple[str, ...] = ()
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _TYPES = {"array": "a list", "object": "a mapping", "integer": "an integer", "number": "a number",
           "string": "a string", "boolean": "true or false", "null": "nothing"}
@@ -139,12 +135,6 @@ def check_paths(config: Mapping) -> None:
                     f"config error: {key} = {value!r} cannot be used in a file name; expected a "
                     "plain name (letters, digits, '_', '-', '.', '+'; no '/' or '..'), so that "
                     f"outputs stay inside {', '.join(r + '/' for r in OUTPUT_ROOTS)}")
-    for pattern in OUTPUT_PATHS:
-        for key, value in _values(config, pattern):
-            if isinstance(value, str) and not confined(value):
-                raise ConfigError(
-                    f"config error: {key} = {value!r} would write outside the project; expected a "
-                    f"relative path inside {', '.join(r + '/' for r in OUTPUT_ROOTS)}")
 
 
 def confined(path: str | os.PathLike, roots: tuple[str, ...] = OUTPUT_ROOTS) -> bool:

@@ -78,7 +78,6 @@ from lesion.studies.faults import tables
 
 LIPSCHITZ_ONE = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Dropout, nn.Identity,
                  nn.Flatten)
-STATISTICS = ("mean", "std", "norm_l1", "norm_l2", "norm_linf")
 NORMS = {"norm_l1": 1.0, "norm_l2": 2.0, "norm_linf": math.inf}
 BOUNDS = ("b1", "b1_jensen", "b2", "b3", "b4")
 

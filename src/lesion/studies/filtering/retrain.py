@@ -38,8 +38,6 @@ WAYS = ("none", "all", "selected", "fragile")
 # The classes whose layers each selective way trains.
 SELECTIONS: dict[str, tuple[str, ...]] = {"selected": ("robust", "antifragile"),
                                           "fragile": ("fragile",)}
-COLUMNS = ["dataset", "model", "epoch", "retrained", "epochs_retrained", "layers", "parameters",
-           "top1_clean", "top1_adversarial", "top1_original_adversarial"]
 
 
 def layer_masks(model: nn.Module, layers: Sequence[str]) -> dict[str, torch.Tensor]:
