@@ -20,7 +20,7 @@ from lesion import attacks, data, io, models, pretrain, train
 from lesion.config import ConfigError, check, load_schema
 from lesion.studies.adversarial import sets, tables, units
 from lesion.studies.adversarial.training import mix_adversarial
-from test_workflow import REPO
+from test_workflow import REPO, tiny_config
 
 SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -300,19 +300,7 @@ def test_a_bad_adversarial_config_gets_one_clear_error(change, message):
 
 # --- end to end -----------------------------------------------------------------------------
 
-ADV_CONFIG = {
-    "seed": 0, "device": "cpu", "dataset": {"name": "digits"},
-    "models": {"FC10": {"arch": "fc10"}, "AE": {"arch": "ae400_10", "pretrain": {"epochs": 2}},
-               "P1": {"arch": "fc100_100_10", "train_split": "P1"},
-               "P2": {"arch": "fc100_100_10", "train_split": "P2"}},
-    "train": {"epochs": 3},
-    "adversarial": {"models": ["FC10", "AE"], "images": 20,
-                    "attacks": {"fgsm": {"eps": 0.1}, "lbfgs": {"c_tolerance": 0.2, "bracket_steps": 3}},
-                    "sigmas": [0.2], "cross_training": {"models": ["P1", "P2"], "sigma": 0.1},
-                    "training": {"model": "FC10", "regimes": {"adv": {"attack": "fgsm", "eps": 0.1},
-                                                             "wd": {"weight_decay": 0.01}}},
-                    "units": {"model": "AE", "layer": "fc1", "top": 4}},
-}
+ADV_CONFIG = tiny_config("adversarial")
 
 
 @pytest.mark.workflow

@@ -16,6 +16,7 @@ import tolerance
 from lesion import activations, data, io, models, perturb, train
 from lesion.studies.faults import bounds as faults
 from lesion.tools import bench
+from test_workflow import tiny_config
 
 CPU = torch.device("cpu")
 
@@ -281,19 +282,7 @@ def test_fault_study_refuses_one_repetition(trained):
 # and bit-flip sweeps in the metrics table, bounds, a regime trained with
 # dropout and the regulariser and a plain one (the study's own network), both
 # figures.
-FAULT_CONFIG = {
-    "seed": 0,
-    "device": "cpu",
-    "dataset": {"name": "digits"},
-    "models": {"mlp": {"layers": ["fc2"]}},
-    "train": {"epochs": 3},
-    "perturbations": {
-        "crash": {"levels": [0.1, 0.5], "draws": 2},
-        "bitflip": {"levels": [0.001, 0.01], "draws": 1, "bits": ["exponent"]},
-    },
-    "faults": {"models": ["mlp"], "levels": [0.05, 0.2], "repetitions": 10,
-               "regimes": {"plain": {}, "tolerant": {"dropout": 0.5, "b3_variance": 0.01}}},
-}
+FAULT_CONFIG = tiny_config("faults")
 
 
 @pytest.mark.workflow

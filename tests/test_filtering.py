@@ -18,6 +18,7 @@ import tolerance
 from lesion import catalog, data, models, perturb, predict, sweep, train
 from lesion.config import ConfigError, check, load_schema
 from lesion.studies.filtering import retrain, scores, settings
+from test_workflow import tiny_config
 from workflow_rules import REPO
 
 SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -285,14 +286,7 @@ def test_a_bad_filtering_config_gives_one_clear_error(change, message):
     settings.check(good)
 
 
-FILTER_CONFIG = {
-    "seed": 0, "device": "cpu", "dataset": {"name": "digits"},
-    "models": {"mlp": {"layers": "all"}},
-    "train": {"epochs": 2, "checkpoints": [1, 2]},
-    "filtering": {"models": ["mlp"], "epochs": [1, 2], "filters": ["highpass", "pulse"],
-                  "retraining": {"from": [2], "epochs": 1, "filter": "highpass"}},
-    "adversarial": {"models": ["mlp"], "images": 50, "attacks": {"fgsm": {"eps": 0.1}}},
-}
+FILTER_CONFIG = tiny_config("filtering")
 
 
 @pytest.mark.workflow

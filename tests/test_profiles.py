@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from test_workflow import tiny_config
 from workflow_rules import REPO, workflow_rules
 
 PROFILES = {
@@ -27,11 +28,7 @@ PROFILES = {
     "slurm": ("slurm_partition", "gpu", "main"),
     "lsf": ("lsf_queue", "gpu", "normal"),
 }
-CONFIG = {
-    "seed": 0, "device": "cpu", "dataset": {"name": "digits"},
-    "models": {"mlp": {"layers": ["fc1"]}}, "train": {"epochs": 1},
-    "perturbations": {"gaussian": {"levels": [0.5], "draws": 1}},
-}
+CONFIG = tiny_config("profiles")
 
 
 def load(profile: str) -> dict:

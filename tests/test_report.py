@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_workflow import REPO, snakemake, write_config
+from test_workflow import REPO, snakemake, tiny_config, write_config
 
 pytestmark = [
     pytest.mark.workflow,
@@ -27,15 +27,7 @@ CATEGORIES = ["Perturbations (Cheney et al. 2017)", "Faults (El-Mhamdi et al. 20
 # fragility tables of the model, the fault study's bounds figure and its table
 EXPECTED = ["performances.png", "weight_diffs.png", "num_weights.png", "metrics_summary.csv",
             "fragility.csv", "bounds.png", "bounds.csv"]
-CONFIG = {
-    "seed": 0,
-    "device": "cpu",
-    "dataset": {"name": "digits"},
-    "models": {"mlp": {"layers": ["fc1", "fc3"]}},
-    "train": {"epochs": 2},
-    "perturbations": {"gaussian": {"levels": [0.2, 0.6], "draws": 2}},
-    "faults": {"models": ["mlp"], "levels": [0.1, 0.5], "repetitions": 4, "inputs": 20},
-}
+CONFIG = tiny_config("report")
 CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--run-all-compositor-stages-before-draw", "--virtual-time-budget=20000"]

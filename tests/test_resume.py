@@ -32,23 +32,16 @@ import pandas as pd
 import pytest
 import yaml
 
+from test_workflow import tiny_config
+
 pytestmark = [pytest.mark.workflow,
               pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make (make study)")]
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODEL = "mlp"
-CONFIG = {
-    "seed": 0,
-    "device": "cpu",
-    "dataset": {"name": "digits"},
-    "models": {MODEL: {"layers": ["fc2"]}},
-    "train": {"epochs": 3},
-    "perturbations": {
-        "node_knockout": {"levels": [0.3, 0.7], "draws": 2},
-        "gaussian": {"levels": [0.3, 0.7], "draws": 2},
-    },
-}
+CONFIG = tiny_config("resume")
+assert MODEL in CONFIG["models"]
 RESULTS = Path("results") / "digits" / MODEL
 LOCKED = "Directory cannot be locked"
 

@@ -33,24 +33,21 @@ from lesion import io
 pytestmark = pytest.mark.workflow
 
 REPO = Path(__file__).resolve().parents[1]
-DATASET = "digits"
-MODEL = "mlp"
-LAYERS = ["fc1", "fc3"]
-FIGURES = ["performances", "weight_diffs", "num_weights"]
-LEVELS = [0.2, 0.6]
-DRAWS = 2
+
+
+def tiny_config(name: str) -> dict:
+    """A config of `.test/`: the tiny studies the tests build (snakemake-workflows' convention)."""
+    return yaml.safe_load((REPO / ".test" / f"{name}.yaml").read_text())
+
+
 # Small enough for 2 cores: 17 jobs, about 45 s.
-CONFIG = {
-    "seed": 0,
-    "device": "cpu",
-    "dataset": {"name": DATASET},
-    "models": {MODEL: {"layers": LAYERS}},
-    "train": {"epochs": 3, "checkpoints": [2]},
-    "perturbations": {
-        "synapse_knockout": {"levels": LEVELS, "draws": DRAWS},
-        "gaussian": {"levels": LEVELS, "draws": DRAWS},
-    },
-}
+CONFIG = tiny_config("workflow")
+DATASET = CONFIG["dataset"]["name"]
+MODEL = next(iter(CONFIG["models"]))
+LAYERS = CONFIG["models"][MODEL]["layers"]
+FIGURES = ["performances", "weight_diffs", "num_weights"]
+LEVELS = CONFIG["perturbations"]["gaussian"]["levels"]
+DRAWS = CONFIG["perturbations"]["gaussian"]["draws"]
 PERTURBATIONS = list(CONFIG["perturbations"])
 # Snakemake's own words (snakemake.common.NOTHING_TO_BE_DONE_MSG in 9.27.1).
 NOTHING_TO_BE_DONE = "Nothing to be done (all requested files are present and up to date)."
