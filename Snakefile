@@ -24,12 +24,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/sweeps.smk"
-# The studies: each adds its rules and, when its config section is there, its targets.
-include: "workflow/rules/perturbation.smk"
-include: "workflow/rules/faults.smk"
-include: "workflow/rules/adversarial.smk"
-include: "workflow/rules/zoo.smk"
-include: "workflow/rules/filtering.smk"
+# The studies (lesion.registry: lesion's own and installed plugins): each adds its
+# rules and, when its config section is there, its targets.
+for _study in STUDIES:
+
+    include: _study.rules_file(workflow.basedir)
 
 
 rule all:

@@ -22,10 +22,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lesion.config import load_schema
+
 pytestmark = pytest.mark.workflow
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
 NOTHING_TO_BE_DONE = "Nothing to be done (all requested files are present and up to date)."
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 

@@ -264,7 +264,7 @@ def _config(**filtering):
     ({"epochs": [2, 3]}, "filtering.epochs: epoch 3 is not among train.checkpoints [2, 4]"),
     ({"retraining": {"from": [1]}}, "filtering.retraining.from: epoch 1 is not among "
                                     "filtering.epochs [2, 4]"),
-    ({"models": ["cnn"]}, "filtering.models: 'cnn' is not a model of this study"),
+    ({"models": ["cnn"]}, "filtering.models[0] = 'cnn' is not a model of this study"),
     ({"filters": ["pulse"], "retraining": {"from": [2], "filter": "lowpass"}},
      "filtering.retraining.filter = 'lowpass' is not among filtering.filters ['pulse']"),
     ("no fgsm", r"filtering needs an FGSM test set per model; expected adversarial.attacks.fgsm"),

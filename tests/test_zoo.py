@@ -378,10 +378,13 @@ def test_classes_are_balanced_by_subsampling():
 # --- config --------------------------------------------------------------
 
 def zoo_error(**zoo) -> str:
+    """The zoo's own check's message, and the config check's: the same, before any job."""
     cfg = config(**zoo)
-    check(cfg, SCHEMA)
     with pytest.raises(space.ZooConfigError) as err:
         space.check(canonical(cfg, SCHEMA)["zoo"], *space.check_dataset("digits"))
+    with pytest.raises(ConfigError) as checked:
+        check(cfg, SCHEMA)
+    assert str(checked.value) == f"config error: {err.value}"
     return str(err.value)
 
 

@@ -30,11 +30,10 @@ from lesion.catalog import (
 
 # Where a study may write, relative to the project directory.
 OUTPUT_ROOTS = ("results", "resources", "logs", "benchmarks")
-# Config values that become part of output paths (a name in a file or
-# directory name); `*` matches every key of a mapping, `[]` every list item.
-PATH_NAMES = ("study", "dataset.name", "models.*", "models.*.layers[]", "perturbations.*",
-              "perturbations.models[]", "faults.models[]", "faults.regimes.*",
-              "adversarial.training.regimes.*", "filtering.models[]")
+# The engine's config values that become part of output paths (a name in a file or
+# directory name); `*` matches every key of a mapping, `[]` every list item. Each
+# study adds its own (lesion.registry.Study.path_names).
+PATH_NAMES = ("study", "dataset.name", "models.*", "models.*.layers[]")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _TYPES = {"array": "a list", "object": "a mapping", "integer": "an integer", "number": "a number",
           "string": "a string", "boolean": "true or false", "null": "nothing"}
@@ -128,7 +127,10 @@ def check_paths(config: Mapping) -> None:
     output paths must be relative and stay inside results/, resources/,
     logs/ or benchmarks/ after `..` is resolved.
     """
-    for pattern in PATH_NAMES:
+    from lesion.registry import studies
+
+    patterns = [*PATH_NAMES, *(p for s in studies() for p in s.path_names)]
+    for pattern in patterns:
         for key, value in _values(config, pattern):
             if isinstance(value, str) and not (_NAME.fullmatch(value) and ".." not in value):
                 raise ConfigError(
@@ -154,10 +156,22 @@ def confined(path: str | os.PathLike, roots: tuple[str, ...] = OUTPUT_ROOTS) -> 
 
 
 def load_schema(path: str | os.PathLike) -> dict:
-    """The config schema, with its name enums filled in from the registry (lesion.catalog)."""
+    """The config schema: the engine's keys (`path`), each study's section from its package
+    (lesion.registry), and the name enums filled in from lesion.catalog."""
+    from lesion.registry import studies
+
     with open(path) as f:
         schema = yaml.safe_load(f)
     props = schema["properties"]
+    for study in studies():
+        with open(study.schema_file) as f:
+            section = yaml.safe_load(f)
+        for name, definition in section.pop("$defs", {}).items():  # `#/$defs/...` refs resolve
+            if name in schema["$defs"]:
+                raise ValueError(f"{study.schema_file}: $defs.{name} is defined already; "
+                                 "expected a name of the study's own")
+            schema["$defs"][name] = definition
+        props[study.section] = {"x-study": True, **section}
     props["dataset"]["properties"]["source"]["enum"] = list(USER_SOURCES)
     model = props["models"]["additionalProperties"]["properties"]
     model["arch"]["enum"] = list(MODELS)
@@ -258,7 +272,28 @@ def check(config: Mapping, schema: Mapping) -> None:
                     raise ConfigError(f"config error: models.{model}.layers: {name!r} is not a "
                                       f"weight layer of {arch}; expected \"all\" or some of {valid}")
         _check_training(config, schema, model, arch, settings.get("train", {}))
-    _check_model_lists(config)
+    _check_starts(config)
+    _check_studies(config, schema)
+
+
+def _check_studies(config: Mapping, schema: Mapping) -> None:
+    """Each study in the config: its model lists name models, then its own checks across
+    keys (lesion.registry.Study.check), on the config with its defaults filled in."""
+    from lesion.registry import studies
+
+    full = None
+    known = list(config["models"])
+    for study in studies():
+        if study.section not in config:
+            continue
+        for pattern in study.model_lists:
+            for key, name in _values(config, pattern):
+                if name not in known:
+                    raise ConfigError(f"config error: {key} = {name!r} is not a model of this "
+                                      f"study; expected one of {known}{_guess(name, known)}")
+        if study.check:
+            full = canonical(config, schema) if full is None else full
+            study.check_config(full)
 
 
 def dataset_source(section: Mapping) -> str:
@@ -328,16 +363,6 @@ def brought(settings: Mapping | None) -> bool:
     return bool(source) and not source.startswith("lesion:")
 
 
-# What a network imported with its weights cannot take, and why (checked before anything
-# runs): what retrains or fine-tunes a network needs the DAG to have trained it. (The zoo
-# trains networks of its own and takes none from `models`.)
-_IMPORTED_UNSUPPORTED = {
-    "filtering.models": "synaptic filtering retrains the network from its training checkpoints",
-    "adversarial.training.model": "adversarial training trains the network again",
-    "faults.models": "the fault study's regimes train the network again",
-}
-
-
 def _check_brought(config: Mapping, model: str, settings: Mapping) -> None:
     """A `source` network: imported from its weights, or without weights trained by the DAG
     from its random initialisation; studied where the studies allow."""
@@ -364,17 +389,19 @@ def _check_brought(config: Mapping, model: str, settings: Mapping) -> None:
     if settings["source"].startswith("python:") and not os.path.isdir(settings.get("path", ".")):
         raise ConfigError(f"config error: models.{model}.path = {settings['path']!r}: no such "
                           "directory; expected the directory of the source's module")
-    if "weights" not in settings:
-        return
-    adversarial = config.get("adversarial") or {}
-    listed = {
-        "filtering.models": model in (config.get("filtering") or {}).get("models", []),
-        "adversarial.training.model": (adversarial.get("training") or {}).get("model") == model,
-        "faults.models": model in (config.get("faults") or {}).get("models", [])
-        and bool((config.get("faults") or {}).get("regimes")),
-    }
-    for key, why in _IMPORTED_UNSUPPORTED.items():
-        if listed[key]:
+
+
+def imported(config: Mapping, model: str) -> bool:
+    """Whether config model `model` is a network imported with its weights (never trained)."""
+    settings = config["models"].get(model) or {}
+    return brought(settings) and "weights" in settings
+
+
+def refuse_imported(config: Mapping, key: str, models, why: str) -> None:
+    """Raise ConfigError when one of `models` (listed at config `key`) is imported with its
+    weights, for a study that must train it (`why` says what the study does)."""
+    for model in models:
+        if imported(config, model):
             raise ConfigError(f"config error: {key}: {model!r} is imported with its weights and "
                               f"never trained, and {why}; expected a network the DAG trains "
                               f"there (leave out models.{model}.weights to train it)")
@@ -394,38 +421,12 @@ def architecture(model: str, settings: Mapping) -> str:
     return arch
 
 
-# Lists of model names in the study sections; each name must be a key of `models`.
-MODEL_LISTS = ("perturbations.models[]", "faults.models[]", "adversarial.models[]",
-               "adversarial.cross_training.models[]", "adversarial.training.model",
-               "adversarial.units.model")
-
-
-def _check_model_lists(config: Mapping) -> None:
-    known = list(config["models"])
-    for pattern in MODEL_LISTS:
-        for key, name in _values(config, pattern):
-            if name not in known:
-                raise ConfigError(f"config error: {key} = {name!r} is not a model of this "
-                                  f"study; expected one of {known}{_guess(name, known)}")
+def _check_starts(config: Mapping) -> None:
+    """One way for a model's training to start."""
     for model, settings in config["models"].items():
         if "pretrain" in (settings or {}) and (settings.get("train") or {}).get("init"):
             raise ConfigError(f"config error: models.{model}: both pretrain and train.init; "
                               "expected one way for its training to start")
-    attacks = sorted((config.get("adversarial") or {}).get("attacks") or {})
-    for i, testset in enumerate((config.get("perturbations") or {}).get("testsets", [])):
-        if testset not in attacks:
-            raise ConfigError(f"config error: perturbations.testsets[{i}] = {testset!r} is not an "
-                              f"attack of the adversarial section; expected one of {attacks}")
-    if config.get("filtering") and "fgsm" not in attacks:
-        raise ConfigError("config error: filtering needs an FGSM test set per model; expected "
-                          "adversarial.attacks.fgsm (its eps is the study's)")
-    units = (config.get("adversarial") or {}).get("units")
-    if units and not brought(config["models"][units["model"]]):  # a brought one's: by the step
-        arch = architecture(units["model"], config["models"][units["model"]] or {})
-        hidden = layer_names(arch)[:-1]
-        if units["layer"] not in hidden:
-            raise ConfigError(f"config error: adversarial.units.layer = {units['layer']!r} is not "
-                              f"a hidden layer of {units['model']}; expected one of {hidden}")
 
 
 def _check_training(config: Mapping, schema: Mapping, model: str, arch: str | None,

@@ -4,7 +4,7 @@ A rule lists the lesion modules its step runs as inputs, so that editing one
 reruns exactly the jobs that use it. Kept by hand such lists drift (a
 module imported later is forgotten and its jobs go stale), so they are
 derived: from the step's handler (`_<step>` in the module that registers the
-step's group, lesion.cli.GROUPS, and the functions of that module it
+step's group, lesion.cli.groups(), and the functions of that module it
 calls), every `lesion` module it imports, and every
 module those import, at any depth and wherever the import statement stands
 (steps import lazily inside functions). Static, by `ast`: nothing is
@@ -21,9 +21,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent  # src/lesion
 
 
-def _module_file(name: str, root: Path) -> Path | None:
-    """`lesion.a.b` -> root/a/b.py or root/a/b/__init__.py (None if neither exists)."""
-    parts = name.split(".")[1:]
+def _module_file(name: str, roots: dict[str, Path]) -> Path | None:
+    """`lesion.a.b` -> root/a/b.py or root/a/b/__init__.py (None if neither exists), with
+    root the directory of the top package (`roots`: lesion's, a study plugin's)."""
+    top, *parts = name.split(".")
+    if top not in roots:
+        return None
+    root = roots[top]
     base = root.joinpath(*parts) if parts else root
     for path in (base.with_suffix(".py") if parts else None, base / "__init__.py"):
         if path is not None and path.is_file():
@@ -31,17 +35,18 @@ def _module_file(name: str, root: Path) -> Path | None:
     return None
 
 
-def _imported(node: ast.AST, current: str) -> list[str]:
-    """Names of the lesion modules an import statement may load (module or package.attribute)."""
+def _imported(node: ast.AST, current: str, tops=("lesion",)) -> list[str]:
+    """Names of the modules of the `tops` packages an import statement may load (module or
+    package.attribute)."""
     if isinstance(node, ast.Import):
-        return [a.name for a in node.names if a.name.split(".")[0] == "lesion"]
+        return [a.name for a in node.names if a.name.split(".")[0] in tops]
     if isinstance(node, ast.ImportFrom):
         if node.level:  # relative: resolve against the current module's package
             package = current.split(".")[: len(current.split(".")) - node.level]
             base = ".".join(package + ([node.module] if node.module else []))
         else:
             base = node.module or ""
-        if base.split(".")[0] != "lesion":
+        if base.split(".")[0] not in tops:
             return []
         return [base] + [f"{base}.{a.name}" for a in node.names]
     return []
@@ -58,19 +63,30 @@ def _parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
 
-def _closure(names: list[str], root: Path) -> set[Path]:
+def _closure(names: list[str], roots: dict[str, Path]) -> set[Path]:
     seen: set[Path] = set()
     todo = list(names)
     while todo:
         name = todo.pop()
         for candidate in [*_parents(name), name]:
-            path = _module_file(candidate, root)
+            path = _module_file(candidate, roots)
             if path is None or path in seen:
                 continue
             seen.add(path)
             for node in ast.walk(_parse(path)):
-                todo += _imported(node, candidate)
+                todo += _imported(node, candidate, tuple(roots))
     return seen
+
+
+def _package_dir(top: str) -> Path:
+    """The directory of an importable top-level package (a study plugin's), found without
+    importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        raise LookupError(f"package {top!r} of a step's CLI module is not importable")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 def _handler_nodes(module: ast.Module, step: str, where: Path) -> list[ast.AST]:
@@ -93,20 +109,26 @@ def _handler_nodes(module: ast.Module, step: str, where: Path) -> list[ast.AST]:
 
 
 def step_sources(group: str, step: str, root: Path = PACKAGE) -> list[str]:
-    """Sorted paths of every lesion source file that `python -m lesion GROUP STEP` runs.
+    """Sorted paths of every lesion source file that `python -m lesion GROUP STEP` runs (and,
+    for a study plugin's step, every file of the plugin's package it runs).
 
     `root` is the `lesion` package directory to read (a copy of it in tests).
     """
-    from lesion.cli import GROUPS
+    from lesion.cli import groups
 
-    if group not in GROUPS:
-        raise LookupError(f"unknown step group {group!r}; expected one of {sorted(GROUPS)}")
-    cli_name = GROUPS[group]
-    cli_file = _module_file(cli_name, root)
+    known = groups()
+    if group not in known:
+        raise LookupError(f"unknown step group {group!r}; expected one of {sorted(known)}")
+    cli_name = known[group]
+    roots = {"lesion": root}
+    top = cli_name.split(".")[0]
+    if top not in roots:  # a study plugin: its own package's sources count too
+        roots[top] = _package_dir(top)
+    cli_file = _module_file(cli_name, roots)
     tree = _parse(cli_file)
     names = [cli_name]  # imports of the handler itself, and the CLI module's top level
     for node in [*_handler_nodes(tree, step, cli_file), *tree.body]:
-        names += _imported(node, cli_name)
-    found = _closure([n for n in names if n != cli_name], root)
-    found |= {p for n in [cli_name, *_parents(cli_name)] if (p := _module_file(n, root))}
+        names += _imported(node, cli_name, tuple(roots))
+    found = _closure([n for n in names if n != cli_name], roots)
+    found |= {p for n in [cli_name, *_parents(cli_name)] if (p := _module_file(n, roots))}
     return sorted(str(p) for p in found)

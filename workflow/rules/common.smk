@@ -25,8 +25,15 @@ from lesion.config import (
     load_schema,
     study_roots,
 )
+from lesion.registry import studies
 from lesion.sources import step_sources
 from lesion.targets import problem, sweep_layers
+
+# Every study lesion knows (its own and installed plugins'): the Snakefile includes their
+# rules, the schema holds their config sections.
+STUDIES = studies()
+STUDY_TITLES = {s.group: s.title for s in STUDIES}  # the report category of each
+ENVS = Path(workflow.basedir) / "envs"  # conda envs, for a plugin's rules too
 
 SCHEMA = load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 

@@ -1,9 +1,9 @@
 """`python -m lesion GROUP STEP ...`: the steps the rules run, grouped by who owns them.
 
-The engine's groups (data, model, sweep), one group per study (perturbation,
-faults, filtering) and the benchmarks (bench). Argument parsing only: every step
-imports its implementation lazily, so `--help` is instant at every level
-and a step that plots never imports torch.
+The engine's groups (data, model, sweep), one group per study (each study's
+`cli` module, found through lesion.registry) and the benchmarks (bench).
+Argument parsing only: every step imports its implementation lazily, so
+`--help` is instant at every level and a step that plots never imports torch.
 """
 
 from __future__ import annotations
@@ -14,18 +14,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-# Group -> the module that registers its steps (lesion.sources reads this too).
-GROUPS: dict[str, str] = {
+# The engine's groups and the benchmarks' -> the module that registers their steps.
+ENGINE_GROUPS: dict[str, str] = {
     "data": "lesion.cli.engine",
     "model": "lesion.cli.engine",
     "sweep": "lesion.cli.engine",
-    "perturbation": "lesion.studies.perturbation.cli",
-    "faults": "lesion.studies.faults.cli",
-    "adversarial": "lesion.studies.adversarial.cli",
-    "zoo": "lesion.studies.zoo.cli",
-    "filtering": "lesion.studies.filtering.cli",
-    "bench": "lesion.tools.cli",
 }
+TOOL_GROUPS: dict[str, str] = {"bench": "lesion.tools.bench_cli"}
+
+
+def groups() -> dict[str, str]:
+    """Every group -> the module that registers its steps: the engine's, each study's
+    (lesion.registry), the tools'. lesion.sources reads it too."""
+    from lesion.registry import studies
+
+    return {**ENGINE_GROUPS, **{s.group: s.cli for s in studies()}, **TOOL_GROUPS}
 
 
 # What the tool is, for `python -m lesion --help` (the docstring above is for its code).
@@ -41,17 +44,17 @@ STEP --help`."""
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m lesion", description=DESCRIPTION,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    groups = top.add_subparsers(dest="group", required=True, metavar="GROUP")
-    for module in dict.fromkeys(GROUPS.values()):
-        importlib.import_module(module).register(groups)
+    subparsers = top.add_subparsers(dest="group", required=True, metavar="GROUP")
+    for module in dict.fromkeys(groups().values()):
+        importlib.import_module(module).register(subparsers)
     from lesion.cli.args import describe_shared
 
-    for group in groups.choices.values():
+    for group in subparsers.choices.values():
         for action in group._actions:
             if isinstance(action, argparse._SubParsersAction):
                 for step in action.choices.values():
                     describe_shared(step)
-    groups.metavar = "{" + ",".join(groups.choices) + "}"  # named when missing
+    subparsers.metavar = "{" + ",".join(subparsers.choices) + "}"  # named when missing
     return top
 
 

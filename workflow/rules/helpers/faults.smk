@@ -6,14 +6,6 @@ FAULT_FIGURES = ["bounds", "tolerance"] if REGIMES else ["bounds"]
 FAULTS_DIR = f"{RESULTS}/{{dataset}}/{{model}}/faults"
 REGIME_DIR = f"{RESULTS}/{{dataset}}/{{model}}/faults/regimes/{{regime}}"
 
-for _model in FAULT_MODELS:
-    if _model not in MODELS:
-        raise WorkflowError(
-            f"config error: faults.models = {FAULT_MODELS!r}: {_model!r} is not a "
-            f"model of this study; expected some of {MODELS}"
-        )
-
-
 def fault_dir(dataset, model, regime=None):
     """Where a network's fault tables live; a regime that adds nothing is the study's network."""
     plain = regime is None or not any(REGIMES[regime].values())

@@ -1,13 +1,7 @@
 # Helpers of filtering.smk: its config section, the sweep's layout, params, targets.
 from lesion.catalog import ALL_LAYERS
-from lesion.studies.filtering import settings as filtering_settings
 
 FILTERING = config.get("filtering") or {}
-try:
-    filtering_settings.check(config)
-except ConfigError as err:
-    raise WorkflowError(str(err)) from None
-
 FILTER_MODELS = FILTERING.get("models", [])
 FILTER_EPOCHS = FILTERING.get("epochs", [])
 FILTERS = FILTERING.get("filters", [])

@@ -1,25 +1,12 @@
 # Helpers of zoo.smk: its config section, where its files live, params, targets.
 import json
 
-from lesion.studies.zoo.space import (
-    NET_KEYS,
-    ZooConfigError,
-    check as zoo_check,
-    check_dataset,
-    classified,
-)
+from lesion.studies.zoo.space import NET_KEYS, classified
 
 ZOO = config.get("zoo") or {}
 ZOO_DIR = f"{RESULTS}/{{dataset}}/zoo"
 ZOO_SHARD = f"{RESULTS}/{{dataset}}/zoo/shards/{{shard}}"
 ZOO_FIGURES = ["accuracy", "snapshots"]
-
-if ZOO:
-    try:
-        zoo_check(ZOO, *check_dataset(DATASET))
-    except ZooConfigError as err:
-        raise WorkflowError(f"config error: {err}") from None
-
 
 def zoo_settings():
     """What makes the zoo's nets (space.NET_KEYS) as one JSON argument (sorted keys, stable

@@ -9,3 +9,16 @@ once); scores: the filtering scores and classes (no torch); retrain: masks
 from the classes and selective retraining; plots: figures (no torch); cli:
 its steps.
 """
+
+from lesion.registry import Study
+
+STUDY = Study(
+    section="filtering",
+    group="filtering",
+    title="Synaptic filtering (Pravin et al. 2024)",
+    here=__file__,
+    rules="workflow/rules/filtering.smk",
+    check="lesion.studies.filtering.settings:check",
+    model_lists=("filtering.models[]",),
+    path_names=("filtering.models[]",),
+)

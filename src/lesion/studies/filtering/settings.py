@@ -1,16 +1,17 @@
 """The filtering section of a config, checked against the rest of it (torch-free).
 
 The schema checks each key alone (filters, tol >= 0, ...); these are the
-checks across keys, run by the workflow before any job (helpers/filtering.smk):
-the models are the study's, the epochs are saved checkpoints, the checkpoints
-retrained from are filtered.
+checks across keys, run with the config before any job
+(lesion.registry.Study.check): an FGSM set to score against, networks the DAG
+trains, epochs that are saved checkpoints, checkpoints retrained from that
+are filtered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lesion.config import ConfigError
+from lesion.config import ConfigError, refuse_imported
 
 
 def check(config: Mapping) -> None:
@@ -18,11 +19,11 @@ def check(config: Mapping) -> None:
     section = config.get("filtering")
     if not section:
         return
-    models = list(config.get("models", {}))
-    for model in section.get("models", []):
-        if model not in models:
-            raise ConfigError(f"config error: filtering.models: {model!r} is not a model of this "
-                              f"study; expected some of {models}")
+    if "fgsm" not in ((config.get("adversarial") or {}).get("attacks") or {}):
+        raise ConfigError("config error: filtering needs an FGSM test set per model; expected "
+                          "adversarial.attacks.fgsm (its eps is the study's)")
+    refuse_imported(config, "filtering.models", section.get("models", []),
+                    "synaptic filtering retrains the network from its training checkpoints")
     saved = list(config.get("train", {}).get("checkpoints", []))
     for epoch in section.get("epochs", []):
         if epoch not in saved:

@@ -9,3 +9,14 @@ architecture and a batch size train together, `torch.func.vmap` over their
 stacked flat weights (`grouped`), against a plain loop (`loop`) in the tests
 and in `python -m lesion bench zoo`.
 """
+
+from lesion.registry import Study
+
+STUDY = Study(
+    section="zoo",
+    group="zoo",
+    title="Weight space (Eilertsen et al. 2020)",
+    here=__file__,
+    rules="workflow/rules/zoo.smk",
+    check="lesion.studies.zoo.settings:check",
+)
