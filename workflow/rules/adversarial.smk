@@ -196,7 +196,7 @@ rule adversarial_table_csv:
         report(
             f"{ADV_DIR}/{{adv_table}}.csv",
             caption="../report/adversarial/table.rst",
-            category="Adversarial (Szegedy et al. 2013)",
+            category=STUDY_TITLES["adversarial"],
             subcategory="tables",
             labels={"table": "{adv_table}"},
         ),
@@ -221,7 +221,7 @@ rule adversarial_examples_figure:
         png=report(
             f"{ADV_DIR}/figures/examples/{{model}}.png",
             caption="../report/adversarial/examples.rst",
-            category="Adversarial (Szegedy et al. 2013)",
+            category=STUDY_TITLES["adversarial"],
             subcategory="examples",
             labels={"model": "{model}", "figure": "examples"},
         ),
@@ -245,7 +245,7 @@ rule adversarial_transfer_figure:
         png=report(
             f"{ADV_DIR}/figures/transfer.png",
             caption="../report/adversarial/transfer.rst",
-            category="Adversarial (Szegedy et al. 2013)",
+            category=STUDY_TITLES["adversarial"],
             subcategory="figures",
             labels={"figure": "transfer"},
         ),
@@ -269,7 +269,7 @@ rule adversarial_units_figure:
         png=report(
             f"{ADV_DIR}/figures/units.png",
             caption="../report/adversarial/units.rst",
-            category="Adversarial (Szegedy et al. 2013)",
+            category=STUDY_TITLES["adversarial"],
             subcategory="figures",
             labels={"figure": "units"},
         ),

@@ -88,7 +88,7 @@ rule fault_figure:
         png=report(
             f"{RESULTS}/{{dataset}}/{{model}}/faults/figures/{{fault_figure}}.png",
             caption="../report/faults/figure.rst",
-            category="Faults (El-Mhamdi et al. 2019)",
+            category=STUDY_TITLES["faults"],
             subcategory="{dataset} / {model}",
             labels={"model": "{model}", "figure": "{fault_figure}"},
         ),
@@ -96,7 +96,7 @@ rule fault_figure:
         csv=report(
             f"{RESULTS}/{{dataset}}/{{model}}/faults/figures/{{fault_figure}}.csv",
             caption="../report/faults/table.rst",
-            category="Faults (El-Mhamdi et al. 2019)",
+            category=STUDY_TITLES["faults"],
             subcategory="{dataset} / {model}",
             labels={"model": "{model}", "table": "{fault_figure}"},
         ),

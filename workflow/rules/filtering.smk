@@ -139,7 +139,7 @@ rule filtering_figures:
             report(
                 f"{FILTER_DIR}/figures/heat_{name}.png",
                 caption="../report/filtering/heat.rst",
-                category="Synaptic filtering (Pravin et al. 2024)",
+                category=STUDY_TITLES["filtering"],
                 subcategory="{dataset} / {model}",
                 labels={"model": "{model}", "figure": f"heat map, {name}"},
             )
@@ -148,14 +148,14 @@ rule filtering_figures:
         class_map=report(
             f"{FILTER_DIR}/figures/class_map.png",
             caption="../report/filtering/class_map.rst",
-            category="Synaptic filtering (Pravin et al. 2024)",
+            category=STUDY_TITLES["filtering"],
             subcategory="{dataset} / {model}",
             labels={"model": "{model}", "figure": "class map"},
         ),
         retraining=report(
             f"{FILTER_DIR}/figures/retraining.png",
             caption="../report/filtering/retraining.rst",
-            category="Synaptic filtering (Pravin et al. 2024)",
+            category=STUDY_TITLES["filtering"],
             subcategory="{dataset} / {model}",
             labels={"model": "{model}", "figure": "selective retraining"},
         ),
@@ -183,7 +183,7 @@ rule filtering_invariance:
         png=report(
             f"{RESULTS}/{{dataset}}/filtering/invariance.png",
             caption="../report/filtering/invariance.rst",
-            category="Synaptic filtering (Pravin et al. 2024)",
+            category=STUDY_TITLES["filtering"],
             subcategory="{dataset}",
             labels={"figure": "invariance"},
         ),
@@ -191,7 +191,7 @@ rule filtering_invariance:
         csv=report(
             f"{RESULTS}/{{dataset}}/filtering/invariance.csv",
             caption="../report/filtering/invariance.rst",
-            category="Synaptic filtering (Pravin et al. 2024)",
+            category=STUDY_TITLES["filtering"],
             subcategory="{dataset}",
             labels={"table": "invariance"},
         ),

@@ -20,7 +20,7 @@ rule perturbation_figures:
         fragility=report(
             FRAGILITY,
             caption="../report/perturbation/fragility.rst",
-            category="Perturbations (Cheney et al. 2017)",
+            category=STUDY_TITLES["perturbation"],
             subcategory="{dataset} / {model}",
             labels={"model": "{model}", "table": "fragility"},
         ),

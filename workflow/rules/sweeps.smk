@@ -124,7 +124,7 @@ rule metrics:
         csv=report(
             SUMMARY_CSV,
             caption="../report/perturbation/summary.rst",
-            category="Perturbations (Cheney et al. 2017)",
+            category=STUDY_TITLES["perturbation"],
             subcategory="{dataset} / {model}",
             labels={"model": "{model}", "table": "metrics summary"},
         ),

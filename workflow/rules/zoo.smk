@@ -109,7 +109,7 @@ rule zoo_figures:
         accuracy_png=report(
             f"{RESULTS}/{{dataset}}/zoo/figures/accuracy.png",
             caption="../report/zoo/accuracy.rst",
-            category="Weight space (Eilertsen et al. 2020)",
+            category=STUDY_TITLES["zoo"],
             subcategory="{dataset}",
             labels={"figure": "accuracy"},
         ),
@@ -117,7 +117,7 @@ rule zoo_figures:
         snapshots_png=report(
             f"{RESULTS}/{{dataset}}/zoo/figures/snapshots.png",
             caption="../report/zoo/snapshots.rst",
-            category="Weight space (Eilertsen et al. 2020)",
+            category=STUDY_TITLES["zoo"],
             subcategory="{dataset}",
             labels={"figure": "snapshots"},
         ),

@@ -10,7 +10,7 @@ def perturbation_figure(name):
     return report(
         f"{RESULTS}/{{dataset}}/{{model}}/figures/{name}.png",
         caption=f"../report/perturbation/{name}.rst",
-        category="Perturbations (Cheney et al. 2017)",
+        category=STUDY_TITLES["perturbation"],
         subcategory="{dataset} / {model}",
         labels={"model": "{model}", "figure": name},
     )
