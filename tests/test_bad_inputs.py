@@ -106,7 +106,7 @@ CONFIG_CASES: dict[str, tuple[dict | str, list[str]]] = {
     "empty model list": (edited(models={}), ["models", "empty", "at least 1"]),
     "no study": (edited(perturbations=DROP),
                  ["no study in the config",
-                  "['perturbations', 'faults', 'adversarial', 'zoo', 'filtering']"]),
+                  "['adversarial', 'faults', 'filtering', 'perturbations', 'zoo']"]),
     "unknown device": (edited(device="gpu"), ["device", "'gpu'", "['auto', 'cpu', 'cuda']"]),
     "test fraction of 1": (edited(dataset__test_fraction=1),
                            ["dataset.test_fraction", "= 1", "< 1"]),

@@ -31,15 +31,79 @@ def test_every_catalog_model_is_built_by_the_registry_and_nothing_else_is():
 def test_the_schema_names_no_model_or_dataset_source_itself_and_gets_them_from_the_catalog():
     raw = yaml.safe_load(SCHEMA_FILE.read_text())["properties"]
     model = "additionalProperties", "properties"
-    assert raw["models"][model[0]][model[1]]["arch"]["enum"] == []
-    assert raw["models"][model[0]][model[1]]["train_split"]["enum"] == []
-    assert raw["dataset"]["properties"]["source"]["enum"] == []
+    assert raw["models"][model[0]][model[1]]["arch"]["x-enum"] == "models"
+    assert raw["models"][model[0]][model[1]]["train_split"]["x-enum"] == "train_splits"
+    assert raw["dataset"]["properties"]["source"]["x-enum"] == "user_sources"
     schema = load_schema(SCHEMA_FILE)["properties"]
     assert schema["models"][model[0]][model[1]]["arch"]["enum"] == list(catalog.MODELS)
     assert schema["models"][model[0]][model[1]]["train_split"]["enum"] == list(catalog.TRAIN_SPLITS)
     assert schema["dataset"]["properties"]["source"]["enum"] == list(catalog.USER_SOURCES)
     # any plain name may be a dataset of one's own: the config check names the built-in ones
     assert "enum" not in schema["dataset"]["properties"]["name"]
+
+
+# The registries whose names must be written once (in lesion.catalog) and derived elsewhere.
+NAMED = {"models": set(catalog.MODELS), "operators": set(catalog.OPERATORS),
+         "attacks": set(catalog.ATTACKS), "filters": set(catalog.FILTERS)}
+SCHEMA_FILES = [SCHEMA_FILE, *sorted((REPO / "src" / "lesion" / "studies").glob("*/schema.yaml"))]
+
+
+def _literal_lists(node):
+    """Every list written in a YAML document: (the list, its place)."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _literal_lists(value)
+    elif isinstance(node, list):
+        yield node
+        for value in node:
+            yield from _literal_lists(value)
+
+
+def test_no_schema_file_writes_a_list_of_catalog_names():
+    for path in SCHEMA_FILES:
+        for listed in _literal_lists(yaml.safe_load(path.read_text())):
+            for kind, names in NAMED.items():
+                written = [x for x in listed if isinstance(x, str) and x in names]
+                assert len(written) < 2, (f"{path.relative_to(REPO)} lists {kind} {written}: "
+                                          f"expected `x-enum: {kind}` (lesion.config.load_schema)")
+    fragment = yaml.safe_load((REPO / "src/lesion/studies/perturbation/schema.yaml").read_text())
+    assert not set(fragment["properties"]) & NAMED["operators"]  # x-operator-sweeps adds them
+
+
+def test_no_source_file_writes_a_tuple_of_catalog_names_outside_the_catalog():
+    import ast
+    import re
+
+    for path in sorted((REPO / "src" / "lesion").rglob("*.py")):
+        if path.name == "catalog.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Tuple | ast.List | ast.Set):
+                strings = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+                for kind, names in NAMED.items():
+                    written = [x for x in strings if x in names]
+                    assert len(written) < 2, (f"{path.relative_to(REPO)}:{node.lineno} writes "
+                                              f"{kind} {written}; expected lesion.catalog's")
+    for path in sorted((REPO / "workflow").rglob("*.smk")):
+        text = path.read_text()
+        for kind, names in NAMED.items():
+            alternatives = "|".join(sorted(names, key=len, reverse=True))
+            pair = re.search(rf"\b({alternatives})\b[\"']?\s*[|,]\s*[\"']?\b({alternatives})\b", text)
+            assert pair is None, f"{path.relative_to(REPO)} writes {kind} {pair.group(0)!r}"
+
+
+def test_every_operator_is_a_function_of_perturb_and_every_attack_has_options_in_the_schema():
+    from lesion import perturb
+
+    assert set(perturb.OPERATORS) == set(catalog.OPERATORS)
+    for name, function in perturb.OPERATORS.items():
+        assert function.__name__ == name
+    schema = load_schema(SCHEMA_FILE)
+    sweeps = schema["properties"]["perturbations"]["properties"]
+    for op in catalog.OPERATORS.values():
+        assert sweeps[op.name] == {"$ref": f"#/$defs/{op.sweep}"}
+    attacks = schema["properties"]["adversarial"]["properties"]["attacks"]["properties"]
+    assert list(attacks) == list(catalog.ATTACKS)
 
 
 def test_the_views_of_the_rows_agree_with_the_rows():

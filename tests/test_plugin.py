@@ -4,7 +4,6 @@ checked with the config, given a CLI group, and built end to end by the workflow
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys

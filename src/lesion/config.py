@@ -19,8 +19,11 @@ import jsonschema
 import yaml
 
 from lesion.catalog import (
+    ATTACKS,
     DATASET_SOURCES,
+    FILTERS,
     MODELS,
+    OPERATORS,
     PRECISIONS,
     TRAIN_SPLITS,
     USER_SOURCES,
@@ -172,12 +175,36 @@ def load_schema(path: str | os.PathLike) -> dict:
                                  "expected a name of the study's own")
             schema["$defs"][name] = definition
         props[study.section] = {"x-study": True, **section}
-    props["dataset"]["properties"]["source"]["enum"] = list(USER_SOURCES)
-    model = props["models"]["additionalProperties"]["properties"]
-    model["arch"]["enum"] = list(MODELS)
-    model["train_split"]["enum"] = list(TRAIN_SPLITS)
-    props["evaluate"]["properties"]["precision"]["enum"] = list(PRECISIONS)
+    _fill(schema)
     return schema
+
+
+# The lists of lesion.catalog a schema names with `x-enum: NAME` (after its own `enum`, if any).
+ENUMS: dict[str, tuple[str, ...]] = {
+    "attacks": ATTACKS, "filters": FILTERS, "models": tuple(MODELS),
+    "operators": tuple(OPERATORS), "precisions": PRECISIONS, "train_splits": TRAIN_SPLITS,
+    "user_sources": USER_SOURCES}
+
+
+def _fill(node) -> None:
+    """Fill in, in place and at any depth, every `x-enum: NAME` (ENUMS), every
+    `x-default: NAME` (a default of every name of ENUMS[NAME]) and every
+    `x-operator-sweeps: true` (a property per operator of the catalog, its sweep's $defs)."""
+    if isinstance(node, list):
+        for item in node:
+            _fill(item)
+    if not isinstance(node, dict):
+        return
+    if "x-enum" in node:
+        node["enum"] = [*node.get("enum", []), *ENUMS[node.pop("x-enum")]]
+    if "x-default" in node:
+        node["default"] = list(ENUMS[node.pop("x-default")])
+    if node.pop("x-operator-sweeps", False):
+        props = node.setdefault("properties", {})
+        for op in OPERATORS.values():
+            props[op.name] = {"$ref": f"#/$defs/{op.sweep}"}
+    for value in node.values():
+        _fill(value)
 
 
 def _resolve(schema: Mapping, root: Mapping) -> Mapping:

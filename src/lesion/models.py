@@ -15,14 +15,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from lesion import files, graph, io
-from lesion.catalog import ALL_LAYERS, LAYER_COUNTS
+from lesion.catalog import ALL_LAYERS, MODELS, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -85,40 +84,24 @@ def _resnet18_cifar(num_classes: int, input_shape: tuple[int, int, int]) -> nn.M
     return model
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """How to build a network of the catalog."""
-
-    build: Callable[[int, tuple[int, int, int]], nn.Module]
-    source: str  # "lesion" or "torchvision"
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "cnn": Architecture(_cnn, "lesion"),
-    "mlp": Architecture(_mlp, "lesion"),
-    "fc10": Architecture(_fc(), "lesion"),
-    "fc100_100_10": Architecture(_fc(100, 100), "lesion"),
-    "fc200_200_10": Architecture(_fc(200, 200), "lesion"),
-    "fc123_456_10": Architecture(_fc(123, 456), "lesion"),
-    # a 400-unit sigmoid code with a softmax on top; fc1 is pretrained as an
-    # autoencoder's encoder (lesion.studies.adversarial.autoencoder)
-    "ae400_10": Architecture(_fc(400), "lesion"),
-    "alexnet": Architecture(_torchvision("alexnet"), "torchvision"),
-    "vgg16": Architecture(_torchvision("vgg16"), "torchvision"),
-    "resnet18": Architecture(_torchvision("resnet18"), "torchvision"),
-    "resnet18_cifar": Architecture(_resnet18_cifar, "lesion"),
-    "resnet50": Architecture(_torchvision("resnet50"), "torchvision"),
-    "squeezenet1_1": Architecture(_torchvision("squeezenet1_1"), "torchvision"),
-    "shufflenet_v2_x1_0": Architecture(_torchvision("shufflenet_v2_x1_0"), "torchvision"),
+# How each family of the catalog is built, (info) -> (num_classes, input_shape) -> network.
+FAMILIES: dict[str, Callable[[ModelInfo], Callable[[int, tuple[int, int, int]], nn.Module]]] = {
+    "cnn": lambda info: _cnn,
+    "mlp": lambda info: _mlp,
+    "fc": lambda info: _fc(*info.hidden),
+    "resnet18_cifar": lambda info: _resnet18_cifar,
+    "torchvision": lambda info: _torchvision(info.name),
 }
-assert set(ARCHITECTURES) == set(LAYER_COUNTS)
+# Architecture name -> its builder, one per model of the catalog (lesion.catalog.MODELS).
+ARCHITECTURES: dict[str, Callable[[int, tuple[int, int, int]], nn.Module]] = {
+    name: FAMILIES[info.family](info) for name, info in MODELS.items()}
 
 
 def list_models() -> list[str]:
     return sorted(ARCHITECTURES)
 
 
-def _architecture(name: str) -> Architecture:
+def _architecture(name: str) -> Callable[[int, tuple[int, int, int]], nn.Module]:
     try:
         return ARCHITECTURES[name]
     except KeyError:
@@ -132,7 +115,7 @@ def build(arch: str, *, num_classes: int = 1000,
     `name` is what a study calls this network (a config's model key, e.g.
     "FC10-1e-4" for an `fc10`); it defaults to the architecture.
     """
-    model = _architecture(arch).build(num_classes, tuple(input_shape))
+    model = _architecture(arch)(num_classes, tuple(input_shape))
     model.lesion_arch = arch  # the catalog's short layer names apply
     model.lesion_name = name or arch  # the network's name in tables and variant ids
     model.lesion_input_shape = tuple(input_shape)  # of the example pass that traces it

@@ -30,7 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from lesion.catalog import FILTERS, OPERATOR_LEVELS, check_sweep
+from lesion import catalog
+from lesion.catalog import OPERATOR_OPTIONS, check_sweep
 
 Tensors = Mapping[str, torch.Tensor]
 Operator = Callable[..., dict[str, torch.Tensor]]  # (tensors, level, generator, **options)
@@ -283,31 +284,9 @@ def pulse(tensors: Tensors, level: float, generator: torch.Generator) -> dict:
     return _filter(tensors, level, band)
 
 
-OPERATORS: dict[str, Operator] = {
-    "synapse_knockout": synapse_knockout,
-    "node_knockout": node_knockout,
-    "gaussian": gaussian,
-    "redraw": redraw,
-    "bitflip": bitflip,
-    "stuck_at_zero": stuck_at_zero,
-    "stuck_at_one": stuck_at_one,
-    "crash": crash,
-    "highpass": highpass,
-    "lowpass": lowpass,
-    "pulse": pulse,
-}
-# Operators that act on whole output units: they are given the layer's
-# BatchNorm scale and shift too (models.unit_tensors), the others the layer's
-# own tensors only (models.layer_tensors).
-UNIT_OPERATORS = ("node_knockout",)
-# Operators given the Conv and Linear weights only (models.weight_tensors): the
-# synaptic filters, which never touch biases or BatchNorm.
-WEIGHT_OPERATORS = FILTERS
-# Operators that take options, and which: passed to `apply` and recorded in
-# the variants table (column `options`, JSON), so that a row regenerates alone.
-OPERATOR_OPTIONS: dict[str, tuple[str, ...]] = {
-    "bitflip": ("bits",), "stuck_at_zero": ("bits",), "stuck_at_one": ("bits",)}
-assert set(OPERATORS) == set(OPERATOR_LEVELS)
+# Each operator of the catalog (lesion.catalog.OPERATORS: levels, sweep, what it acts on,
+# options) is the function of its name above.
+OPERATORS: dict[str, Operator] = {name: globals()[name] for name in catalog.OPERATORS}
 
 
 def variant_seed(study_seed: int, model: str, layer: str, perturbation: str, level: float,

@@ -23,8 +23,7 @@ import torch
 from tqdm import tqdm
 
 from lesion import activations, data, evaluate, files, models, sweep, tables
-from lesion.catalog import ACTIVATION_OPERATORS
-from lesion.perturb import WEIGHT_OPERATORS
+from lesion.catalog import ACTIVATION_OPERATORS, WEIGHT_OPERATORS
 
 log = logging.getLogger(__name__)
 

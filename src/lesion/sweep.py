@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from lesion import files, io, perturb, tables
+from lesion import catalog, files, io, perturb, tables
 
 VARIANT_SCHEMA = pa.schema([
     ("variant", pa.string()),
@@ -132,7 +132,7 @@ def variants(base: Mapping[str, torch.Tensor], *, dataset: str, model: str, laye
 
     Lazy, so that a sweep over a large layer holds one variant at a time (a
     vgg16 fc1 variant is 400 MB). `options` are the operator's own
-    (perturb.OPERATOR_OPTIONS), recorded in every row so that the row alone
+    (catalog.OPERATOR_OPTIONS), recorded in every row so that the row alone
     regenerates the variant.
     """
     options = dict(options or {})
@@ -186,14 +186,14 @@ def regenerate(row: Mapping, base: Mapping[str, torch.Tensor], *,
 
 def base_tensors(model, layer: str, perturbation: str) -> dict[str, torch.Tensor]:
     """The tensors an operator perturbs: a layer's own, or for an operator on whole units
-    (perturb.UNIT_OPERATORS) also its BatchNorm's scale and shift (models.unit_tensors),
-    or for a synaptic filter (perturb.WEIGHT_OPERATORS) its weight alone, or every
+    (catalog.UNIT_OPERATORS) also its BatchNorm's scale and shift (models.unit_tensors),
+    or for a synaptic filter (catalog.WEIGHT_OPERATORS) its weight alone, or every
     Conv/Linear weight for layer "all" (models.weight_tensors)."""
     from lesion import models  # here, so that the pure functions above stay light
 
-    if perturbation in perturb.WEIGHT_OPERATORS:
+    if perturbation in catalog.WEIGHT_OPERATORS:
         return models.weight_tensors(model, layer)
-    if perturbation in perturb.UNIT_OPERATORS:
+    if perturbation in catalog.UNIT_OPERATORS:
         return models.unit_tensors(model, layer)
     return models.layer_tensors(model, layer)
 

@@ -12,7 +12,7 @@ from snakemake.utils import update_config
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))  # the workflow reads the catalog even before `pip install`
 
-from lesion.catalog import DATASET_SOURCES, OPERATOR_LEVELS, PRETRAINED_WEIGHTS, layer_names
+from lesion.catalog import ATTACKS, DATASET_SOURCES, OPERATORS, PRETRAINED_WEIGHTS, layer_names
 from lesion.config import (
     ConfigError,
     architecture,
@@ -116,11 +116,11 @@ for _target in requested_targets():
 wildcard_constraints:
     dataset=re.escape(DATASET),
     model="|".join(re.escape(m) for m in MODELS),
-    perturbation="|".join(p for p in OPERATOR_LEVELS if p in config.get("perturbations", {})),
+    perturbation="|".join(p for p in OPERATORS if p in config.get("perturbations", {})),
     # a brought network's `layers: all` is known once its layer table is built: any name then
     layer=(r"[^/]+" if any(sweep_layers(config, m) is None for m in MODELS) else
            "|".join(re.escape(n) for n in dict.fromkeys(n for m in MODELS for n in sweep_layers(config, m)))),
-    testset="lbfgs|fgsm|pgd",
+    testset="|".join(ATTACKS),
 
 
 # The artifacts the studies share, one pattern each (wildcards in braces).

@@ -2,7 +2,7 @@
 
 # The operators of the study, in the catalog's order (not the config's: the
 # config is canonical, with sorted keys), which orders the tables and panels.
-PERTURBATIONS = [p for p in OPERATOR_LEVELS if p in config.get("perturbations", {})]
+PERTURBATIONS = [p for p in OPERATORS if p in config.get("perturbations", {})]
 
 
 def sweep_params(wildcards):

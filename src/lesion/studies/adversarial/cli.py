@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from lesion.catalog import ATTACKS
 from lesion.cli.args import (
     levels,
     names,
@@ -137,7 +138,7 @@ def register(groups) -> None:
                        ("--test", None)):
         s.add_argument(name, required=True, help=text)
     s.add_argument("--attacks", type=options, required=True,
-                   help="the attacks (some of: lbfgs, fgsm, pgd) and their options as JSON, "
+                   help=f"the attacks (some of: {', '.join(ATTACKS)}) and their options as JSON, "
                         "e.g. '{\"fgsm\": {\"eps\": 0.1}, \"lbfgs\": {}}'")
     s.add_argument("--outs", nargs="+", required=True,
                    help="the adversarial sets to write, one per attack, same order")
@@ -148,8 +149,8 @@ def register(groups) -> None:
     s = step("train", _train, "Train a network, optionally with adversarial examples of "
              "itself mixed into every batch.", torch_threads=True)
     training_options(s)
-    s.add_argument("--adversarial-attack", choices=("none", "fgsm", "pgd", "lbfgs"), default="none",
-                   help="attack whose examples are mixed in, one of: none, fgsm, pgd, lbfgs")
+    s.add_argument("--adversarial-attack", choices=("none", *ATTACKS), default="none",
+                   help=f"attack whose examples are mixed in, one of: none, {', '.join(ATTACKS)}")
     s.add_argument("--adversarial-eps", type=non_negative, default=0.1,
                    help="its eps for fgsm and pgd (default: %(default)s)")
 

@@ -19,11 +19,10 @@ from collections.abc import Mapping
 import torch
 
 from lesion import attacks, data, io, models
+from lesion.catalog import ATTACKS
 from lesion.evaluate import pick_device
 
 log = logging.getLogger(__name__)
-
-ATTACKS = ("lbfgs", "fgsm", "pgd")
 
 
 def attack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,

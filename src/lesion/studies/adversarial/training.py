@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from lesion import attacks
-
-TRAINING_ATTACKS = ("fgsm", "pgd", "lbfgs")
+from lesion.catalog import ATTACKS
 
 
 def mix_adversarial(attack: str, eps: float, *, seed: int, num_classes: int):
@@ -19,9 +18,9 @@ def mix_adversarial(attack: str, eps: float, *, seed: int, num_classes: int):
     The examples are made in eval mode (no dropout), so they are the network's,
     not one dropout mask's.
     """
-    if attack not in TRAINING_ATTACKS:
+    if attack not in ATTACKS:
         raise ValueError(f"adversarial training attack {attack!r} is unknown; expected one of "
-                         f"{list(TRAINING_ATTACKS)}")
+                         f"{list(ATTACKS)}")
     generator = torch.Generator().manual_seed(seed)
 
     def hook(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
