@@ -61,6 +61,8 @@ rule filtering_scores:
         epochs=",".join(map(str, FILTER_EPOCHS)),
         out_dir=lambda w, input: parent(input.variants[0], 2),
         tol=FILTERING.get("tol"),
+        clean=FILTER_CLEAN,
+        adversarial=FILTER_ADVERSARIAL,
     log:
         f"{LOGS}/filtering_scores/{{dataset}}/{{model}}.log",
     benchmark:
@@ -69,7 +71,8 @@ rule filtering_scores:
         "../../envs/analysis.yaml"
     shell:
         "python -m lesion filtering scores --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --dir {params.out_dir} --epochs {params.epochs} --clean clean --adversarial fgsm"
+        " --dir {params.out_dir} --epochs {params.epochs} --clean {params.clean}"
+        " --adversarial {params.adversarial}"
         " --tol {params.tol} --metrics-out {output.metrics} --curves-out {output.curves}"
         " --scores-out {output.scores} > {log} 2>&1"
 
@@ -163,6 +166,8 @@ rule filtering_figures:
     params:
         filters=",".join(FILTERS),
         out_dir=lambda w, output: parent(output.class_map),
+        clean=FILTER_CLEAN,
+        adversarial=FILTER_ADVERSARIAL,
     log:
         f"{LOGS}/filtering_figures/{{dataset}}/{{model}}.log",
     benchmark:
@@ -171,8 +176,8 @@ rule filtering_figures:
         "../../envs/analysis.yaml"
     shell:
         "python -m lesion filtering figures --curves {input.curves} --scores {input.scores}"
-        " --retraining {input.retraining} --filters {params.filters} --clean clean"
-        " --adversarial fgsm --out-dir {params.out_dir} > {log} 2>&1"
+        " --retraining {input.retraining} --filters {params.filters} --clean {params.clean}"
+        " --adversarial {params.adversarial} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule filtering_invariance:

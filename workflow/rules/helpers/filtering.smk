@@ -14,6 +14,7 @@ FILTER_DIR = f"{RESULTS}/{{dataset}}/{{model}}/filtering"
 FGSM_SET = f"{RESULTS}/{{dataset}}/adversarial/fgsm/{{model}}.safetensors"
 # Test sets of the sweep by name (the `testset` column of its metrics).
 FILTER_TESTSETS = {"clean": TEST, "fgsm": FGSM_SET}
+FILTER_CLEAN, FILTER_ADVERSARIAL = FILTER_TESTSETS  # their names, for the steps' options
 # The sweep's tables (lesion.studies.filtering.layout spells the same paths).
 FILTER_VARIANTS = f"{RESULTS}/{{dataset}}/{{model}}/filtering/epoch{{epoch}}/variants.parquet"
 FILTER_PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/filtering/epoch{{epoch}}/predictions/{{testset}}.parquet"
