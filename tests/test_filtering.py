@@ -204,7 +204,7 @@ def test_classes_at_the_tolerance():
     assert scores.classify(-0.0501, 0.05) == "fragile"
     assert scores.classify(0.0, 0.0) == "robust" and scores.classify(float("nan"), 0.1) is None
     with pytest.raises(ValueError, match="tol = -0.1"):
-        scores.classify(0.0, -0.1)
+        scores.check_tol(-0.1)
 
 
 def test_masks_select_exactly_the_weights_of_the_named_layers(cnn):

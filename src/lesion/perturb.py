@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from lesion import catalog
-from lesion.catalog import OPERATOR_OPTIONS, check_sweep
+from lesion.catalog import OPERATOR_OPTIONS
 
 Tensors = Mapping[str, torch.Tensor]
 Operator = Callable[..., dict[str, torch.Tensor]]  # (tensors, level, generator, **options)
@@ -309,13 +309,14 @@ def apply(perturbation: str, tensors: Tensors, level: float, seed: int, **option
 
     The generator lives on the CPU whatever the device, so a variant drawn on
     a GPU machine is the same as on a laptop. `options` are the operator's
-    own (OPERATOR_OPTIONS), e.g. `bits="exponent"` for bit faults.
+    own (OPERATOR_OPTIONS), e.g. `bits="exponent"` for bit faults. The level is
+    trusted: a sweep's levels are checked once where they enter (catalog.check_sweep,
+    by the CLI and the config check).
     """
     unknown = sorted(set(options) - set(OPERATOR_OPTIONS.get(perturbation, ())))
     if unknown:
         raise ValueError(f"option {unknown[0]!r} does not apply to {perturbation}; expected "
                          f"{list(OPERATOR_OPTIONS.get(perturbation, ())) or 'no options'}")
-    check_sweep(perturbation, [level])
     generator = torch.Generator(device="cpu").manual_seed(seed)
     cpu = {name: t.detach().cpu() for name, t in tensors.items()}
     return OPERATORS[perturbation](cpu, level, generator, **options)

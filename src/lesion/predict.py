@@ -214,9 +214,6 @@ def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.Pat
     sweeps (activation operators) draw no tensors: their table, then their
     predictions from it.
     """
-    from lesion.catalog import check_sweep
-
-    check_sweep(perturbation, list(levels))
     if perturbation in ACTIVATION_OPERATORS:
         sweep.write_variants(dataset, str(weights), layer, perturbation, levels=levels,
                              draws=draws, study_seed=study_seed, out=str(variants_out),

@@ -232,9 +232,6 @@ def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
                    levels: list[float], draws: int, study_seed: int, out: str,
                    options: Mapping | None = None, split: str | None = None) -> None:
     """The variants step: draw a sweep and write its table (`split`: see lesion.data.get)."""
-    from lesion.catalog import check_sweep
-
-    check_sweep(perturbation, list(levels))
     model, base = _base(dataset, weights, layer, perturbation, split)
     rows = [row for row, _ in variants(base, dataset=dataset, model=model, layer=layer,
                                        perturbation=perturbation, levels=levels, draws=draws,

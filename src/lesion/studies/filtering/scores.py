@@ -57,8 +57,8 @@ def check_tol(tol: float) -> float:
 
 
 def classify(score: float, tol: float) -> str | None:
-    """fragile below -tol, robust within [-tol, tol], antifragile above tol; None for NaN."""
-    check_tol(tol)
+    """fragile below -tol, robust within [-tol, tol], antifragile above tol; None for NaN
+    (`tol` checked by the caller: scores)."""
     if math.isnan(score):
         return None
     return "fragile" if score < -tol else "antifragile" if score > tol else "robust"
@@ -178,7 +178,6 @@ def write_scores(dataset: str, model: str, *, epochs: Mapping[int, tuple[str, Ma
                  clean: str, adversarial: str, tol: float, metrics_out: str, curves_out: str,
                  scores_out: str) -> None:
     """The scores step: metrics, curves and scores of one model's filtering sweep."""
-    check_tol(tol)
     long = filtering_metrics(dataset, model, epochs)
     variants = pd.concat([files.read_table(v, tables.VARIANTS).to_pandas().assign(epoch=int(e))
                           for e, (v, _) in epochs.items()], ignore_index=True)
