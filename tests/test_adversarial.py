@@ -34,12 +34,14 @@ def split(tmp_path_factory):
     return root
 
 
-def fit(root, name, arch, *, epochs=5, **options):
+def fit(root, name, arch, *, epochs=5, train_split="all", split_seed=None, batch_hook=None):
     """Train `arch` as `name` on the digits split in `root`; return the weights path."""
     out = root / f"{name}.safetensors"
-    train.train(name, "digits", root / "train.safetensors", root / "test.safetensors", out,
-                root / f"{name}.parquet", epochs=epochs, batch_size=64, learning_rate=0.01,
-                weight_decay=0.0, seed=0, device="cpu", precision="ieee", arch=arch, **options)
+    settings = train.Settings(epochs=epochs, batch_size=64, learning_rate=0.01, weight_decay=0.0,
+                              seed=0, train_split=train_split, split_seed=split_seed)
+    train.train(train.Network(name, arch=arch), "digits", root / "train.safetensors",
+                root / "test.safetensors", out, root / f"{name}.parquet", settings,
+                hooks=[train.Hook(batch=batch_hook)] if batch_hook else [])
     return out
 
 

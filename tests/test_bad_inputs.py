@@ -366,9 +366,10 @@ def made(tmp_path_factory) -> dict[str, str]:
     data.export("digits", p["raw.safetensors"])
     data.make_tensors("digits", p["raw.safetensors"], p["train.safetensors"],
                       p["test.safetensors"], test_fraction=0.25, seed=0)
-    train.train("mlp", "digits", p["train.safetensors"], p["test.safetensors"],
-                p["weights.safetensors"], p["curve.parquet"], epochs=1, batch_size=64,
-                learning_rate=1e-3, weight_decay=0.0, seed=0, device="cpu", precision="ieee")
+    train.train(train.Network("mlp"), "digits", p["train.safetensors"], p["test.safetensors"],
+                p["weights.safetensors"], p["curve.parquet"],
+                train.Settings(epochs=1, batch_size=64, learning_rate=1e-3, weight_decay=0.0,
+                               seed=0))
     sweep.write_variants("digits", p["weights.safetensors"], "fc1", "gaussian", levels=[0.1, 0.5],
                          draws=2, study_seed=0, out=p["variants.parquet"])
 

@@ -28,9 +28,10 @@ def trained(tmp_path_factory) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     data.export("digits", root / "raw.safetensors")
     data.make_tensors("digits", root / "raw.safetensors", root / "train.safetensors",
                       root / "test.safetensors", test_fraction=0.25, seed=0)
-    train.train("mlp", "digits", root / "train.safetensors", root / "test.safetensors",
-                root / "w.safetensors", root / "curve.parquet", epochs=20, batch_size=64,
-                learning_rate=1e-3, weight_decay=0.0, seed=0, device="cpu", precision="ieee")
+    train.train(train.Network("mlp"), "digits", root / "train.safetensors",
+                root / "test.safetensors", root / "w.safetensors", root / "curve.parquet",
+                train.Settings(epochs=20, batch_size=64, learning_rate=1e-3, weight_decay=0.0,
+                               seed=0))
     model = models.load_weights(root / "w.safetensors", num_classes=10, input_shape=(1, 8, 8))
     images, labels = data.load_split(root / "test.safetensors")
     return model, images, labels

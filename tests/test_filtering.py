@@ -237,10 +237,12 @@ def test_selective_retraining_leaves_unselected_parameters_bit_identical(tmp_pat
                         {"dataset": "digits", "split": split})
     models.save_weights(cnn, tmp_path / "start.st")
     masks = retrain.layer_masks(cnn, ["conv2", "fc2"])
-    train.train("cnn", "digits", tmp_path / "train.st", tmp_path / "test.st",
-                tmp_path / "out.st", tmp_path / "curve.parquet", epochs=1, batch_size=32,
-                learning_rate=0.01, weight_decay=0.01, seed=0, device="cpu", precision="ieee",
-                init=tmp_path / "start.st", masks=masks)
+    train.train(train.Network("cnn", init=tmp_path / "start.st"), "digits",
+                tmp_path / "train.st", tmp_path / "test.st", tmp_path / "out.st",
+                tmp_path / "curve.parquet",
+                train.Settings(epochs=1, batch_size=32, learning_rate=0.01, weight_decay=0.01,
+                               seed=0),
+                hooks=[train.Hook(masks=masks)])
     after = io.load_tensors(tmp_path / "out.st")
     before = cnn.state_dict()
     for name, mask in masks.items():

@@ -354,7 +354,7 @@ def mlp_by_hand(model: nn.Sequential, x: torch.Tensor, dropout: float):
 def test_training_loss_applies_dropout_after_every_hidden_layer(mlp, digits):
     x, y = digits[0][:32], digits[1][:32]
     torch.manual_seed(7)
-    got = train._loss(mlp, x, y, 0.3, None)  # not 0.5: that is dropout's own default
+    got = train._loss(mlp, x, y, 0.3, [])  # not 0.5: that is dropout's own default
     torch.manual_seed(7)
     logits, _ = mlp_by_hand(mlp, x, 0.3)
     expected = nn.functional.cross_entropy(logits, y)
@@ -369,7 +369,7 @@ def test_training_loss_adds_the_studys_term_on_the_hidden_neurons(mlp, digits):
     def extra(logits, acts):
         return 0.01 * sum(a.square().sum() for a in acts) + logits.abs().mean()
 
-    got = train._loss(mlp, x, y, 0.0, extra)
+    got = train._loss(mlp, x, y, 0.0, [extra])
     logits, acts = mlp_by_hand(mlp, x, 0.0)
     expected = nn.functional.cross_entropy(logits, y) + extra(logits, acts)
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)

@@ -23,11 +23,15 @@ def split(tmp_path_factory):
     return root
 
 
-def run(split, name, *, epochs=1, weight_decay=0.0, **options):
+def run(split, name, *, epochs=1, weight_decay=0.0, init=None, freeze=(), masks=None,
+        checkpoints=None):
     out = split / f"{name}.safetensors"
-    train.train("mlp", "digits", split / "train.safetensors", split / "test.safetensors", out,
-                split / f"{name}.parquet", epochs=epochs, weight_decay=weight_decay,
-                **SETTINGS, **options)
+    train.train(train.Network("mlp", init=init, freeze=freeze), "digits",
+                split / "train.safetensors", split / "test.safetensors", out,
+                split / f"{name}.parquet",
+                train.Settings(epochs=epochs, weight_decay=weight_decay, **SETTINGS),
+                hooks=[train.Hook(masks=masks)] if masks is not None else [],
+                checkpoints=checkpoints)
     return io.load_tensors(out)
 
 
@@ -84,11 +88,21 @@ def test_bad_fine_tuning_options_are_refused_before_training(split, options, wor
     assert not (split / "bad.safetensors").exists()
 
 
-def test_masks_from_a_safetensors_file(split):
+def test_masks_from_a_safetensors_file_on_the_command_line(split):
+    from lesion.cli import main
+
     start = io.load_tensors(split / "start.safetensors")
     io.save_tensors({"5.weight": torch.zeros(10, 100, dtype=torch.bool)},
                     split / "masks.safetensors", {})
-    out = run(split, "file-masked", init=split / "start.safetensors",
-              masks=str(split / "masks.safetensors"))
+    assert main(["model", "train", "--model", "mlp", "--dataset", "digits",
+                 "--train", str(split / "train.safetensors"),
+                 "--test", str(split / "test.safetensors"),
+                 "--weights-out", str(split / "file-masked.safetensors"),
+                 "--curve-out", str(split / "file-masked.parquet"), "--epochs", "1",
+                 "--batch-size", "64", "--learning-rate", "0.01", "--weight-decay", "0",
+                 "--seed", "0", "--device", "cpu", "--threads", "1", "--precision", "ieee",
+                 "--init", str(split / "start.safetensors"),
+                 "--masks", str(split / "masks.safetensors")]) == 0
+    out = io.load_tensors(split / "file-masked.safetensors")
     assert torch.equal(out["5.weight"], start["5.weight"])
     assert not torch.equal(out["3.weight"], start["3.weight"])

@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from lesion import activations, data, files, io, models, tables
+from lesion import activations, data, files, models, tables
 from lesion.evaluate import pick_device
 
 log = logging.getLogger(__name__)
@@ -46,15 +48,69 @@ ExtraLoss = Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor]
 BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+@dataclass(frozen=True)
+class Network:
+    """What is trained: a study's name for the network, how it is built, where it starts.
+
+    arch: its registry architecture (default: `name`); source: a
+    lesion.networks.Source to build instead (a network lesion does not
+    describe); init: a weights file of the same network to fine-tune from;
+    freeze: layers training leaves as they are.
+    """
+
+    name: str
+    arch: str | None = None
+    source: Any = None
+    init: str | os.PathLike | None = None
+    freeze: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How it is trained: Adam on shuffled mini-batches of all of the training split or of
+    one of its fixed halves P1, P2 (`train_split`; data.training_part, drawn from
+    `split_seed`, the study seed, so that every model sees the same halves)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    seed: int
+    device: str = "cpu"
+    precision: str = "ieee"
+    train_split: str = "all"
+    split_seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One study's change to training; train takes a list of them, and a field left at its
+    default changes nothing.
+
+    dropout: every hidden layer's neurons dropped with this probability while
+    training (inverted dropout; the saved network has none); loss: a term added
+    to the cross-entropy (ExtraLoss); batch: a change to each batch (BatchHook);
+    masks: parameter name -> bool tensor: only the True entries change (the
+    others get no gradient, no weight decay, no optimiser state, and stay bit for
+    bit as they started); metadata: stored with the weights.
+    """
+
+    dropout: float = 0.0
+    loss: ExtraLoss | None = None
+    batch: BatchHook | None = None
+    masks: Mapping[str, torch.Tensor] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dropout: float,
-          extra_loss: ExtraLoss | None) -> torch.Tensor:
-    """Cross-entropy of a training batch, with hidden-neuron dropout and an extra term if any."""
-    if not dropout and extra_loss is None:
+          extra: Sequence[ExtraLoss]) -> torch.Tensor:
+    """Cross-entropy of a training batch, with hidden-neuron dropout and extra terms if any."""
+    if not dropout and not extra:
         return nn.functional.cross_entropy(model(x), y)
     logits, acts = activations.forward_with_sites(model, x, dropout=dropout, training=True)
     loss = nn.functional.cross_entropy(logits, y)
-    if extra_loss is not None:
-        loss = loss + extra_loss(logits, acts)
+    for term in extra:
+        loss = loss + term(logits, acts)
     return loss
 
 
@@ -107,44 +163,32 @@ def _updates(model: nn.Module, freeze: Sequence[str],
     return out
 
 
-def train(model_name: str, dataset: str, train_path: str | os.PathLike,
+def train(network: Network, dataset: str, train_path: str | os.PathLike,
           test_path: str | os.PathLike, weights_out: str | os.PathLike,
-          curve_out: str | os.PathLike, *, epochs: int, batch_size: int,
-          learning_rate: float, weight_decay: float, seed: int, device: str, precision: str,
-          dropout: float = 0.0, extra_loss: ExtraLoss | None = None,
-          init: str | os.PathLike | None = None, freeze: Sequence[str] = (),
-          masks: Mapping[str, torch.Tensor] | str | os.PathLike | None = None,
-          checkpoints: Mapping[int, str | os.PathLike] | None = None,
-          metadata: dict | None = None, arch: str | None = None, train_split: str = "all",
-          split_seed: int | None = None, batch_hook: BatchHook | None = None,
-          source=None) -> None:
-    """Train with Adam on shuffled mini-batches; write weights and curve.
-
-    `dropout` drops every hidden layer's neurons with that probability
-    during training (inverted dropout; the saved network has no dropout);
-    `extra_loss` is a study's term added to the cross-entropy (see
-    ExtraLoss). Fine-tuning: `init` starts from a weights file of the same
-    model instead of a fresh network; `freeze` names layers left as they are;
-    `masks` (parameter name -> bool tensor, or a safetensors file of them)
-    lets only the True entries of a parameter change: the others get no gradient, no weight decay and so no
-    optimiser state, and stay bit for bit as they started. `checkpoints`
-    (epoch -> path) saves the weights after those epochs. `metadata` is
-    stored with the weights beside the settings. `arch` is the registry
-    architecture when `model_name` is a study's own name for the network
-    (default: the name is the architecture); `train_split` trains on all of the
-    training split or on one of its fixed halves P1, P2 (data.training_part,
-    drawn from `split_seed`, the study seed, so that every model sees the same halves);
-    `batch_hook` changes each batch before its step (see BatchHook);
-    `source` (lesion.networks.Source) builds a network lesion does not
-    describe (a torchvision or timm model, a user's factory) instead of `arch`.
+          curve_out: str | os.PathLike, settings: Settings, *, hooks: Sequence[Hook] = (),
+          checkpoints: Mapping[int, str | os.PathLike] | None = None) -> None:
+    """Train `network` as `settings` say, changed by the studies' `hooks`; write its weights
+    (with the settings and the hooks' metadata) and its curve (one row per epoch and
+    split). `checkpoints` (epoch -> path) saves the weights after those epochs too.
     """
+    model_name, init, freeze = network.name, network.init, tuple(network.freeze)
+    epochs, batch_size, seed = settings.epochs, settings.batch_size, settings.seed
+    learning_rate, weight_decay = settings.learning_rate, settings.weight_decay
+    precision, train_split = settings.precision, settings.train_split
+    dropout = max((h.dropout for h in hooks), default=0.0)
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout = {dropout!r} is out of range; expected a number in [0, 1)")
+    extra = [h.loss for h in hooks if h.loss is not None]
+    batch_hooks = [h.batch for h in hooks if h.batch is not None]
+    given = [h.masks for h in hooks if h.masks is not None]
+    if len(given) > 1:
+        raise ValueError(f"{len(given)} hooks give masks; expected at most one")
+    masks = given[0] if given else None
     late = sorted(e for e in (checkpoints or {}) if not 1 <= e <= epochs)
     if late:
         raise ValueError(f"checkpoint epoch {late[0]} is out of range; expected an epoch in "
                          f"1..{epochs} (epochs = {epochs})")
-    dev = pick_device(device, precision)
+    dev = pick_device(settings.device, precision)
     if dev.type == "cuda":
         # cuBLAS is deterministic only with a fixed workspace (set before its first use);
         # a few CUDA kernels (NLLLoss, AdaptiveAvgPool2d backward) have no deterministic
@@ -154,14 +198,13 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
     else:
         torch.use_deterministic_algorithms(True)
     spec = data.get(dataset, split=train_path)
-    if isinstance(masks, str | os.PathLike):
-        masks = io.load_tensors(masks)
     torch.manual_seed(seed)
-    model = _start(model_name, arch or model_name, spec, init, source).to(dev)
+    model = _start(model_name, network.arch or model_name, spec, init, network.source).to(dev)
     updates = _updates(model, freeze, masks)
     params = dict(model.named_parameters())
     x_train, y_train = data.load_split(train_path, dataset)
-    part = data.training_part(y_train, train_split, seed=seed if split_seed is None else split_seed)
+    split_seed = seed if settings.split_seed is None else settings.split_seed
+    part = data.training_part(y_train, train_split, seed=split_seed)
     x_train, y_train = x_train[part].to(dev), y_train[part].to(dev)
     x_test, y_test = (t.to(dev) for t in data.load_split(test_path, dataset))
     masked = {name: mask for name, mask in updates.items() if mask is not None}
@@ -176,11 +219,11 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
         for batch in torch.randperm(len(y_train), generator=order).split(batch_size):
             batch = batch.to(dev)
             x, y = x_train[batch], y_train[batch]
-            if batch_hook is not None:
-                x, y = batch_hook(model, x, y)
+            for change in batch_hooks:
+                x, y = change(model, x, y)
                 model.train()
             optimiser.zero_grad()
-            _loss(model, x, y, dropout, extra_loss).backward()
+            _loss(model, x, y, dropout, extra).backward()
             if masked:
                 with torch.no_grad():
                     for name in updates:
@@ -207,5 +250,6 @@ def train(model_name: str, dataset: str, train_path: str | os.PathLike,
                         batch_size=batch_size, learning_rate=learning_rate,
                         weight_decay=weight_decay, seed=seed, precision=precision,
                         test_accuracy=rows[-1]["accuracy"], **start,
-                        **{**({"dropout": dropout} if dropout else {}), **(metadata or {})})
+                        **{**({"dropout": dropout} if dropout else {}),
+                           **{k: v for h in hooks for k, v in h.metadata.items()}})
     files.write_table(pa.Table.from_pylist(rows), curve_out, kind=tables.TRAINING)

@@ -279,28 +279,6 @@ def parsed_source(args: argparse.Namespace):
                         normalize=json.loads(args.normalize) if args.normalize else None)
 
 
-def training_kwargs(args: argparse.Namespace) -> dict:
-    """train.train's keyword arguments from training_options (input files checked)."""
-    require(args.train, args.test, args.init, args.masks)
-    if args.checkpoint_epochs and args.checkpoints_dir is None:
-        raise ValueError("--checkpoint-epochs needs --checkpoints-dir (where they go)")
-    source = None
-    if args.source is not None:
-        source = parsed_source(args)
-    else:
-        check_model_fits(args.arch or args.model, args.dataset)
-    return {
-        "source": source,
-        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-        "weight_decay": args.weight_decay, "seed": args.seed, "device": args.device,
-        "precision": args.precision, "init": args.init, "freeze": args.freeze, "masks": args.masks,
-        "checkpoints": {e: os.path.join(args.checkpoints_dir, f"epoch{e}.safetensors")
-                        for e in args.checkpoint_epochs},
-        "arch": args.arch, "train_split": args.train_split, "split_seed": args.split_seed,
-        "dropout": args.dropout,
-    }
-
-
 def check_model_fits(model: str, dataset: str) -> None:
     """Refuse a model that the dataset cannot feed (lesion.catalog)."""
     from lesion.catalog import dataset_models

@@ -28,7 +28,6 @@ from lesion.cli.args import (
     require,
     source_options,
     steps,
-    training_kwargs,
     training_options,
 )
 
@@ -77,12 +76,14 @@ def _pretrained(args):
 
 
 def _train(args):
-    options = training_kwargs(args)
+    from lesion.cli.training import training_setup
+
+    setup = training_setup(args)
     from lesion import train
     from lesion.evaluate import set_threads
     set_threads(args.threads)
-    train.train(args.model, args.dataset, args.train, args.test, args.weights_out, args.curve_out,
-                **options)
+    train.train(dataset=args.dataset, train_path=args.train, test_path=args.test,
+                weights_out=args.weights_out, curve_out=args.curve_out, **setup)
 
 
 def _import(args):

@@ -14,7 +14,6 @@ from lesion.cli.args import (
     positive,
     require,
     steps,
-    training_kwargs,
     training_options,
 )
 
@@ -47,18 +46,22 @@ def _attack(args):
 
 
 def _train(args):
-    options = training_kwargs(args)
+    from lesion.cli.training import training_setup
+
+    setup = training_setup(args)
     from lesion import data, train
-    from lesion.evaluate import set_threads
     from lesion.studies.adversarial.training import mix_adversarial
+    if args.adversarial_attack != "none":  # the examples of the network as it trains
+        num_classes = data.get(args.dataset, split=args.train).num_classes
+        setup["hooks"].append(train.Hook(
+            batch=mix_adversarial(args.adversarial_attack, args.adversarial_eps, seed=args.seed,
+                                  num_classes=num_classes),
+            metadata={"adversarial": args.adversarial_attack,
+                      "adversarial_eps": args.adversarial_eps}))
+    from lesion.evaluate import set_threads
     set_threads(args.threads)
-    hook, meta = None, {}
-    if args.adversarial_attack != "none":
-        hook = mix_adversarial(args.adversarial_attack, args.adversarial_eps, seed=args.seed,
-                               num_classes=data.get(args.dataset, split=args.train).num_classes)
-        meta = {"adversarial": args.adversarial_attack, "adversarial_eps": args.adversarial_eps}
-    train.train(args.model, args.dataset, args.train, args.test, args.weights_out,
-                args.curve_out, **options, batch_hook=hook, metadata=meta)
+    train.train(dataset=args.dataset, train_path=args.train, test_path=args.test,
+                weights_out=args.weights_out, curve_out=args.curve_out, **setup)
 
 
 def _distortion(args):

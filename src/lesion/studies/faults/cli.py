@@ -11,7 +11,6 @@ from lesion.cli.args import (
     positive,
     require,
     steps,
-    training_kwargs,
     training_options,
 )
 
@@ -29,15 +28,18 @@ def _bounds(args):
 
 
 def _train(args):
-    options = training_kwargs(args)
+    from lesion.cli.training import training_setup
+
+    setup = training_setup(args)
     from lesion import train
-    from lesion.evaluate import set_threads
     from lesion.studies.faults import bounds
+    setup["hooks"].append(train.Hook(  # the regime: its b3 term; its dropout is the options'
+        loss=bounds.b3_loss(args.b3_variance) if args.b3_variance else None,
+        metadata={"dropout": args.dropout, "b3_variance": args.b3_variance}))
+    from lesion.evaluate import set_threads
     set_threads(args.threads)
-    extra = bounds.b3_loss(args.b3_variance) if args.b3_variance else None
-    train.train(args.model, args.dataset, args.train, args.test, args.weights_out, args.curve_out,
-                **options, extra_loss=extra,
-                metadata={"dropout": args.dropout, "b3_variance": args.b3_variance})
+    train.train(dataset=args.dataset, train_path=args.train, test_path=args.test,
+                weights_out=args.weights_out, curve_out=args.curve_out, **setup)
 
 
 def _figure(args):

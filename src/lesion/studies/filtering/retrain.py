@@ -4,7 +4,7 @@ From a checkpoint, retrain N epochs four ways (WAYS): `none` (the
 checkpoint as it is), `all` (every parameter), `selected` (only the weights
 of robust and antifragile layers, the paper's proposal) and `fragile` (only
 those of fragile layers, the control). Selective ways train through the
-engine's masked training (lesion.train.train(masks=...)): a mask holds every
+engine's masked training (a lesion.train.Hook with masks): a mask holds every
 parameter of the network, True on the selected layers' weights and False
 elsewhere, so biases, BatchNorm and unselected weights stay bit for bit as
 they were (the classes characterise the Conv/Linear weights the filters
@@ -111,13 +111,16 @@ def retrain(dataset: str, model_name: str, checkpoints: Mapping[int, str | os.Pa
             if way == "none":
                 network, count = start, 0
             else:
-                train.train(model_name, dataset, train_path, test_path,
-                            where / "weights.safetensors", where / "training.parquet",
-                            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                            weight_decay=weight_decay, seed=seed, device=device,
-                            precision=precision, init=checkpoint, masks=masks,
-                            metadata={"retrained": way, "from_epoch": epoch},
-                            arch=start.lesion_arch, source=getattr(start, "lesion_source", None))
+                network = train.Network(model_name, arch=start.lesion_arch,
+                                        source=getattr(start, "lesion_source", None),
+                                        init=checkpoint)
+                settings = train.Settings(epochs=epochs, batch_size=batch_size,
+                                          learning_rate=learning_rate, weight_decay=weight_decay,
+                                          seed=seed, device=device, precision=precision)
+                hook = train.Hook(masks=masks, metadata={"retrained": way, "from_epoch": epoch})
+                train.train(network, dataset, train_path, test_path,
+                            where / "weights.safetensors", where / "training.parquet", settings,
+                            hooks=[hook])
                 network = models.load_weights(where / "weights.safetensors",
                                               num_classes=spec.num_classes,
                                               input_shape=spec.input_shape)
