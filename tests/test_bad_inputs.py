@@ -1,26 +1,35 @@
 """Bad input, tried as a new user would, through the real entry points.
 
-Every case runs `snakemake` (on a temporary copy of the workflow, with the
-bad config) or `python -m lesion <step>` in a subprocess, and must end with
-a non-zero exit status, one message that names the key or file, the bad value
-and what was expected (never a Python traceback as the only explanation), and
-no output left behind. Config mistakes stop Snakemake while it builds the DAG,
-so a dry run (`-n`) shows them as well as a real run would, in a second.
+Every case runs `snakemake` in a subprocess (on a temporary copy of the
+workflow, with the bad config) or `python -m lesion <step>` (in this process,
+as a fresh one would run it: see run_step), and must end with a non-zero exit
+status, one message that names the key or file, the bad value and what was
+expected (never a Python traceback as the only explanation), and no output
+left behind. Config mistakes stop Snakemake while it builds the DAG, so a dry
+run (`-n`) shows them as well as a real run would, in a second.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
+import logging
 import os
+import random
 import shutil
 import subprocess
 import sys
+import tempfile
+import traceback
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from lesion.catalog import OPERATOR_LEVELS
@@ -134,9 +143,14 @@ def copy_workflow(root: Path) -> Path:
     return root
 
 
-def run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+def environment() -> dict[str, str]:
+    """The environment a step or Snakemake runs in: this one, with this Python's bin/ first."""
     bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    return {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+
+
+def run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = environment()
     return subprocess.run(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=timeout, check=False)
 
@@ -146,11 +160,12 @@ def snakemake(root: Path, *args: str) -> subprocess.CompletedProcess:
                 "--directory", str(root), "--cores", "1", *args], cwd=root)
 
 
-def run_all(request, test, cases: dict, start) -> dict:
+def run_all(request, test, cases: dict, start, *, workers: int | None = None) -> dict:
     """Run the cases of `test` selected in this session side by side: {case: result}.
 
-    Each run is a fresh Python paying its own start-up, so running two at a
-    time halves the suite's time on two cores.
+    Each subprocess is a fresh Python paying its own start-up, so running two at a
+    time halves the suite's time on two cores. `workers=1` runs them one after
+    another, in this thread (run_step changes the whole process while it runs).
     """
     class Runs(dict):
         def __missing__(self, case):  # a case the session did not list: run it now
@@ -159,7 +174,9 @@ def run_all(request, test, cases: dict, start) -> dict:
 
     wanted = [item.callspec.params["case"] for item in request.session.items
               if getattr(item, "originalname", None) == test and hasattr(item, "callspec")]
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+    if workers == 1:
+        return Runs({case: start(case) for case in wanted})
+    with ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 1)) as pool:
         return Runs(zip(wanted, pool.map(start, wanted), strict=True))
 
 
@@ -642,16 +659,129 @@ FORBIDDEN: dict[str, list[str]] = {
 }
 
 
+# --- A step run in this process, as `python -m lesion` runs it ----------------
+# A fresh `python -m lesion` pays 2-3.5 s to import torch; these cases only need
+# what the step prints and its exit status, so they run lesion.cli.main here,
+# with what a new process would give it: its own working directory, streams
+# (stdout and stderr together, down to the file descriptors, as the pipe took
+# them), logging (main's logging.basicConfig installs its handler on a bare root
+# logger), warnings printed, and the process-wide state a step may change put
+# back as it was when this module was imported.
+
+
+def _global_state() -> dict:
+    """What of the whole process a step may change (lesion.evaluate, lesion.train)."""
+    return {
+        "sys.path": list(sys.path), "threads": torch.get_num_threads(),
+        "dtype": torch.get_default_dtype(), "grad": torch.is_grad_enabled(),
+        "deterministic": (torch.are_deterministic_algorithms_enabled(),
+                          torch.is_deterministic_algorithms_warn_only_enabled()),
+        "matmul": torch.backends.cuda.matmul.fp32_precision,
+        "conv": torch.backends.cudnn.conv.fp32_precision,
+        "torch rng": torch.get_rng_state(), "numpy rng": np.random.get_state(),
+        "python rng": random.getstate(),
+    }
+
+
+def _set_global_state(state: dict) -> None:
+    sys.path[:] = state["sys.path"]
+    torch.set_num_threads(state["threads"])
+    torch.set_default_dtype(state["dtype"])
+    torch.set_grad_enabled(state["grad"])
+    enabled, warn_only = state["deterministic"]
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    torch.backends.cuda.matmul.fp32_precision = state["matmul"]
+    torch.backends.cudnn.conv.fp32_precision = state["conv"]
+    torch.set_rng_state(state["torch rng"])
+    np.random.set_state(state["numpy rng"])
+    random.setstate(state["python rng"])
+
+
+FRESH = _global_state()  # at import: before the inputs fixture (it trains) or any step ran
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+@contextlib.contextmanager
+def _as_a_fresh_process(cwd: Path, env: dict[str, str]):
+    saved, saved_cwd, saved_env = _global_state(), os.getcwd(), dict(os.environ)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers[:] = []  # pytest's capture handlers would make basicConfig a no-op
+    root.setLevel(logging.WARNING)
+    _set_global_state(FRESH)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        with warnings.catch_warnings():  # pytest records warnings; a fresh process prints them
+            warnings.simplefilter("default")
+            warnings.showwarning = _print_warning
+            yield
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        _set_global_state(saved)
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def _exit_status(code) -> int:
+    """The status a `raise SystemExit(code)` ends the interpreter with (printing a message)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def run_step(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m lesion *argv` in `cwd`: its exit status and its stdout and stderr as one text.
+
+    Run in this process (see above). An exception escaping main() ends it as it
+    would end the interpreter: status 1, its traceback in the output.
+    """
+    from lesion.cli import main
+
+    text = io.StringIO(newline=None)  # "\r" (a progress bar) read as "\n", as text=True pipes do
+    with tempfile.TemporaryFile() as fds, _as_a_fresh_process(cwd, environment()):
+        kept = [os.dup(1), os.dup(2)]  # what C code writes (torch's own warnings) lands in fds
+        os.dup2(fds.fileno(), 1)
+        os.dup2(fds.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                try:
+                    status = _exit_status(main(argv))
+                except SystemExit as exit:  # argparse's errors and --help
+                    status = _exit_status(exit.code)
+                except Exception:
+                    status = 1
+                    text.write(traceback.format_exc())
+        finally:
+            for fd, dup in zip((1, 2), kept, strict=True):
+                os.dup2(dup, fd)
+                os.close(dup)
+        fds.seek(0)
+        text.write(fds.read().decode(errors="replace"))
+    return subprocess.CompletedProcess(["python", "-m", "lesion", *argv], status, text.getvalue())
+
+
 @pytest.fixture(scope="module")
 def cli_runs(request, made, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
     def start(case: str) -> tuple[subprocess.CompletedProcess, Path]:
         out = tmp_path_factory.mktemp("out")
         names = {**made, "out": str(out)}
         argv = [fill(a, names) for a in CLI_CASES[case][0]]
-        return run([sys.executable, "-m", "lesion", *argv], cwd=out), out
+        return run_step(argv, cwd=out), out
 
     return run_all(request, "test_a_bad_step_invocation_fails_with_one_clear_message_and_no_output",
-                   CLI_CASES, start)
+                   CLI_CASES, start, workers=1)
 
 
 @pytest.mark.parametrize("case", CLI_CASES)
