@@ -64,7 +64,19 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 @pytest.fixture(scope="module")
 def top() -> argparse.ArgumentParser:
-    return cli.parser()
+    """lesion's parser with the plugin study of tests/plugin installed: the docs show its
+    commands too (docs/adding-a-study.md)."""
+    import sys
+
+    from lesion import registry
+
+    sys.path.insert(0, str(REPO / "tests" / "plugin"))
+    registry.studies.cache_clear()
+    try:
+        return cli.parser()
+    finally:
+        sys.path.remove(str(REPO / "tests" / "plugin"))
+        registry.studies.cache_clear()
 
 
 def test_the_docs_show_commands_to_check():
