@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import tolerance
-from lesion import attacks, data, io, models, pretrain, train
+from lesion import attacks, data, models, pretrain, tensorfiles, train
 from lesion.config import ConfigError, check, load_schema
 from lesion.studies.adversarial import sets, tables, units
 from lesion.studies.adversarial.training import mix_adversarial
@@ -83,7 +83,7 @@ def test_a_model_trained_on_a_half_sees_exactly_that_half(split):
     assert len(got) == len(expected)
     reference = images[sorted(expected)].flatten(1)
     assert torch.equal(torch.sort(got, dim=0).values, torch.sort(reference, dim=0).values)
-    meta = io.load_metadata(split / "half.safetensors")
+    meta = tensorfiles.load_metadata(split / "half.safetensors")
     assert (meta["model"], meta["arch"], meta["train_split"]) == ("half", "fc10", "P2")
 
 
@@ -107,7 +107,7 @@ def test_pretraining_trains_fc1_as_an_encoder_and_leaves_the_rest_freshly_initia
                       epochs=3, batch_size=64, learning_rate=0.01, seed=5)
     torch.manual_seed(5)
     fresh = models.build("ae400_10", num_classes=10, input_shape=(1, 8, 8))
-    state = io.load_tensors(out)
+    state = tensorfiles.load_tensors(out)
     assert torch.equal(state["3.weight"], fresh[3].weight) and torch.equal(state["3.bias"], fresh[3].bias)
     assert not torch.equal(state["1.weight"], fresh[1].weight)
     # the reconstruction error it reports is well below that of an untrained encoder
@@ -117,7 +117,7 @@ def test_pretraining_trains_fc1_as_an_encoder_and_leaves_the_rest_freshly_initia
     decoder = nn.Linear(400, 64)
     with torch.no_grad():
         untrained = nn.functional.mse_loss(torch.sigmoid(decoder(torch.sigmoid(fresh[1](flat)))), flat)
-    assert io.load_metadata(out)["reconstruction_mse"] < 0.5 * float(untrained)
+    assert tensorfiles.load_metadata(out)["reconstruction_mse"] < 0.5 * float(untrained)
     with pytest.raises(ValueError, match="no dense first layer"):
         pretrain.pretrain("cnn", "digits", split / "train.safetensors", out, name="x", epochs=1,
                           batch_size=64, learning_rate=0.01, seed=0)
@@ -131,7 +131,7 @@ def two_models(split):
 
 
 def make_set(split, weights, name, **options):
-    out = split / f"{name}-{io.load_metadata(weights)['model']}.safetensors"
+    out = split / f"{name}-{tensorfiles.load_metadata(weights)['model']}.safetensors"
     sets.write_sets("digits", weights, split / "test.safetensors", {name: (options, out)},
                     images=40, seed=0, device="cpu", precision="ieee")
     return out
@@ -139,8 +139,8 @@ def make_set(split, weights, name, **options):
 
 def test_an_fgsm_set_is_a_test_set_of_the_attacked_images_and_reloads_bit_identically(split, two_models):
     path = make_set(split, two_models[0], "fgsm", eps=0.1)
-    s = io.load_tensors(path)
-    test = io.load_tensors(split / "test.safetensors")
+    s = tensorfiles.load_tensors(path)
+    test = tensorfiles.load_tensors(split / "test.safetensors")
     model = models.load_weights(two_models[0], num_classes=10, input_shape=(1, 8, 8))
     expected = attacks.fgsm(model, test["images"][:40], test["labels"][:40], 0.1)
     assert torch.equal(s["images"], expected)
@@ -155,7 +155,7 @@ def test_an_fgsm_set_is_a_test_set_of_the_attacked_images_and_reloads_bit_identi
     images, labels = data.load_split(path)  # a drop-in test set
     assert images.shape == (40, 1, 8, 8) and labels.dtype == torch.int64
     again = make_set(split, two_models[0], "fgsm", eps=0.1)
-    assert io.tensors_sha256(io.load_tensors(again)) == io.tensors_sha256(s)
+    assert tensorfiles.tensors_sha256(tensorfiles.load_tensors(again)) == tensorfiles.tensors_sha256(s)
 
 
 def test_amplified_examples_have_the_asked_size_and_the_adversarial_direction():
@@ -192,7 +192,7 @@ def test_the_distortion_table_is_table_one_from_the_files(split, two_models):
     table = tables.distortion_table([split / "B.parquet"], [two_models[1]], [path]).to_pylist()
     curve = pd.read_parquet(split / "B.parquet")
     last = curve[curve["epoch"] == 5].set_index("split")["accuracy"]
-    s = io.load_tensors(path)
+    s = tensorfiles.load_tensors(path)
     hit = s["success"].bool()
     assert table == [{
         "model": "B", "arch": "fc100_100_10", "weight_decay": 0.0, "train_split": "all",
@@ -212,10 +212,11 @@ def test_the_transfer_table_feeds_every_set_to_every_model_with_its_controls(spl
     # a model's error on its own set, from the set's success flags (untargeted: wrong)
     own = df[(df["source"] == "A") & (df["target"] == "A") & (df["attack"] == "fgsm")
                & ~df["amplified"]]
-    assert own["error"].item() == pytest.approx(float(io.load_tensors(paths[0])["success"].float().mean()))
+    success = tensorfiles.load_tensors(paths[0])["success"].float().mean()
+    assert own["error"].item() == pytest.approx(float(success))
     # and B's error on A's set, by hand
     model_b = models.load_weights(two_models[1], num_classes=10, input_shape=(1, 8, 8))
-    s = io.load_tensors(paths[0])
+    s = tensorfiles.load_tensors(paths[0])
     with torch.no_grad():
         by_hand = float((model_b(s["images"]).argmax(1) != s["labels"]).float().mean())
     cross = df[(df["source"] == "A") & (df["target"] == "B") & (df["attack"] == "fgsm")
@@ -320,7 +321,7 @@ def test_the_adversarial_study_builds_end_to_end(tmp_path):
     assert {"lbfgs", "fgsm", "gaussian"} == set(transfer["attack"])
     amplified = transfer[transfer["amplified"]]
     assert set(amplified["attack"]) == {"lbfgs", "fgsm"} and set(amplified["sigma"]) == {0.2}
-    s = io.load_tensors(out / "lbfgs" / "FC10.safetensors")
+    s = tensorfiles.load_tensors(out / "lbfgs" / "FC10.safetensors")
     assert (s["targets"] != s["labels"]).all() and (s["targets"] >= 0).all()
     cross = pd.read_parquet(out / "cross_training.parquet")
     assert set(zip(cross["source"], cross["source_split"], strict=True)) == {("P1", "P1"), ("P2", "P2")}
@@ -328,7 +329,7 @@ def test_the_adversarial_study_builds_end_to_end(tmp_path):
     assert list(regimes["regime"]) == ["base", "adv", "wd"]
     assert list(regimes["adversarial"]) == ["none", "fgsm", "none"]
     assert list(regimes["weight_decay"]) == [0.0, 0.0, 0.01]
-    init = io.load_metadata(tmp_path / "results/digits/AE/weights.safetensors")["init"]
+    init = tensorfiles.load_metadata(tmp_path / "results/digits/AE/weights.safetensors")["init"]
     assert init.endswith("AE/pretrained.safetensors")
     for figure in ("transfer", "units", "examples/FC10", "examples/AE"):
         assert (out / "figures" / f"{figure}.png").read_bytes().startswith(b"\x89PNG")

@@ -20,7 +20,7 @@ import torchattacks
 from torch import nn
 
 import tolerance
-from lesion import attacks, data, io, models
+from lesion import attacks, data, models, tensorfiles
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +175,8 @@ def test_an_adversarial_test_set_reloads_bit_identically_and_works_as_a_test_spl
         "images": torch.float32, "labels": torch.int64, "index": torch.int64,
         "targets": torch.int64, "distortion": torch.float32, "success": torch.uint8}
     path = tmp_path / "fgsm.safetensors"
-    io.save_tensors(tensors, path, {"attack": "fgsm"})
-    back = io.load_tensors(path)
+    tensorfiles.save_tensors(tensors, path, {"attack": "fgsm"})
+    back = tensorfiles.load_tensors(path)
     assert all(torch.equal(back[k], tensors[k]) for k in tensors)
     images, labels = data.load_split(path)
     assert torch.equal(images, adv) and torch.equal(labels, y)

@@ -373,7 +373,7 @@ def made(tmp_path_factory) -> dict[str, str]:
     import pyarrow.parquet as pq
     import torch
 
-    from lesion import data, files, io, metrics, predict, sweep, tables, train
+    from lesion import data, files, kinds, metrics, predict, sweep, tensorfiles, train
     from lesion.studies.faults import bounds
 
     d = tmp_path_factory.mktemp("inputs")
@@ -400,22 +400,23 @@ def made(tmp_path_factory) -> dict[str, str]:
     for name, content in bad.items():
         (d / name).write_bytes(content)
         p[name] = str(d / name)
-    state = io.load_tensors(p["weights.safetensors"])
+    state = tensorfiles.load_tensors(p["weights.safetensors"])
     state["3.weight"] = torch.zeros(50, 100)  # mlp's fc2 is 100 x 100
     p["wrong-shape.safetensors"] = str(d / "wrong-shape.safetensors")
-    io.save_tensors(state, p["wrong-shape.safetensors"], io.load_metadata(p["weights.safetensors"]))
+    tensorfiles.save_tensors(state, p["wrong-shape.safetensors"],
+                             tensorfiles.load_metadata(p["weights.safetensors"]))
     p["no-images.safetensors"] = str(d / "no-images.safetensors")
-    io.save_tensors({"labels": torch.arange(10)}, p["no-images.safetensors"], {})
+    tensorfiles.save_tensors({"labels": torch.arange(10)}, p["no-images.safetensors"], {})
     table = files.read_table(p["variants.parquet"])
     column = table.schema.get_field_index("sha256")
     tampered = pc.binary_join_element_wise(table.column("sha256"), "0", "")  # one more digit
     p["tampered.parquet"] = str(d / "tampered.parquet")
     files.write_table(table.set_column(column, "sha256", tampered), p["tampered.parquet"],
-                      kind=tables.VARIANTS)
+                      kind=kinds.VARIANTS)
     model_column = table.schema.get_field_index("model")
     p["cnn-variants.parquet"] = str(d / "cnn-variants.parquet")
     files.write_table(table.set_column(model_column, "model", pc.replace_substring(
-        table.column("model"), "mlp", "cnn")), p["cnn-variants.parquet"], kind=tables.VARIANTS)
+        table.column("model"), "mlp", "cnn")), p["cnn-variants.parquet"], kind=kinds.VARIANTS)
     p["predictions.parquet"] = str(d / "predictions.parquet")
     predict.predict_clean("digits", p["weights.safetensors"], p["test.safetensors"],
                           p["predictions.parquet"], device="cpu", batch_size=512, precision="ieee")

@@ -22,7 +22,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 from sklearn.model_selection import train_test_split
 
-from lesion import data, io, usersplits
+from lesion import data, tensorfiles, usersplits
 from lesion.config import ConfigError, check, load_schema
 from lesion.userdata import DataError
 
@@ -86,7 +86,7 @@ def test_a_folder_is_decoded_into_its_splits_labelled_by_sorted_class_name(tmp_p
             written[files[first]].transpose(2, 0, 1).astype(np.float32)))
     spec = data.get("mine", split=out / "test.safetensors")
     assert (spec.num_classes, spec.input_shape, spec.classes) == (3, (3, *SIZE), ("ant", "mole", "zebra"))
-    assert io.load_tensors(out / "train.safetensors")["images"].dtype == torch.uint8  # a cache
+    assert tensorfiles.load_tensors(out / "train.safetensors")["images"].dtype == torch.uint8  # a cache
 
 
 def test_a_folder_in_grey_is_converted_as_pil_converts_it(tmp_path):
@@ -109,12 +109,12 @@ def test_a_folder_without_both_splits_is_split_stratified_and_seeded(tmp_path, l
         np.arange(len(files)), test_size=0.25, stratify=labels, random_state=3)
     for (images, got), idx, split in ((train, expected_train, "train"), (test, expected_test, "test")):
         idx = np.sort(idx)
-        assert io.load_tensors(out / f"{split}.safetensors")["index"].tolist() == idx.tolist()
+        assert tensorfiles.load_tensors(out / f"{split}.safetensors")["index"].tolist() == idx.tolist()
         assert got.tolist() == labels[idx].tolist()
         expected = np.stack([by_hand(written[files[i]]) for i in idx]).astype(np.float32) / 255
         assert torch.equal(images, torch.from_numpy(expected))
     assert sorted(np.bincount(test[1].numpy())) == [2, 2, 2]  # 6 of 24, 2 per class
-    assert io.load_metadata(out / "test.safetensors")["seed"] == 3
+    assert tensorfiles.load_metadata(out / "test.safetensors")["seed"] == 3
 
 
 def tensors_file(path, *, dtype=np.float32, train=True, n=12, shape=(2, 3, 4), meta=None, **change):

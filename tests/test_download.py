@@ -35,8 +35,7 @@ import yaml
 from PIL import Image
 
 import tolerance
-from lesion import catalog, cli, data, fetch, imagenet, models
-from lesion import io as lesion_io
+from lesion import catalog, cli, data, fetch, imagenet, models, tensorfiles
 
 REPO = Path(__file__).resolve().parents[1]
 rng = np.random.default_rng(0)
@@ -359,7 +358,7 @@ def test_imagenet_is_decoded_once_as_the_weights_transforms_prescribe(tmp_path):
     paths = _image_folder(tmp_path / "val", classes=2, per_class=3)
     out = tmp_path / "test.safetensors"
     imagenet.decode(tmp_path / "val", out, weights=[WEIGHTS], workers=1, classes=2, images=6)
-    stored = lesion_io.load_tensors(out)
+    stored = tensorfiles.load_tensors(out)
     assert stored["images"].dtype == torch.uint8 and stored["images"].shape == (6, 3, 224, 224)
     assert stored["labels"].tolist() == [0, 0, 0, 1, 1, 1]
     images, labels = data.load_split(out)
@@ -414,7 +413,7 @@ def test_real_configs_plan_download_and_pretrained_jobs(tmp_path):
     assert "train --model resnet18_cifar --dataset cifar10" in cifar.stdout
     # A tensor cache that exists stands for the images: no ImageNet directory needed.
     workdir = tmp_path / "imagenet"
-    lesion_io.save_tensors({"images": torch.zeros(1, 3, 2, 2, dtype=torch.uint8)},
+    tensorfiles.save_tensors({"images": torch.zeros(1, 3, 2, 2, dtype=torch.uint8)},
                            workdir / "results" / "imagenet" / "tensors" / "test.safetensors")
     config = _config("imagenet", models={"alexnet": {"layers": ["conv1"]}})
     proc = _dry_run(workdir, config)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import tolerance
-from lesion import activations, data, io, models, perturb, train
+from lesion import activations, data, models, perturb, tensorfiles, train
 from lesion.studies.faults import bounds as faults
 from lesion.tools import bench
 from test_workflow import tiny_config
@@ -309,7 +309,7 @@ def test_the_faults_part_of_the_workflow_builds_end_to_end(tmp_path):
     # the plain regime is the study's network; the others are trained apart
     assert not (out / "faults" / "regimes" / "plain").exists()
     assert (out / "faults" / "regimes" / "tolerant" / "bounds.parquet").is_file()
-    meta = io.load_metadata(out / "faults" / "regimes" / "tolerant" / "weights.safetensors")
+    meta = tensorfiles.load_metadata(out / "faults" / "regimes" / "tolerant" / "weights.safetensors")
     assert (meta["dropout"], meta["b3_variance"]) == (0.5, 0.01)
     # ... and its effect: trained with dropout and the b3 regulariser from the same
     # seed, its crash errors are well below the plain network's (measured: 0.18 vs

@@ -227,13 +227,13 @@ def test_masks_select_exactly_the_weights_of_the_named_layers(cnn):
 
 
 def test_selective_retraining_leaves_unselected_parameters_bit_identical(tmp_path, cnn):
-    from lesion import io
+    from lesion import tensorfiles
 
     spec = data.get("digits")
     raw = spec.raw()
     images, labels = spec.preprocess(raw["images"][:300]), raw["labels"][:300]
     for split, sl in (("train", slice(0, 200)), ("test", slice(200, 300))):
-        io.save_tensors({"images": images[sl], "labels": labels[sl]}, tmp_path / f"{split}.st",
+        tensorfiles.save_tensors({"images": images[sl], "labels": labels[sl]}, tmp_path / f"{split}.st",
                         {"dataset": "digits", "split": split})
     models.save_weights(cnn, tmp_path / "start.st")
     masks = retrain.layer_masks(cnn, ["conv2", "fc2"])
@@ -243,7 +243,7 @@ def test_selective_retraining_leaves_unselected_parameters_bit_identical(tmp_pat
                 train.Settings(epochs=1, batch_size=32, learning_rate=0.01, weight_decay=0.01,
                                seed=0),
                 hooks=[train.Hook(masks=masks)])
-    after = io.load_tensors(tmp_path / "out.st")
+    after = tensorfiles.load_tensors(tmp_path / "out.st")
     before = cnn.state_dict()
     for name, mask in masks.items():
         if mask.any():
@@ -357,15 +357,15 @@ def test_the_filtering_sweep_on_cuda_equals_the_cpu_one(tmp_path, cnn):
     """Filtered variants are built on the CPU, evaluated on CUDA in IEEE float32: the same
     variants (sha256), the same top-1 (where rounding cannot reorder it), losses within the
     float32 bound (tests/tolerance.py); layer "all" runs whole networks."""
-    from lesion import io
+    from lesion import tensorfiles
     from lesion.studies.filtering import filters
 
     spec = data.get("digits")
     raw = spec.raw()
     images, labels = spec.preprocess(raw["images"][:200]), raw["labels"][:200]
     split = {"dataset": "digits", "split": "test"}
-    io.save_tensors({"images": images, "labels": labels}, tmp_path / "test.st", split)
-    io.save_tensors({"images": (images + 0.1).clamp(0, 1), "labels": labels}, tmp_path / "adv.st",
+    tensorfiles.save_tensors({"images": images, "labels": labels}, tmp_path / "test.st", split)
+    tensorfiles.save_tensors({"images": (images + 0.1).clamp(0, 1), "labels": labels}, tmp_path / "adv.st",
                     split)
     models.save_weights(cnn, tmp_path / "cnn.st")
     tables = {}

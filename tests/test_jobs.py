@@ -32,7 +32,7 @@ def test_no_benchmark_files_is_a_clear_error(tmp_path):
 def test_tables_differ_only_where_a_value_does(tmp_path):
     import pandas as pd
 
-    from lesion.tools import tables
+    from lesion.tools import compare
 
     for side, values in (("before", [1.0, float("nan"), 3.0]), ("after", [1.0, float("nan"), 3.5])):
         (tmp_path / side / "m").mkdir(parents=True)
@@ -43,6 +43,6 @@ def test_tables_differ_only_where_a_value_does(tmp_path):
     pd.DataFrame({"n": [1, 2]}).to_parquet(tmp_path / "before" / "grown.parquet")
     (tmp_path / "after" / "new.parquet").write_bytes(
         (tmp_path / "after" / "same.parquet").read_bytes())
-    assert tables.table_differences(tmp_path / "before", tmp_path / "after") == {
+    assert compare.table_differences(tmp_path / "before", tmp_path / "after") == {
         "m/x.parquet": "value: 1 values differ, largest by 0.5", "new.parquet": "only in after",
         "grown.parquet": "columns added ['extra']; rows 2 -> 3"}

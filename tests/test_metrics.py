@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from lesion import files, metrics, sweep, tables
+from lesion import files, kinds, metrics, sweep
 from lesion.predict import _table
 
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -90,10 +90,10 @@ def test_metrics_step_writes_the_values_to_parquet_and_csv(tmp_path):
     tops = [[[0, 1, 2, 3, 4], [9, 8, 7, 6, 5], [1, 2, 0, 3, 4], [0, 1, 2, 3, 4]],   # top1 1/4
             [[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [2, 0, 1, 3, 4], [3, 0, 1, 2, 4]]]   # top1 4/4
     paths = {name: tmp_path / f"{name}.parquet" for name in ("clean", "variants", "predictions")}
-    files.write_table(CLEAN, paths["clean"], kind=tables.PREDICTIONS)
-    files.write_table(variants_table([(0.5, 0), (0.5, 1)]), paths["variants"], kind=tables.VARIANTS)
+    files.write_table(CLEAN, paths["clean"], kind=kinds.PREDICTIONS)
+    files.write_table(variants_table([(0.5, 0), (0.5, 1)]), paths["variants"], kind=kinds.VARIANTS)
     files.write_table(predictions(ids, tops, [[1.0] * 4, [2.0] * 4]), paths["predictions"],
-                      kind=tables.PREDICTIONS)
+                      kind=kinds.PREDICTIONS)
     out = {name: tmp_path / name for name in ("long.parquet", "summary.parquet", "summary.csv")}
     metrics.write_metrics("digits", "mlp", clean=str(paths["clean"]),
                           variants=[str(paths["variants"])],
@@ -124,13 +124,13 @@ def two_sweeps(tmp_path):
     tops = {"fc1": [[0, 1, 2, 3, 4], [9, 8, 7, 6, 5], [1, 2, 0, 3, 4], [0, 1, 2, 3, 4]],
             "fc2": [[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [2, 0, 1, 3, 4], [3, 0, 1, 2, 4]]}
     paths = {"clean": str(tmp_path / "none.parquet")}
-    files.write_table(CLEAN, paths["clean"], kind=tables.PREDICTIONS)
+    files.write_table(CLEAN, paths["clean"], kind=kinds.PREDICTIONS)
     for layer, top in tops.items():
         paths[f"v-{layer}"] = str(tmp_path / f"variants-{layer}.parquet")
         paths[f"p-{layer}"] = str(tmp_path / f"predictions-{layer}.parquet")
-        files.write_table(variants_table([(0.5, 0)], layer), paths[f"v-{layer}"], kind=tables.VARIANTS)
+        files.write_table(variants_table([(0.5, 0)], layer), paths[f"v-{layer}"], kind=kinds.VARIANTS)
         files.write_table(predictions([f"mlp-{layer}-gaussian0.50-num0"], [top], [[1.0] * 4]),
-                          paths[f"p-{layer}"], kind=tables.PREDICTIONS)
+                          paths[f"p-{layer}"], kind=kinds.PREDICTIONS)
     return paths
 
 
@@ -176,10 +176,10 @@ def test_metrics_of_several_test_sets_are_kept_apart_each_against_its_own_clean_
     wrong = [[[9, 1, 2, 3, 4], [9, 0, 2, 3, 4], [9, 0, 1, 3, 4], [3, 0, 1, 2, 4]]] * 2  # 1/4
     paths = {}
     for name, table, kind in (
-            ("clean", CLEAN, tables.PREDICTIONS),
-            ("variants", variants_table([(0.5, 0), (0.5, 1)]), tables.VARIANTS),
-            ("p_clean", predictions(ids, right, [[1.0] * 4] * 2), tables.PREDICTIONS),
-            ("p_fgsm", predictions(ids, wrong, [[1.0] * 4] * 2), tables.PREDICTIONS)):
+            ("clean", CLEAN, kinds.PREDICTIONS),
+            ("variants", variants_table([(0.5, 0), (0.5, 1)]), kinds.VARIANTS),
+            ("p_clean", predictions(ids, right, [[1.0] * 4] * 2), kinds.PREDICTIONS),
+            ("p_fgsm", predictions(ids, wrong, [[1.0] * 4] * 2), kinds.PREDICTIONS)):
         paths[name] = str(tmp_path / f"{name}.parquet")
         files.write_table(table, paths[name], kind=kind)
     out = {name: tmp_path / name for name in ("long.parquet", "summary.parquet", "summary.csv")}

@@ -19,7 +19,7 @@ import yaml
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from lesion import data, io
+from lesion import data, tensorfiles
 from test_workflow import REPO, snakemake, study_copy
 
 pytestmark = pytest.mark.workflow
@@ -54,7 +54,7 @@ def by_hand(where):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     net = module.build(width=8, classes=3)
-    net.load_state_dict(io.load_tensors(where / "residual" / "weights.safetensors"))
+    net.load_state_dict(tensorfiles.load_tensors(where / "residual" / "weights.safetensors"))
     net.eval()
     return lambda x: net((x - 0.3) / 0.4)
 
@@ -71,7 +71,7 @@ def test_the_folder_is_split_and_the_trained_network_normalises_its_own_input(st
     assert torch.equal(images, torch.from_numpy(pixels.astype(np.float32)))
     assert got.tolist() == labels[test_idx].tolist()
 
-    meta = io.load_metadata(study / "residual" / "weights.safetensors")
+    meta = tensorfiles.load_metadata(study / "residual" / "weights.safetensors")
     assert meta["input_normalize"] == {"mean": [0.3], "std": [0.4]}
     with torch.no_grad():
         top1 = (by_hand(study)(images).argmax(1) == got).double().mean().item()
@@ -86,7 +86,7 @@ def test_the_folder_is_split_and_the_trained_network_normalises_its_own_input(st
 
 
 def test_the_attacks_keep_their_box_and_the_other_studies_ran(study):
-    tensors = io.load_tensors(study / "adversarial" / "fgsm" / "residual.safetensors")
+    tensors = tensorfiles.load_tensors(study / "adversarial" / "fgsm" / "residual.safetensors")
     images, _ = data.load_split(study / "tensors" / "test.safetensors", "glyphs")
     adv = tensors["images"]
     clean = images[:len(adv)]  # the first images of the test split

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from lesion import data, io, models
+from lesion import data, models, tensorfiles
 from test_datasets import CLASSES
 from test_workflow import NOTHING_TO_BE_DONE, planned_jobs, snakemake, study_copy
 
@@ -70,7 +70,7 @@ def test_the_folder_is_decoded_split_trained_on_and_swept(study):
     assert clean == [pytest.approx(by_hand, abs=1e-12)]
     swept = metrics.query("perturbation == 'gaussian' and metric == 'top1'")
     assert len(swept) == 2 and set(swept["layer"]) == {"fc1"}
-    assert io.load_metadata(where / "tensors" / "test.safetensors")["classes"] == sorted(CLASSES)
+    assert tensorfiles.load_metadata(where / "tensors" / "test.safetensors")["classes"] == sorted(CLASSES)
 
 
 def test_a_finished_study_is_left_alone_and_a_new_image_redecodes_the_folder(study):

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lesion import data, evaluate, io, models, perturb, predict, sweep
+from lesion import data, evaluate, models, perturb, predict, sweep, tensorfiles
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def _counting(monkeypatch, module, name):
 
 
 def test_a_chunked_predict_hashes_each_variant_once(study, monkeypatch):
-    hashes = _counting(monkeypatch, io, "tensors_sha256")
+    hashes = _counting(monkeypatch, tensorfiles, "tensors_sha256")
     draws = _counting(monkeypatch, perturb, "apply")
     predict.predict_sweep("digits", study / "weights.safetensors", study / "test.safetensors",
                           study / "gaussian.parquet", study / "hashes.parquet", device="cpu",
@@ -101,7 +101,7 @@ def test_the_sweep_step_draws_once_what_the_two_steps_write(study, monkeypatch, 
                               variants_per_pass=4, cache_gb=cache_gb, precision="ieee")
         expected.append(pq.read_table(tmp_path / f"expected{i}.parquet"))
     draws = _counting(monkeypatch, perturb, "apply")
-    hashes = _counting(monkeypatch, io, "tensors_sha256")
+    hashes = _counting(monkeypatch, tensorfiles, "tensors_sha256")
     outs = [tmp_path / "got0.parquet", tmp_path / "got1.parquet"]
     predict.run_sweep("digits", weights, tests, outs, tmp_path / "got.parquet", layer="conv2",
                       perturbation=perturbation, levels=[0.3, 0.8], draws=3, study_seed=0,

@@ -398,10 +398,10 @@ def test_b3_variance_is_the_sum_of_squared_jacobian_times_neuron_terms(mlp, digi
 # --- the split ------------------------------------------------------------------------
 
 def test_train_and_test_splits_are_disjoint_complete_and_stratified(split):
-    from lesion import io
+    from lesion import tensorfiles
 
-    raw = io.load_tensors(split / "raw.safetensors")
-    parts = {name: io.load_tensors(split / f"{name}.safetensors") for name in ("train", "test")}
+    raw = tensorfiles.load_tensors(split / "raw.safetensors")
+    parts = {name: tensorfiles.load_tensors(split / f"{name}.safetensors") for name in ("train", "test")}
     train_index, test_index = (set(parts[n]["index"].tolist()) for n in ("train", "test"))
     assert not train_index & test_index
     assert train_index | test_index == set(range(len(raw["labels"])))

@@ -131,7 +131,7 @@ def assert_every_output_is_whole(root: Path) -> None:
     """Whatever a kill left in place under its final name reads back completely."""
     import pyarrow.parquet as pq
 
-    from lesion import io
+    from lesion import tensorfiles
 
     for path in outputs(root):
         if path.name.startswith("."):  # a temporary of a killed writer: never read
@@ -139,7 +139,7 @@ def assert_every_output_is_whole(root: Path) -> None:
         if path.suffix == ".parquet":
             pq.read_table(path)
         elif path.suffix == ".safetensors":
-            io.load_tensors(path)
+            tensorfiles.load_tensors(path)
         elif path.suffix == ".png":
             assert path.read_bytes().startswith(b"\x89PNG"), path
         elif path.suffix == ".pdf":
@@ -234,7 +234,7 @@ def test_a_second_run_while_one_runs_fails_fast_and_changes_nothing(interrupted)
 
 def test_a_resumed_study_equals_an_uninterrupted_one_value_for_value(uninterrupted, interrupted):
     """Both began from scratch, so this is also the CPU determinism check."""
-    from lesion import io
+    from lesion import tensorfiles
 
     expected, got = tables(uninterrupted), tables(interrupted["root"])
     assert sorted(got) == sorted(expected)
@@ -243,8 +243,9 @@ def test_a_resumed_study_equals_an_uninterrupted_one_value_for_value(uninterrupt
         pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
     for path in (uninterrupted / "results").rglob("*.safetensors"):
         other = interrupted["root"] / path.relative_to(uninterrupted)
-        assert io.tensors_sha256(io.load_tensors(path)) == io.tensors_sha256(io.load_tensors(other))
-        assert io.load_metadata(path) == io.load_metadata(other)
+        digest = tensorfiles.tensors_sha256
+        assert digest(tensorfiles.load_tensors(path)) == digest(tensorfiles.load_tensors(other))
+        assert tensorfiles.load_metadata(path) == tensorfiles.load_metadata(other)
 
 
 def test_every_variant_regenerates_to_its_recorded_sha256(uninterrupted):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lesion import io, models, perturb, sweep
+from lesion import models, perturb, sweep, tensorfiles
 
 
 @pytest.fixture()
@@ -38,7 +38,7 @@ def test_recorded_differences_match_the_variant_tensors(base):
     diff = torch.cat([(new[k] - base[k]).reshape(-1) for k in base]).double()
     assert row["rel_l2"] == pytest.approx(float(diff.norm() / old.norm()))
     assert row["rel_l1"] == pytest.approx(float(diff.abs().sum() / old.abs().sum()))
-    assert row["sha256"] == io.tensors_sha256(new)
+    assert row["sha256"] == tensorfiles.tensors_sha256(new)
 
 
 def test_regenerate_reproduces_every_row(base):
@@ -74,6 +74,6 @@ def test_variant_weights_writes_each_variant_checked(tmp_path, mlp):
     written = sorted(p.name for p in out.iterdir())
     assert written == ["mlp-fc2-node_knockout0.30-num0.safetensors",
                        "mlp-fc2-node_knockout0.30-num1.safetensors"]
-    meta = io.load_metadata(out / written[0])
-    assert io.tensors_sha256(io.load_tensors(out / written[0])) == meta["sha256"]
+    meta = tensorfiles.load_metadata(out / written[0])
+    assert tensorfiles.tensors_sha256(tensorfiles.load_tensors(out / written[0])) == meta["sha256"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lesion import data, io, models, train
+from lesion import data, models, tensorfiles, train
 
 SETTINGS = {"batch_size": 64, "learning_rate": 1e-2, "seed": 0, "device": "cpu",
             "precision": "ieee"}
@@ -32,11 +32,11 @@ def run(split, name, *, epochs=1, weight_decay=0.0, init=None, freeze=(), masks=
                 train.Settings(epochs=epochs, weight_decay=weight_decay, **SETTINGS),
                 hooks=[train.Hook(masks=masks)] if masks is not None else [],
                 checkpoints=checkpoints)
-    return io.load_tensors(out)
+    return tensorfiles.load_tensors(out)
 
 
 def test_masked_entries_stay_bit_identical_with_weight_decay(split):
-    start = io.load_tensors(split / "start.safetensors")
+    start = tensorfiles.load_tensors(split / "start.safetensors")
     mask = torch.rand(start["1.weight"].shape, generator=torch.Generator().manual_seed(0)) < 0.5
     out = run(split, "masked", weight_decay=0.1, init=split / "start.safetensors",
               masks={"1.weight": mask, "1.bias": torch.zeros(100, dtype=torch.bool)})
@@ -48,12 +48,12 @@ def test_masked_entries_stay_bit_identical_with_weight_decay(split):
 
 
 def test_frozen_layers_and_init(split):
-    start = io.load_tensors(split / "start.safetensors")
+    start = tensorfiles.load_tensors(split / "start.safetensors")
     out = run(split, "frozen", init=split / "start.safetensors", freeze=["fc1", "fc3"])
     for name in ("1.weight", "1.bias", "5.weight", "5.bias"):  # fc1 and fc3
         assert torch.equal(out[name], start[name]), name
     assert not torch.equal(out["3.weight"], start["3.weight"])  # fc2 trains
-    meta = io.load_metadata(split / "frozen.safetensors")
+    meta = tensorfiles.load_metadata(split / "frozen.safetensors")
     assert meta["freeze"] == ["fc1", "fc3"] and meta["init"].endswith("start.safetensors")
 
 
@@ -69,10 +69,10 @@ def test_checkpoints_are_the_weights_after_their_epoch(split):
     final = run(split, "three", epochs=3, checkpoints={1: split / "e1.safetensors",
                                                        3: split / "e3.safetensors"})
     one = run(split, "one", epochs=1)
-    assert all(torch.equal(io.load_tensors(split / "e3.safetensors")[k], final[k]) for k in final)
-    assert all(torch.equal(io.load_tensors(split / "e1.safetensors")[k], one[k]) for k in one)
+    assert all(torch.equal(tensorfiles.load_tensors(split / "e3.safetensors")[k], final[k]) for k in final)
+    assert all(torch.equal(tensorfiles.load_tensors(split / "e1.safetensors")[k], one[k]) for k in one)
     assert not torch.equal(one["1.weight"], final["1.weight"])
-    assert io.load_metadata(split / "e1.safetensors")["epoch"] == 1
+    assert tensorfiles.load_metadata(split / "e1.safetensors")["epoch"] == 1
 
 
 @pytest.mark.parametrize(("options", "words"), [
@@ -91,8 +91,8 @@ def test_bad_fine_tuning_options_are_refused_before_training(split, options, wor
 def test_masks_from_a_safetensors_file_on_the_command_line(split):
     from lesion.cli import main
 
-    start = io.load_tensors(split / "start.safetensors")
-    io.save_tensors({"5.weight": torch.zeros(10, 100, dtype=torch.bool)},
+    start = tensorfiles.load_tensors(split / "start.safetensors")
+    tensorfiles.save_tensors({"5.weight": torch.zeros(10, 100, dtype=torch.bool)},
                     split / "masks.safetensors", {})
     assert main(["model", "train", "--model", "mlp", "--dataset", "digits",
                  "--train", str(split / "train.safetensors"),
@@ -103,6 +103,6 @@ def test_masks_from_a_safetensors_file_on_the_command_line(split):
                  "--seed", "0", "--device", "cpu", "--threads", "1", "--precision", "ieee",
                  "--init", str(split / "start.safetensors"),
                  "--masks", str(split / "masks.safetensors")]) == 0
-    out = io.load_tensors(split / "file-masked.safetensors")
+    out = tensorfiles.load_tensors(split / "file-masked.safetensors")
     assert torch.equal(out["5.weight"], start["5.weight"])
     assert not torch.equal(out["3.weight"], start["3.weight"])

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lesion import io
+from lesion import tensorfiles
 
 pytestmark = pytest.mark.workflow
 
@@ -171,7 +171,7 @@ def test_metrics_table_holds_every_variant_and_the_clean_model(study):
     clean_value = clean.set_index("metric")["value"]
     assert clean_value["top1"] > 0.5
     assert clean_value["agreement"] == 1.0 and clean_value["nonfinite"] == 0.0
-    trained = io.load_metadata(model_dir(study) / "weights.safetensors")
+    trained = tensorfiles.load_metadata(model_dir(study) / "weights.safetensors")
     assert clean_value["top1"] == pytest.approx(trained["test_accuracy"], abs=1e-9)
 
     variants = metrics[metrics["perturbation"] != "none"]

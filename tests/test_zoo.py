@@ -20,7 +20,7 @@ import torch
 import yaml
 
 import tolerance
-from lesion import data, files, io
+from lesion import data, files, tensorfiles
 from lesion.config import ConfigError, canonical, check, load_schema
 from lesion.studies.zoo import grouped, kinds, loop, merge, meta, nets, sample, shard, space
 
@@ -270,7 +270,7 @@ def shards(tmp_path_factory, digits):
     root = tmp_path_factory.mktemp("zoo")
     for split, (x, y) in (("train", (digits.train[0], digits.train_labels)),
                           ("test", (digits.test[0], digits.test_labels))):
-        io.save_tensors({"images": x, "labels": y}, root / f"{split}.safetensors")
+        tensorfiles.save_tensors({"images": x, "labels": y}, root / f"{split}.safetensors")
     zoo = canonical(config(), SCHEMA)["zoo"]
     out = []
     for k in range(2):
@@ -284,7 +284,7 @@ def shards(tmp_path_factory, digits):
 def test_snapshots_reload_bit_identically_and_the_first_is_the_initialisation(shards, digits):
     root, zoo, parts = shards
     table = pd.read_parquet(parts[0][0])
-    saved = io.load_tensors(parts[0][1])
+    saved = tensorfiles.load_tensors(parts[0][1])
     row = table.iloc[0].to_dict()
     weights = saved[f"net{row['net']}"]
     assert weights.shape == (zoo["snapshots"], row["weights"])
@@ -295,7 +295,7 @@ def test_snapshots_reload_bit_identically_and_the_first_is_the_initialisation(sh
     again = grouped.train_group(members, digits, epochs=zoo["epochs"], snapshots=zoo["snapshots"])
     i = [r["net"] for r in members].index(row["net"])
     assert torch.equal(again["snapshots"][i], weights)
-    assert io.load_metadata(parts[0][1])["order"].startswith("layer by layer")
+    assert tensorfiles.load_metadata(parts[0][1])["order"].startswith("layer by layer")
 
 
 def test_shards_merge_into_one_table_with_no_net_lost_or_doubled(shards, tmp_path):

@@ -163,7 +163,7 @@ def untargeted(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 def test_set(result: AttackResult, labels: torch.Tensor,
              index: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The adversarial test-set file's tensors (write them with lesion.io.save_tensors).
+    """The adversarial test-set file's tensors (write them with lesion.tensorfiles.save_tensors).
 
     A drop-in test set: `images` (float32 NCHW in [0, 1], the adversarial
     images) and `labels` (int64, the true labels) are what

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lesion import files, io
+from lesion import files, tensorfiles
 
 
 def _digits_raw() -> dict[str, torch.Tensor]:
@@ -110,7 +110,7 @@ def get(name: str, split: str | os.PathLike | None = None) -> Dataset:
     if split is None:
         raise ValueError(f"dataset {name!r} is unknown; expected one of {sorted(DATASETS)}, or a "
                          "dataset of your own with one of its split files")
-    meta = io.load_metadata(split)
+    meta = tensorfiles.load_metadata(split)
     if meta.get("dataset") != name or "num_classes" not in meta:
         raise files.InputFileError(
             f"{split}: not a split of dataset {name!r} (its metadata names dataset "
@@ -135,7 +135,7 @@ def export(name: str, out: str | os.PathLike) -> None:
         raise ValueError(f"dataset {name!r} does not ship in a package; expected one of "
                          f"{sorted(k for k, v in DATASETS.items() if v.raw)} (MNIST and CIFAR10 "
                          "come from `python -m lesion data download`)")
-    io.save_tensors(get(name).raw(), out, {"dataset": name, "source": get(name).source})
+    tensorfiles.save_tensors(get(name).raw(), out, {"dataset": name, "source": get(name).source})
 
 
 def make_tensors(name: str, raw_path: str | os.PathLike, train_out: str | os.PathLike,
@@ -151,7 +151,7 @@ def make_tensors(name: str, raw_path: str | os.PathLike, train_out: str | os.Pat
     spec = get(name)
     if spec.official is not None:
         return _official_tensors(name, raw_path, train_out, test_out)
-    raw = io.load_tensors(raw_path)
+    raw = tensorfiles.load_tensors(raw_path)
     missing = [key for key in ("images", "labels") if key not in raw]
     if missing or len(raw.get("images", ())) != len(raw.get("labels", ())):
         raise files.InputFileError(
@@ -162,7 +162,7 @@ def make_tensors(name: str, raw_path: str | os.PathLike, train_out: str | os.Pat
     images = spec.preprocess(raw["images"])
     meta = {"dataset": name, "test_fraction": test_fraction, "seed": seed}
     for index, out, split in ((train_idx, train_out, "train"), (test_idx, test_out, "test")):
-        io.save_tensors({"images": images[index], "labels": raw["labels"][index], "index": index},
+        tensorfiles.save_tensors({"images": images[index], "labels": raw["labels"][index], "index": index},
                         out, {**meta, "split": split})
 
 
@@ -190,7 +190,7 @@ def _official_tensors(name: str, root: str | os.PathLike, train_out: str | os.Pa
                                    f"{name}`") from err
     for split, out in (("train", train_out), ("test", test_out)):
         raw = splits[split]
-        io.save_tensors({"images": spec.preprocess(raw["images"]), "labels": raw["labels"],
+        tensorfiles.save_tensors({"images": spec.preprocess(raw["images"]), "labels": raw["labels"],
                          "index": torch.arange(len(raw["labels"]))},
                         out, {"dataset": name, "split": split, "source": spec.source})
 
@@ -231,7 +231,7 @@ def _maker(dataset: str) -> str:
 
 def _check_split(path, dataset: str, tensors: dict[str, torch.Tensor]) -> None:
     """Refuse a file that is not a split of `dataset`: another dataset's, or raw data."""
-    meta = io.load_metadata(path)
+    meta = tensorfiles.load_metadata(path)
     if meta.get("dataset") != dataset:
         raise files.InputFileError(f"{path}: a split of dataset {meta.get('dataset')!r}; expected "
                                    f"one of {dataset!r}, made by {_maker(dataset)}")
@@ -257,7 +257,7 @@ def load_split(path: str | os.PathLike, dataset: str | None = None,
     a step given raw data or another dataset's split says so, instead of
     failing inside the network on shapes that do not multiply.
     """
-    tensors = io.load_tensors(path)
+    tensors = tensorfiles.load_tensors(path)
     for key in ("images", "labels"):
         if key not in tensors:
             raise files.InputFileError(f"{path}: no {key!r} tensor; expected a file made by "
@@ -266,7 +266,7 @@ def load_split(path: str | os.PathLike, dataset: str | None = None,
         _check_split(path, dataset, tensors)
     images = tensors["images"]
     if images.dtype == torch.uint8:
-        if io.load_metadata(path).get("scale") != 255:
+        if tensorfiles.load_metadata(path).get("scale") != 255:
             raise files.InputFileError(f"{path}: uint8 images without 'scale' metadata; expected "
                                        "a file made by `python -m lesion data imagenet-tensors` "
                                        "or `python -m lesion data user-tensors`")

@@ -129,7 +129,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 @dataclass(frozen=True)
 class TableKind:
     """A kind of table a step writes: its name, the step that writes it, the columns
-    readers rely on. Defined beside the code that owns the table (lesion.tables for
+    readers rely on. Defined beside the code that owns the table (lesion.kinds for
     the engine's), passed to write_table and read_table."""
 
     name: str

@@ -148,7 +148,7 @@ def decode(path: str | os.PathLike, out: str | os.PathLike, *, weights: Sequence
     import torch
     from tqdm import tqdm
 
-    from lesion import io
+    from lesion import tensorfiles
 
     items = list_images(path, classes=classes, images=images, key="--path")
     preset = transforms(weights)
@@ -164,7 +164,7 @@ def decode(path: str | os.PathLike, out: str | os.PathLike, *, weights: Sequence
             labels[done:done + len(y)] = y
             done += len(y)
             bar.update(len(y))
-    io.save_tensors({"images": pixels, "labels": labels, "index": torch.arange(len(items))}, out, {
+    tensorfiles.save_tensors({"images": pixels, "labels": labels, "index": torch.arange(len(items))}, out, {
         "dataset": "imagenet", "split": "test", "source": str(path), "weights": list(weights),
         "transforms": " ".join(repr(preset).split()),
         "scale": 255,  # to [0, 1] when loaded; the weights' mean/std run inside the network

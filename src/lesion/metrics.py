@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import stats
 
-from lesion import files, tables
+from lesion import files, kinds
 from lesion.files import InputFileError
 
 KEYS = ["dataset", "model", "testset", "perturbation", "layer", "level", "draw", "variant"]
@@ -137,7 +137,7 @@ def matched_sweeps(dataset: str, model: str, clean: tuple[str, pa.Table], varian
     owner: dict[str, str] = {}
     read: dict[str, tuple[pa.Table, set[str]]] = {}
     for path in variants:
-        table = files.read_table(path, tables.VARIANTS)
+        table = files.read_table(path, kinds.VARIANTS)
         _one(table, path, "dataset", dataset)
         _one(table, path, "model", model)
         _one(table, path, "perturbation")
@@ -151,7 +151,7 @@ def matched_sweeps(dataset: str, model: str, clean: tuple[str, pa.Table], varian
         read[path] = (table, set(ids))
     pairs: dict[str, tuple[pa.Table, pa.Table, str]] = {}
     for path in predictions:
-        table = files.read_table(path, tables.PREDICTIONS)
+        table = files.read_table(path, kinds.PREDICTIONS)
         ids = set(_ids(table))
         stray = sorted(i for i in ids if i not in owner)
         if stray:
@@ -199,14 +199,14 @@ def write_metrics(dataset: str, model: str, *, clean: str | list[str], variants:
     frames = []
     for i, testset in enumerate(testsets):
         these = predictions[i * len(variants):(i + 1) * len(variants)]
-        clean_table = files.read_table(cleans[i], tables.PREDICTIONS)
+        clean_table = files.read_table(cleans[i], kinds.PREDICTIONS)
         sweeps = matched_sweeps(dataset, model, (cleans[i], clean_table), variants, these)
         frames.append(study_metrics(dataset, model, clean_table, sweeps, testset))
     long = pd.concat(frames, ignore_index=True)
     summary = summarise(long)
     files.write_table(pa.Table.from_pandas(long, preserve_index=False), out,
-                      kind=tables.METRICS)
+                      kind=kinds.METRICS)
     files.write_table(pa.Table.from_pandas(summary, preserve_index=False), summary_out,
-                      kind=tables.SUMMARY)
+                      kind=kinds.SUMMARY)
     with files.atomic_path(summary_csv) as tmp:
         summary.to_csv(tmp, index=False)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lesion import files, graph, io
+from lesion import files, graph, tensorfiles
 from lesion.catalog import ALL_LAYERS, MODELS, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -321,14 +321,14 @@ def save_weights(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> 
                     "input_shape": list(model.lesion_input_shape), **metadata}
     if getattr(model, "lesion_normalize", None):  # rebuilt with it by load_weights
         metadata = {"input_normalize": model.lesion_normalize, **metadata}
-    io.save_tensors(state, path, {"model": model.lesion_name, "arch": model.lesion_arch, **metadata})
+    tensorfiles.save_tensors(state, path, {"model": model.lesion_name, "arch": model.lesion_arch, **metadata})
 
 
 def load_weights(path: str | os.PathLike, *, num_classes: int,
                  input_shape: tuple[int, int, int]) -> nn.Module:
     """Rebuild the network the file's metadata names (its `arch`, or for files
     without one its `model`) and load its weights (eval mode)."""
-    meta = io.load_metadata(path)
+    meta = tensorfiles.load_metadata(path)
     if "model" not in meta:
         raise files.InputFileError(f"{path}: no 'model' entry in the safetensors metadata")
     if meta.get("source"):
@@ -348,7 +348,7 @@ def _loaded(model: nn.Module, path, meta: dict) -> nn.Module:
     if meta.get("input_normalize"):
         networks.normalise_input(model, **meta["input_normalize"],
                                  input_shape=model.lesion_input_shape)
-    networks.load_state(model, io.load_tensors(path), str(path))
+    networks.load_state(model, tensorfiles.load_tensors(path), str(path))
     model.lesion_metadata = meta
     return model.eval()
 

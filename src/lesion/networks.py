@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lesion import files, io
+from lesion import files, tensorfiles
 from lesion.network_source import SCHEMES, Source, SourceError  # noqa: F401 (re-exported)
 
 
@@ -176,7 +176,7 @@ def read_state(path: str | os.PathLike, *, state_dict_key: str | None = None,
         raise SourceError(f"weights = {str(path)!r}: no such file; expected a .safetensors file "
                           "or a PyTorch state dict (.pt, .pth, .ckpt)")
     if path.suffix == ".safetensors":
-        state = io.load_tensors(path)
+        state = tensorfiles.load_tensors(path)
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from lesion import activations, data, evaluate, files, models, sweep, tables
+from lesion import activations, data, evaluate, files, kinds, models, sweep
 from lesion.catalog import ACTIVATION_OPERATORS, WEIGHT_OPERATORS
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def predict_clean(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     logits = evaluate.run_batched(model, images, batch_size, dev)
     top, loss = evaluate.summarise(logits, labels.to(dev))
     files.write_table(_table([model.lesion_name], labels, [top.cpu()], [loss.cpu()]), out,
-                      {"precision": precision, "device": dev.type}, kind=tables.PREDICTIONS)
+                      {"precision": precision, "device": dev.type}, kind=kinds.PREDICTIONS)
 
 
 def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tensor,
@@ -196,7 +196,7 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
         "cut": models.cut_of(model, layer)}
     files.write_table(_table([r["variant"] for r in rows], labels, *zip(*results, strict=True)),
                       out, {"precision": precision, "device": dev.type, **cut},
-                      kind=tables.PREDICTIONS)
+                      kind=kinds.PREDICTIONS)
 
 
 def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.PathLike],
@@ -245,12 +245,12 @@ def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.Pat
         cache_bytes=cache_gb * 2**30, total=len(levels) * draws)
     cut = {"cut": models.cut_of(model, layer)}  # the variants table and the log say how
     files.write_table(pa.Table.from_pylist(rows, schema=sweep.VARIANT_SCHEMA), variants_out, cut,
-                      kind=tables.VARIANTS)
+                      kind=kinds.VARIANTS)
     ids = [r["variant"] for r in rows]
     for (_, labels), per_set, out in zip(sets, results, outs, strict=True):
         files.write_table(_table(ids, labels, *zip(*per_set, strict=True)), out,
                           {"precision": precision, "device": dev.type, **cut},
-                          kind=tables.PREDICTIONS)
+                          kind=kinds.PREDICTIONS)
 
 
 def weight_predictions(model, rows: list[dict], images: torch.Tensor, labels: torch.Tensor,

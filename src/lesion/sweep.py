@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from lesion import catalog, files, io, perturb, tables
+from lesion import catalog, files, kinds, perturb, tensorfiles
 
 VARIANT_SCHEMA = pa.schema([
     ("variant", pa.string()),
@@ -145,7 +145,7 @@ def variants(base: Mapping[str, torch.Tensor], *, dataset: str, model: str, laye
                 "variant": perturb.variant_id(model, layer, perturbation, level, draw),
                 "dataset": dataset, "model": model, "perturbation": perturbation,
                 "layer": layer, "level": float(level), "draw": draw, "seed": seed,
-                "sha256": io.tensors_sha256(new), **_difference(base, new, norms),
+                "sha256": tensorfiles.tensors_sha256(new), **_difference(base, new, norms),
                 "options": json.dumps(options, sort_keys=True),
                 "tensors": ",".join(sorted(base)),
             }, new
@@ -175,7 +175,7 @@ def regenerate(row: Mapping, base: Mapping[str, torch.Tensor], *,
     new = perturb.apply(row["perturbation"], base, row["level"], row["seed"], **options)
     if not check:
         return new
-    digest = io.tensors_sha256(new)
+    digest = tensorfiles.tensors_sha256(new)
     if digest != row["sha256"]:
         raise VariantMismatchError(
             f"variant {row['variant']}: regenerated tensors hash to {digest[:12]}..., the "
@@ -213,7 +213,7 @@ def read_variants(path: str | os.PathLike, model: str) -> list[dict]:
     Checked at entry, so that a wrong table is named as such (not a KeyError,
     not a hash mismatch whose real cause is another model's table).
     """
-    rows = files.read_table(path, tables.VARIANTS).to_pylist()
+    rows = files.read_table(path, kinds.VARIANTS).to_pylist()
     if not rows:
         raise files.InputFileError(f"{path}: the variants table is empty")
     for column in ("layer", "perturbation"):
@@ -236,7 +236,7 @@ def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
     rows = [row for row, _ in variants(base, dataset=dataset, model=model, layer=layer,
                                        perturbation=perturbation, levels=levels, draws=draws,
                                        study_seed=study_seed, options=options)]
-    files.write_table(pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), out, kind=tables.VARIANTS)
+    files.write_table(pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), out, kind=kinds.VARIANTS)
 
 
 def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: str,
@@ -245,9 +245,9 @@ def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: st
 
     The directory appears only when complete (built aside, then renamed).
     """
-    rows = read_variants(variants, io.load_metadata(weights).get("model"))
+    rows = read_variants(variants, tensorfiles.load_metadata(weights).get("model"))
     _, base = _base(dataset, weights, rows[0]["layer"], rows[0]["perturbation"], split)
     with files.atomic_dir(out_dir) as tmp:
         for row in rows:
-            io.save_tensors(regenerate(row, base), tmp / f"{row['variant']}.safetensors",
+            tensorfiles.save_tensors(regenerate(row, base), tmp / f"{row['variant']}.safetensors",
                             {k: row[k] for k in ("variant", "seed", "sha256")})

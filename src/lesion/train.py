@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lesion import activations, data, files, models, tables
+from lesion import activations, data, files, kinds, models
 from lesion.evaluate import pick_device
 
 log = logging.getLogger(__name__)
@@ -252,4 +252,4 @@ def train(network: Network, dataset: str, train_path: str | os.PathLike,
                         test_accuracy=rows[-1]["accuracy"], **start,
                         **{**({"dropout": dropout} if dropout else {}),
                            **{k: v for h in hooks for k, v in h.metadata.items()}})
-    files.write_table(pa.Table.from_pylist(rows), curve_out, kind=tables.TRAINING)
+    files.write_table(pa.Table.from_pylist(rows), curve_out, kind=kinds.TRAINING)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lesion import data, io, userdata
+from lesion import data, tensorfiles, userdata
 from lesion.catalog import USER_SOURCES
 from lesion.userdata import DataError
 
@@ -114,7 +114,7 @@ def _float_pixels(images: torch.Tensor, what: str) -> torch.Tensor:
 def _tensors(path, key: str):
     """{split: (images, labels)} of a tensors file, and its class names ("0", "1", ...)."""
     layout = userdata.tensors_file(path, key)
-    raw = io.load_tensors(path)
+    raw = tensorfiles.load_tensors(path)
     prefixes = {"train": "train_", "test": ""} if "train" in layout.labels else {"all": ""}
     splits = {}
     for split, prefix in prefixes.items():
@@ -168,7 +168,7 @@ def write(name: str, source: str, path: str | os.PathLike, train_out: str | os.P
     for split, out in (("train", train_out), ("test", test_out)):
         images, labels, index = splits[split]
         scale = {"scale": 255} if images.dtype == torch.uint8 else {}
-        io.save_tensors({"images": images, "labels": labels, "index": index}, out,
+        tensorfiles.save_tensors({"images": images, "labels": labels, "index": index}, out,
                         {**meta, **scale, "split": split})
         log.info("%s split of %s: %d images of shape %s, %d classes", split, name, len(labels),
                  list(images.shape[1:]), len(classes))

@@ -99,13 +99,13 @@ def _layers(args):
     require(args.weights)
     import pyarrow as pa
 
-    from lesion import data, files, models, networks, tables
+    from lesion import data, files, kinds, models, networks
     spec = data.get(args.dataset, split=args.split)
     model = models.load_weights(args.weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape)
     frame = networks.layer_frame(model)
     files.write_table(pa.Table.from_pandas(frame, preserve_index=False), args.out,
-                      {"model": model.lesion_name}, kind=tables.LAYERS)
+                      {"model": model.lesion_name}, kind=kinds.LAYERS)
 
 
 def _autoencoder(args):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from lesion import io, train
+from lesion import tensorfiles, train
 from lesion.cli.args import check_model_fits, parsed_source, require
 
 
@@ -29,7 +29,7 @@ def training_setup(args: argparse.Namespace) -> dict:
     if args.dropout:
         given.append(train.Hook(dropout=args.dropout))
     if args.masks is not None:
-        given.append(train.Hook(masks=io.load_tensors(args.masks)))
+        given.append(train.Hook(masks=tensorfiles.load_tensors(args.masks)))
     return {
         "network": train.Network(args.model, arch=args.arch, source=source, init=args.init,
                                  freeze=tuple(args.freeze)),

@@ -36,7 +36,7 @@ import time
 
 import torch
 
-from lesion import activations, data, evaluate, files, io, models, sweep
+from lesion import activations, data, evaluate, files, models, sweep, tensorfiles
 
 
 def _best(repeats: int, fn, *args, **kwargs) -> float:
@@ -265,7 +265,7 @@ def _attack_split(dataset: str) -> tuple[dict[str, torch.Tensor], dict[str, torc
 
     built = {s: f"results/{dataset}/tensors/{s}.safetensors" for s in ("train", "test")}
     if all(os.path.exists(p) for p in built.values()):
-        return ({s: io.load_tensors(p) for s, p in built.items()}
+        return ({s: tensorfiles.load_tensors(p) for s, p in built.items()}
                 | {"source": f"results/{dataset}/tensors"})
     if data.get(dataset).raw is None:
         raise FileNotFoundError(f"{built['test']}: not found; expected the tensors of a built "
@@ -274,7 +274,7 @@ def _attack_split(dataset: str) -> tuple[dict[str, torch.Tensor], dict[str, torc
         raw, train, test = (os.path.join(tmp, f"{s}.safetensors") for s in ("raw", "train", "test"))
         data.export(dataset, raw)
         data.make_tensors(dataset, raw, train, test, test_fraction=0.25, seed=0)
-        return ({"train": io.load_tensors(train), "test": io.load_tensors(test)}
+        return ({"train": tensorfiles.load_tensors(train), "test": tensorfiles.load_tensors(test)}
                 | {"source": "the default config's split (test_fraction 0.25, seed 0)"})
 
 

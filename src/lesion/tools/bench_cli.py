@@ -49,8 +49,8 @@ def _jobs(args):
 
 
 def _tables(args):
-    from lesion.tools import tables
-    tables.compare(args.before, args.after)
+    from lesion.tools import compare
+    compare.compare(args.before, args.after)
 
 
 def _zoo(args):
@@ -58,7 +58,7 @@ def _zoo(args):
 
     from lesion.config import canonical, load_schema
     from lesion.evaluate import set_threads
-    from lesion.studies.zoo import bench
+    from lesion.tools import zoobench
     set_threads(args.threads)
     with open(args.configfile) as f:
         config = yaml.safe_load(f)
@@ -66,8 +66,8 @@ def _zoo(args):
         raise ValueError(f"{args.configfile} has no zoo section; expected a config with one "
                          "(config/config.yaml)")
     zoo = canonical(config, load_schema(args.schema))["zoo"]
-    bench.zoo_speed(zoo, sizes=args.sizes, batch_size=args.batch_size, epochs=args.epochs,
-                    snapshots=zoo["snapshots"], loop_limit=args.loop_nets, device=args.device)
+    zoobench.zoo_speed(zoo, sizes=args.sizes, batch_size=args.batch_size, epochs=args.epochs,
+                       snapshots=zoo["snapshots"], loop_limit=args.loop_nets, device=args.device)
 
 
 def _network(s: argparse.ArgumentParser, model: str,

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import torch
 
-from lesion import attacks, data, io, models
+from lesion import attacks, data, models, tensorfiles
 from lesion.catalog import ATTACKS
 from lesion.evaluate import pick_device
 
@@ -66,7 +66,7 @@ def write_sets(dataset: str, weights: str | os.PathLike, test: str | os.PathLike
     for p in model.parameters():
         p.requires_grad_(False)
     x, y = data.load_split(test, dataset)
-    index = io.load_tensors(test).get("index", torch.arange(len(y)))
+    index = tensorfiles.load_tensors(test).get("index", torch.arange(len(y)))
     n = len(y) if images is None else min(images, len(y))
     for name, (options, out) in attacks.items():
         tensors = attack(model, x[:n].to(dev), y[:n].to(dev), index[:n].to(dev), name, options,
@@ -74,7 +74,7 @@ def write_sets(dataset: str, weights: str | os.PathLike, test: str | os.PathLike
         success = tensors["success"].float().mean().item()
         log.info("%s on %s: %d images, success %.3f, mean distortion %.4f", name,
                  model.lesion_name, n, success, tensors["distortion"].mean().item())
-        io.save_tensors(tensors, out, {"dataset": dataset, "model": model.lesion_name,
+        tensorfiles.save_tensors(tensors, out, {"dataset": dataset, "model": model.lesion_name,
                                        "arch": model.lesion_arch, "attack": name,
                                        "options": dict(options), "seed": seed, "split": "test",
                                        "precision": precision, **data.carried(dataset, spec)})

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import pyarrow as pa
 import torch
 
-from lesion import data, files, io, models
-from lesion import tables as lesion_tables
+from lesion import data, files, models, tensorfiles
+from lesion import kinds as engine_kinds
 from lesion.evaluate import pick_device
 
 
@@ -77,13 +77,13 @@ class Study:
             self.models[model.lesion_name] = model
 
     def load_set(self, path: str | os.PathLike) -> dict[str, torch.Tensor]:
-        tensors = io.load_tensors(path)
+        tensors = tensorfiles.load_tensors(path)
         missing = [k for k in ("images", "labels", "position", "success", "distortion")
                    if k not in tensors]
         if missing:
             raise files.InputFileError(f"{path}: no {missing[0]!r} tensor; expected an adversarial "
                                        "set written by `python -m lesion adversarial attack`")
-        tensors["source"] = io.load_metadata(path).get("model")
+        tensors["source"] = tensorfiles.load_metadata(path).get("model")
         tensors["clean"] = self.images[tensors["position"]]
         return tensors
 
@@ -94,7 +94,7 @@ class Study:
 
 def final_accuracy(curve: str | os.PathLike):
     """The last epoch's accuracy per split ("train", "test") of a training curve."""
-    table = files.read_table(curve, lesion_tables.TRAINING).to_pandas()
+    table = files.read_table(curve, engine_kinds.TRAINING).to_pandas()
     return table[table["epoch"] == table["epoch"].max()].set_index("split")["accuracy"]
 
 
@@ -102,9 +102,9 @@ def distortion_table(curves: Sequence[str], weights: Sequence[str], sets: Sequen
     """Table 1: one row per model (its curve, weights and L-BFGS set, same order)."""
     rows = []
     for curve, weight, path in zip(curves, weights, sets, strict=True):
-        meta = io.load_metadata(weight)
+        meta = tensorfiles.load_metadata(weight)
         last = final_accuracy(curve)
-        tensors = io.load_tensors(path)
+        tensors = tensorfiles.load_tensors(path)
         success = tensors["success"].bool()
         hit = tensors["distortion"][success]
         rows.append({
@@ -114,7 +114,7 @@ def distortion_table(curves: Sequence[str], weights: Sequence[str], sets: Sequen
             "train_error": 1.0 - float(last["train"]), "test_error": 1.0 - float(last["test"]),
             "mean_distortion": float(hit.mean()) if len(hit) else math.nan,
             "success_rate": float(success.float().mean()), "n_images": len(success),
-            "attack": io.load_metadata(path).get("attack"),
+            "attack": tensorfiles.load_metadata(path).get("attack"),
         })
     return pa.Table.from_pylist(rows)
 
@@ -128,7 +128,7 @@ def transfer_table(study: Study, sets: Sequence[str], sigmas: Sequence[float], s
     for path in sets:
         s = study.load_set(path)
         clean = s["clean"] if clean is None else clean
-        attack = io.load_metadata(path).get("attack")
+        attack = tensorfiles.load_metadata(path).get("attack")
         versions = [(False, math.nan, s["images"])]
         versions += [(True, float(sigma), amplify(s["clean"], s["images"], sigma))
                      for sigma in sigmas]
@@ -167,7 +167,7 @@ def training_table(labels: Sequence[str], weights: Sequence[str], curves: Sequen
     """§4.1: the final train and test error of each regime's network."""
     rows = []
     for label, weight, curve in zip(labels, weights, curves, strict=True):
-        meta = io.load_metadata(weight)
+        meta = tensorfiles.load_metadata(weight)
         last = final_accuracy(curve)
         rows.append({"model": meta["model"], "regime": label,
                      "weight_decay": float(meta.get("weight_decay", 0.0)),

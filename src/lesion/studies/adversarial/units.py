@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from lesion import activations, data, io, models
+from lesion import activations, data, models, tensorfiles
 
 
 @torch.no_grad()
@@ -42,7 +42,7 @@ def write_units(dataset: str, weights: str | os.PathLike, test: str | os.PathLik
     model = models.load_weights(weights, num_classes=spec.num_classes, input_shape=spec.input_shape)
     images, _ = data.load_split(test)
     found = inspect(model, layer, images, unit=unit, top=top, seed=seed)
-    io.save_tensors({"unit_images": images[found["unit"]], "random_images": images[found["random"]],
+    tensorfiles.save_tensors({"unit_images": images[found["unit"]], "random_images": images[found["random"]],
                      "unit_index": found["unit"], "random_index": found["random"],
                      "direction": found["direction"]}, out,
                     {"model": model.lesion_name, "layer": layer, "unit": unit, "seed": seed})

@@ -74,7 +74,7 @@ from torch import nn
 
 from lesion import graph, models, perturb
 from lesion.activations import crash_split, crashed_logits, neurons_of
-from lesion.studies.faults import tables
+from lesion.studies.faults import kinds
 
 LIPSCHITZ_ONE = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Dropout, nn.Identity,
                  nn.Flatten)
@@ -304,8 +304,8 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
         errors += e
         bounds += b
     names = {"dataset": dataset, "model": model.lesion_name}
-    for rows, out, kind in ((errors, errors_out, tables.ERRORS),
-                            (bounds, bounds_out, tables.BOUNDS)):
+    for rows, out, kind in ((errors, errors_out, kinds.ERRORS),
+                            (bounds, bounds_out, kinds.BOUNDS)):
         frame = pd.DataFrame(rows).assign(**names)
         frame = frame[list(names) + [c for c in frame.columns if c not in names]]
         files.write_table(pa.Table.from_pandas(frame, preserve_index=False), out,

@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 
 from lesion import files  # noqa: E402
 from lesion.figures import save  # noqa: E402
-from lesion.studies.faults.tables import BOUNDS, ERRORS  # noqa: E402
+from lesion.studies.faults.kinds import BOUNDS, ERRORS  # noqa: E402
 
 FIGURES = ("bounds", "tolerance")
 ROWS = {"mean": "RMS of E[Delta]", "std": "RMS of Std[Delta]", "norm_l2": "E ||Delta||_2"}

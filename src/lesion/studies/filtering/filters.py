@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import torch
 
-from lesion import data, evaluate, files, models, predict, sweep, tables
+from lesion import data, evaluate, files, kinds, models, predict, sweep
 from lesion.catalog import ALL_LAYERS, FILTERS
 from lesion.studies.filtering.layout import predictions_path, variants_path
 from lesion.studies.filtering.scores import ALPHA_GRID
@@ -79,7 +79,7 @@ def filter_checkpoints(dataset: str, checkpoints: Mapping[int, str | os.PathLike
                                                               batch_size=batch_size),
                               predictions_path(out_dir, epoch, name, unfiltered=True),
                               {"precision": precision, "device": dev.type, "epoch": str(epoch)},
-                              kind=tables.PREDICTIONS)
+                              kind=kinds.PREDICTIONS)
             parts = [predict.weight_predictions(model, [r for r in rows if r["layer"] == layer],
                                                 images, labels, dev, batch_size=batch_size,
                                                 variants_per_pass=variants_per_pass,
@@ -89,5 +89,5 @@ def filter_checkpoints(dataset: str, checkpoints: Mapping[int, str | os.PathLike
             files.write_table(pa.concat_tables(parts).unify_dictionaries().combine_chunks(),
                               predictions_path(out_dir, epoch, name),
                               {"precision": precision, "device": dev.type, "epoch": str(epoch)},
-                              kind=tables.PREDICTIONS)
-        files.write_table(table, variants_path(out_dir, epoch), kind=tables.VARIANTS)
+                              kind=kinds.PREDICTIONS)
+        files.write_table(table, variants_path(out_dir, epoch), kind=kinds.VARIANTS)

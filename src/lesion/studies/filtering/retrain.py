@@ -28,7 +28,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from lesion import attacks, data, evaluate, files, io, models, train
+from lesion import attacks, data, evaluate, files, models, tensorfiles, train
 from lesion.studies.filtering import kinds
 from lesion.studies.filtering.scores import selected_layers
 
@@ -89,7 +89,7 @@ def retrain(dataset: str, model_name: str, checkpoints: Mapping[int, str | os.Pa
     images, labels = data.load_split(test_path)
     stale_images, stale_labels = data.load_split(adversarial)
     # the regenerated sets attack the same test images as the study's set (its first N)
-    position = io.load_tensors(adversarial).get("position", torch.arange(len(stale_labels)))
+    position = tensorfiles.load_tensors(adversarial).get("position", torch.arange(len(stale_labels)))
     attacked, attacked_labels = images[position], labels[position]
     rows = []
     for epoch, checkpoint in sorted(checkpoints.items()):
@@ -105,7 +105,7 @@ def retrain(dataset: str, model_name: str, checkpoints: Mapping[int, str | os.Pa
                 layers = selected_layers(table, epoch=epoch, filter=filter, score=score,
                                          classes=SELECTIONS[way])
                 masks = layer_masks(start, layers)
-                io.save_tensors(masks, where / "masks.safetensors",
+                tensorfiles.save_tensors(masks, where / "masks.safetensors",
                                 {"layers": layers, "epoch": epoch, "filter": filter,
                                  "score": score})
             if way == "none":

@@ -38,7 +38,8 @@ import pandas as pd
 import pyarrow as pa
 from scipy.integrate import simpson
 
-from lesion import files, metrics, tables
+from lesion import files, metrics
+from lesion.kinds import PREDICTIONS, VARIANTS
 from lesion.studies.filtering import kinds
 
 POINTS = 25  # thresholds per layer and filter, min to max (the paper's grid)
@@ -85,10 +86,10 @@ def filtering_metrics(dataset: str, model: str,
     """
     frames = []
     for epoch, (variants, testsets) in sorted(epochs.items()):
-        table = files.read_table(variants, tables.VARIANTS)
+        table = files.read_table(variants, VARIANTS)
         for testset, (none, predictions) in testsets.items():
-            long = metrics.study_metrics(dataset, model, files.read_table(none, tables.PREDICTIONS),
-                                         [(table, files.read_table(predictions, tables.PREDICTIONS))],
+            long = metrics.study_metrics(dataset, model, files.read_table(none, PREDICTIONS),
+                                         [(table, files.read_table(predictions, PREDICTIONS))],
                                          testset)
             frames.append(long.assign(epoch=int(epoch)))
     out = pd.concat(frames, ignore_index=True)
@@ -179,7 +180,7 @@ def write_scores(dataset: str, model: str, *, epochs: Mapping[int, tuple[str, Ma
                  scores_out: str) -> None:
     """The scores step: metrics, curves and scores of one model's filtering sweep."""
     long = filtering_metrics(dataset, model, epochs)
-    variants = pd.concat([files.read_table(v, tables.VARIANTS).to_pandas().assign(epoch=int(e))
+    variants = pd.concat([files.read_table(v, VARIANTS).to_pandas().assign(epoch=int(e))
                           for e, (v, _) in epochs.items()], ignore_index=True)
     table = curves(long, variants)
     result = scores(table, clean=clean, adversarial=adversarial, tol=tol)

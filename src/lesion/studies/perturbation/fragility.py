@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lesion import files
-from lesion.tables import SUMMARY
+from lesion.kinds import SUMMARY
 
 KEYS = ["dataset", "model", "testset", "perturbation", "layer"]
 

@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 from lesion import files  # noqa: E402
 from lesion.catalog import ACTIVATION_OPERATORS  # noqa: E402
 from lesion.figures import save  # noqa: E402
-from lesion.tables import SUMMARY, VARIANTS  # noqa: E402
+from lesion.kinds import SUMMARY, VARIANTS  # noqa: E402
 
 FIGURES = ("performances", "weight_diffs", "num_weights")
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from lesion import data, files, io
+from lesion import data, files, tensorfiles
 from lesion.studies.zoo import grouped, kinds, sample, space
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def build(zoo: Mapping, *, dataset: str, train: str | os.PathLike, test: str | o
     meta = {"study": "zoo", "dataset": dataset, "shard": shard, "shards": shards,
             "snapshots": zoo["snapshots"], "epochs": zoo["epochs"], "order": ORDER,
             "device": dev.type, "precision": precision}
-    io.save_tensors(tensors, snapshots_out, meta)
+    tensorfiles.save_tensors(tensors, snapshots_out, meta)
     out_rows.sort(key=lambda r: r["net"])
     files.write_table(pa.Table.from_pylist(out_rows), table_out,
                       {k: str(v) for k, v in meta.items()}, kind=kinds.SHARD)
@@ -66,7 +66,7 @@ def build(zoo: Mapping, *, dataset: str, train: str | os.PathLike, test: str | o
 
 def snapshots(path: str | os.PathLike, net: int) -> torch.Tensor:
     """The snapshots (S, P) of one net from its shard's file."""
-    tensors = io.load_tensors(path)
+    tensors = tensorfiles.load_tensors(path)
     name = f"net{net}"
     if name not in tensors:
         raise files.InputFileError(f"{path}: no tensor {name!r}; expected the shard that trained "
