@@ -248,20 +248,29 @@ def test_editing_a_module_reruns_exactly_the_jobs_whose_steps_import_it(study, m
 
 # A setting edited -> the jobs it reruns (besides `all`). Batching and the cache bound
 # change speed, not tables (tests/test_predict.py): they rerun nothing.
-SETTING_RERUNS = {
-    ("evaluate", "cache_gb", 0.5): {},
-    ("evaluate", "variants_per_pass", 3): {},
-    ("evaluate", "batch_size", 100): {"sweep": SWEEPS, "predict_clean": 1, "metrics": 1,
-                                      "perturbation_figures": 1},
-}
+DOWNSTREAM_OF_TRAINING = {"sweep": SWEEPS, "predict_clean": 1, "metrics": 1,
+                          "perturbation_figures": 1}
+SETTING_RERUNS = [
+    ("evaluate", "cache_gb", 0.5, {}),
+    ("evaluate", "variants_per_pass", 3, {}),
+    ("evaluate", "batch_size", 100, DOWNSTREAM_OF_TRAINING),
+    # one operator's draws: its sweeps, not the other operator's
+    ("perturbations", "gaussian", {"levels": LEVELS, "draws": DRAWS + 1},
+     {"sweep": len(LAYERS), "metrics": 1, "perturbation_figures": 1}),
+    ("train", "learning_rate", 0.01, {"train": 1, **DOWNSTREAM_OF_TRAINING}),
+    ("dataset", "test_fraction", 0.3, {"tensors": 1, "train": 1, **DOWNSTREAM_OF_TRAINING}),
+    # the layers a model's sweeps cover: the new layer's sweeps, and what reads them all
+    ("models", MODEL, {"layers": [*LAYERS, "fc2"]},
+     {"sweep": len(PERTURBATIONS), "metrics": 1, "perturbation_figures": 1}),
+]
 
 
-@pytest.mark.parametrize("setting", SETTING_RERUNS, ids=lambda s: f"{s[0]}.{s[1]}")
-def test_editing_a_setting_reruns_exactly_the_jobs_it_changes(study, setting):
-    section, key, value = setting
+@pytest.mark.parametrize("section,key,value,reruns", SETTING_RERUNS,
+                         ids=[f"{s}.{k}" for s, k, _, _ in SETTING_RERUNS])
+def test_editing_a_setting_reruns_exactly_the_jobs_it_changes(study, section, key, value, reruns):
     (study / "edit.yaml").write_text(yaml.safe_dump({section: {key: value}}))
     jobs = planned_jobs(study, "--configfile", "config/config.yaml", "edit.yaml")
-    expected = {**SETTING_RERUNS[setting], "all": 1} if SETTING_RERUNS[setting] else {}
+    expected = {**reruns, "all": 1} if reruns else {}
     assert Counter(rule for rule, _ in jobs) == expected
 
 
