@@ -74,9 +74,7 @@ def test_the_plugins_model_lists_and_checks_run_with_the_config(installed, tmp_p
 
 
 def test_the_plugins_step_is_a_cli_group_whose_sources_are_its_own_files(installed):
-    from lesion.cli import groups
-
-    assert groups()["census"] == "lesion_census.cli"
+    assert registry.step_groups()["census"] == "lesion_census.cli"
     files = {Path(p).relative_to(REPO).as_posix() for p in sources.step_sources("census", "count")}
     assert {"tests/plugin/lesion_census/cli.py", "tests/plugin/lesion_census/kinds.py",
             "tests/plugin/lesion_census/__init__.py", "src/lesion/files.py",

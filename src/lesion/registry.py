@@ -118,3 +118,19 @@ def studies() -> tuple[Study, ...]:
 
 def by_section() -> dict[str, Study]:
     return {s.section: s for s in studies()}
+
+
+# The engine's step groups and the benchmarks' -> the module that registers their steps.
+ENGINE_GROUPS: dict[str, str] = {
+    "data": "lesion.cli.engine",
+    "model": "lesion.cli.engine",
+    "sweep": "lesion.cli.engine",
+}
+TOOL_GROUPS: dict[str, str] = {"bench": "lesion.tools.bench_cli"}
+
+
+def step_groups() -> dict[str, str]:
+    """Every `python -m lesion GROUP` -> the module that registers its steps: the engine's,
+    each study's, the tools'. The CLI builds its parser from it, lesion.sources finds a
+    step's files with it."""
+    return {**ENGINE_GROUPS, **{s.group: s.cli for s in studies()}, **TOOL_GROUPS}

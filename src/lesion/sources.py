@@ -4,7 +4,7 @@ A rule lists the lesion modules its step runs as inputs, so that editing one
 reruns exactly the jobs that use it. Kept by hand such lists drift (a
 module imported later is forgotten and its jobs go stale), so they are
 derived: from the step's handler (`_<step>` in the module that registers the
-step's group, lesion.cli.groups(), and the functions of that module it
+step's group, lesion.registry.step_groups(), and the functions of that module it
 calls), every `lesion` module it imports, and every
 module those import, at any depth and wherever the import statement stands
 (steps import lazily inside functions). Static, by `ast`: nothing is
@@ -114,9 +114,9 @@ def step_sources(group: str, step: str, root: Path = PACKAGE) -> list[str]:
 
     `root` is the `lesion` package directory to read (a copy of it in tests).
     """
-    from lesion.cli import groups
+    from lesion.registry import step_groups
 
-    known = groups()
+    known = step_groups()
     if group not in known:
         raise LookupError(f"unknown step group {group!r}; expected one of {sorted(known)}")
     cli_name = known[group]

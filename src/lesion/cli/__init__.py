@@ -14,22 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-# The engine's groups and the benchmarks' -> the module that registers their steps.
-ENGINE_GROUPS: dict[str, str] = {
-    "data": "lesion.cli.engine",
-    "model": "lesion.cli.engine",
-    "sweep": "lesion.cli.engine",
-}
-TOOL_GROUPS: dict[str, str] = {"bench": "lesion.tools.bench_cli"}
-
-
-def groups() -> dict[str, str]:
-    """Every group -> the module that registers its steps: the engine's, each study's
-    (lesion.registry), the tools'. lesion.sources reads it too."""
-    from lesion.registry import studies
-
-    return {**ENGINE_GROUPS, **{s.group: s.cli for s in studies()}, **TOOL_GROUPS}
-
+from lesion.registry import step_groups
 
 # What the tool is, for `python -m lesion --help` (the docstring above is for its code).
 DESCRIPTION = """\
@@ -45,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m lesion", description=DESCRIPTION,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = top.add_subparsers(dest="group", required=True, metavar="GROUP")
-    for module in dict.fromkeys(groups().values()):
+    for module in dict.fromkeys(step_groups().values()):
         importlib.import_module(module).register(subparsers)
     from lesion.cli.args import describe_shared
 
