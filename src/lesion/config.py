@@ -158,17 +158,22 @@ def confined(path: str | os.PathLike, roots: tuple[str, ...] = OUTPUT_ROOTS) -> 
     return len(parts) >= 1 and parts[0] in roots
 
 
+# libyaml's safe loader where PyYAML was built with it (10x faster: Snakemake reads the
+# schema at every start), else the pure-Python one; both construct the same values.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_schema(path: str | os.PathLike) -> dict:
     """The config schema: the engine's keys (`path`), each study's section from its package
     (lesion.registry), and the name enums filled in from lesion.catalog."""
     from lesion.registry import studies
 
     with open(path) as f:
-        schema = yaml.safe_load(f)
+        schema = yaml.load(f, Loader=_LOADER)
     props = schema["properties"]
     for study in studies():
         with open(study.schema_file) as f:
-            section = yaml.safe_load(f)
+            section = yaml.load(f, Loader=_LOADER)
         for name, definition in section.pop("$defs", {}).items():  # `#/$defs/...` refs resolve
             if name in schema["$defs"]:
                 raise ValueError(f"{study.schema_file}: $defs.{name} is defined already; "

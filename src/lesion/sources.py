@@ -24,10 +24,14 @@ PACKAGE = Path(__file__).resolve().parent  # src/lesion
 def _module_file(name: str, roots: dict[str, Path]) -> Path | None:
     """`lesion.a.b` -> root/a/b.py or root/a/b/__init__.py (None if neither exists), with
     root the directory of the top package (`roots`: lesion's, a study plugin's)."""
-    top, *parts = name.split(".")
-    if top not in roots:
-        return None
-    root = roots[top]
+    top = name.split(".")[0]
+    return _file_in(name, roots[top]) if top in roots else None
+
+
+@functools.cache
+def _file_in(name: str, root: Path) -> Path | None:
+    """_module_file below one root; cached, as the steps' closures ask for the same modules."""
+    parts = name.split(".")[1:]
     base = root.joinpath(*parts) if parts else root
     for path in (base.with_suffix(".py") if parts else None, base / "__init__.py"):
         if path is not None and path.is_file():
@@ -63,6 +67,14 @@ def _parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
 
+@functools.cache
+def _module_imports(path: Path, name: str, tops: tuple[str, ...]) -> tuple[str, ...]:
+    """Every module of `tops` that module `name` (file `path`) may import, anywhere in it.
+    Cached: a Snakefile asks for some 40 steps whose closures share most modules, and
+    walking each module's tree once instead of once per step halves the workflow's parse."""
+    return tuple(n for node in ast.walk(_parse(path)) for n in _imported(node, name, tops))
+
+
 def _closure(names: list[str], roots: dict[str, Path]) -> set[Path]:
     seen: set[Path] = set()
     todo = list(names)
@@ -73,8 +85,7 @@ def _closure(names: list[str], roots: dict[str, Path]) -> set[Path]:
             if path is None or path in seen:
                 continue
             seen.add(path)
-            for node in ast.walk(_parse(path)):
-                todo += _imported(node, candidate, tuple(roots))
+            todo += _module_imports(path, candidate, tuple(roots))
     return seen
 
 
