@@ -1,9 +1,10 @@
-"""Names a config may use: datasets, models, their weight layers, operators.
+"""Names a config may use, each registered once: models, datasets, operators, attacks.
 
-Torch-free on purpose: Snakemake imports this while it parses the workflow,
-and config validation must not pay for importing torch. `tests/test_catalog.py`
-checks every name here against the real registries in `models`, `data` and
-`perturb`, and against the schema and the CLI.
+Everything else derives from these rows: lesion.models' builders, lesion.perturb's
+operator table, the schema's enums (`x-enum`, lesion.config.load_schema), the CLI's
+choices. Torch-free on purpose: Snakemake imports this while it parses the workflow.
+`tests/test_catalog.py` checks the rows against the built networks, the data and the
+schema, and fails on a list of these names written anywhere else.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The studies, one package each: its science, its plots (no torch) and its CLI steps.
+"""lesion's own studies, one package each: its science, its plots (no torch), its CLI steps.
 
-perturbation (Cheney et al. 2017), faults (El-Mhamdi et al.). Each has its
-rules in workflow/rules/<name>.smk; docs/adding-a-study.md says how to add one.
+Each package declares itself with `STUDY = lesion.registry.Study(...)` in its
+`__init__.py` (config section and schema, checks, CLI group, rules file, report
+category) and is found by lesion.registry; docs/adding-a-study.md says how to add one.
 """
