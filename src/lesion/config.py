@@ -160,7 +160,7 @@ def confined(path: str | os.PathLike, roots: tuple[str, ...] = OUTPUT_ROOTS) -> 
 
 # libyaml's safe loader where PyYAML was built with it (10x faster: Snakemake reads the
 # schema at every start), else the pure-Python one; both construct the same values.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_schema(path: str | os.PathLike) -> dict:
@@ -169,11 +169,11 @@ def load_schema(path: str | os.PathLike) -> dict:
     from lesion.registry import studies
 
     with open(path) as f:
-        schema = yaml.load(f, Loader=_LOADER)
+        schema = yaml.load(f, Loader=_SAFE_LOADER)
     props = schema["properties"]
     for study in studies():
         with open(study.schema_file) as f:
-            section = yaml.load(f, Loader=_LOADER)
+            section = yaml.load(f, Loader=_SAFE_LOADER)
         for name, definition in section.pop("$defs", {}).items():  # `#/$defs/...` refs resolve
             if name in schema["$defs"]:
                 raise ValueError(f"{study.schema_file}: $defs.{name} is defined already; "
