@@ -158,9 +158,12 @@ def confined(path: str | os.PathLike, roots: tuple[str, ...] = OUTPUT_ROOTS) -> 
     return len(parts) >= 1 and parts[0] in roots
 
 
-# libyaml's safe loader where PyYAML was built with it (10x faster: Snakemake reads the
-# schema at every start), else the pure-Python one; both construct the same values.
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _read_yaml(path: str | os.PathLike):
+    """A YAML file read with libyaml's safe loader where PyYAML was built with it (10x
+    faster: Snakemake reads the schema at every start), else the pure-Python one; both
+    construct the same values."""
+    with open(path) as f:
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def load_schema(path: str | os.PathLike) -> dict:
@@ -168,12 +171,10 @@ def load_schema(path: str | os.PathLike) -> dict:
     (lesion.registry), and the name enums filled in from lesion.catalog."""
     from lesion.registry import studies
 
-    with open(path) as f:
-        schema = yaml.load(f, Loader=_SAFE_LOADER)
+    schema = _read_yaml(path)
     props = schema["properties"]
     for study in studies():
-        with open(study.schema_file) as f:
-            section = yaml.load(f, Loader=_SAFE_LOADER)
+        section = _read_yaml(study.schema_file)
         for name, definition in section.pop("$defs", {}).items():  # `#/$defs/...` refs resolve
             if name in schema["$defs"]:
                 raise ValueError(f"{study.schema_file}: $defs.{name} is defined already; "
