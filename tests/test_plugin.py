@@ -82,6 +82,29 @@ def test_the_plugins_step_is_a_cli_group_whose_sources_are_its_own_files(install
     assert "tests/plugin/lesion_census/settings.py" not in files  # config checks rerun no job
 
 
+def test_every_study_package_of_lesion_is_registered():
+    """An in-tree study is found through lesion's own entry points: one left out of
+    pyproject.toml would be silently missing."""
+    packages = {p.name for p in (REPO / "src" / "lesion" / "studies").iterdir()
+                if "STUDY = Study(" in ((p / "__init__.py").read_text()
+                                        if (p / "__init__.py").exists() else "")}
+    registered = {s.package.removeprefix("lesion.studies.") for s in registry.studies()
+                  if s.package.startswith("lesion.studies.")}
+    assert packages == registered and len(packages) == 5
+
+
+def test_an_installation_without_its_metadata_is_named_as_such(monkeypatch):
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    registry.studies.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match=r"no study is registered \(entry-point group "
+                                               r"lesion.studies\); expected lesion installed"):
+            registry.studies()
+    finally:
+        monkeypatch.undo()
+        registry.studies.cache_clear()
+
+
 def test_two_studies_with_one_section_are_refused(installed, tmp_path, monkeypatch):
     twin = tmp_path / "twin-0.1.dist-info"
     twin.mkdir()

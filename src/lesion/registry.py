@@ -3,9 +3,10 @@
 A study is a package that sets `STUDY = Study(...)` in its `__init__.py`:
 its config section (a schema fragment beside it, `schema.yaml`, and a check
 across keys), its CLI group, its Snakemake rules file and its report
-category. lesion's own studies are the subpackages of `lesion.studies`; a
-study of one's own is an installed package that names its `Study` under the
-entry-point group `lesion.studies` (docs/adding-a-study.md). Nothing else in
+category, and names that `Study` under the entry-point group
+`lesion.studies` of its distribution. lesion's own studies are registered
+so in lesion's pyproject.toml, a study of one's own in its package's
+(docs/adding-a-study.md): the engine imports no study. Nothing else in
 lesion names a study: the config schema, the config check, `python -m
 lesion`'s groups and the Snakefile's includes are all derived from here.
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -90,21 +90,19 @@ def _package_of(directory: Path) -> str:
 
 @functools.cache
 def studies() -> tuple[Study, ...]:
-    """Every study: lesion's own (its studies' subpackages, by name), then the installed
-    plugins' (by entry-point name). Two with one section or group are refused."""
-    import lesion.studies
-
+    """Every study registered under the entry-point group, by entry-point name. Two with
+    one section or group are refused, and so is an installation that registers none."""
     found = []
-    for info in sorted(pkgutil.iter_modules(lesion.studies.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"lesion.studies.{info.name}")
-        if isinstance(getattr(module, "STUDY", None), Study):
-            found.append(module.STUDY)
     for point in sorted(entry_points(group=ENTRY_POINTS), key=lambda p: p.name):
         study = point.load()
         if not isinstance(study, Study):
             raise TypeError(f"entry point {point.name} = {point.value!r} (group {ENTRY_POINTS}) "
                             f"is a {type(study).__name__}; expected a lesion.registry.Study")
         found.append(study)
+    if not found:
+        raise RuntimeError(f"no study is registered (entry-point group {ENTRY_POINTS}); "
+                           "expected lesion installed with its metadata: pip install -e . "
+                           "(make study and make test do it)")
     for key in ("section", "group"):
         seen: dict[str, str] = {}
         for study in found:
@@ -114,10 +112,6 @@ def studies() -> tuple[Study, ...]:
                                  f"{study.package}; expected one each")
             seen[value] = study.package
     return tuple(found)
-
-
-def by_section() -> dict[str, Study]:
-    return {s.section: s for s in studies()}
 
 
 # The engine's step groups and the benchmarks' -> the module that registers their steps.

@@ -29,9 +29,13 @@ from lesion.registry import studies
 from lesion.sources import step_sources
 from lesion.targets import problem, sweep_layers
 
-# Every study lesion knows (its own and installed plugins'): the Snakefile includes their
-# rules, the schema holds their config sections.
-STUDIES = studies()
+# Every study lesion knows (its own and installed plugins', registered as entry points of
+# the installed distributions): the Snakefile includes their rules, the schema holds their
+# config sections.
+try:
+    STUDIES = studies()
+except RuntimeError as err:
+    raise WorkflowError(str(err)) from None
 STUDY_TITLES = {s.group: s.title for s in STUDIES}  # the report category of each
 ENVS = Path(workflow.basedir) / "envs"  # conda envs, for a plugin's rules too
 

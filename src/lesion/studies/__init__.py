@@ -2,5 +2,6 @@
 
 Each package declares itself with `STUDY = lesion.registry.Study(...)` in its
 `__init__.py` (config section and schema, checks, CLI group, rules file, report
-category) and is found by lesion.registry; docs/adding-a-study.md says how to add one.
+category), registered as an entry point in pyproject.toml and found by lesion.registry;
+docs/adding-a-study.md says how to add one.
 """
