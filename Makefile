@@ -57,8 +57,8 @@ MUTANTS := 'lesion.perturb.*' 'lesion.evaluate.x_summarise*' 'lesion.evaluate.x_
 	'lesion.metrics.x__top*' 'lesion.metrics.x_variant_metrics*' 'lesion.metrics.x_clean_top1*' \
 	'lesion.metrics.x_study_metrics*' 'lesion.metrics.x_summarise*' \
 	'lesion.predict.x__table*' 'lesion.predict.x__crash_results*' 'lesion.predict.x__weight_results*' \
-	'lesion.activations.x_keep_mask*' 'lesion.activations.x_crash_site*' \
-	'lesion.activations.x_forward_with_sites*' 'lesion.activations.x_hidden_sites*' \
+	'lesion.activations.x_keep_mask*' 'lesion.activations.x_crashed_logits*' 'lesion.activations.x_neurons_of*' \
+	'lesion.activations.x_forward_with_sites*' \
 	'lesion.sweep.x__difference*' 'lesion.sweep.x__norms*' 'lesion.sweep.x__windows*' 'lesion.sweep.x__fill*' \
 	'lesion.sweep.x_regenerate*' 'lesion.sweep.x_variants*' 'lesion.sweep.x_variant_table*' \
 	'lesion.studies.faults.bounds.x__per_input_terms*' 'lesion.studies.faults.bounds.x_bounds_per_input*' \
