@@ -218,32 +218,42 @@ RERUNS = {
                        "perturbation_figures": 1},
     "data.py": {"export_dataset": 1, "tensors": 1, "train": 1, "sweep": SWEEPS,
                 "predict_clean": 1, "metrics": 1, "perturbation_figures": 1},
-    # the fault study's science: this study has no fault section
-    "studies/faults/bounds.py": {},
-    "studies/faults/plots.py": {},
-    # nor an adversarial section: the attacks and the study's code run nothing here
-    "attacks.py": {},
-    "pretrain.py": {},
-    "studies/adversarial/tables.py": {},
-    "studies/adversarial/plots.py": {},
-    # the weight-space study's: this study has no zoo section
-    "studies/zoo/grouped.py": {},
-    "studies/zoo/meta.py": {},
 }
+# Modules that no job of this study runs, edited all at once: nothing may rerun.
+RUN_BY_NO_JOB = [
+    # the fault study's science: this study has no fault section
+    "studies/faults/bounds.py", "studies/faults/plots.py",
+    # nor an adversarial section: the attacks and the study's code run nothing here
+    "attacks.py", "pretrain.py", "studies/adversarial/tables.py", "studies/adversarial/plots.py",
+    # the weight-space study's: this study has no zoo section
+    "studies/zoo/grouped.py", "studies/zoo/meta.py",
+]
+
+
+def planned_after_editing(study: Path, modules: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """The jobs a dry run plans with `modules` edited; the edits are undone after it."""
+    paths = [study / "src" / "lesion" / module for module in modules]
+    originals = [path.read_bytes() for path in paths]
+    try:
+        for path, original in zip(paths, originals):
+            path.write_bytes(original + b"\n# an edit the jobs have not seen\n")
+        return planned_jobs(study)
+    finally:
+        for path, original in zip(paths, originals):
+            path.write_bytes(original)  # same checksum again: the study is up to date
 
 
 @pytest.mark.parametrize("module", RERUNS)
 def test_editing_a_module_reruns_exactly_the_jobs_whose_steps_import_it(study, module):
-    path = study / "src" / "lesion" / module
-    original = path.read_bytes()
-    try:
-        path.write_bytes(original + b"\n# an edit the jobs have not seen\n")
-        jobs = planned_jobs(study)
-    finally:
-        path.write_bytes(original)  # same checksum again: the study is up to date
-    expected = {**RERUNS[module], "all": 1} if RERUNS[module] else {}
-    assert Counter(rule for rule, _ in jobs) == expected
-    assert planned_jobs(study) == []
+    jobs = planned_after_editing(study, [module])
+    assert Counter(rule for rule, _ in jobs) == {**RERUNS[module], "all": 1}
+
+
+def test_editing_modules_no_job_runs_reruns_nothing(study):
+    assert all((study / "src" / "lesion" / module).is_file() for module in RUN_BY_NO_JOB)
+    assert planned_after_editing(study, RUN_BY_NO_JOB) == []
+    # and undoing an edit leaves the study up to date (checksums, not mtimes)
+    assert planned_after_editing(study, []) == []
 
 
 # A setting edited -> the jobs it reruns (besides `all`). Batching and the cache bound
