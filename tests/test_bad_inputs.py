@@ -2,7 +2,9 @@
 
 Every case runs `snakemake` in a subprocess (on a temporary copy of the
 workflow, with the bad config) or `python -m lesion <step>` (in this process,
-as a fresh one would run it: see run_step), and must end with a non-zero exit
+as a fresh one would run it: see run_step); the config cases run through the
+config check in this process, and a few of each kind through Snakemake too
+(THROUGH_SNAKEMAKE). Each must end with a non-zero exit
 status, one message that names the key or file, the bad value and what was
 expected (never a Python traceback as the only explanation), and no output
 left behind. Config mistakes stop Snakemake while it builds the DAG, so a dry
@@ -37,6 +39,7 @@ from lesion.config import load_schema
 
 REPO = Path(__file__).resolve().parents[1]
 TRACEBACK = "Traceback (most recent call last)"
+SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
 OUTPUT_ROOTS = ("results", "resources", "logs", "benchmarks")
 
 # A valid tiny study; every config case breaks one thing in it.
@@ -200,6 +203,15 @@ def workflow_copy(tmp_path_factory) -> Path:
     return copy_workflow(tmp_path_factory.mktemp("bad-config"))
 
 
+# The cases that also run through Snakemake: the check is the same function for every
+# case (common.smk calls lesion.config.check and re-raises its message as a WorkflowError),
+# so one case per kind of check shows the message reaching the user whole: the schema, a
+# study's own check across keys, a path check, and Snakemake's own reading of the file.
+THROUGH_SNAKEMAKE = ["misspelt top-level key", "model the dataset cannot feed",
+                     "layer name escaping results/", "no study", "config not YAML",
+                     "empty config file"]
+
+
 @pytest.fixture(scope="module")
 def config_runs(request, workflow_copy) -> dict[str, subprocess.CompletedProcess]:
     def start(case: str) -> subprocess.CompletedProcess:
@@ -209,7 +221,19 @@ def config_runs(request, workflow_copy) -> dict[str, subprocess.CompletedProcess
         return snakemake(workflow_copy, "-n", "--configfile", str(path))
 
     return run_all(request, "test_a_bad_config_stops_snakemake_with_one_clear_message",
-                   CONFIG_CASES, start)
+                   {case: CONFIG_CASES[case] for case in THROUGH_SNAKEMAKE}, start)
+
+
+def config_message(config: dict) -> str:
+    """What lesion.config.check says of `config`, as common.smk calls it (read from YAML
+    text, as Snakemake reads a --configfile); '' when it passes."""
+    from lesion.config import ConfigError, check
+
+    try:
+        check(yaml.safe_load(yaml.safe_dump(config)), SCHEMA)
+    except ConfigError as err:
+        return str(err)
+    return ""
 
 
 def test_the_unbroken_config_passes_the_same_checks(workflow_copy):
@@ -221,10 +245,27 @@ def test_the_unbroken_config_passes_the_same_checks(workflow_copy):
     assert_nothing_written(workflow_copy)
 
 
-@pytest.mark.parametrize("case", CONFIG_CASES)
+@pytest.mark.parametrize("case", THROUGH_SNAKEMAKE)
 def test_a_bad_config_stops_snakemake_with_one_clear_message(workflow_copy, config_runs, case):
-    assert_refused(config_runs[case], CONFIG_CASES[case][1])
+    config, words = CONFIG_CASES[case]
+    assert_refused(config_runs[case], words)
     assert_nothing_written(workflow_copy)
+    if isinstance(config, dict):  # the message is the config check's, whole
+        assert config_message(config) in config_runs[case].stdout
+
+
+@pytest.mark.parametrize("case", [c for c, (config, _) in CONFIG_CASES.items()
+                                  if isinstance(config, dict)])
+def test_a_bad_config_is_refused_by_the_check_with_one_clear_message(case):
+    config, words = CONFIG_CASES[case]
+    message = config_message(config)
+    missing = [w for w in words if w not in message]
+    assert message and not missing, f"{missing} not in the message: {message!r}"
+    assert TRACEBACK not in message and len(message.splitlines()) <= 3, message
+
+
+def test_the_unbroken_config_passes_the_check():
+    assert config_message(GOOD) == ""
 
 
 def test_config_on_the_command_line_reads_values_as_a_config_file_does(workflow_copy):
@@ -325,9 +366,8 @@ def _directory_datasets() -> bool:
     # ImageNet read from dataset.path: a built-in dataset of the catalog, a key of the schema.
     from lesion.catalog import DATASET_SOURCES
 
-    schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
     return (DATASET_SOURCES.get("imagenet") == "directory"
-            and "path" in schema["properties"]["dataset"]["properties"])
+            and "path" in SCHEMA["properties"]["dataset"]["properties"])
 
 
 def _make_dir(root: Path, layout: str) -> Path:
