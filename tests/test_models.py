@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lesion import catalog, files, models
+from test_graph import IMAGENET_SHAPE, LESION_SHAPES
 
 
 @pytest.mark.parametrize("name", models.list_models())
@@ -21,8 +22,7 @@ def test_every_registry_model_names_its_layers_as_the_catalog_says(name):
 def test_every_split_of_every_catalog_network_runs_the_whole_network(name):
     """The engine's (prefix, suffix) cut from the graph, at every layer and for "all"; in
     float64, where the same operations in the same order are equal to the bit."""
-    small = name in ("cnn", "mlp")
-    shape = (1, 8, 8) if small else (3, 64, 64)
+    shape = LESION_SHAPES.get(name, IMAGENET_SHAPE)
     torch.manual_seed(0)
     model = models.build(name, num_classes=10, input_shape=shape).eval().double()
     x = torch.randn(2, *shape, dtype=torch.float64)
