@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,3 +55,32 @@ def pytest_collection_modifyitems(config, items):
                 item.get_closest_marker("workflow") is None)
 
     items.sort(key=rank)  # stable: the order within a file stays
+
+
+@pytest.fixture(scope="session")
+def built_study(tmp_path_factory, worker_id):
+    """`built_study(NAME)`: the tiny study `.test/NAME.yaml` built by the real workflow (a
+    copy of it, as tests/test_workflow.py makes), once for the whole run and shared by the
+    test files that read it; under pytest-xdist the first worker to ask builds it while
+    the others wait on a file lock (pytest-xdist's documented pattern). Readers only: a
+    test that changes a study builds its own."""
+    from filelock import FileLock
+
+    from test_workflow import snakemake, study_copy, tiny_config
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # one directory for all workers
+
+    def build(name: str) -> Path:
+        root = shared / "built" / name
+        root.parent.mkdir(exist_ok=True)
+        with FileLock(f"{root}.lock"):
+            if not (root / ".built").is_file():
+                shutil.rmtree(root, ignore_errors=True)
+                root.mkdir()
+                study_copy(root, tiny_config(name))
+                snakemake(root)
+                (root / ".built").touch()
+        return root
+
+    return build

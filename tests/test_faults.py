@@ -16,7 +16,6 @@ import tolerance
 from lesion import activations, data, models, perturb, tensorfiles, train
 from lesion.studies.faults import bounds as faults
 from lesion.tools import bench
-from test_workflow import tiny_config
 
 CPU = torch.device("cpu")
 
@@ -279,21 +278,15 @@ def test_fault_study_refuses_one_repetition(trained):
                            study_seed=0, batch_size=64, reps_per_pass=1, device=CPU)
 
 
-# The faults part of the workflow, end to end, in a tiny study (14 jobs): crash
-# and bit-flip sweeps in the metrics table, bounds, a regime trained with
-# dropout and the regulariser and a plain one (the study's own network), both
-# figures.
-FAULT_CONFIG = tiny_config("faults")
+# The faults part of the workflow, end to end, in the tiny study .test/faults.yaml (built
+# once for this file and tests/test_report.py): crash and bit-flip sweeps in the metrics
+# table, bounds, a regime trained with dropout and the regulariser and a plain one (the
+# study's own network), both figures.
 
 
 @pytest.mark.workflow
-def test_the_faults_part_of_the_workflow_builds_end_to_end(tmp_path):
-    from test_workflow import snakemake, study_copy
-
-    study_copy(tmp_path, FAULT_CONFIG)
-    out = tmp_path / "results" / "digits" / "mlp"
-    snakemake(tmp_path, "results/digits/mlp/metrics.parquet",
-              *(f"results/digits/mlp/faults/figures/{name}.png" for name in ("bounds", "tolerance")))
+def test_the_faults_part_of_the_workflow_builds_end_to_end(built_study):
+    out = built_study("faults") / "results" / "digits" / "mlp"
 
     for name in ("bounds", "tolerance"):
         assert (out / "faults" / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_workflow import REPO, snakemake, tiny_config, write_config
+from test_workflow import REPO, snakemake
 
 pytestmark = [
     pytest.mark.workflow,
@@ -23,27 +23,22 @@ pytestmark = [
 ]
 
 CATEGORIES = ["Perturbations (Cheney et al. 2017)", "Faults (El-Mhamdi et al. 2019)"]
-# what the config below asks for: the perturbation study's figures, summary and
-# fragility tables of the model, the fault study's bounds figure and its table
+# what .test/faults.yaml asks for: the perturbation study's figures, summary and
+# fragility tables of the model, the fault study's bounds and tolerance figures and its table
 EXPECTED = ["performances.png", "weight_diffs.png", "num_weights.png", "metrics_summary.csv",
-            "fragility.csv", "bounds.png", "bounds.csv"]
-CONFIG = tiny_config("report")
+            "fragility.csv", "bounds.png", "tolerance.png", "bounds.csv"]
 CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--run-all-compositor-stages-before-draw", "--virtual-time-budget=20000"]
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("report-study")
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
-    shutil.copy2(REPO / "Snakefile", root / "Snakefile")
-    for name in ("workflow", "src", "envs", "profiles"):
-        shutil.copytree(REPO / name, root / name, ignore=ignore)
-    write_config(root, CONFIG)
-    snakemake(root)
-    snakemake(root, "--report", "results/report.html")
-    return root / "results" / "report.html"
+def report(built_study, tmp_path_factory) -> Path:
+    """The report of the tiny fault study (.test/faults.yaml, built once for this file and
+    tests/test_faults.py), written outside the study it reads."""
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    snakemake(built_study("faults"), "--report", str(path))
+    return path
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
