@@ -235,11 +235,11 @@ def planned_after_editing(study: Path, modules: list[str]) -> list[tuple[str, di
     paths = [study / "src" / "lesion" / module for module in modules]
     originals = [path.read_bytes() for path in paths]
     try:
-        for path, original in zip(paths, originals):
+        for path, original in zip(paths, originals, strict=True):
             path.write_bytes(original + b"\n# an edit the jobs have not seen\n")
         return planned_jobs(study)
     finally:
-        for path, original in zip(paths, originals):
+        for path, original in zip(paths, originals, strict=True):
             path.write_bytes(original)  # same checksum again: the study is up to date
 
 
