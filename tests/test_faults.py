@@ -260,7 +260,8 @@ def test_b3_variance_regulariser_is_b3s_variance_at_p_one(trained):
     model, images, _ = trained
     model = copy.deepcopy(model).double()
     x = images[:32].double()
-    logits, acts = activations.forward_with_sites(model, x)
+    # as training calls it (training=True), without dropout: the default rate is none
+    logits, acts = activations.forward_with_sites(model, x, training=True)
     penalty = float(faults.b3_variance(logits, acts).detach())
     expected = 0.0
     for layer in ("fc1", "fc2"):

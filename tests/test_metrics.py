@@ -44,6 +44,7 @@ def test_values_of_every_metric():
         predictions(ids, tops, [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.4]]))])
     assert list(long.columns) == ["dataset", "model", "testset", "perturbation", "layer", "level", "draw",
                                   "variant", "metric", "value"]
+    assert set(long["testset"]) == {"clean"}  # the default test set
     value = long.set_index(["variant", "metric"])["value"]
     # the clean model gets 3 of 4 right (image 3 predicts 0), agrees with itself
     assert value[("mlp", "top1")] == 0.75

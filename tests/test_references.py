@@ -340,6 +340,38 @@ def test_each_crash_row_is_the_network_with_its_own_seeds_masks(split, mlp):
     assert len({answers.tobytes() for answers in seen}) == len(seen)
 
 
+def test_a_crash_row_of_a_layer_inside_a_residual_block_crashes_its_neurons_only():
+    """predict's crash rows where the crash prefix packs the neurons with the skip
+    connection (resnet18's conv3, layer1.0.conv2: its neurons are bn2's output): each row
+    is the whole network with bn2's output masked by the row's seed (a forward hook, no
+    graph); crashing the packed skip values as well would change every row."""
+    torch.manual_seed(0)
+    resnet = models.build("resnet18", num_classes=10, input_shape=(3, 16, 16)).eval().double()
+    for m in resnet.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    images = torch.randn(6, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(6) % 10
+    base = sweep.base_tensors(resnet, "conv3", "crash")
+    table, _ = sweep.variant_table(base, dataset="digits", model="resnet18", layer="conv3",
+                                   perturbation="crash", levels=[0.3, 0.6], draws=1, study_seed=0)
+    rows = table.to_pylist()
+    got = list(predict._crash_results(resnet, "conv3", base, rows, images, labels,
+                                      torch.device("cpu"), batch_size=6, reps_per_pass=2))
+    assert len(got) == len(rows)
+    for row, (top, loss) in zip(rows, got, strict=True):
+        mask = activations.keep_mask((6, 64, 4, 4), row["level"],
+                                     torch.Generator().manual_seed(row["seed"]))
+        handle = resnet.layer1[0].bn2.register_forward_hook(lambda m, i, o, k=mask: o * k)
+        with torch.no_grad():
+            logits = resnet(images).numpy()
+        handle.remove()
+        assert np.array_equal(top.numpy(), np.argsort(-logits, axis=1, kind="stable")[:, :5])
+        expected = [cross_entropy(z, int(y)) for z, y in zip(logits, labels, strict=True)]
+        assert loss.numpy() == pytest.approx(expected, rel=1e-12), row["variant"]
+
+
 # --- training's loss terms ---------------------------------------------------------
 
 def mlp_by_hand(model: nn.Sequential, x: torch.Tensor, dropout: float):
