@@ -39,10 +39,11 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     return spec.preprocess(raw["images"][:200]), raw["labels"][:200]
 
 
-# The files with the longest set-ups, longest first (`make test` prints --durations)
+# The files with the longest set-ups, longest first (`make test` prints --durations);
+# test_faults.py builds the study test_report.py reads (built_study), well before it
 LONGEST = ["test_timm_network.py", "test_slurm.py", "test_own_data.py", "test_own_network.py",
-           "test_bad_inputs.py", "test_resume.py", "test_canonical_params.py",
-           "test_adversarial.py", "test_filtering.py", "test_workflow.py"]
+           "test_resume.py", "test_adversarial.py", "test_filtering.py", "test_workflow.py",
+           "test_faults.py", "test_canonical_params.py"]
 
 
 def pytest_collection_modifyitems(config, items):
