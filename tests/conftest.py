@@ -39,11 +39,13 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     return spec.preprocess(raw["images"][:200]), raw["labels"][:200]
 
 
-# The files with the longest set-ups, longest first (`make test` prints --durations);
-# test_faults.py builds the study test_report.py reads (built_study), well before it
-LONGEST = ["test_timm_network.py", "test_slurm.py", "test_own_data.py", "test_own_network.py",
-           "test_resume.py", "test_adversarial.py", "test_filtering.py", "test_workflow.py",
-           "test_faults.py", "test_canonical_params.py"]
+# The files that take longest, longest first, as measured with the job server
+# (tests/jobserver.py; `make test` prints --durations); test_faults.py builds the study
+# test_report.py reads (built_study), well before it
+LONGEST = ["test_resume.py", "test_slurm.py", "test_workflow.py", "test_canonical_params.py",
+           "test_timm_network.py", "test_bad_inputs.py", "test_zoo.py", "test_plugin.py",
+           "test_faults.py", "test_filtering.py", "test_own_network.py", "test_own_data.py",
+           "test_adversarial.py", "test_own_dataset.py"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import jobserver
 from lesion import tensorfiles
 
 pytestmark = pytest.mark.workflow
@@ -70,7 +71,8 @@ def study_copy(root: Path, config: dict) -> None:
 def snakemake(root: Path, *args: str, timeout: float = 300, expect_failure: bool = False) -> str:
     """Run Snakemake on the study in `root`; its whole output (it logs to stderr)."""
     bindir = str(Path(sys.executable).parent)  # the rules call `python -m lesion`
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+           **jobserver.environment()}  # the jobs forked from a warm interpreter
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"),
          "--directory", str(root), "--cores", "2", *args],
