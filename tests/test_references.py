@@ -11,6 +11,7 @@ are checked exactly, not only counts or bounds.
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -85,7 +86,7 @@ def fresh(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-# (level, entries) -> how many the operator selects: round half to even of level * n,
+# (level, entries) -> how many the operator selects: level * n rounded half up,
 # worked out by hand here (no tie at these sizes).
 COUNTS = {(0.3, 60): 18, (0.3, 12): 4, (0.55, 60): 33, (0.55, 12): 7}
 
@@ -112,6 +113,20 @@ def test_node_knockout_zeroes_the_generators_units(level):
     weight[units], bias[units] = 0, 0
     assert np.array_equal(out["weight"].numpy(), weight)
     assert np.array_equal(out["bias"].numpy(), bias)
+
+
+@pytest.mark.parametrize(("operator", "shape", "level", "expected"), [
+    ("node_knockout", (5, 3), 0.5, 3),  # 2.5 units: the tie goes up (to even: 2)
+    ("node_knockout", (25, 2), 0.58, 15),  # 14.5 as written, 14.4999... in binary
+    ("synapse_knockout", (1, 5), 0.5, 3),  # 2.5 of the weight's 5 entries
+    ("node_knockout", (12, 5), 0.3, 4),  # 3.6: the nearest, not the seed code's floor 3
+])
+def test_a_level_selects_its_share_rounded_half_up(operator, shape, level, expected):
+    """Counts worked out by hand from the level as written (docs/studies.md)."""
+    out = perturb.apply(operator, layer(shape), level, seed=1)
+    zeroed = (out["weight"] == 0).all(1).sum() if operator == "node_knockout" else (
+        out["weight"] == 0).sum()
+    assert int(zeroed) == expected
 
 
 def test_gaussian_scales_each_tensors_noise_by_its_own_std():
@@ -508,11 +523,21 @@ def test_every_bound_on_a_linear_suffix_against_its_formula():
            for b, stats in bounds.bounds_per_input(suffix, x, p, terms).items()}
     mean = -p * X3 @ W3.T                                     # E Delta = -p W x
     std = np.sqrt(p * (1 - p) * X3**2 @ (W3**2).T)           # Bernoulli variance
+    # the same, exactly: Delta = -W (c * x) over all 2^3 crash patterns c, each with its
+    # probability p^|c| (1 - p)^(3 - |c|)
+    patterns = np.array(list(itertools.product([0, 1], repeat=3)), dtype=float)
+    chance = np.prod(np.where(patterns == 1, p, 1 - p), axis=1)
+    deltas = -np.einsum("cj,nj,kj->cnk", patterns, X3, W3)
+    exact_mean = np.einsum("c,cnk->nk", chance, deltas)
+    exact_std = np.sqrt(np.einsum("c,cnk->nk", chance, (deltas - exact_mean) ** 2))
+    assert np.allclose(mean, exact_mean, rtol=1e-12) and np.allclose(std, exact_std, rtol=1e-12)
     for bound in ("b3", "b4"):
         assert np.allclose(got[bound]["mean"], mean, rtol=1e-12), bound
         assert np.allclose(got[bound]["std"], std, rtol=1e-12), bound
     assert np.allclose(got["b2"]["mean"], p * np.abs(X3) @ np.abs(W3).T, rtol=1e-12)
-    assert np.allclose(got["b2"]["std"], np.sqrt(p * X3**2 @ (W3**2).T), rtol=1e-12)
+    # b2's variance, p(1 - p) prod W^2 x^2 (issue 24: was p, the paper's small-p form), is
+    # exact where one dense layer follows
+    assert np.allclose(got["b2"]["std"], exact_std, rtol=1e-12)
     l1, l2 = np.abs(X3).sum(1), np.linalg.norm(X3, axis=1)
     for stat, order in (("norm_l1", 1), ("norm_l2", 2), ("norm_linf", np.inf)):
         assert np.allclose(got["b1"][stat], p * l1 * np.linalg.norm(W3, order), rtol=1e-12), stat

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 
 import torch
 
@@ -39,12 +40,16 @@ Operator = Callable[..., dict[str, torch.Tensor]]  # (tensors, level, generator,
 
 def _count(level: float, n: int) -> int:
     """How many of `n` entries a fraction `level` selects: level * n rounded to the nearest
-    integer, halves to even (Python's `round`).
+    integer, halves up (p = 0.5 of 5 units is 3), worked out on the level as written.
 
     The seed code took the floor, which undercounts (p = 0.3 of 12 units is 4,
-    not 3) and trips on float error (0.29 * 100 = 28.999...: floor 28).
+    not 3) and trips on float error (0.29 * 100 = 28.999...: floor 28). Halves go
+    up, not to even (Python's `round`), so that a level selects the same share of
+    every odd layer size, and in decimal, so that 0.58 of 25 (14.4999... in binary)
+    is the tie it is written as: 15.
     """
-    return min(n, int(round(level * n)))
+    exact = Decimal(str(float(level))) * n  # the shortest decimal that reads back as `level`
+    return min(n, int(exact.to_integral_value(rounding=ROUND_HALF_UP)))
 
 
 def _choose(n: int, k: int, generator: torch.Generator) -> torch.Tensor:

@@ -28,15 +28,16 @@ repetitions seeded exactly as the crash sweep's draws
 (perturb.variant_seed(seed, model, layer, "crash", p, r)), so the two see the
 same masks, and four bounds, computed per input and averaged alike:
   b1  E ||Delta||_q <= p * prod_l ||W_l||_q * ||x||_1   (statistics norm_lq)
-  b2  |E Delta| <= p * (prod_l |W_l|) |x|, Var Delta ~ p * (prod_l W_l^2) x^2
+  b2  |E Delta| <= p * (prod_l |W_l|) |x|, Var Delta ~ p (1 - p) * (prod_l W_l^2) x^2
   b3  E Delta ~ -p * sum_i (dy/dx_i) x_i, Std ~ sqrt(p (1 - p) * sum_i ((dy/dx_i) x_i)^2)
   b4  E Delta ~ p * sum_i (y^(-i) - y), Std ~ sqrt(p (1 - p) * sum_i (y^(-i) - y)^2)
 with x the clean neurons of L, W_l the weight layers after L, y^(-i) the
 output with neuron i alone crashed. b3 and b4 treat Delta as linear in the
 crash indicators c_i ~ Bernoulli(p), independent: Delta ~ sum_i c_i d_i has
 variance sum_i p (1 - p) d_i^2 (exact where the rest of the network is
-linear, e.g. the last hidden layer). The paper writes p for p (1 - p), its
-small-p limit, which at p = 0.5 puts the std sqrt(2) too high. b3 uses autograd (torch.func.jacrev,
+linear, e.g. the last hidden layer); b2's variance is the same sum along the
+dense paths. The paper writes p for p (1 - p), its small-p limit, which at
+p = 0.5 puts the std sqrt(2) too high. b3 uses autograd (torch.func.jacrev,
 vmap-ed over inputs), b4 crashes every neuron alone in batched passes.
 The bounds table gives each bound beside its Monte Carlo value (mc) and, for
 the norm statistics, that value's 95% half-width over repetitions (mc_ci95).
@@ -166,7 +167,8 @@ def bounds_per_input(suffix: nn.Module, x: torch.Tensor, p: float,
         squared = absolute.clone()
         for w in chain:
             absolute, squared = w.abs() @ absolute, w.square() @ squared
-        out["b2"] = {"mean": p * flat.abs() @ absolute.T, "std": (p * flat.square() @ squared.T).sqrt()}
+        out["b2"] = {"mean": p * flat.abs() @ absolute.T,
+                     "std": (variance * flat.square() @ squared.T).sqrt()}
         l1 = flat.abs().sum(1)
         lipschitz = {stat: math.prod(float(torch.linalg.matrix_norm(w, ord=order)) for w in chain)
                      for stat, order in NORMS.items()}
