@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from lesion import data, models, tensorfiles, train
+from lesion import data, models, networks, tensorfiles, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 SETTINGS = {"batch_size": 64, "learning_rate": 1e-2, "seed": 0, "device": "cpu",
             "precision": "ieee"}
@@ -33,6 +37,30 @@ def run(split, name, *, epochs=1, weight_decay=0.0, init=None, freeze=(), masks=
                 hooks=[train.Hook(masks=masks)] if masks is not None else [],
                 checkpoints=checkpoints)
     return tensorfiles.load_tensors(out)
+
+
+@pytest.mark.parametrize("trained", [["head.weight"], ["head.weight", "block.bn2.weight"]])
+def test_masked_training_keeps_the_running_statistics_of_a_norm_it_keeps(split, trained):
+    """The residual example's BatchNorm (block.bn2) keeps its running statistics bit for
+    bit when the masks keep its parameters, and updates them when they select one."""
+    source = networks.Source.parse("python:residual:build",
+                                   path=str(REPO / "config/examples/own_network"))
+    torch.manual_seed(5)
+    start = models.build_source(source, num_classes=10, input_shape=(1, 8, 8), name="residual")
+    models.save_weights(start, split / "residual-start.safetensors")
+    masks = {name: torch.full(p.shape, name in trained) for name, p in start.named_parameters()}
+    out = split / "residual-masked.safetensors"
+    train.train(train.Network("residual", source=source, init=split / "residual-start.safetensors"),
+                "digits", split / "train.safetensors", split / "test.safetensors", out,
+                split / "residual-masked.parquet", train.Settings(epochs=1, weight_decay=0.0, **SETTINGS),
+                hooks=[train.Hook(masks=masks)])
+    got, before = tensorfiles.load_tensors(out), start.state_dict()
+    statistics = ["block.bn2.running_mean", "block.bn2.running_var",
+                  "block.bn2.num_batches_tracked"]
+    unchanged = [torch.equal(got[name], before[name]) for name in statistics]
+    assert unchanged == [len(trained) == 1] * 3
+    assert not torch.equal(got["head.weight"], before["head.weight"])
+    assert torch.equal(got["stem.weight"], before["stem.weight"])
 
 
 def test_masked_entries_stay_bit_identical_with_weight_decay(split):

@@ -92,7 +92,8 @@ class Hook:
     to the cross-entropy (ExtraLoss); batch: a change to each batch (BatchHook);
     masks: parameter name -> bool tensor: only the True entries change (the
     others get no gradient, no weight decay, no optimiser state, and stay bit for
-    bit as they started); metadata: stored with the weights.
+    bit as they started; a norm layer none of whose parameters may change keeps
+    its running statistics too); metadata: stored with the weights.
     """
 
     dropout: float = 0.0
@@ -163,6 +164,28 @@ def _updates(model: nn.Module, freeze: Sequence[str],
     return out
 
 
+def _kept_norms(model: nn.Module, updates: Mapping[str, torch.Tensor | None]) -> list[nn.Module]:
+    """With masks, the norm layers (BatchNorm and the like: modules with running statistics)
+    none of whose parameters training may change: they run in eval mode while the rest
+    trains, so that their running statistics stay bit for bit as well (issue 24)."""
+    if not any(mask is not None for mask in updates.values()):
+        return []
+
+    def kept(name: str) -> bool:
+        return name not in updates or (updates[name] is not None and not updates[name].any())
+
+    return [module for prefix, module in model.named_modules()
+            if getattr(module, "running_mean", None) is not None
+            and all(kept(f"{prefix}.{name}" if prefix else name)
+                    for name, _ in module.named_parameters(recurse=False))]
+
+
+def _train_mode(model: nn.Module, kept_norms: Sequence[nn.Module]) -> None:
+    model.train()
+    for module in kept_norms:
+        module.eval()
+
+
 def train(network: Network, dataset: str, train_path: str | os.PathLike,
           test_path: str | os.PathLike, weights_out: str | os.PathLike,
           curve_out: str | os.PathLike, settings: Settings, *, hooks: Sequence[Hook] = (),
@@ -208,6 +231,7 @@ def train(network: Network, dataset: str, train_path: str | os.PathLike,
     x_train, y_train = x_train[part].to(dev), y_train[part].to(dev)
     x_test, y_test = (t.to(dev) for t in data.load_split(test_path, dataset))
     masked = {name: mask for name, mask in updates.items() if mask is not None}
+    kept_norms = _kept_norms(model, updates)
     # With masks, weight decay is added to the gradient here, before masking (Adam's
     # own adds it after any gradient hook, which would move masked entries).
     optimiser = torch.optim.Adam([params[name] for name in updates], lr=learning_rate,
@@ -215,13 +239,13 @@ def train(network: Network, dataset: str, train_path: str | os.PathLike,
     order = torch.Generator().manual_seed(seed)
     rows = []
     for epoch in tqdm(range(1, epochs + 1), desc=f"train {model_name}", mininterval=1):
-        model.train()
+        _train_mode(model, kept_norms)
         for batch in torch.randperm(len(y_train), generator=order).split(batch_size):
             batch = batch.to(dev)
             x, y = x_train[batch], y_train[batch]
             for change in batch_hooks:
                 x, y = change(model, x, y)
-                model.train()
+                _train_mode(model, kept_norms)
             optimiser.zero_grad()
             _loss(model, x, y, dropout, extra).backward()
             if masked:
