@@ -410,6 +410,14 @@ def test_attacks_on_cuda_agree_with_the_cpu(trained, split):
                               generator=torch.Generator().manual_seed(2))
              for dev, model in (("cpu", trained), ("cuda", gpu))}
     assert torch.equal(start["cuda"].cpu(), start["cpu"])
+    # the adversarial study's PGD sets: the start drawn on the CPU whatever the device (issue 24)
+    from lesion.studies.adversarial import sets
+
+    pgd_sets = {dev: sets.attack(model, x.to(dev), y.to(dev), index.to(dev), "pgd",
+                                 {"eps": 0.1, "step_size": 0.0, "steps": 1}, seed=2,
+                                 num_classes=10)
+                for dev, model in (("cpu", trained), ("cuda", gpu))}
+    assert torch.equal(pgd_sets["cuda"]["images"].cpu(), pgd_sets["cpu"]["images"])
     targets = attacks.random_targets(y.cuda(), index.cuda(), 10, seed=0)
     assert targets.is_cuda and torch.equal(targets.cpu(), attacks.random_targets(y, index, 10, 0))
     on_gpu = attacks.lbfgs(gpu, x.cuda(), y.cuda(), targets)

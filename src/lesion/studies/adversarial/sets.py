@@ -31,7 +31,7 @@ def attack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """The set's tensors for `images` attacked by attack `name` with its `options`.
 
     Seeds: L-BFGS targets are drawn per image from (seed, index); PGD's random
-    start from a generator seeded with `seed`.
+    start from a CPU generator seeded with `seed` (a GPU's would draw another).
     """
     if name == "lbfgs":
         targets = attacks.random_targets(labels, index, num_classes, seed)
@@ -40,7 +40,7 @@ def attack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
         result = attacks.untargeted(model, images, labels,
                                     attacks.fgsm(model, images, labels, **options))
     elif name == "pgd":
-        generator = torch.Generator(device=images.device).manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)  # on the CPU: the same start anywhere
         result = attacks.untargeted(model, images, labels, attacks.pgd(
             model, images, labels, generator=generator, **options))
     else:
