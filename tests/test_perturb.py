@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -9,6 +11,11 @@ from hypothesis import strategies as st
 
 from lesion import perturb
 from lesion.catalog import ACTIVATION_OPERATORS, FILTERS
+
+
+def half_up(level: float, n: int) -> int:
+    """level * n rounded half up, in exact fractions of the level as written (docs/studies.md)."""
+    return int(Fraction(str(level)) * n + Fraction(1, 2))
 
 LEVELS = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 SEEDS = st.integers(min_value=0, max_value=2**63 - 1)
@@ -34,7 +41,7 @@ def test_synapse_knockout_zeroes_exactly_the_requested_fraction_of_each_tensor(s
     base = layer_tensors(shape)
     out = perturb.apply("synapse_knockout", base, level, seed)
     for name, t in base.items():
-        assert int((out[name] == 0).sum()) == round(level * t.numel())
+        assert int((out[name] == 0).sum()) == half_up(level, t.numel())
         kept = out[name] != 0
         assert torch.equal(out[name][kept], t[kept])
 
@@ -46,7 +53,7 @@ def test_node_knockout_zeroes_whole_units_and_their_biases_only(shape, level, se
     out = perturb.apply("node_knockout", base, level, seed)
     units = shape[0]
     dead = out["bias"] == 0
-    assert int(dead.sum()) == round(level * units)
+    assert int(dead.sum()) == half_up(level, units)
     flat = out["weight"].reshape(units, -1)
     assert torch.equal((flat == 0).all(dim=1), dead)  # a unit's weights die with its bias
     assert torch.equal(flat[~dead], base["weight"].reshape(units, -1)[~dead])
@@ -76,7 +83,7 @@ def test_redraw_replaces_the_fraction_with_values_of_the_same_tensor(shape, leve
     out = perturb.apply("redraw", base, level, seed)
     for name, t in base.items():
         changed = int((out[name] != t).sum())
-        assert changed <= round(level * t.numel())
+        assert changed <= half_up(level, t.numel())
         assert set(out[name].reshape(-1).tolist()) <= set(t.reshape(-1).tolist())
 
 
@@ -199,7 +206,7 @@ def test_node_knockout_silences_channels_after_their_batchnorm(layer):
     assert sorted(base) == ["norm.bias", "norm.weight", "weight"]  # resnet convs have no bias
     out = perturb.apply("node_knockout", base, 0.5, seed=4)
     dead = (out["weight"] == 0).flatten(1).all(dim=1)
-    assert int(dead.sum()) == round(0.5 * len(dead))
+    assert int(dead.sum()) == half_up(0.5, len(dead))
     with torch.no_grad():
         models.layer(model, layer).weight.copy_(out["weight"])
         norm.weight.copy_(out["norm.weight"])
