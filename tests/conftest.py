@@ -29,6 +29,19 @@ def mlp() -> torch.nn.Module:
     return models.build("mlp", num_classes=10, input_shape=(1, 8, 8)).eval()
 
 
+@pytest.fixture
+def resnet18_bn() -> torch.nn.Module:
+    """resnet18 in float64 (eval) with running statistics away from 0 and 1, so that a
+    BatchNorm's place in a computation shows; seeded, a fresh copy per test."""
+    torch.manual_seed(0)
+    resnet = models.build("resnet18", num_classes=10, input_shape=(3, 16, 16)).eval().double()
+    for m in resnet.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return resnet
+
+
 @pytest.fixture(scope="session")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     """A slice of the real digits data, preprocessed as the study does."""

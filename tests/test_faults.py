@@ -83,16 +83,11 @@ def test_crashed_neurons_are_the_activated_outputs_of_the_layer(mlp, cnn, digits
         assert torch.equal(suffix(prefix(x)), cnn(x))
 
 
-def test_a_layer_inside_a_residual_block_crashes_at_its_neurons_the_skip_unharmed():
+def test_a_layer_inside_a_residual_block_crashes_at_its_neurons_the_skip_unharmed(resnet18_bn):
     """resnet18's layer1.0.conv2 (conv3): its neurons are bn2's output, before the skip
     connection's add; the reference crashes them with a forward hook on bn2 in the whole
     network (no graph), with the masks the seeds draw."""
-    torch.manual_seed(0)
-    resnet = models.build("resnet18", num_classes=10, input_shape=(3, 16, 16)).eval().double()
-    for m in resnet.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    resnet = resnet18_bn
     x = torch.randn(5, 3, 16, 16, dtype=torch.float64)
     prefix, suffix = activations.crash_split(resnet, "conv3")
     assert prefix.packed and prefix.neurons == (64, 4, 4)  # after the stride-2 stem and max-pool

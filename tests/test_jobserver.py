@@ -58,15 +58,19 @@ def test_a_forked_job_has_its_own_directory_environment_and_output_files(forked,
     assert (tmp_path / "digits.safetensors").stat().st_size > 1000
 
 
+def start_sleeper(env: dict[str, str], where: Path) -> tuple[subprocess.Popen, int]:
+    """A module of the test's own, sent as the shim sends `lesion`, that prints its pid and
+    sleeps: the client and the job's pid."""
+    (where / "sleeper.py").write_text("import os, time\nprint(os.getpid(), flush=True)\n"
+                                      "time.sleep(120)\n")
+    client = subprocess.Popen([sys.executable, "-S", jobserver.__file__, "sleeper"], env=env,
+                              cwd=where, stdout=subprocess.PIPE, text=True)
+    return client, int(client.stdout.readline())
+
+
 def test_killing_the_client_kills_its_job(forked, tmp_path):
-    """Snakemake kills a failed run's jobs: the forked job must not outlive its client
-    (a module of the test's own that prints its pid and sleeps, sent as the shim sends
-    `lesion`)."""
-    (tmp_path / "sleeper.py").write_text("import os, time\nprint(os.getpid(), flush=True)\n"
-                                         "time.sleep(120)\n")
-    client = subprocess.Popen([sys.executable, "-S", jobserver.__file__, "sleeper"], env=forked,
-                              cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-    pid = int(client.stdout.readline())
+    """Snakemake kills a failed run's jobs: the forked job must not outlive its client."""
+    client, pid = start_sleeper(forked, tmp_path)
     assert pid != client.pid and _alive(pid)  # forked by the server, not the client itself
     client.send_signal(signal.SIGKILL)
     client.wait(timeout=10)
@@ -78,11 +82,7 @@ def test_killing_the_client_kills_its_job(forked, tmp_path):
 
 def test_a_terminated_client_ends_its_job_with_the_signal(forked, tmp_path):
     """SIGTERM to the client reaches the job, and the client dies of it as the job did."""
-    (tmp_path / "sleeper.py").write_text("import os, time\nprint(os.getpid(), flush=True)\n"
-                                         "time.sleep(120)\n")
-    client = subprocess.Popen([sys.executable, "-S", jobserver.__file__, "sleeper"], env=forked,
-                              cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-    pid = int(client.stdout.readline())
+    client, pid = start_sleeper(forked, tmp_path)
     client.terminate()
     assert client.wait(timeout=10) == -signal.SIGTERM
     assert not _alive(pid)

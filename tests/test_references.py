@@ -355,17 +355,12 @@ def test_each_crash_row_is_the_network_with_its_own_seeds_masks(split, mlp):
     assert len({answers.tobytes() for answers in seen}) == len(seen)
 
 
-def test_a_crash_row_of_a_layer_inside_a_residual_block_crashes_its_neurons_only():
+def test_a_crash_row_of_a_layer_inside_a_residual_block_crashes_its_neurons_only(resnet18_bn):
     """predict's crash rows where the crash prefix packs the neurons with the skip
     connection (resnet18's conv3, layer1.0.conv2: its neurons are bn2's output): each row
     is the whole network with bn2's output masked by the row's seed (a forward hook, no
     graph); crashing the packed skip values as well would change every row."""
-    torch.manual_seed(0)
-    resnet = models.build("resnet18", num_classes=10, input_shape=(3, 16, 16)).eval().double()
-    for m in resnet.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    resnet = resnet18_bn
     images = torch.randn(6, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     labels = torch.arange(6) % 10
     base = sweep.base_tensors(resnet, "conv3", "crash")
