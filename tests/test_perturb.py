@@ -226,3 +226,29 @@ def test_variant_seed_is_the_documented_hash_of_the_variant_name():
     digest = hashlib.sha256(b"0/cnn/fc1/gaussian/0.5/3").digest()
     assert perturb.variant_seed(0, "cnn", "fc1", "gaussian", 0.5, 3) == \
         int.from_bytes(digest[:8], "little") >> 1
+
+
+def test_filters_zero_a_one_entry_tensor_and_pass_an_empty_one_on():
+    """A lone entry is the tensor's min and max, so every threshold selects it (the pulse's
+    band, of width 0, nothing); an empty tensor comes back empty and the tensors after it
+    are filtered all the same."""
+    one = {"w": torch.tensor([0.3])}
+    for name in ("highpass", "lowpass"):
+        assert perturb.apply(name, one, 0.5, seed=0)["w"].tolist() == [0.0], name
+    assert perturb.apply("pulse", one, 0.5, seed=0)["w"].tolist() == pytest.approx([0.3])
+    out = perturb.apply("highpass", {"a": torch.empty(0), "b": torch.tensor([1.0, 2.0, 3.0])}, 0.5,
+                        seed=0)
+    assert out["a"].shape == (0,) and out["b"].tolist() == [0.0, 0.0, 3.0]  # alpha = 2
+
+
+def test_the_pulse_band_holds_its_lower_edge_and_not_its_upper():
+    """Entries 0..25: width 1, so at level 0.5 the band is [12, 13), edges exact in float."""
+    t = {"w": torch.arange(26, dtype=torch.float32)}
+    out = perturb.apply("pulse", t, 0.5, seed=0)["w"]
+    assert torch.nonzero(out == 0).flatten().tolist() == [0, 12]  # 0 was 0 already
+
+
+def test_an_unknown_option_is_refused_naming_the_operators_own():
+    tensors = {"w": torch.ones(3, 3)}
+    with pytest.raises(ValueError, match=r"option 'draws' does not apply to bitflip; expected \['bits'\]"):
+        perturb.apply("bitflip", tensors, 0.1, seed=0, draws=1)

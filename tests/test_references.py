@@ -55,6 +55,17 @@ def test_summarise_of_a_batch_of_variants_is_per_variant_and_per_image():
     assert loss[1, 1].item() == pytest.approx(cross_entropy(-LOGITS[1].numpy(), 4), rel=1e-6)
 
 
+def test_a_half_precision_networks_loss_is_computed_in_float32():
+    """float16 logits (a half-precision network): the loss of the same values in float32,
+    against the float64 formula; a float16 loss would round to 3 significant digits."""
+    logits = (LOGITS * 1.37).half()
+    _, loss = evaluate.summarise(logits, LABELS)
+    assert loss.dtype == torch.float32
+    expected = [cross_entropy(row, int(y)) for row, y in zip(logits.double().tolist(), LABELS,
+                                                             strict=True)]
+    assert loss.tolist() == pytest.approx(expected, rel=1e-6)
+
+
 def test_an_overflowing_loss_of_finite_logits_counts_as_non_finite():
     logits = torch.tensor([[3e38, -3e38, 0.0], [1e38, -1e38, 0.0], [1.0, 2.0, 3.0]])
     assert torch.isfinite(logits).all()
@@ -538,6 +549,49 @@ def test_every_bound_on_a_linear_suffix_against_its_formula():
         assert np.allclose(got["b1"][stat], p * l1 * np.linalg.norm(W3, order), rtol=1e-12), stat
     jensen = np.minimum(p * l1, np.sqrt(p) * l2) * np.linalg.norm(W3, 2)
     assert np.allclose(got["b1_jensen"]["norm_l2"], jensen, rtol=1e-12)
+
+
+class _PackedSuffix(nn.Module):
+    """A non-linear suffix that reads [neurons flattened, rest], as a packed crash prefix's
+    does: y = W2 tanh(W1 x + V rest)."""
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(4)
+        self.w1 = nn.Parameter(torch.randn(5, 4, generator=generator, dtype=torch.float64))
+        self.v = nn.Parameter(torch.randn(5, 2, generator=generator, dtype=torch.float64))
+        self.w2 = nn.Parameter(torch.randn(3, 5, generator=generator, dtype=torch.float64))
+
+    def forward(self, packed):
+        x, rest = packed[:, :4], packed[:, 4:]
+        return torch.tanh(x @ self.w1.T + rest @ self.v.T) @ self.w2.T
+
+
+@pytest.mark.parametrize("rows_per_pass", [1, 3, 8, 4096])
+def test_per_input_terms_of_a_packed_non_linear_suffix_against_one_input_at_a_time(rows_per_pass):
+    """b3's and b4's sums for neurons of shape [2, 2] with a `rest` the suffix also reads,
+    against each input's Jacobian (torch.autograd.functional) and each neuron crashed alone
+    in its own forward pass, whatever the inputs and neurons per pass (1, 3: blocks of 3
+    and 1 neurons, 8: two inputs of four neurons and one left over, all at once)."""
+    suffix = _PackedSuffix()
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 2, 2, generator=generator, dtype=torch.float64)
+    rest = torch.randn(3, 2, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        y = suffix(torch.cat([x.flatten(1), rest], 1))
+    terms = bounds._per_input_terms(suffix, x, y, rows_per_pass=rows_per_pass,
+                                    rest=rest)
+    for n in range(3):
+        def f(flat, n=n):
+            return suffix(torch.cat([flat, rest[n]]).unsqueeze(0)).squeeze(0)
+        flat = x[n].flatten()
+        g = torch.autograd.functional.jacobian(f, flat) * flat  # [K, 4]: (dy/dx_i) x_i
+        with torch.no_grad():
+            d = torch.stack([f(flat * (torch.arange(4) != i)) - y[n] for i in range(4)], 1)
+        for name, want in (("g_sum", g.sum(1)), ("g_sq", (g ** 2).sum(1)),
+                           ("d_sum", d.sum(1)), ("d_sq", (d ** 2).sum(1))):
+            assert torch.allclose(terms[name][n], want, rtol=1e-12, atol=1e-14), (name, n)
+    assert not any(t.requires_grad for t in terms.values())
 
 
 def test_aggregate_is_a_root_mean_square_with_the_monte_carlo_excess_removed():

@@ -77,3 +77,29 @@ def test_variant_weights_writes_each_variant_checked(tmp_path, mlp):
     meta = tensorfiles.load_metadata(out / written[0])
     assert tensorfiles.tensors_sha256(tensorfiles.load_tensors(out / written[0])) == meta["sha256"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_the_difference_without_norms_computes_them(base):
+    """Without the base's norms (a caller that has none) the row is the same, against the
+    whole-vector formulas in float64."""
+    new = perturb.apply("gaussian", base, 0.5, seed=3)
+    old = torch.cat([base[k].flatten() for k in sorted(base)]).double()
+    d = torch.cat([new[k].flatten() for k in sorted(new)]).double() - old
+    row = sweep._difference(base, new)
+    assert row == sweep._difference(base, new, norms=sweep._norms(base))
+    assert row["changed"] == int(torch.count_nonzero(d))
+    assert row["rel_l1"] == pytest.approx(float(d.abs().sum() / old.abs().sum()), rel=1e-12)
+    assert row["rel_l2"] == pytest.approx(float(d.norm() / old.norm()), rel=1e-12)
+
+
+def test_a_changed_variant_is_refused_with_both_hashes(base):
+    row = table(base, perturbation="redraw")[0].to_pylist()[0]
+    changed = {k: v.clone() for k, v in base.items()}
+    changed["weight"][0, 0] += 1.0
+    digest = tensorfiles.tensors_sha256(perturb.apply("redraw", changed, row["level"], row["seed"]))
+    with pytest.raises(sweep.VariantMismatchError) as error:
+        sweep.regenerate(row, changed)
+    assert str(error.value) == (
+        f"variant {row['variant']}: regenerated tensors hash to {digest[:12]}..., the variants "
+        f"table recorded {row['sha256'][:12]}...; the weights or the operator changed since the "
+        "table was written: rebuild the variants table")

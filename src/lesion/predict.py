@@ -78,9 +78,11 @@ def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tens
         sweep.regenerate(row, base)
     prefix, suffix = activations.crash_split(model, layer)
     neurons = evaluate.run_batched(prefix, images, batch_size, device)
-    log.info("crash %s: %d repetitions x %d images on %s; clean neurons %s%s", layer, len(rows),
-             len(labels), device, prefix.neurons,
-             " (packed with the values the rest of the network reads)" if prefix.packed else "")
+    # a log line's text is no result (each line of it: `make mutation` leaves it alone)
+    packed = " (packed with the values the rest of the network reads)"  # pragma: no mutate
+    log.info("crash %s: %d repetitions x %d images on %s; clean neurons %s%s",  # pragma: no mutate
+             layer, len(rows), len(labels), device, prefix.neurons,  # pragma: no mutate
+             packed if prefix.packed else "")  # pragma: no mutate
     reps = [(row["level"], row["seed"]) for row in rows]
     labels = labels.to(device)
     for logits in activations.crashed_logits(
@@ -132,9 +134,9 @@ def _weight_results(model, layer: str, base, sets: list[tuple[torch.Tensor, torc
     chunk = evaluate.images_per_chunk(prefix, sets[0][0], cache_bytes, batch_size, device,
                                       count=sum(sizes))
     passes = _passes(sizes, chunk)
-    log.info("%s: %d test set(s) of %s images on %s, clean prefix cached for %d pass(es) of "
-             "at most %d", layer, len(sets), sizes, device,
-             len(passes), chunk)
+    log.info("%s: %d test set(s) of %s images on %s, clean prefix cached for "  # pragma: no mutate
+             "%d pass(es) of at most %d",  # pragma: no mutate
+             layer, len(sets), sizes, device, len(passes), chunk)  # pragma: no mutate
     parts: list[list[list[tuple[torch.Tensor, torch.Tensor]]]] = [[] for _ in sets]
     for number, spans in enumerate(passes):
         activations = torch.cat([evaluate.run_batched(prefix, sets[i][0][a:b], batch_size, device)
@@ -144,8 +146,8 @@ def _weight_results(model, layer: str, base, sets: list[tuple[torch.Tensor, torc
         results = evaluate.sweep_suffix(suffix, names, variants if number == 0 else redraw(),
                                         activations, labels, batch_size=batch_size,
                                         variants_per_pass=variants_per_pass, bounds=bounds)
-        if number == 0:
-            results = tqdm(results, total=total, desc=f"predict {layer}", mininterval=1)
+        if number == 0:  # pragma: no mutate (the progress bar: display only)
+            results = tqdm(results, total=total, desc=f"predict {layer}", mininterval=1)  # pragma: no mutate
         for v, (top, loss) in enumerate(results):
             for (i, _, _), a, b in zip(spans, bounds, bounds[1:], strict=False):
                 if len(parts[i]) == v:  # the set's first span
