@@ -8,6 +8,7 @@ The attacks themselves (FGSM, PGD, L-BFGS) are checked in tests/test_attacks.py.
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -123,6 +124,30 @@ def test_pretraining_trains_fc1_as_an_encoder_and_leaves_the_rest_freshly_initia
                           batch_size=64, learning_rate=0.01, seed=0)
 
 
+def test_the_sparsity_penalty_is_the_kl_divergence_of_each_units_mean_activation():
+    code = torch.tensor([[0.1, 0.9, 0.5], [0.3, 0.7, 0.5]], dtype=torch.float64)
+    rho = np.array([0.2, 0.8, 0.5])  # each unit's mean, by hand
+    by_hand = sum(0.05 * np.log(0.05 / r) + 0.95 * np.log(0.95 / (1 - r)) for r in rho)
+    assert float(pretrain.kl_sparsity(code, 0.05)) == pytest.approx(by_hand, rel=1e-12)
+    assert float(pretrain.kl_sparsity(torch.full((4, 3), 0.05, dtype=torch.float64), 0.05)) == pytest.approx(
+        0, abs=1e-15)
+
+
+def test_a_sparse_autoencoders_code_is_sparser_than_a_plain_ones(split):
+    """The penalty pulls the code's mean activation towards the target (0.05), well below
+    the plain autoencoder's."""
+    means = {}
+    for sparsity in (0.0, 3.0):
+        out = split / f"ae-{sparsity}.safetensors"
+        pretrain.pretrain("ae400_10", "digits", split / "train.safetensors", out, name="AE",
+                          epochs=3, batch_size=64, learning_rate=0.01, seed=5, sparsity=sparsity)
+        model = models.load_weights(out, num_classes=10, input_shape=(1, 8, 8))
+        images, _ = data.load_split(split / "train.safetensors")
+        with torch.no_grad():  # measured here, not read from the metadata the step writes
+            means[sparsity] = float(torch.sigmoid(model[1](images.flatten(1))).mean())
+    assert means[3.0] < 0.15 < means[0.0]
+
+
 # --- adversarial sets and the tables ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -178,27 +203,65 @@ def test_amplified_examples_have_the_asked_size_and_the_adversarial_direction():
     assert tables.amplify(torch.zeros(1, 1, 2, 2), -torch.ones(1, 1, 2, 2), 0.5).min() == 0  # clamped
 
 
-def test_gaussian_controls_are_seeded_clamped_and_of_the_asked_size():
-    clean = torch.full((200, 1, 8, 8), 0.5)
-    noisy = tables.gaussian(clean, 0.1, seed=1)
-    assert torch.equal(noisy, tables.gaussian(clean, 0.1, seed=1))
-    assert not torch.equal(noisy, tables.gaussian(clean, 0.1, seed=2))
-    assert abs(float((noisy - clean).std()) - 0.1) < 0.005
-    assert float(tables.gaussian(clean, 3.0, seed=1).max()) == 1.0
+def test_amplification_never_shrinks_an_example():
+    """An example already beyond sigma stays as it is; any amplified one, clamped or not,
+    has an RMS distortion at least its own (checked pixel by pixel in float64)."""
+    generator = torch.Generator().manual_seed(3)
+    clean = torch.rand(50, 1, 8, 8, generator=generator)
+    adversarial = (clean + 0.3 * torch.randn(50, 1, 8, 8, generator=generator)).clamp(0, 1)
+    own = ((adversarial - clean).double().flatten(1) ** 2).mean(1).sqrt()
+    assert own.min() > 0.05
+    assert torch.equal(tables.amplify(clean, adversarial, 0.05), adversarial)
+    small = (clean + 0.02 * (adversarial - clean)).clamp(0, 1)  # RMS about 0.005
+    out = tables.amplify(clean, small, 0.1)
+    mine = ((small - clean).double().flatten(1) ** 2).mean(1).sqrt()
+    theirs = ((out - clean).double().flatten(1) ** 2).mean(1).sqrt()
+    assert (theirs >= mine).all() and (theirs > 5 * mine).all()
+    # each pixel moved on in its own direction, never back past where the example had it
+    d_small, d_out = (small - clean).double(), (out - clean).double()
+    assert (d_out * d_small >= d_small * d_small - 1e-12).all()
+
+
+def test_gaussian_controls_are_seeded_clamped_and_of_the_asked_measured_size():
+    """Near the box's edges clamping shrinks noise of standard deviation sigma; the control's
+    RMS distortion, measured by hand after clamping, is sigma all the same."""
+    generator = torch.Generator().manual_seed(0)
+    clean = (torch.rand(200, 1, 8, 8, generator=generator) < 0.5).float() * 0.95  # 0 or 0.95
+    noisy, scale = tables.gaussian(clean, 0.1, seed=1)
+    again, _ = tables.gaussian(clean, 0.1, seed=1)
+    assert torch.equal(noisy, again) and not torch.equal(noisy, tables.gaussian(clean, 0.1, seed=2)[0])
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    measured = ((noisy - clean).double().flatten(1) ** 2).mean(1).sqrt().mean()
+    assert abs(float(measured) - 0.1) < 0.002  # within 2%: float32 images, an exact solve
+    z = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    plain = ((clean.double() + 0.1 * z).clamp(0, 1) - clean.double()).flatten(1)
+    assert float((plain ** 2).mean(1).sqrt().mean()) < 0.09  # unsolved noise measures less
+    assert scale > 0.11
+    with pytest.raises(ValueError, match="cannot reach an RMS distortion of 0.9"):
+        tables.gaussian(clean, 0.9, seed=1)
 
 
 def test_the_distortion_table_is_table_one_from_the_files(split, two_models):
     path = make_set(split, two_models[1], "fgsm", eps=0.05)
-    table = tables.distortion_table([split / "B.parquet"], [two_models[1]], [path]).to_pylist()
-    curve = pd.read_parquet(split / "B.parquet")
-    last = curve[curve["epoch"] == 5].set_index("split")["accuracy"]
     s = tensorfiles.load_tensors(path)
     hit = s["success"].bool()
+    # two successes at distortion 0 (images the model already gave the target): counted,
+    # and left out of the mean
+    first = torch.nonzero(hit).flatten()[:2]
+    s["distortion"][first] = 0.0
+    edited = split / "fgsm-B-at-target.safetensors"
+    tensorfiles.save_tensors(s, edited, tensorfiles.load_metadata(path))
+    table = tables.distortion_table([split / "B.parquet"], [two_models[1]], [edited]).to_pylist()
+    curve = pd.read_parquet(split / "B.parquet")
+    last = curve[curve["epoch"] == 5].set_index("split")["accuracy"]
+    kept = hit.clone()
+    kept[first] = False
     assert table == [{
         "model": "B", "arch": "fc100_100_10", "weight_decay": 0.0, "train_split": "all",
         "train_error": 1 - last["train"], "test_error": 1 - last["test"],
-        "mean_distortion": pytest.approx(float(s["distortion"][hit].double().mean()), rel=1e-6),
-        "success_rate": float(hit.float().mean()), "n_images": 40, "attack": "fgsm"}]
+        "mean_distortion": pytest.approx(float(s["distortion"][kept].double().mean()), rel=1e-6),
+        "success_rate": float(hit.float().mean()), "n_images": 40, "n_at_target": 2,
+        "attack": "fgsm"}]
 
 
 def test_the_transfer_table_feeds_every_set_to_every_model_with_its_controls(split, two_models):
@@ -222,8 +285,24 @@ def test_the_transfer_table_feeds_every_set_to_every_model_with_its_controls(spl
     cross = df[(df["source"] == "A") & (df["target"] == "B") & (df["attack"] == "fgsm")
                & ~df["amplified"]]
     assert cross["error"].item() == pytest.approx(by_hand)
-    amplified = df[df["amplified"] & (df["sigma"] == 0.1)]
-    assert (amplified["mean_distortion"] <= 0.1 + 1e-6).all()
+    noise = df[df["attack"] == "gaussian"]
+    assert noise["mean_distortion"].to_numpy() == pytest.approx(noise["sigma"].to_numpy(), rel=0.02)
+    assert (noise["noise_std"] >= noise["sigma"]).all()
+    assert df[df["attack"] == "fgsm"]["noise_std"].isna().all()
+
+
+def test_the_cross_training_table_has_its_gaussian_control(split, two_models):
+    paths = [make_set(split, w, "fgsm", eps=0.1) for w in two_models]
+    study = tables.Study("digits", split / "test.safetensors", two_models, "cpu", "ieee")
+    df = tables.cross_training_table(study, paths, 0.1, seed=0).to_pandas()
+    assert len(df) == 2 * 2 * 2 + 2  # sets x (raw, amplified) x targets + noise per target
+    noise = df[df["source"] == "gaussian"]
+    assert sorted(noise["target"]) == ["A", "B"] and (noise["sigma"] == 0.1).all()
+    assert noise["mean_distortion"].to_numpy() == pytest.approx([0.1, 0.1], rel=0.02)
+    # the noise is the transfer table's control of the same size and seed, on the same images
+    transfer = tables.transfer_table(study, paths, [0.1], seed=0).to_pandas()
+    same = transfer[transfer["attack"] == "gaussian"].set_index("target")["error"]
+    assert noise.set_index("target")["error"].to_dict() == same.to_dict()
 
 
 def test_adversarial_training_batches_are_the_batch_and_its_fgsm_copies(split, two_models):
@@ -324,11 +403,28 @@ def test_the_adversarial_study_builds_end_to_end(tmp_path):
     s = tensorfiles.load_tensors(out / "lbfgs" / "FC10.safetensors")
     assert (s["targets"] != s["labels"]).all() and (s["targets"] >= 0).all()
     cross = pd.read_parquet(out / "cross_training.parquet")
-    assert set(zip(cross["source"], cross["source_split"], strict=True)) == {("P1", "P1"), ("P2", "P2")}
+    assert set(zip(cross["source"], cross["source_split"], strict=True)) == {
+        ("P1", "P1"), ("P2", "P2"), ("gaussian", "none")}
+    # each network trains from its own seed: the study seed and its name hashed
+    seeds = {name: int(tensorfiles.load_metadata(
+        tmp_path / f"results/digits/{name}/weights.safetensors")["seed"]) for name in ("P1", "P2", "FC10")}
+    assert seeds == {name: int.from_bytes(hashlib.sha256(f"0/network/{name}".encode()).digest()[:4],
+                                          "little") >> 1 for name in seeds}
+    assert len(set(seeds.values())) == 3
     regimes = pd.read_parquet(out / "adversarial_training.parquet")
-    assert list(regimes["regime"]) == ["base", "adv", "wd"]
-    assert list(regimes["adversarial"]) == ["none", "fgsm", "none"]
-    assert list(regimes["weight_decay"]) == [0.0, 0.0, 0.01]
+    assert list(regimes["regime"]) == ["base", "base", "adv", "adv", "wd", "wd"]
+    assert list(regimes["replicate"]) == [0, 1] * 3
+    assert list(regimes["adversarial"]) == ["none", "none", "fgsm", "fgsm", "none", "none"]
+    assert list(regimes["weight_decay"]) == [0.0, 0.0, 0.0, 0.0, 0.01, 0.01]
+    # replicate k starts every regime from one seed (k = 0: the model's own), k = 1 another
+    assert set(regimes[regimes["replicate"] == 0]["seed"]) == {seeds["FC10"]}
+    assert regimes[regimes["replicate"] == 1]["seed"].nunique() == 1
+    assert regimes[regimes["replicate"] == 1]["seed"].iloc[0] != seeds["FC10"]
+    for _, group in regimes.groupby("regime"):  # two networks: mean ± 12.706 * sd / sqrt(2)
+        errors = group["test_error"].to_numpy()
+        half = 12.706204736174698 * errors.std(ddof=1) / np.sqrt(2)
+        assert group["test_error_mean"].iloc[0] == pytest.approx(errors.mean())
+        assert group["test_error_high"].iloc[0] == pytest.approx(errors.mean() + half)
     init = tensorfiles.load_metadata(tmp_path / "results/digits/AE/weights.safetensors")["init"]
     assert init.endswith("AE/pretrained.safetensors")
     for figure in ("transfer", "units", "examples/FC10", "examples/AE"):

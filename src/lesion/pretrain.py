@@ -4,7 +4,9 @@
 Szegedy et al.'s AE400-10 is a softmax classifier on the 400-unit sigmoid
 code of a single-layer autoencoder. Here the autoencoder is the network's
 own fc1 (encoder, sigmoid) and a fresh linear decoder with a sigmoid output,
-trained by mean squared reconstruction error on the training images; the
+trained by mean squared reconstruction error on the training images plus the
+sparse autoencoder's KL penalty (Ng's lecture notes, which the paper's sparse
+autoencoder follows: beta * sum_j KL(rho || mean activation of unit j)); the
 result is the network with fc1 pretrained and every other layer freshly
 initialised, which training then fine-tunes (as from `train.init`).
 """
@@ -25,11 +27,11 @@ log = logging.getLogger(__name__)
 
 def pretrain(arch: str, dataset: str, train_path: str | os.PathLike, out: str | os.PathLike, *,
              name: str, epochs: int, batch_size: int, learning_rate: float, seed: int,
-             sparsity: float = 0.0) -> None:
+             sparsity: float = 0.0, sparsity_target: float = 0.05) -> None:
     """Write `arch` with its fc1 trained as an autoencoder's encoder.
 
-    `sparsity` weighs an L1 penalty on the code (a sparse autoencoder, as the
-    paper's); 0 trains a plain one.
+    `sparsity` (beta) weighs the KL penalty that pulls each code unit's mean
+    activation over a batch towards `sparsity_target` (rho); 0 trains a plain one.
     """
     spec = data.get(dataset, split=train_path)
     torch.manual_seed(seed)
@@ -55,12 +57,25 @@ def pretrain(arch: str, dataset: str, train_path: str | os.PathLike, out: str | 
             code = torch.sigmoid(encoder(x))
             loss = nn.functional.mse_loss(torch.sigmoid(decoder(code)), x)
             if sparsity:
-                loss = loss + sparsity * code.abs().mean()
+                loss = loss + sparsity * kl_sparsity(code, sparsity_target)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
     with torch.no_grad():
-        error = nn.functional.mse_loss(torch.sigmoid(decoder(torch.sigmoid(encoder(flat)))), flat)
+        code = torch.sigmoid(encoder(flat))
+        error = nn.functional.mse_loss(torch.sigmoid(decoder(code)), flat)
+        mean_code = float(code.mean())
     log.info("autoencoder %s: reconstruction MSE %.4f after %d epochs", name, error.item(), epochs)
+    log.info("autoencoder %s: mean code activation %.4f (sparsity target %g, weight %g)", name,
+             mean_code, sparsity_target, sparsity)
     models.save_weights(network, out, dataset=dataset, pretrained="autoencoder fc1",
-                        reconstruction_mse=float(error), epochs=epochs, seed=seed)
+                        reconstruction_mse=float(error), mean_code=mean_code, epochs=epochs,
+                        seed=seed, sparsity=sparsity, sparsity_target=sparsity_target)
+
+
+def kl_sparsity(code: torch.Tensor, target: float) -> torch.Tensor:
+    """sum_j KL(target || rho_j) between Bernoulli means, rho_j the mean of unit j of
+    `code` (sigmoid activations, batch first) over the batch."""
+    rho = code.mean(0).clamp(1e-6, 1 - 1e-6)
+    return (target * torch.log(target / rho)
+            + (1 - target) * torch.log((1 - target) / (1 - rho))).sum()

@@ -97,6 +97,7 @@ rule adversarial_cross_training:
         f"{ADV_DIR}/cross_training.parquet",
     params:
         sigma=ADV_CROSS.get("sigma"),
+        seed=config["seed"],
         device=config["device"],
         batch_size=config["evaluate"]["batch_size"],
         precision=config["evaluate"]["precision"],
@@ -112,7 +113,8 @@ rule adversarial_cross_training:
     shell:
         "python -m lesion adversarial cross-training --dataset {wildcards.dataset}"
         " --test {input.test} --weights {input.weights} --sets {input.sets}"
-        " --sigma {params.sigma} --device {params.device} --precision {params.precision}"
+        " --sigma {params.sigma} --seed {params.seed} --device {params.device}"
+        " --precision {params.precision}"
         " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -127,21 +129,23 @@ use rule train as train_adversarial with:
     output:
         weights=f"{ADV_REGIME_DIR}/weights.safetensors",
         curve=f"{ADV_REGIME_DIR}/training.parquet",
+    wildcard_constraints:
+        replicate=r"\d+",
     params:
         step="adversarial train",
         train=adv_regime_train,
         options=lambda w: (
-            f"--adversarial-attack {ADV_REGIMES[w.regime]['attack']}"
-            f" --adversarial-eps {ADV_REGIMES[w.regime]['eps']!r}"
+            f"--adversarial-attack {adv_regime(w)['attack']}"
+            f" --adversarial-eps {adv_regime(w)['eps']!r}"
         ),
-        start=lambda w: start_options(w.model),
+        start=lambda w: start_options(w.model, seed=replicate_seed(w.model, w.replicate)),
         checkpoints="",
         device=config["device"],
         precision=config["evaluate"]["precision"],
     log:
-        f"{LOGS}/train_adversarial/{{dataset}}/{{model}}/{{regime}}.log",
+        f"{LOGS}/train_adversarial/{{dataset}}/{{model}}/{{regime}}/{{replicate}}.log",
     benchmark:
-        f"{BENCHMARKS}/train_adversarial/{{dataset}}/{{model}}/{{regime}}.tsv"
+        f"{BENCHMARKS}/train_adversarial/{{dataset}}/{{model}}/{{regime}}/{{replicate}}.tsv"
 
 
 rule adversarial_training:
@@ -152,7 +156,7 @@ rule adversarial_training:
     output:
         f"{ADV_DIR}/adversarial_training.parquet",
     params:
-        labels=",".join(["base", *ADV_REGIMES]),
+        labels=",".join(r for r, _ in ADV_RUNS),
     log:
         f"{LOGS}/adversarial_training/{{dataset}}.log",
     benchmark:

@@ -26,6 +26,7 @@ from lesion.config import (
     study_roots,
 )
 from lesion.registry import studies
+from lesion.seeds import network_seed
 from lesion.sources import step_sources
 from lesion.targets import problem, sweep_layers
 
@@ -297,14 +298,21 @@ def train_init(wildcards):
     return [init] if init else []
 
 
-def start_options(model):
+def training_seed(model):
+    """The model's train.seed, else one hashed from the study seed and its name
+    (lesion.seeds.network_seed): the networks of a study start from different weights."""
+    return train_settings(model).get("seed", network_seed(config["seed"], model))
+
+
+def start_options(model, seed=None):
     """What the network is and where it starts: --arch (or a brought network's --source
-    options), --train-split, --seed (its own
-    training seed, else the study's), --split-seed, and --init and --freeze of fine-tuning."""
+    options), --train-split, --seed (`seed`, else training_seed), --split-seed, and --init
+    and --freeze of fine-tuning."""
     settings = train_settings(model)
+    seed = training_seed(model) if seed is None else seed
     what = " ".join(source_options(model)) if model in BROUGHT else f"--arch {arch(model)}"
     options = [f"{what} --train-split {config['models'][model]['train_split']}",
-               f"--seed {settings.get('seed', config['seed'])} --split-seed {config['seed']}"]
+               f"--seed {seed} --split-seed {config['seed']}"]
     init = init_weights(model)
     options += [f"--init {shlex.quote(init)}"] if init else []
     options += [f"--freeze {','.join(settings['freeze'])}"] if settings.get("freeze") else []

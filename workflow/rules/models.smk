@@ -104,7 +104,7 @@ rule pretrain:
         arch=lambda w: arch(w.model),
         pretrain=lambda w: config["models"][w.model]["pretrain"],
         batch_size=lambda w: train_settings(w.model)["batch_size"],
-        seed=lambda w: train_settings(w.model).get("seed", config["seed"]),
+        seed=lambda w: training_seed(w.model),
     log:
         f"{LOGS}/pretrain/{{dataset}}/{{model}}.log",
     benchmark:
@@ -119,6 +119,7 @@ rule pretrain:
         " --dataset {wildcards.dataset} --train {input.train} --out {output.weights}"
         " --epochs {params.pretrain[epochs]} --batch-size {params.batch_size}"
         " --learning-rate {params.pretrain[learning_rate]} --sparsity {params.pretrain[sparsity]}"
+        " --sparsity-target {params.pretrain[sparsity_target]}"
         " --seed {params.seed} --threads {threads} > {log} 2>&1"
 
 

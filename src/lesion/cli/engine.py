@@ -115,7 +115,8 @@ def _autoencoder(args):
     set_threads(args.threads)
     pretrain.pretrain(args.arch, args.dataset, args.train, args.out, name=args.model,
                          epochs=args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, seed=args.seed, sparsity=args.sparsity)
+                         learning_rate=args.learning_rate, seed=args.seed, sparsity=args.sparsity,
+                         sparsity_target=args.sparsity_target)
 
 
 def _variants(args):
@@ -326,7 +327,10 @@ def register(groups) -> None:
     s.add_argument("--batch-size", type=positive, required=True)
     s.add_argument("--learning-rate", type=float, required=True)
     s.add_argument("--sparsity", type=non_negative, default=0.0,
-                   help="weight of an L1 penalty on the code (default: %(default)s)")
+                   help="weight beta of the KL sparsity penalty on the code (default: %(default)s)")
+    s.add_argument("--sparsity-target", type=fraction, default=0.05,
+                   help="mean activation rho the penalty pulls each code unit to "
+                        "(default: %(default)s)")
     s.add_argument("--seed", type=int, required=True)
 
     step = steps(groups.add_parser("sweep", help="Variants of a layer, their predictions, metrics."))

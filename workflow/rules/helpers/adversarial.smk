@@ -7,9 +7,11 @@ ADV_ATTACKS = list(ADVERSARIAL.get("attacks", {}))
 # The attack of Tables 1 and 4 and the examples figure: the paper's L-BFGS when configured.
 ADV_MAIN = "lbfgs" if "lbfgs" in ADV_ATTACKS else (ADV_ATTACKS or [None])[0]
 ADV_DIR = f"{RESULTS}/{{dataset}}/adversarial"
-ADV_REGIME_DIR = f"{RESULTS}/{{dataset}}/{{model}}/adversarial_training/{{regime}}"
+ADV_REGIME_DIR = f"{RESULTS}/{{dataset}}/{{model}}/adversarial_training/{{regime}}/{{replicate}}"
 ADV_TRAINING = ADVERSARIAL.get("training") or {}
 ADV_REGIMES = ADV_TRAINING.get("regimes", {})
+# Every regime, the model as it is ("base") first, trained from each of `seeds` seeds.
+ADV_RUNS = [(r, k) for r in ["base", *ADV_REGIMES] for k in range(ADV_TRAINING.get("seeds", 0))]
 ADV_CROSS = ADVERSARIAL.get("cross_training") or {}
 ADV_UNITS = ADVERSARIAL.get("units") or {}
 ADV_TABLES = ["distortion", "transfer"]
@@ -28,20 +30,33 @@ def adv_sets(models, attacks=None):
 
 
 def adv_regime_paths(kind):
-    """weights or training.parquet of the base model and then of each regime."""
-    base = {"weights": WEIGHTS, "curve": CURVE}[kind].format(dataset=DATASET, model=ADV_TRAINING["model"])
+    """weights or training.parquet of every run (ADV_RUNS): the base model's own files for
+    base's replicate 0, the regime's directory for the others."""
+    model = ADV_TRAINING["model"]
+    base = {"weights": WEIGHTS, "curve": CURVE}[kind].format(dataset=DATASET, model=model)
     name = {"weights": "weights.safetensors", "curve": "training.parquet"}[kind]
-    return [base] + [
-        f"{ADV_REGIME_DIR}/{name}".format(dataset=DATASET, model=ADV_TRAINING["model"], regime=r)
-        for r in ADV_REGIMES
-    ]
+    return [base if (r, k) == ("base", 0) else
+            f"{ADV_REGIME_DIR}/{name}".format(dataset=DATASET, model=model, regime=r, replicate=k)
+            for r, k in ADV_RUNS]
+
+
+def adv_regime(wildcards):
+    """A regime's settings; base is the model's own training, no examples mixed in."""
+    return ADV_REGIMES.get(wildcards.regime, {"attack": "none", "eps": 0.0})
 
 
 def adv_regime_train(wildcards):
     """The model's train settings with the regime's weight decay and dropout."""
-    regime = ADV_REGIMES[wildcards.regime]
+    regime = adv_regime(wildcards)
     overrides = {k: regime[k] for k in ("weight_decay", "dropout") if k in regime}
     return {**train_settings(wildcards.model), **overrides}
+
+
+def replicate_seed(model, replicate):
+    """Replicate k's training seed, shared by every regime (a paired comparison): the
+    model's own for k = 0, one hashed from the study seed, the model and k otherwise."""
+    k = int(replicate)
+    return training_seed(model) if k == 0 else network_seed(config["seed"], f"{model}/replicate{k}")
 
 
 def adversarial_targets():

@@ -90,7 +90,7 @@ def _cross_training(args):
     from lesion.studies.adversarial import kinds, tables
     set_threads(args.threads)
     study = tables.Study(args.dataset, args.test, args.weights, args.device, args.precision)
-    files.write_table(tables.cross_training_table(study, args.sets, args.sigma), args.out,
+    files.write_table(tables.cross_training_table(study, args.sets, args.sigma, args.seed), args.out,
                       kind=kinds.CROSS_TRAINING)
 
 
@@ -177,14 +177,16 @@ def register(groups) -> None:
         if name == "transfer":
             s.add_argument("--sigmas", type=levels, required=True,
                            help="Gaussian noise and amplification sizes (per-pixel RMS), e.g. 0.1,0.3")
-            s.add_argument("--seed", type=int, required=True, help="the study seed (noise)")
         else:
             s.add_argument("--sigma", type=non_negative, required=True,
-                           help="the size examples are amplified to (per-pixel RMS)")
+                           help="the size of the Gaussian noise and of the amplified examples "
+                                "(per-pixel RMS)")
+        s.add_argument("--seed", type=int, required=True, help="the study seed (noise)")
         network(s)
 
     s = step("training-table", _training_table, "§4.1: test error of each training regime.")
-    s.add_argument("--labels", type=names, required=True, help="regime names, e.g. base,dropout")
+    s.add_argument("--labels", type=names, required=True, help="the regime of each network, in order, e.g. "
+                   "base,base,dropout,dropout (a regime's networks are its replicates 0, 1, ...)")
     s.add_argument("--weights", nargs="+", required=True, help="weights, one per regime")
     s.add_argument("--curves", nargs="+", required=True, help="training curves, same order")
     s.add_argument("--out", required=True)

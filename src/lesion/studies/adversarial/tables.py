@@ -20,6 +20,8 @@ import os
 from collections.abc import Sequence
 
 import pyarrow as pa
+import scipy.optimize
+import scipy.stats
 import torch
 
 from lesion import data, files, models, tensorfiles
@@ -37,25 +39,48 @@ def error(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 
 def amplify(clean: torch.Tensor, adversarial: torch.Tensor, sigma: float) -> torch.Tensor:
-    """x + sigma * sqrt(n) * (x' - x) / ||x' - x||_2, clamped to [0, 1].
+    """x + s * (x' - x) with s = max(1, sigma * sqrt(n) / ||x' - x||_2), clamped to [0, 1].
 
-    The direction of the adversarial change scaled to a distortion of sigma
-    (sqrt(sum(r^2) / n) = sigma before clamping), comparable with Gaussian
-    noise of standard deviation sigma; an image whose attack changed nothing
-    stays as it is.
+    The adversarial change scaled up to a distortion of sigma (its RMS
+    sqrt(sum(r^2) / n) = sigma before clamping), comparable with Gaussian noise of
+    RMS sigma. Szegedy et al. amplify, never shrink: an example whose own distortion
+    is already sigma or more stays as it is, and so does one whose attack changed
+    nothing. Each pixel moves on in its own direction, so clamping never brings it
+    back: the result's RMS is at least the example's own.
     """
     r = (adversarial - clean).flatten(1)
     norm = r.norm(dim=1, keepdim=True)
     scale = torch.where(norm > 0, sigma * math.sqrt(r.shape[1]) / norm.clamp_min(1e-30),
-                        torch.zeros_like(norm))
+                        torch.ones_like(norm)).clamp_min(1.0)
     return (clean + (r * scale).reshape(clean.shape)).clamp(0.0, 1.0)
 
 
-def gaussian(clean: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
-    """x + N(0, sigma^2) per pixel, clamped to [0, 1], from a generator seeded with `seed`."""
+def gaussian(clean: torch.Tensor, sigma: float, seed: int) -> tuple[torch.Tensor, float]:
+    """x + s * z per pixel, z ~ N(0, 1) from a generator seeded with `seed`, clamped to
+    [0, 1], with the noise scale s that makes the measured RMS distortion (the
+    mean over images of sqrt(sum((x' - x)^2) / n), as for the adversarial sets) sigma:
+    clamping shrinks noise of standard deviation sigma (0.1 measured 0.081 on digits),
+    so s is usually above sigma.
+
+    Returns the images and s (scipy's brentq on the RMS, which grows with s).
+    """
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(clean.shape, generator=generator) * sigma
-    return (clean + noise.to(clean.device)).clamp(0.0, 1.0)
+    z = torch.randn(clean.shape, generator=generator, dtype=torch.float64)
+    x = clean.detach().to("cpu", torch.float64)
+
+    def rms(scale: float) -> float:
+        return _rms(x, (x + scale * z).clamp(0.0, 1.0))
+
+    high = sigma
+    while rms(high) < sigma:
+        if high > 1e3 * sigma:
+            raise ValueError(f"Gaussian noise cannot reach an RMS distortion of {sigma} on these "
+                             f"images clamped to [0, 1] (at most {rms(high):.4f}); expected a "
+                             "smaller sigma")
+        high *= 2
+    scale = scipy.optimize.brentq(lambda s: rms(s) - sigma, 0.0, high, xtol=1e-12 * sigma)
+    noisy = (x + scale * z).clamp(0.0, 1.0).to(clean.device, clean.dtype)
+    return noisy, float(scale)
 
 
 def _rms(clean: torch.Tensor, other: torch.Tensor) -> float:
@@ -106,7 +131,11 @@ def distortion_table(curves: Sequence[str], weights: Sequence[str], sets: Sequen
         last = final_accuracy(curve)
         tensors = tensorfiles.load_tensors(path)
         success = tensors["success"].bool()
-        hit = tensors["distortion"][success]
+        # an image the model already gives the target class is a success at distortion 0:
+        # it says nothing of how far the nearest adversarial example is, so it is counted
+        # (n_at_target) and left out of the mean
+        at_target = success & (tensors["distortion"] == 0)
+        hit = tensors["distortion"][success & ~at_target]
         rows.append({
             "model": meta["model"], "arch": meta.get("arch", meta["model"]),
             "weight_decay": float(meta.get("weight_decay", 0.0)),
@@ -114,6 +143,7 @@ def distortion_table(curves: Sequence[str], weights: Sequence[str], sets: Sequen
             "train_error": 1.0 - float(last["train"]), "test_error": 1.0 - float(last["test"]),
             "mean_distortion": float(hit.mean()) if len(hit) else math.nan,
             "success_rate": float(success.float().mean()), "n_images": len(success),
+            "n_at_target": int(at_target.sum()),
             "attack": tensorfiles.load_metadata(path).get("attack"),
         })
     return pa.Table.from_pylist(rows)
@@ -135,44 +165,77 @@ def transfer_table(study: Study, sets: Sequence[str], sigmas: Sequence[float], s
         for amplified, sigma, images in versions:
             for target, err in study.errors(images, s["labels"], targets).items():
                 rows.append({"source": s["source"], "target": target, "attack": attack,
-                             "amplified": amplified, "sigma": sigma, "error": err,
-                             "mean_distortion": _rms(s["clean"], images)})
+                             "amplified": amplified, "sigma": sigma, "noise_std": math.nan,
+                             "error": err, "mean_distortion": _rms(s["clean"], images)})
     labels = study.load_set(sets[0])["labels"]
     for i, sigma in enumerate(sigmas):
-        noisy = gaussian(clean, sigma, seed + i)
-        for target, err in study.errors(noisy, labels, targets).items():
-            rows.append({"source": "gaussian", "target": target, "attack": "gaussian",
-                         "amplified": False, "sigma": float(sigma), "error": err,
-                         "mean_distortion": _rms(clean, noisy)})
+        rows += [{"source": "gaussian", "target": target, "attack": "gaussian", **row}
+                 for target, row in _noise_rows(study, clean, labels, targets, sigma, seed + i)]
     return pa.Table.from_pylist(rows)
 
 
-def cross_training_table(study: Study, sets: Sequence[str], sigma: float) -> pa.Table:
-    """Table 4: the examples of each model trained on P1 or P2 fed to the others,
-    as they are and amplified to `sigma`."""
+def _noise_rows(study: Study, clean: torch.Tensor, labels: torch.Tensor, targets: Sequence[str],
+                sigma: float, seed: int):
+    """(target, row) of the Gaussian control of RMS `sigma` on `clean`, for every target."""
+    noisy, scale = gaussian(clean, sigma, seed)
+    for target, err in study.errors(noisy, labels, targets).items():
+        yield target, {"amplified": False, "sigma": float(sigma), "noise_std": scale,
+                       "error": err, "mean_distortion": _rms(clean, noisy)}
+
+
+def cross_training_table(study: Study, sets: Sequence[str], sigma: float, seed: int) -> pa.Table:
+    """Table 4: the examples of each model trained on P1 or P2 fed to the others, as they
+    are and amplified to `sigma`, and Gaussian noise of RMS `sigma` on the same images
+    (source "gaussian") for every model."""
     splits = {name: m.lesion_metadata.get("train_split", "all") for name, m in study.models.items()}
+    targets = list(study.models)
     rows = []
     for path in sets:
         s = study.load_set(path)
         for amplified, images in ((False, s["images"]), (True, amplify(s["clean"], s["images"], sigma))):
-            for target, err in study.errors(images, s["labels"], list(study.models)).items():
+            for target, err in study.errors(images, s["labels"], targets).items():
                 rows.append({"source": s["source"], "source_split": splits[s["source"]],
                              "target": target, "target_split": splits[target],
                              "amplified": amplified, "sigma": float(sigma) if amplified else math.nan,
+                             "noise_std": math.nan,
                              "error": err, "mean_distortion": _rms(s["clean"], images)})
+    rows += [{"source": "gaussian", "source_split": "none", "target": target,
+              "target_split": splits[target], **row}
+             for target, row in _noise_rows(study, s["clean"], s["labels"], targets, sigma, seed)]
     return pa.Table.from_pylist(rows)
 
 
 def training_table(labels: Sequence[str], weights: Sequence[str], curves: Sequence[str]) -> pa.Table:
-    """§4.1: the final train and test error of each regime's network."""
-    rows = []
+    """§4.1: the final train and test error of each regime's network, one row per network
+    (a regime trained from several seeds has several, `replicate` 0, 1, ...), with each
+    regime's mean test error over its networks and its 95% t interval on every row."""
+    rows, seen = [], {}
     for label, weight, curve in zip(labels, weights, curves, strict=True):
         meta = tensorfiles.load_metadata(weight)
         last = final_accuracy(curve)
-        rows.append({"model": meta["model"], "regime": label,
+        seen[label] = seen.get(label, -1) + 1
+        rows.append({"model": meta["model"], "regime": label, "replicate": seen[label],
+                     "seed": int(meta["seed"]),
                      "weight_decay": float(meta.get("weight_decay", 0.0)),
                      "dropout": float(meta.get("dropout", 0.0)),
                      "adversarial": meta.get("adversarial", "none"),
                      "train_error": 1.0 - float(last["train"]),
                      "test_error": 1.0 - float(last["test"])})
+    for label in seen:
+        errors = [r["test_error"] for r in rows if r["regime"] == label]
+        mean, low, high = _t_interval(errors)
+        for r in rows:
+            if r["regime"] == label:
+                r.update(test_error_mean=mean, test_error_low=low, test_error_high=high)
     return pa.Table.from_pylist(rows)
+
+
+def _t_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and two-sided 95% Student-t interval (NaN bounds for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(scipy.stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
