@@ -371,6 +371,10 @@ BASE = {
      r"adversarial.attacks.fgsm.eps = -0.1 is out of range"),
     (lambda c: c["models"]["P1"].update(pretrain={}, train={"init": "results/x.safetensors"}),
      r"models.P1: both pretrain and train.init"),
+    (lambda c: c["adversarial"]["training"]["regimes"].update(base={"weight_decay": 0.1}),
+     r"adversarial.training.regimes = 'base' is reserved; expected any other name than 'base'"),
+    (lambda c: c["adversarial"]["training"].update(seeds=0),
+     r"adversarial.training.seeds = 0 is out of range; expected an integer >= 1"),
 ])
 def test_a_bad_adversarial_config_gets_one_clear_error(change, message):
     config = copy.deepcopy(BASE)

@@ -79,6 +79,8 @@ def _message(error: jsonschema.ValidationError) -> str:
     if kind in ("minItems", "maxItems"):
         bound = "at least" if kind == "minItems" else "at most"
         return f"{key} = {value!r} has {len(value)} entries; expected {bound} {rule}"
+    if kind == "not" and "const" in rule:  # a reserved name, e.g. the regime "base"
+        return f"{key} = {value!r} is reserved; expected any other name than {rule['const']!r}"
     if kind == "anyOf" and key.endswith(".layers"):
         return f"{key} = {value!r}; expected \"all\" or a non-empty list of layer names"
     return f"{key} = {value!r}: {error.message}"
