@@ -11,7 +11,7 @@ ADV_REGIME_DIR = f"{RESULTS}/{{dataset}}/{{model}}/adversarial_training/{{regime
 ADV_TRAINING = ADVERSARIAL.get("training") or {}
 ADV_REGIMES = ADV_TRAINING.get("regimes", {})
 # Every regime, the model as it is ("base") first, trained from each of `seeds` seeds.
-ADV_RUNS = [(r, k) for r in ["base", *ADV_REGIMES] for k in range(ADV_TRAINING.get("seeds", 0))]
+ADV_RUNS = [(r, k) for r in ["base", *ADV_REGIMES] for k in range(ADV_TRAINING["seeds"])] if ADV_TRAINING else []
 ADV_CROSS = ADVERSARIAL.get("cross_training") or {}
 ADV_UNITS = ADVERSARIAL.get("units") or {}
 ADV_TABLES = ["distortion", "transfer"]
