@@ -182,29 +182,103 @@ def _curves(clean, adversarial, baseline):
     return pd.DataFrame(rows)
 
 
-def test_a_curve_on_its_baseline_is_robust_above_antifragile_below_fragile():
-    base = [1 - x for x in scores.ALPHA_GRID]
-    on = scores.scores(_curves(base, base, base), clean="clean", adversarial="fgsm", tol=0.05)
-    assert on[["score_clean", "score_adversarial", "score_difference"]].abs().max().max() < 1e-12
-    assert list(on.loc[0, ["class_clean", "class_adversarial", "class_difference"]]) == [
+def _score(clean, adversarial, baseline, tol=0.05):
+    return scores.scores(_curves(clean, adversarial, baseline), clean="clean", adversarial="fgsm",
+                         tol=tol).iloc[0]
+
+
+def test_a_score_is_the_accuracy_change_per_share_of_weights_removed():
+    grid = np.array(scores.ALPHA_GRID)
+    base = 1 - grid  # a filter that removes alpha of the weights: R = 1/2
+    unharmed = _score([1.0] * 25, [1.0] * 25, base)
+    assert unharmed["removed"] == pytest.approx(0.5, abs=1e-12)
+    assert unharmed[["score_clean", "score_adversarial", "score_difference"]].abs().max() < 1e-12
+    assert list(unharmed[["class_clean", "class_adversarial", "class_difference"]]) == [
         "robust"] * 3
-    above = [min(1.0, b + 0.2) for b in base]  # integral of min(0.2, x): 0.2 - 0.02 = 0.18
-    below = [max(0.0, b - 0.2) for b in base]
-    table = scores.scores(_curves(above, below, base), clean="clean", adversarial="fgsm",
-                          tol=0.05).iloc[0]
-    assert table["score_clean"] == pytest.approx(0.18, abs=0.005)
-    assert table["score_adversarial"] == pytest.approx(-0.18, abs=0.005)
+    # accuracy falls exactly like the weights (the paper's baseline): -1, fragile
+    on = _score(base, base, base)
+    assert on["score_clean"] == pytest.approx(-1.0, abs=1e-12)
+    assert on["class_clean"] == "fragile" and on["class_difference"] == "robust"
+    # clean 1 - x/2 (integral of -x/2 = -1/4, over R = 1/2: -1/2), adversarial 1 + x/4
+    # (integral 1/8: +1/4); their difference 3x/4 integrates to 3/8: 3/4
+    table = _score(1 - grid / 2, 1 + grid / 4, base)
+    assert table["score_clean"] == pytest.approx(-0.5, abs=1e-12)
+    assert table["score_adversarial"] == pytest.approx(0.25, abs=1e-12)
+    assert table["score_difference"] == pytest.approx(0.75, abs=1e-12)
     assert (table["class_clean"], table["class_adversarial"], table["class_difference"]) == (
-        "antifragile", "fragile", "fragile")
+        "fragile", "antifragile", "antifragile")
+    assert table["peak_adversarial"] == pytest.approx(1.25) and table["trough_clean"] == 0.5
+
+
+def test_a_pulse_that_removes_nothing_the_layer_needs_scores_zero_not_its_removed_share():
+    # a pulse band takes 4-12% of the weights at each alpha, accuracy does not move: the
+    # paper's integral of (accuracy - baseline) would be the removed share, ~0.07, here 0
+    share = 0.04 + 0.08 * np.sin(np.pi * np.array(scores.ALPHA_GRID))
+    flat = _score([1.0] * 25, [1.0] * 25, 1 - share)
+    assert flat["removed"] == pytest.approx(float(scores.integral(scores.ALPHA_GRID, share)))
+    assert flat["score_clean"] == 0.0 and flat["class_clean"] == "robust"
+    # the same pulse when accuracy falls as fast as weights go scores -1 whatever the share
+    falls = _score(1 - 3 * share, 1 - 3 * share, 1 - 3 * share)
+    assert falls["score_clean"] == pytest.approx(-1.0, abs=1e-12)
+    assert falls["class_clean"] == "fragile"  # down to 0.64 at the peak of the band
+
+
+def test_antifragile_means_filtering_raised_accuracy_beyond_the_tolerance():
+    grid = np.array(scores.ALPHA_GRID)
+    base = 1 - 0.02 * np.ones(25)  # 2% of the weights removed: tiny changes score large
+    # 3% above the unfiltered accuracy everywhere: score 1.5 but never above 1 + tol
+    flat = _score([1.03] * 25, [1.0] * 25, base)
+    assert flat["score_clean"] == pytest.approx(1.5) and flat["class_clean"] == "robust"
+    raised = _score(1 + 0.2 * np.sin(np.pi * grid), [1.0] * 25, base)
+    assert raised["peak_clean"] > 1.05 and raised["class_clean"] == "antifragile"
+    # symmetric below: a 3% dip is robust, a 20% one fragile
+    assert _score([0.97] * 25, [1.0] * 25, base)["class_clean"] == "robust"
+    assert _score(1 - 0.2 * np.sin(np.pi * grid), [1.0] * 25, base)["class_clean"] == "fragile"
+    # a filter that removes nothing has no score
+    none = _score([1.0] * 25, [1.0] * 25, [1.0] * 25)
+    assert np.isnan(none["score_clean"]) and none["class_clean"] is None
 
 
 def test_classes_at_the_tolerance():
-    assert scores.classify(0.05, 0.05) == "robust" and scores.classify(-0.05, 0.05) == "robust"
-    assert scores.classify(0.0501, 0.05) == "antifragile"
-    assert scores.classify(-0.0501, 0.05) == "fragile"
-    assert scores.classify(0.0, 0.0) == "robust" and scores.classify(float("nan"), 0.1) is None
+    assert scores.classify(0.05, 0.05, peak=2, trough=0) == "robust"
+    assert scores.classify(-0.05, 0.05, peak=2, trough=0) == "robust"
+    assert scores.classify(0.0501, 0.05, peak=1.0501, trough=1) == "antifragile"
+    assert scores.classify(0.0501, 0.05, peak=1.05, trough=1) == "robust"
+    assert scores.classify(-0.0501, 0.05, peak=1, trough=0.9499) == "fragile"
+    assert scores.classify(-0.0501, 0.05, peak=1, trough=0.95) == "robust"
+    assert scores.classify(0.2, 0.05, peak=0.0501, trough=0, level=0.0) == "antifragile"
+    assert scores.classify(0.0, 0.0, peak=1, trough=1) == "robust"
+    assert scores.classify(float("nan"), 0.1, peak=1, trough=1) is None
     with pytest.raises(ValueError, match="tol = -0.1"):
         scores.check_tol(-0.1)
+
+
+def test_a_selection_of_every_layer_or_none_is_named_in_the_warning():
+    every = ["fc1", "fc2", "fc3"]
+    assert retrain.selection_warning("selected", ["fc1"], every) == ""
+    assert "every layer" in retrain.selection_warning("selected", every[::-1], every)
+    assert "no layer" in retrain.selection_warning("fragile", [], every)
+    assert retrain.selection_warning("all", every, every) == ""
+
+
+def test_retraining_intervals_are_students_t_over_the_replicates():
+    from scipy import stats as scipy_stats
+
+    from lesion.studies.filtering import plots
+
+    values = [0.61, 0.64, 0.58]
+    rows = [{"epoch": 2, "retrained": "all", "replicate": k, "top1_clean": v,
+             "top1_adversarial": v / 2, "top1_original_adversarial": v / 3, "warning": ""}
+            for k, v in enumerate(values)]
+    rows.append({"epoch": 2, "retrained": "none", "replicate": 0, "top1_clean": 0.5,
+                 "top1_adversarial": 0.2, "top1_original_adversarial": 0.2, "warning": ""})
+    summary = plots.retraining_summary(pd.DataFrame(rows)).set_index(["retrained", "measure"])
+    low, high = scipy_stats.t.interval(0.95, 2, loc=np.mean(values),
+                                       scale=scipy_stats.sem(values))
+    got = summary.loc[("all", "top1_clean")]
+    assert (got["mean"], got["low"], got["high"]) == pytest.approx((np.mean(values), low, high))
+    assert got["replicates"] == 3
+    assert np.isnan(summary.loc[("none", "top1_clean"), "low"])
 
 
 def test_masks_select_exactly_the_weights_of_the_named_layers(cnn):
@@ -256,8 +330,7 @@ def _config(**filtering):
     return {"dataset": {"name": "digits"}, "models": {"mlp": {}},
             "train": {"epochs": 4, "checkpoints": [2, 4]},
             "filtering": {"models": ["mlp"], "epochs": [2, 4], "retraining": {"from": [2]},
-                          **filtering},
-            "adversarial": {"models": ["mlp"], "attacks": {"fgsm": {"eps": 0.1}}}}
+                          **filtering}}
 
 
 @pytest.mark.parametrize("change,message", [
@@ -269,15 +342,11 @@ def _config(**filtering):
     ({"models": ["cnn"]}, "filtering.models[0] = 'cnn' is not a model of this study"),
     ({"filters": ["pulse"], "retraining": {"from": [2], "filter": "lowpass"}},
      "filtering.retraining.filter = 'lowpass' is not among filtering.filters ['pulse']"),
-    ("no fgsm", r"filtering needs an FGSM test set per model; expected adversarial.attacks.fgsm"),
+    ({"eps": -0.1}, "filtering.eps = -0.1 is out of range; expected a number >= 0"),
+    ({"retraining": {"from": [2], "seeds": 0}},
+     "filtering.retraining.seeds = 0 is out of range; expected an integer >= 1"),
 ])
 def test_a_bad_filtering_config_gives_one_clear_error(change, message):
-    if change == "no fgsm":
-        config = _config()
-        config["adversarial"]["attacks"] = {"pgd": {}}
-        with pytest.raises(ConfigError, match=message):
-            check(config, SCHEMA)
-        return
     config = _config(**change)
     with pytest.raises(ConfigError) as err:
         check(config, SCHEMA)
@@ -319,13 +388,25 @@ def test_the_filtering_part_of_the_workflow_builds_end_to_end(tmp_path):
     assert len(variants) == 4 * 2 * 25 and variants["sha256"].str.len().eq(64).all()
     everything = variants[variants["layer"] == "all"]
     assert (everything["tensors"] == "fc1.weight,fc2.weight,fc3.weight").all()
+    # each checkpoint has its own FGSM set of every clean image: epoch 1's differs from 2's
+    sets = {e: data.load_split(out / f"epoch{e}" / "fgsm.safetensors") for e in (1, 2)}
+    test_images, test_labels = data.load_split(tmp_path / "results" / "digits" / "tensors" /
+                                               "test.safetensors")
+    assert all(torch.equal(labels, test_labels) for _, labels in sets.values())
+    assert not torch.equal(sets[1][0], sets[2][0])
+    assert (sets[2][0] - test_images).abs().max() == pytest.approx(0.1, abs=1e-6)
     retrained = pd.read_parquet(out / "retraining.parquet")
-    assert list(retrained["retrained"]) == ["none", "all", "selected", "fragile"]
-    assert list(retrained["epochs_retrained"]) == [0, 1, 1, 1]
+    assert list(retrained["retrained"]) == ["none", "all", "all", "selected", "selected",
+                                            "fragile", "fragile"]
+    assert list(retrained["epochs_retrained"]) == [0, 1, 1, 1, 1, 1, 1]
+    trained = retrained[retrained["retrained"] != "none"]
+    # replicate k's seed is shared by the ways, and differs between replicates
+    assert trained.groupby("replicate")["seed"].nunique().eq(1).all()
+    assert trained["seed"].nunique() == 2
     none = retrained.iloc[0]
     assert none["top1_clean"] == pytest.approx(clean, abs=1e-9)
     assert none["top1_original_adversarial"] == pytest.approx(adversarial, abs=1e-9)
-    # FGSM regenerated against the unchanged final network is the study's FGSM set
+    # FGSM regenerated against the unchanged checkpoint is the set its filtering scored
     assert none["top1_adversarial"] == pytest.approx(adversarial, abs=1e-9)
     assert (tmp_path / "results" / "digits" / "filtering" / "invariance.csv").is_file()
     config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
@@ -365,28 +446,33 @@ def test_the_filtering_sweep_on_cuda_equals_the_cpu_one(tmp_path, cnn):
     images, labels = spec.preprocess(raw["images"][:200]), raw["labels"][:200]
     split = {"dataset": "digits", "split": "test"}
     tensorfiles.save_tensors({"images": images, "labels": labels}, tmp_path / "test.st", split)
-    tensorfiles.save_tensors({"images": (images + 0.1).clamp(0, 1), "labels": labels}, tmp_path / "adv.st",
-                    split)
     models.save_weights(cnn, tmp_path / "cnn.st")
-    tables = {}
+    tables, sets = {}, {}
     for device in ("cpu", "cuda"):
         out = tmp_path / device
-        filters.filter_checkpoints("digits", {3: tmp_path / "cnn.st"},
-                                   {"clean": tmp_path / "test.st", "fgsm": tmp_path / "adv.st"},
-                                   out, layers=["conv2", "all"], filters=list(catalog.FILTERS),
+        filters.filter_checkpoints("digits", {3: tmp_path / "cnn.st"}, tmp_path / "test.st",
+                                   out, eps=0.1, layers=["conv2", "all"], filters=list(catalog.FILTERS),
                                    study_seed=0, device=device, batch_size=64,
                                    variants_per_pass=4, cache_gb=1.0, precision="ieee")
         tables[device] = {name: pd.read_parquet(out / "epoch3" / "predictions" / f"{name}.parquet")
                           for name in ("clean", "fgsm", "clean_none", "fgsm_none")}
         tables[device]["variants"] = pd.read_parquet(out / "epoch3" / "variants.parquet")
+        sets[device] = data.load_split(out / "epoch3" / "fgsm.safetensors")[0]
     assert tables["cpu"]["variants"]["sha256"].equals(tables["cuda"]["variants"]["sha256"])
+    # each device made its own FGSM set: a gradient sign may flip where it is ~0, so the
+    # fgsm rows are compared on the images whose attacked pixels agree bit for bit
+    alike = (sets["cpu"] == sets["cuda"]).flatten(1).all(1).numpy()
+    assert alike.mean() > 0.9
     # float32 on two devices, in another order: within the worst-case bound of
     # tests/tolerance.py. Filters only zero weights, and the bound grows with |W|, so
     # the clean network's bound holds for every filtered variant (per image, tiled
     # over the variants in the table's order: variant-major, image-minor).
-    inputs = {"clean": images, "fgsm": (images + 0.1).clamp(0, 1)}
+    inputs = {"clean": images, "fgsm": sets["cpu"]}
     for name in ("clean", "fgsm", "clean_none", "fgsm_none"):
         cpu, gpu = tables["cpu"][name], tables["cuda"][name]
+        if name.startswith("fgsm"):
+            keep = alike[cpu["image"].to_numpy()]
+            cpu, gpu = cpu[keep], gpu[keep]
         x = inputs[name.removesuffix("_none")]
         per_image = tolerance.loss_tolerance(cnn, x).numpy()
         tol = per_image[cpu["image"].to_numpy()]

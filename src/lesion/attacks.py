@@ -71,6 +71,19 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
     return (images + eps * grad.sign()).clamp(0.0, 1.0).detach()
 
 
+def fgsm_batched(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *,
+                 batch_size: int, device: torch.device) -> torch.Tensor:
+    """fgsm of every image, `batch_size` at a time on `device`; the images come back on the CPU.
+
+    FGSM is per image (each image's own gradient), so batching changes nothing
+    but memory.
+    """
+    model = model.to(device).eval()
+    return torch.cat([fgsm(model, images[i:i + batch_size].to(device),
+                           labels[i:i + batch_size].to(device), eps).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
 def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, eps: float,
         step_size: float, steps: int, generator: torch.Generator | None,
         random_start: bool = True) -> torch.Tensor:

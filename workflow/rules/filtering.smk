@@ -10,16 +10,17 @@ include: "helpers/filtering.smk"
 rule filtering_sweep:
     input:
         checkpoints=filter_checkpoints(FILTER_EPOCHS),
-        testsets=list(FILTER_TESTSETS.values()),
+        test=TEST,
         layers=layer_table,  # a brought network's layers (its `all`) come from this table
         code=code("filtering", "sweep"),
     output:
         variants=filter_outputs(FILTER_VARIANTS, FILTER_EPOCHS),
         predictions=filter_outputs(FILTER_PREDICTIONS, FILTER_EPOCHS),
         unfiltered=filter_outputs(FILTER_UNFILTERED, FILTER_EPOCHS),
+        fgsm=expand(FILTER_FGSM, epoch=FILTER_EPOCHS, allow_missing=True),
     params:
         checkpoints=checkpoint_pairs(FILTER_EPOCHS),
-        testsets=testset_pairs,
+        eps=FILTERING.get("eps"),
         layers=filter_layers,
         filters=",".join(FILTERS),
         out_dir=lambda w, output: parent(output.variants[0], 2),
@@ -39,7 +40,7 @@ rule filtering_sweep:
         "../../envs/torch.yaml"
     shell:
         "python -m lesion filtering sweep --dataset {wildcards.dataset}"
-        " --checkpoints {params.checkpoints} --testsets {params.testsets}"
+        " --checkpoints {params.checkpoints} --test {input.test} --eps {params.eps}"
         " --layers {params.layers} --filters {params.filters} --seed {params.seed}"
         " --out-dir {params.out_dir} --device {params.device}"
         " --batch-size {params.batch_size} --precision {params.precision}"
@@ -79,31 +80,33 @@ rule filtering_scores:
 
 rule filtering_retrain:
     input:
-        checkpoints=filter_checkpoints(RETRAINING.get("from", [])),
+        checkpoints=filter_checkpoints(RETRAIN_FROM),
         scores=rules.filtering_scores.output.scores,
+        fgsm=expand(FILTER_FGSM, epoch=RETRAIN_FROM, allow_missing=True),
         train=TRAIN,
         test=TEST,
-        fgsm=FGSM_SET,
         code=code("filtering", "retrain"),
     output:
         table=f"{FILTER_DIR}/retraining.parquet",
         weights=expand(
-            f"{RETRAINED}/weights.safetensors",
-            epoch=RETRAINING.get("from", []),
+            f"{RETRAINED_RUN}/weights.safetensors",
+            epoch=RETRAIN_FROM,
             way=RETRAINED_WAYS,
+            replicate=range(RETRAINING["seeds"]) if RETRAINING else [],
             allow_missing=True,
         ),
         masks=expand(
             f"{RETRAINED}/masks.safetensors",
-            epoch=RETRAINING.get("from", []),
+            epoch=RETRAIN_FROM,
             way=MASKED_WAYS,
             allow_missing=True,
         ),
     params:
-        checkpoints=checkpoint_pairs(RETRAINING.get("from", [])),
-        out_dir=lambda w, output: parent(output.weights[0], 3),
+        checkpoints=checkpoint_pairs(RETRAIN_FROM),
+        fgsm=fgsm_pairs(RETRAIN_FROM),
+        out_dir=lambda w, output: parent(output.weights[0], 4),
         retraining=RETRAINING,
-        eps=ADVERSARIAL["attacks"]["fgsm"]["eps"] if FILTERING else None,  # the study's FGSM
+        eps=FILTERING.get("eps"),
         train=lambda w: train_settings(w.model),
         seed=config["seed"],
         device=config["device"],
@@ -121,8 +124,9 @@ rule filtering_retrain:
     shell:
         "python -m lesion filtering retrain --dataset {wildcards.dataset}"
         " --model {wildcards.model} --checkpoints {params.checkpoints} --scores {input.scores}"
-        " --train {input.train} --test {input.test} --adversarial {input.fgsm}"
+        " --train {input.train} --test {input.test} --adversarial {params.fgsm}"
         " --out-dir {params.out_dir} --out {output.table} --epochs {params.retraining[epochs]}"
+        " --seeds {params.retraining[seeds]}"
         " --filter {params.retraining[filter]} --score {params.retraining[score]}"
         " --eps {params.eps} --train-batch-size {params.train[batch_size]}"
         " --learning-rate {params.train[learning_rate]}"

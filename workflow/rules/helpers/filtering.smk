@@ -1,20 +1,19 @@
 # Helpers of filtering.smk: its config section, the sweep's layout, params, targets.
 from lesion.catalog import ALL_LAYERS
+from lesion.studies.filtering.layout import TESTSETS as FILTER_TESTSETS
+from lesion.studies.filtering.layout import CLEAN as FILTER_CLEAN, ADVERSARIAL as FILTER_ADVERSARIAL
 
 FILTERING = config.get("filtering") or {}
 FILTER_MODELS = FILTERING.get("models", [])
 FILTER_EPOCHS = FILTERING.get("epochs", [])
 FILTERS = FILTERING.get("filters", [])
 RETRAINING = FILTERING.get("retraining", {})
+RETRAIN_FROM = RETRAINING.get("from", [])
 RETRAINED_WAYS = ["all", "selected", "fragile"]  # "none" is the checkpoint itself
 MASKED_WAYS = ["selected", "fragile"]
 FILTER_DIR = f"{RESULTS}/{{dataset}}/{{model}}/filtering"
-# The adversarial test set of a model (the adversarial study's file): a drop-in
-# test split, which the sweep reads beside the clean one under the name "fgsm".
-FGSM_SET = f"{RESULTS}/{{dataset}}/adversarial/fgsm/{{model}}.safetensors"
-# Test sets of the sweep by name (the `testset` column of its metrics).
-FILTER_TESTSETS = {"clean": TEST, "fgsm": FGSM_SET}
-FILTER_CLEAN, FILTER_ADVERSARIAL = FILTER_TESTSETS  # their names, for the steps' options
+# Each checkpoint's FGSM set, made by the sweep from every clean test image.
+FILTER_FGSM = f"{RESULTS}/{{dataset}}/{{model}}/filtering/epoch{{epoch}}/fgsm.safetensors"
 # The sweep's tables (lesion.studies.filtering.layout spells the same paths).
 FILTER_VARIANTS = f"{RESULTS}/{{dataset}}/{{model}}/filtering/epoch{{epoch}}/variants.parquet"
 FILTER_PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/filtering/epoch{{epoch}}/predictions/{{testset}}.parquet"
@@ -22,12 +21,13 @@ FILTER_UNFILTERED = (
     f"{RESULTS}/{{dataset}}/{{model}}/filtering/epoch{{epoch}}/predictions/{{testset}}_none.parquet"
 )
 RETRAINED = f"{RESULTS}/{{dataset}}/{{model}}/filtering/retrained/epoch{{epoch}}/{{way}}"
+RETRAINED_RUN = f"{RETRAINED}/{{replicate}}"
 FILTER_FIGURES = [f"heat_{name}" for name in FILTERS] + ["class_map", "retraining"]
 
 
 def filter_outputs(pattern, epochs):
     """`pattern` for every epoch (and test set), the model and dataset left as wildcards."""
-    return expand(pattern, epoch=epochs, testset=list(FILTER_TESTSETS), allow_missing=True)
+    return expand(pattern, epoch=epochs, testset=FILTER_TESTSETS, allow_missing=True)
 
 
 def filter_checkpoints(epochs):
@@ -55,11 +55,16 @@ def parent(path, levels=1):
     return str(Path(path).parents[levels - 1])
 
 
-def testset_pairs(wildcards):
-    return " ".join(
-        f"{name}={path.format(dataset=wildcards.dataset, model=wildcards.model)}"
-        for name, path in FILTER_TESTSETS.items()
-    )
+def fgsm_pairs(epochs):
+    """Params function: EPOCH=PATH of each checkpoint's FGSM set, for --adversarial."""
+
+    def pairs(wildcards):
+        return " ".join(
+            f"{e}={FILTER_FGSM.format(dataset=wildcards.dataset, model=wildcards.model, epoch=e)}"
+            for e in epochs
+        )
+
+    return pairs
 
 
 def filter_layers(wildcards):

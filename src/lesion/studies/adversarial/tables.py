@@ -21,12 +21,12 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 import scipy.optimize
-import scipy.stats
 import torch
 
 from lesion import data, files, models, tensorfiles
 from lesion import kinds as engine_kinds
 from lesion.evaluate import pick_device
+from lesion.intervals import t_interval
 
 
 @torch.no_grad()
@@ -223,19 +223,8 @@ def training_table(labels: Sequence[str], weights: Sequence[str], curves: Sequen
                      "test_error": 1.0 - float(last["test"])})
     for label in seen:
         errors = [r["test_error"] for r in rows if r["regime"] == label]
-        mean, low, high = _t_interval(errors)
+        mean, low, high = t_interval(errors)
         for r in rows:
             if r["regime"] == label:
                 r.update(test_error_mean=mean, test_error_low=low, test_error_high=high)
     return pa.Table.from_pylist(rows)
-
-
-def _t_interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and two-sided 95% Student-t interval (NaN bounds for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, math.nan, math.nan
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(scipy.stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half

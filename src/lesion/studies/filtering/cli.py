@@ -38,13 +38,12 @@ def _checkpoints(items: list[tuple[str, str]]) -> dict[int, str]:
 
 def _sweep(args):
     checkpoints = _checkpoints(args.checkpoints)
-    testsets = dict(args.testsets)
-    require(*testsets.values())
+    require(args.test)
     from lesion.evaluate import set_threads
     from lesion.studies.filtering import filters
     set_threads(args.threads)
-    filters.filter_checkpoints(args.dataset, checkpoints, testsets, args.out_dir,
-                               layers=args.layers, filters=args.filters, study_seed=args.seed,
+    filters.filter_checkpoints(args.dataset, checkpoints, args.test, args.out_dir,
+                               eps=args.eps, layers=args.layers, filters=args.filters, study_seed=args.seed,
                                device=args.device, batch_size=args.batch_size,
                                variants_per_pass=args.variants_per_pass,
                                cache_gb=args.cache_gb, precision=args.precision)
@@ -67,13 +66,15 @@ def _scores(args):
 
 def _retrain(args):
     checkpoints = _checkpoints(args.checkpoints)
-    require(args.scores, args.train, args.test, args.adversarial)
+    adversarial = _checkpoints(args.adversarial)
+    require(args.scores, args.train, args.test)
     from lesion.evaluate import set_threads
     from lesion.studies.filtering import retrain
     set_threads(args.threads)
     retrain.retrain(args.dataset, args.model, checkpoints, scores=args.scores,
-                    train_path=args.train, test_path=args.test, adversarial=args.adversarial,
-                    out_dir=args.out_dir, out=args.out, epochs=args.epochs, filter=args.filter,
+                    train_path=args.train, test_path=args.test, adversarial=adversarial,
+                    out_dir=args.out_dir, out=args.out, epochs=args.epochs, seeds=args.seeds,
+                    filter=args.filter,
                     score=args.score, eps=args.eps, batch_size=args.train_batch_size,
                     learning_rate=args.learning_rate, weight_decay=args.weight_decay,
                     seed=args.seed, device=args.device, precision=args.precision,
@@ -102,7 +103,7 @@ DESCRIBE = {
     "--curves-out": "normalised accuracy curves to write (.parquet)",
     "--scores-out": "filtering scores and classes to write (.parquet)",
     "--scores": "the model's filtering scores table (scores.parquet)",
-    "--adversarial": "the adversarial test set's name (scores, figures) or file (retrain)",
+    "--adversarial": "the adversarial test set's name in the sweep's outputs, e.g. fgsm",
     "--clean": "the clean test set's name in the sweep's outputs, e.g. clean",
     "--out-dir": "directory of this step's outputs (results/{dataset}/{model}/filtering)",
     "--filter": "the filter whose classes select the layers, one of the study's filters",
@@ -122,8 +123,10 @@ def register(groups) -> None:
     s.add_argument("--dataset", required=True)
     s.add_argument("--checkpoints", type=pair, nargs="+", required=True,
                    help="checkpoints as EPOCH=WEIGHTS pairs, e.g. 5=epoch5.safetensors")
-    s.add_argument("--testsets", type=pair, nargs="+", required=True,
-                   help="NAME=TEST ..., e.g. clean=tensors/test.safetensors fgsm=...")
+    s.add_argument("--test", required=True,
+                   help="the clean test split (results/{dataset}/tensors/test.safetensors)")
+    s.add_argument("--eps", type=non_negative, required=True,
+                   help="FGSM step size of each checkpoint's adversarial set")
     s.add_argument("--layers", type=names, required=True,
                    help="comma-separated layers to filter, e.g. conv1,fc1,all")
     s.add_argument("--filters", type=names, required=True,
@@ -148,13 +151,19 @@ def register(groups) -> None:
 
     s = step("retrain", _retrain, "Retrain checkpoints four ways (none, all, selected, "
              "fragile) and judge them on clean and FGSM test sets.", torch_threads=True)
-    for name in ("--dataset", "--model", "--scores", "--train", "--test", "--adversarial",
-                 "--out-dir", "--out", "--filter", "--score"):
+    for name in ("--dataset", "--model", "--scores", "--train", "--test", "--out-dir", "--out",
+                 "--filter", "--score"):
         s.add_argument(name, required=True, help=DESCRIBE.get(name))
     s.add_argument("--checkpoints", type=pair, nargs="+", required=True,
                    help="checkpoints as EPOCH=WEIGHTS pairs, e.g. 5=epoch5.safetensors")
+    s.add_argument("--adversarial", type=pair, nargs="+", required=True,
+                   help="each checkpoint's FGSM set as EPOCH=FILE pairs (the sweep's "
+                        "epoch{E}/fgsm.safetensors)")
     s.add_argument("--epochs", type=positive, required=True, help="epochs of retraining")
-    s.add_argument("--eps", type=non_negative, required=True, help="FGSM step size")
+    s.add_argument("--seeds", type=positive, required=True,
+                   help="replicates of each way that trains, a positive integer")
+    s.add_argument("--eps", type=non_negative, required=True,
+                   help="FGSM step size of the sets regenerated against each network")
     s.add_argument("--train-batch-size", type=positive, required=True,
                    help="images per retraining step, a positive integer")
     s.add_argument("--learning-rate", type=float, required=True)

@@ -8,8 +8,14 @@ for all 75 variants (lesion.predict.weight_predictions); layer "all" runs
 whole networks. The unfiltered checkpoint is predicted on every test set too:
 it is what the scores normalise by.
 
+The test sets are the clean test split and its FGSM set made against each
+checkpoint (every clean image attacked, clamped to [0, 1]): the scores of an
+early epoch are not judged on a transfer attack from the final network, and
+both curves count the same images.
+
 Layout under `out_dir` (results/{dataset}/{model}/filtering):
     epoch{E}/variants.parquet                   every variant of every layer (sweep.VARIANT_SCHEMA)
+    epoch{E}/fgsm.safetensors                   the checkpoint's FGSM set (a test split file)
     epoch{E}/predictions/{testset}.parquet      their predictions (lesion.predict's columns)
     epoch{E}/predictions/{testset}_none.parquet the unfiltered checkpoint's
 """
@@ -23,9 +29,9 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import torch
 
-from lesion import data, evaluate, files, kinds, models, predict, sweep
+from lesion import attacks, data, evaluate, files, kinds, models, predict, sweep, tensorfiles
 from lesion.catalog import ALL_LAYERS, FILTERS
-from lesion.studies.filtering.layout import predictions_path, variants_path
+from lesion.studies.filtering.layout import ADVERSARIAL, CLEAN, fgsm_path, predictions_path, variants_path
 from lesion.studies.filtering.scores import ALPHA_GRID
 
 log = logging.getLogger(__name__)
@@ -49,20 +55,20 @@ def filter_table(model: torch.nn.Module, *, dataset: str, layers: Sequence[str],
 
 
 def filter_checkpoints(dataset: str, checkpoints: Mapping[int, str | os.PathLike],
-                       testsets: Mapping[str, str | os.PathLike], out_dir: str | os.PathLike, *,
+                       test: str | os.PathLike, out_dir: str | os.PathLike, *, eps: float,
                        layers: Sequence[str], filters: Sequence[str], study_seed: int,
                        device: str, batch_size: int, variants_per_pass: int, cache_gb: float,
                        precision: str) -> None:
-    """The filtering sweep step: every checkpoint (epoch -> weights file) on every test set.
+    """The filtering sweep step: every checkpoint (epoch -> weights file) on the clean test
+    split `test` and on its FGSM set (step `eps`) made against the checkpoint.
 
     `layers` are weight layers and/or "all" (every Conv/Linear layer at once,
-    each with its own [min, max]); `testsets` name the test files, e.g.
-    {"clean": tensors/test, "fgsm": adversarial/fgsm/{model}} (any file
-    lesion.data.load_split reads).
+    each with its own [min, max]).
     """
     dev = evaluate.pick_device(device, precision)
-    spec = data.get(dataset, split=next(iter(testsets.values())))
-    splits = {name: data.load_split(path) for name, path in testsets.items()}
+    spec = data.get(dataset, split=test)
+    images, labels = data.load_split(test)
+    index = tensorfiles.load_tensors(test).get("index", torch.arange(len(labels)))
     for epoch, weights in sorted(checkpoints.items()):
         model = models.load_weights(weights, num_classes=spec.num_classes,
                                     input_shape=spec.input_shape)
@@ -71,23 +77,29 @@ def filter_checkpoints(dataset: str, checkpoints: Mapping[int, str | os.PathLike
         if bad:
             raise ValueError(f"layer {bad[0]!r} is not a weight layer of {model.lesion_name}; "
                              f"expected some of {valid}")
+        attacked = attacks.fgsm_batched(model, images, labels, eps, batch_size=batch_size,
+                                        device=dev)
+        model = model.cpu()
+        tensorfiles.save_tensors({"images": attacked, "labels": labels, "index": index},
+                                 fgsm_path(out_dir, epoch),
+                                 {"dataset": dataset, "model": model.lesion_name, "attack": "fgsm",
+                                  "options": {"eps": eps}, "epoch": epoch, "split": "test",
+                                  **data.carried(dataset, spec)})
         table = filter_table(model, dataset=dataset, layers=layers, filters=filters,
                              study_seed=study_seed)
         rows = table.to_pylist()
-        for name, (images, labels) in splits.items():
-            files.write_table(predict.unperturbed_predictions(model, images, labels, dev,
+        meta = {"precision": precision, "device": dev.type, "epoch": str(epoch)}
+        for name, x in ((CLEAN, images), (ADVERSARIAL, attacked)):
+            files.write_table(predict.unperturbed_predictions(model, x, labels, dev,
                                                               batch_size=batch_size),
-                              predictions_path(out_dir, epoch, name, unfiltered=True),
-                              {"precision": precision, "device": dev.type, "epoch": str(epoch)},
+                              predictions_path(out_dir, epoch, name, unfiltered=True), meta,
                               kind=kinds.PREDICTIONS)
             parts = [predict.weight_predictions(model, [r for r in rows if r["layer"] == layer],
-                                                images, labels, dev, batch_size=batch_size,
+                                                x, labels, dev, batch_size=batch_size,
                                                 variants_per_pass=variants_per_pass,
                                                 cache_gb=cache_gb)
                      for layer in layers]
             log.info("epoch %d, %s: %d variants x %d images", epoch, name, len(rows), len(labels))
             files.write_table(pa.concat_tables(parts).unify_dictionaries().combine_chunks(),
-                              predictions_path(out_dir, epoch, name),
-                              {"precision": precision, "device": dev.type, "epoch": str(epoch)},
-                              kind=kinds.PREDICTIONS)
+                              predictions_path(out_dir, epoch, name), meta, kind=kinds.PREDICTIONS)
         files.write_table(table, variants_path(out_dir, epoch), kind=kinds.VARIANTS)

@@ -13,4 +13,5 @@ SCORES = TableKind("filtering scores", "filtering scores", (
     "layer", "filter", "epoch", "score_clean", "score_adversarial", "score_difference",
     "class_clean", "class_adversarial", "class_difference"))
 RETRAINING = TableKind("retraining", "filtering retrain", (
-    "model", "epoch", "retrained", "epochs_retrained", "top1_clean", "top1_adversarial"))
+    "model", "epoch", "retrained", "replicate", "seed", "epochs_retrained", "top1_clean",
+    "top1_adversarial", "top1_original_adversarial", "warning"))

@@ -3,7 +3,8 @@
 heat map (one per filter): normalised accuracy over layer x alpha, clean and
 adversarial side by side, one row per epoch. class map: layer x epoch
 coloured by class, one panel per (score, filter): the paper's main picture.
-retraining: clean and adversarial accuracy per way of retraining.
+retraining: clean and adversarial accuracy per way of retraining (mean and 95%
+interval over the replicates).
 invariance: which layers keep their class over all epochs, for every model
 of the study (across datasets, compare the tables of several studies).
 """
@@ -24,9 +25,13 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from lesion import files  # noqa: E402
 from lesion.figures import save  # noqa: E402
+from lesion.intervals import t_interval  # noqa: E402
 from lesion.studies.filtering import kinds  # noqa: E402
 from lesion.studies.filtering.scores import CLASSES, SCORES  # noqa: E402
 
+# The retraining table's accuracies and how the figure names them.
+RETRAINING_MEASURES = {"top1_clean": "clean", "top1_adversarial": "FGSM against itself",
+                       "top1_original_adversarial": "the checkpoint's FGSM set"}
 CLASS_COLOURS = {"fragile": "#d62728", "robust": "#bdbdbd", "antifragile": "#2ca02c"}
 VARIES = "#ffffff"  # a class that changes over the epochs (invariance) or is missing
 
@@ -100,19 +105,37 @@ def class_map(scores: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def retraining_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (epoch, way, measure): mean top-1 over the replicates and its 95% t interval."""
+    rows = []
+    for (epoch, way), group in table.groupby(["epoch", "retrained"], sort=False):
+        for column in RETRAINING_MEASURES:
+            mean, low, high = t_interval(list(group[column]))
+            rows.append({"epoch": epoch, "retrained": way, "measure": column, "mean": mean,
+                         "low": low, "high": high, "replicates": len(group),
+                         "warning": group["warning"].iloc[0]})
+    return pd.DataFrame(rows)
+
+
 def retraining_figure(table: pd.DataFrame) -> plt.Figure:
-    """Clean, regenerated-FGSM and original-FGSM accuracy per way, one panel per checkpoint."""
-    epochs = sorted(set(table["epoch"]))
-    measures = {"top1_clean": "clean", "top1_adversarial": "FGSM against itself",
-                "top1_original_adversarial": "the study's FGSM set"}
+    """Clean, regenerated-FGSM and original-FGSM accuracy per way (mean and 95% interval
+    over the replicates), one panel per checkpoint."""
+    summary = retraining_summary(table)
+    epochs = sorted(set(summary["epoch"]))
     fig, axes = plt.subplots(1, len(epochs), figsize=(4.5 * len(epochs), 3.4), squeeze=False)
     for col, epoch in enumerate(epochs):
         ax = axes[0][col]
-        here = table[table["epoch"] == epoch]
-        x = np.arange(len(here))
-        for i, (column, label) in enumerate(measures.items()):
-            ax.bar(x + (i - 1) * 0.27, here[column], width=0.27, label=label)
-        ax.set_xticks(x, here["retrained"])
+        here = summary[summary["epoch"] == epoch]
+        ways = list(dict.fromkeys(here["retrained"]))
+        x = np.arange(len(ways))
+        for i, (column, label) in enumerate(RETRAINING_MEASURES.items()):
+            bars = here[here["measure"] == column].set_index("retrained").loc[ways]
+            error = np.vstack([bars["mean"] - bars["low"], bars["high"] - bars["mean"]])
+            ax.bar(x + (i - 1) * 0.27, bars["mean"], width=0.27, label=label,
+                   yerr=np.nan_to_num(error), capsize=2)
+        warned = here.drop_duplicates("retrained").set_index("retrained")["warning"]
+        ax.set_xticks(x, [f"{w}\n= {'none' if 'no layer' in warned[w] else 'all'}"
+                          if warned[w] else w for w in ways])
         ax.set(ylim=(0, 1), title=f"from epoch {epoch}", ylabel="top-1 accuracy")
     axes[0][0].legend(fontsize="x-small")
     first = table.iloc[0]

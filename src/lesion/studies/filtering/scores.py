@@ -13,19 +13,33 @@ zeros would have counted it as removed). For layer "all" it is the share
 over every Conv/Linear weight of the network. A network whose accuracy falls
 exactly as fast as its weights are removed is on its baseline.
 
-The three filtering scores are Simpson integrals (scipy.integrate.simpson)
-over the normalised alpha in [0, 1]:
-    score_clean       = integral of (clean - baseline)
-    score_adversarial = integral of (adversarial - baseline)
-    score_difference  = integral of (adversarial - clean)
-where clean and adversarial are the normalised accuracy curves. Each score
-gives a class: fragile (score < -tol), robust (|score| <= tol), antifragile
-(score > tol). A test set on which the unfiltered network gets nothing right
-has no normalised curve: its scores are NaN and their class is missing.
+The paper integrates (accuracy - baseline) over alpha. Unchanged accuracy
+then scores the share of weights the filter removes, so a pulse (a band
+1/25 wide) scores about 0.04 and is "robust" by construction while a
+high-pass or low-pass starts near 0.5. Here each integral is divided by
+what the filter removes, R = integral of (1 - baseline), and shifted so
+that an unharmed network scores 0:
+    score_clean       = integral of (clean - baseline) / R - 1
+                      = integral of (clean - 1) / R
+    score_adversarial = integral of (adversarial - 1) / R
+    score_difference  = integral of (adversarial - clean) / R
+(Simpson integrals, scipy.integrate.simpson, over the normalised alpha in
+[0, 1]; clean and adversarial are the normalised accuracy curves). A score
+is the change of normalised accuracy per share of weights removed: 0 when
+filtering changes nothing, -1 on the paper's baseline (accuracy falls as
+fast as weights go), comparable across filters and layers. The paper's
+classes, in its words "lowers", "leaves unchanged within a tolerance",
+"raises" performance, read: fragile where score < -tol and the curve
+somewhere falls below 1 - tol; antifragile where score > tol and the curve
+somewhere rises above 1 + tol (so antifragile means that filtering did
+raise accuracy beyond the tolerance); robust otherwise. For the difference
+score the curve is adversarial - clean against -tol and +tol. A filter that
+removes nothing (R = 0) or a test set on which the unfiltered network gets
+nothing right has no score: NaN, its class missing.
 
 The alpha grid runs upward for every filter (the authors ran the low-pass
 threshold from max down to min), so a score's sign means the same for all
-three filters: above the baseline is positive.
+three filters.
 """
 
 from __future__ import annotations
@@ -46,9 +60,10 @@ POINTS = 25  # thresholds per layer and filter, min to max (the paper's grid)
 ALPHA_GRID: tuple[float, ...] = tuple(i / (POINTS - 1) for i in range(POINTS))
 CLASSES = ("fragile", "robust", "antifragile")
 SCORES = ("clean", "adversarial", "difference")
-SCORE_COLUMNS = ["dataset", "model", "layer", "filter", "epoch", "score_clean",
+SCORE_COLUMNS = ["dataset", "model", "layer", "filter", "epoch", "removed", "score_clean",
                  "score_adversarial", "score_difference", "class_clean", "class_adversarial",
-                 "class_difference"]
+                 "class_difference", "peak_clean", "peak_adversarial", "peak_difference",
+                 "trough_clean", "trough_adversarial", "trough_difference"]
 
 
 def check_tol(tol: float) -> float:
@@ -57,12 +72,22 @@ def check_tol(tol: float) -> float:
     return float(tol)
 
 
-def classify(score: float, tol: float) -> str | None:
-    """fragile below -tol, robust within [-tol, tol], antifragile above tol; None for NaN
-    (`tol` checked by the caller: scores)."""
+def classify(score: float, tol: float, *, peak: float, trough: float,
+             level: float = 1.0) -> str | None:
+    """fragile where `score` < -tol and the curve's `trough` < level - tol; antifragile
+    where `score` > tol and its `peak` > level + tol; robust otherwise; None for a NaN score.
+
+    `level` is where the curve of an unharmed network lies: 1 for a normalised
+    accuracy, 0 for the adversarial - clean difference. `tol` is checked by the
+    caller (scores).
+    """
     if math.isnan(score):
         return None
-    return "fragile" if score < -tol else "antifragile" if score > tol else "robust"
+    if score < -tol and trough < level - tol:
+        return "fragile"
+    if score > tol and peak > level + tol:
+        return "antifragile"
+    return "robust"
 
 
 def integral(levels: Sequence[float], values: Sequence[float]) -> float:
@@ -146,12 +171,18 @@ def scores(table: pd.DataFrame, *, clean: str, adversarial: str, tol: float) -> 
             raise ValueError(f"{dict(zip(keys, key, strict=True))}: the clean and adversarial "
                              "curves have different alphas; expected the same grid")
         level, base = c["level"].to_numpy(), c["baseline"].to_numpy()
-        nc, na = c["normalised"].to_numpy(), a["normalised"].to_numpy()
-        values = {"clean": integral(level, nc - base), "adversarial": integral(level, na - base),
-                  "difference": integral(level, na - nc)}
-        rows.append({**dict(zip(keys, key, strict=True)),
-                     **{f"score_{s}": v for s, v in values.items()},
-                     **{f"class_{s}": classify(v, tol) for s, v in values.items()}})
+        curve = {"clean": c["normalised"].to_numpy(), "adversarial": a["normalised"].to_numpy()}
+        curve["difference"] = curve["adversarial"] - curve["clean"]
+        unharmed = {"clean": 1.0, "adversarial": 1.0, "difference": 0.0}
+        removed = integral(level, 1.0 - base)
+        row = {**dict(zip(keys, key, strict=True)), "removed": removed}
+        for s, y in curve.items():
+            value = integral(level, y - unharmed[s]) / removed if removed > 0 else math.nan
+            peak, trough = float(np.max(y)), float(np.min(y))
+            row.update({f"score_{s}": value, f"peak_{s}": peak, f"trough_{s}": trough,
+                        f"class_{s}": classify(value, tol, peak=peak, trough=trough,
+                                               level=unharmed[s])})
+        rows.append(row)
     return pd.DataFrame(rows, columns=SCORE_COLUMNS).astype({"epoch": "int32"})
 
 

@@ -2,9 +2,8 @@
 
 The schema checks each key alone (filters, tol >= 0, ...); these are the
 checks across keys, run with the config before any job
-(lesion.registry.Study.check): an FGSM set to score against, networks the DAG
-trains, epochs that are saved checkpoints, checkpoints retrained from that
-are filtered.
+(lesion.registry.Study.check): networks the DAG trains, epochs that are saved
+checkpoints, checkpoints retrained from that are filtered.
 """
 
 from __future__ import annotations
@@ -19,9 +18,6 @@ def check(config: Mapping) -> None:
     section = config.get("filtering")
     if not section:
         return
-    if "fgsm" not in ((config.get("adversarial") or {}).get("attacks") or {}):
-        raise ConfigError("config error: filtering needs an FGSM test set per model; expected "
-                          "adversarial.attacks.fgsm (its eps is the study's)")
     refuse_imported(config, "filtering.models", section.get("models", []),
                     "synaptic filtering retrains the network from its training checkpoints")
     saved = list(config.get("train", {}).get("checkpoints", []))
