@@ -132,14 +132,17 @@ def retrain(dataset: str, model_name: str, checkpoints: Mapping[int, str | os.Pa
                 if way != "none":
                     run_seed = replicate_seed(seed, model_name, replicate)
                     where = Path(out_dir) / f"epoch{epoch}" / way / str(replicate)
-                    network = _retrained(start, checkpoint, dataset, train_path, test_path,
-                                         where, masks, way, epoch, train.Settings(
-                                             epochs=epochs, batch_size=batch_size,
-                                             learning_rate=learning_rate,
-                                             weight_decay=weight_decay, seed=run_seed,
-                                             device=device, precision=precision), spec)
-                    count = (sum(int(m.sum()) for m in masks.values()) if masks is not None
-                             else sum(p.numel() for p in network.parameters()))
+                    if not layers:  # a selection of none trains nothing: the checkpoint
+                        models.save_weights(start, where / "weights.safetensors")
+                    else:
+                        network = _retrained(start, checkpoint, dataset, train_path, test_path,
+                                             where, masks, way, epoch, train.Settings(
+                                                 epochs=epochs, batch_size=batch_size,
+                                                 learning_rate=learning_rate,
+                                                 weight_decay=weight_decay, seed=run_seed,
+                                                 device=device, precision=precision), spec)
+                        count = (sum(int(m.sum()) for m in masks.values()) if masks is not None
+                                 else sum(p.numel() for p in network.parameters()))
                 fresh = attacks.fgsm_batched(network, images, labels, eps,
                                              batch_size=eval_batch_size, device=dev)
                 rows.append({
