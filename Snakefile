@@ -31,6 +31,10 @@ for _study in STUDIES:
     include: _study.rules_file(workflow.basedir)
 
 
+# The claims table, from the tables the studies above name.
+include: "workflow/rules/claims.smk"
+
+
 rule all:
     input:
         all_targets(),

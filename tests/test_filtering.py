@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 import yaml
 
@@ -409,6 +410,17 @@ def test_the_filtering_part_of_the_workflow_builds_end_to_end(tmp_path):
     # FGSM regenerated against the unchanged checkpoint is the set its filtering scored
     assert none["top1_adversarial"] == pytest.approx(adversarial, abs=1e-9)
     assert (tmp_path / "results" / "digits" / "filtering" / "invariance.csv").is_file()
+    # the claims table: selective retraining against none, recomputed from the table here
+    claims = pd.read_parquet(tmp_path / "results" / "digits" / "claims.parquet")
+    row = claims[claims["claim"].str.startswith("retraining only")].iloc[0]
+    gain = trained.loc[trained["retrained"] == "selected", "top1_adversarial"] - adversarial
+    half = scipy.stats.t.ppf(0.975, len(gain) - 1) * gain.std(ddof=1) / np.sqrt(len(gain))
+    assert row["estimate"] == pytest.approx(gain.mean(), abs=1e-12)
+    if half > 0:
+        assert (row["low"], row["high"]) == pytest.approx((gain.mean() - half, gain.mean() + half))
+    lo, hi = (row["low"], row["high"]) if half > 0 else (gain.mean(), gain.mean())
+    expected = ("reproduced" if lo > 0 else "not reproduced" if hi <= 0 else "inconclusive")
+    assert row["verdict"] == expected
     config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
     assert config["filtering"]["models"] == ["mlp"]
 

@@ -45,6 +45,10 @@ class Study:
     model_lists: config keys whose values are model names (`*`, `[]` as in
         lesion.config.PATH_NAMES): each must be a key of `models`.
     path_names: config keys whose values end up in file names.
+    claims: "module:function", torch-free, that judges the paper's headline
+        claims from the study's tables (name -> path) and returns a list of
+        lesion.claims.Claim; the workflow's claims rule gives it the tables
+        its rules file names in CLAIM_TABLES.
     """
 
     section: str
@@ -56,6 +60,7 @@ class Study:
     check: str = ""
     model_lists: tuple[str, ...] = ()
     path_names: tuple[str, ...] = ()
+    claims: str = ""
     package: str = field(init=False)
 
     def __post_init__(self):
@@ -119,6 +124,7 @@ ENGINE_GROUPS: dict[str, str] = {
     "data": "lesion.cli.engine",
     "model": "lesion.cli.engine",
     "sweep": "lesion.cli.engine",
+    "claims": "lesion.cli.claims",
 }
 TOOL_GROUPS: dict[str, str] = {"bench": "lesion.tools.bench_cli"}
 

@@ -155,3 +155,12 @@ def step_sources(group: str, step: str, root: Path = PACKAGE) -> list[str]:
     found = _closure([n for n in names if n != cli_name], roots)
     found |= {p for n in [cli_name, *_parents(cli_name)] if (p := _module_file(n, roots))}
     return sorted(str(p) for p in found)
+
+
+def module_sources(names: list[str], root: Path = PACKAGE) -> list[str]:
+    """Sorted paths of the source files of modules `names` and of what they import (for code
+    a step loads by name, such as the studies' claims functions)."""
+    roots = {"lesion": root}
+    for top in {n.split(".")[0] for n in names} - set(roots):
+        roots[top] = _package_dir(top)
+    return sorted(str(p) for p in _closure(list(names), roots))

@@ -27,7 +27,7 @@ from lesion.config import (
 )
 from lesion.registry import studies
 from lesion.seeds import network_seed
-from lesion.sources import step_sources
+from lesion.sources import module_sources, step_sources
 from lesion.targets import problem, sweep_layers
 
 # Every study lesion knows (its own and installed plugins', registered as entry points of
@@ -331,6 +331,10 @@ def checkpoint_options(wildcards):
 # Each study's rule file registers a function returning its targets; rule
 # `all` asks every study whose section the config has (see the Snakefile).
 STUDY_TARGETS = []
+# Each study's rule file names the tables its claims function reads
+# (lesion.registry.Study.claims): CLAIM_TABLES[group] = a function of the dataset
+# returning {name: path}; workflow/rules/claims.smk judges them all in one table.
+CLAIM_TABLES = {}
 
 
 def all_targets():

@@ -70,5 +70,14 @@ def adversarial_targets():
     return tables + figures
 
 
+def adversarial_claim_tables(dataset):
+    tables = {name: f"{RESULTS}/{dataset}/adversarial/{name}.parquet" for name in ADV_TABLES}
+    if "lbfgs" in ADV_ATTACKS:
+        tables.update({f"lbfgs:{m}": ADV_SET.format(dataset=dataset, attack="lbfgs", model=m)
+                       for m in ADV_MODELS})
+    return tables
+
+
 if ADVERSARIAL:
     STUDY_TARGETS.append(adversarial_targets)
+    CLAIM_TABLES["adversarial"] = adversarial_claim_tables

@@ -48,5 +48,24 @@ def fault_targets():
     ]
 
 
+def fault_claim_tables(dataset):
+    """Each model's bounds, and the errors of the plain network, of the regime with the
+    most dropout and of the one with the largest b3-variance weight (when configured)."""
+    tables = {}
+    for model in FAULT_MODELS:
+        tables[f"bounds:{model}"] = f"{fault_dir(dataset, model)}/bounds.parquet"
+        plain = [r for r, o in REGIMES.items() if not any(o.values())]
+        roles = {"base": plain[0] if plain else None}
+        for role, key in (("dropout", "dropout"), ("regularised", "b3_variance")):
+            found = [r for r, o in REGIMES.items() if o.get(key)]
+            if found:
+                roles[role] = max(found, key=lambda r: REGIMES[r][key])
+        if len(roles) > 1:
+            tables.update({f"errors:{model}:{role}": f"{fault_dir(dataset, model, r)}/errors.parquet"
+                           for role, r in roles.items()})
+    return tables
+
+
 if FAULTS:
     STUDY_TARGETS.append(fault_targets)
+    CLAIM_TABLES["faults"] = fault_claim_tables

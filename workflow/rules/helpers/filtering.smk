@@ -83,5 +83,11 @@ def filtering_targets():
     return figures + invariance
 
 
+def filtering_claim_tables(dataset):
+    return {f"{name}:{model}": f"{FILTER_DIR}/{name}.parquet".format(dataset=dataset, model=model)
+            for model in FILTER_MODELS for name in ("scores", "retraining")}
+
+
 if FILTERING:
     STUDY_TARGETS.append(filtering_targets)
+    CLAIM_TABLES["filtering"] = filtering_claim_tables

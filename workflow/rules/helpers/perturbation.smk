@@ -29,5 +29,10 @@ def perturbation_targets():
     ]
 
 
+def perturbation_claim_tables(dataset):
+    return {f"summary:{m}": SUMMARY.format(dataset=dataset, model=m) for m in SWEPT_MODELS}
+
+
 if config.get("perturbations"):
     STUDY_TARGETS.append(perturbation_targets)
+    CLAIM_TABLES["perturbation"] = perturbation_claim_tables

@@ -14,4 +14,5 @@ STUDY = Study(
     model_lists=("adversarial.models[]", "adversarial.cross_training.models[]",
                  "adversarial.training.model", "adversarial.units.model"),
     path_names=("adversarial.training.regimes.*",),
+    claims="lesion.studies.adversarial.claims:claims",
 )

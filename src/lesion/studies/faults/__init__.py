@@ -15,4 +15,5 @@ STUDY = Study(
     check="lesion.studies.faults.settings:check",
     model_lists=("faults.models[]",),
     path_names=("faults.models[]", "faults.regimes.*"),
+    claims="lesion.studies.faults.claims:claims",
 )

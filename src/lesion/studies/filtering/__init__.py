@@ -21,4 +21,5 @@ STUDY = Study(
     check="lesion.studies.filtering.settings:check",
     model_lists=("filtering.models[]",),
     path_names=("filtering.models[]",),
+    claims="lesion.studies.filtering.claims:claims",
 )

@@ -15,4 +15,5 @@ STUDY = Study(
     check="lesion.studies.perturbation.settings:check",
     model_lists=("perturbations.models[]",),
     path_names=("perturbations.*", "perturbations.models[]"),
+    claims="lesion.studies.perturbation.claims:claims",
 )

@@ -19,4 +19,5 @@ STUDY = Study(
     here=__file__,
     rules="workflow/rules/zoo.smk",
     check="lesion.studies.zoo.settings:check",
+    claims="lesion.studies.zoo.claims:claims",
 )
