@@ -213,13 +213,17 @@ SWEEPS = len(PERTURBATIONS) * len(LAYERS)
 # what each step does, not from lesion.sources.
 RERUNS = {
     "studies/perturbation/plots.py": {"perturbation_figures": 1},
-    "metrics.py": {"metrics": 1, "perturbation_figures": 1},
-    "predict.py": {"sweep": SWEEPS, "predict_clean": 1, "metrics": 1, "perturbation_figures": 1},
+    # the claims step loads each study's claims function by name: its code counts too
+    "studies/perturbation/claims.py": {"claims": 1},
+    "claims.py": {"claims": 1},
+    "metrics.py": {"metrics": 1, "perturbation_figures": 1, "claims": 1},
+    "predict.py": {"sweep": SWEEPS, "predict_clean": 1, "metrics": 1, "perturbation_figures": 1,
+                   "claims": 1},
     # the crash masks: the predict step runs them, and training with dropout
     "activations.py": {"train": 1, "sweep": SWEEPS, "predict_clean": 1, "metrics": 1,
-                       "perturbation_figures": 1},
+                       "perturbation_figures": 1, "claims": 1},
     "data.py": {"export_dataset": 1, "tensors": 1, "train": 1, "sweep": SWEEPS,
-                "predict_clean": 1, "metrics": 1, "perturbation_figures": 1},
+                "predict_clean": 1, "metrics": 1, "perturbation_figures": 1, "claims": 1},
 }
 # Modules that no job of this study runs, edited all at once: nothing may rerun.
 RUN_BY_NO_JOB = [
@@ -229,6 +233,8 @@ RUN_BY_NO_JOB = [
     "attacks.py", "pretrain.py", "studies/adversarial/tables.py", "studies/adversarial/plots.py",
     # the weight-space study's: this study has no zoo section
     "studies/zoo/grouped.py", "studies/zoo/meta.py",
+    # the claims of studies this one does not run are read by no job
+    "studies/faults/claims.py", "studies/adversarial/claims.py",
 ]
 
 
@@ -261,19 +267,19 @@ def test_editing_modules_no_job_runs_reruns_nothing(study):
 # A setting edited -> the jobs it reruns (besides `all`). Batching and the cache bound
 # change speed, not tables (tests/test_predict.py): they rerun nothing.
 DOWNSTREAM_OF_TRAINING = {"sweep": SWEEPS, "predict_clean": 1, "metrics": 1,
-                          "perturbation_figures": 1}
+                          "perturbation_figures": 1, "claims": 1}
 SETTING_RERUNS = [
     ("evaluate", "cache_gb", 0.5, {}),
     ("evaluate", "variants_per_pass", 3, {}),
     ("evaluate", "batch_size", 100, DOWNSTREAM_OF_TRAINING),
     # one operator's draws: its sweeps, not the other operator's
     ("perturbations", "gaussian", {"levels": LEVELS, "draws": DRAWS + 1},
-     {"sweep": len(LAYERS), "metrics": 1, "perturbation_figures": 1}),
+     {"sweep": len(LAYERS), "metrics": 1, "perturbation_figures": 1, "claims": 1}),
     ("train", "learning_rate", 0.01, {"train": 1, **DOWNSTREAM_OF_TRAINING}),
     ("dataset", "test_fraction", 0.3, {"tensors": 1, "train": 1, **DOWNSTREAM_OF_TRAINING}),
     # the layers a model's sweeps cover: the new layer's sweeps, and what reads them all
     ("models", MODEL, {"layers": [*LAYERS, "fc2"]},
-     {"sweep": len(PERTURBATIONS), "metrics": 1, "perturbation_figures": 1}),
+     {"sweep": len(PERTURBATIONS), "metrics": 1, "perturbation_figures": 1, "claims": 1}),
 ]
 
 
@@ -332,7 +338,8 @@ def test_a_study_left_out_of_the_config_plans_none_of_its_jobs(study):
     faults_only["faults"] = {"models": [MODEL], "levels": [0.1], "repetitions": 2}
     (study / "faults-only.yaml").write_text(yaml.safe_dump(faults_only))
     jobs = Counter(rule for rule, _ in planned_jobs(study, "--configfile", "faults-only.yaml"))
-    assert jobs == {"fault_bounds": 1, "fault_figure": 1, "all": 1}  # the network is built
+    # the network is built; the claims table now judges the fault study's claims
+    assert jobs == {"fault_bounds": 1, "fault_figure": 1, "claims": 1, "all": 1}
 
 
 def outputs_of(root: Path) -> dict[Path, int]:
@@ -378,7 +385,7 @@ def test_changing_one_operators_levels_in_an_overlay_reruns_only_its_sweeps(stud
 
     jobs = planned_jobs(study, *layered)
     assert Counter(rule for rule, _ in jobs) == {
-        "sweep": len(LAYERS), "metrics": 1, "perturbation_figures": 1, "all": 1}
+        "sweep": len(LAYERS), "metrics": 1, "perturbation_figures": 1, "claims": 1, "all": 1}
     swept = [w for rule, w in jobs if rule == "sweep"]
     assert {w["perturbation"] for w in swept} == {"gaussian"}
     assert sorted(w["layer"] for w in swept) == LAYERS

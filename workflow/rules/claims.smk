@@ -16,7 +16,9 @@ rule claims:
     input:
         tables=lambda w: list(claim_tables(w).values()),
         code=code("claims", "table")
-        + module_sources([s.claims.partition(":")[0] for s in STUDIES if s.claims], root=SRC / "lesion"),
+        + module_sources(
+            [s.claims.partition(":")[0] for s in STUDIES if s.group in CLAIM_TABLES], root=SRC / "lesion"
+        ),
     output:
         table=report(
             f"{CLAIMS}.parquet",
