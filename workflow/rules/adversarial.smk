@@ -218,27 +218,33 @@ rule adversarial_table_csv:
 
 rule adversarial_examples_figure:
     input:
-        set=ADV_SET.replace("{attack}", str(ADV_MAIN)),
+        sets=expand(ADV_SET, attack=str(ADV_MAIN), model=ADV_MODELS, allow_missing=True),
         test=TEST,
         code=code("adversarial", "figure"),
     output:
-        png=report(
-            f"{ADV_DIR}/figures/examples/{{model}}.png",
-            caption="../report/adversarial/examples.rst",
-            category=STUDY_TITLES["adversarial"],
-            subcategory="examples",
-            labels={"model": "{model}", "figure": "examples"},
-        ),
-        pdf=f"{ADV_DIR}/figures/examples/{{model}}.pdf",
+        png=[
+            report(
+                f"{ADV_DIR}/figures/examples/{model}.png",
+                caption="../report/adversarial/examples.rst",
+                category=STUDY_TITLES["adversarial"],
+                subcategory="examples",
+                labels={"model": model, "figure": "examples"},
+            )
+            for model in ADV_MODELS
+        ],
+        pdf=expand(f"{ADV_DIR}/figures/examples/{{model}}.pdf", model=ADV_MODELS, allow_missing=True),
+    params:
+        sets=lambda w, input: " ".join(f"{m}={p}" for m, p in zip(ADV_MODELS, input.sets)),
+        out_dir=lambda w, output: str(Path(output.pdf[0]).parent),
     log:
-        f"{LOGS}/adversarial_examples_figure/{{dataset}}/{{model}}.log",
+        f"{LOGS}/adversarial_examples_figure/{{dataset}}.log",
     benchmark:
-        f"{BENCHMARKS}/adversarial_examples_figure/{{dataset}}/{{model}}.tsv"
+        f"{BENCHMARKS}/adversarial_examples_figure/{{dataset}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python -m lesion adversarial figure examples --set {input.set} --test {input.test}"
-        " --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+        "python -m lesion adversarial figure examples --sets {params.sets} --test {input.test}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule adversarial_transfer_figure:

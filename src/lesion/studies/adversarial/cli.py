@@ -114,9 +114,15 @@ def _units(args):
 def _figure(args):
     from lesion.studies.adversarial import plots
     if args.name == "examples":
-        require(args.set, args.test)
-        plots.examples(args.set, args.test, args.png, args.pdf)
-    elif args.name == "units":
+        sets = dict(args.sets or [])
+        if not sets or not args.out_dir:
+            raise ValueError("figure examples: expected --sets MODEL=SET ... and --out-dir")
+        require(*sets.values(), args.test)
+        plots.examples(sets, args.test, args.out_dir)
+        return
+    if not args.png or not args.pdf:
+        raise ValueError(f"figure {args.name}: expected --png and --pdf")
+    if args.name == "units":
         require(args.units)
         plots.units(args.units, args.png, args.pdf)
     else:
@@ -128,6 +134,14 @@ def _csv(args):
     require(args.table)
     from lesion.studies.adversarial import plots
     plots.csv(args.table, args.out)
+
+
+def model_set(text: str) -> tuple[str, str]:
+    """MODEL=SET, e.g. FC10-1=results/digits/adversarial/lbfgs/FC10-1.safetensors."""
+    model, sep, path = text.partition("=")
+    if not sep or not model or not path:
+        raise argparse.ArgumentTypeError(f"expected MODEL=SET, got {text!r}")
+    return model, path
 
 
 def register(groups) -> None:
@@ -204,12 +218,15 @@ def register(groups) -> None:
     s = step("figure", _figure, "Draw a figure of the adversarial study.")
     s.add_argument("name", choices=("examples", "units", "transfer"),
                    help="the figure, one of: examples, units, transfer")
-    s.add_argument("--set", default=None, help="examples: the L-BFGS set (default: none)")
+    s.add_argument("--sets", type=model_set, nargs="+", default=None,
+                   help="examples: each model's L-BFGS set as MODEL=SET (default: none)")
+    s.add_argument("--out-dir", default=None,
+                   help="examples: where {model}.png and .pdf go (default: none)")
     s.add_argument("--test", default=None, help="examples: the test split (default: none)")
     s.add_argument("--units", default=None, help="units: the units file (default: none)")
     s.add_argument("--transfer", default=None, help="transfer: the transfer table (default: none)")
-    s.add_argument("--png", required=True)
-    s.add_argument("--pdf", required=True)
+    s.add_argument("--png", default=None, help="units, transfer: the PNG to write")
+    s.add_argument("--pdf", default=None, help="units, transfer: the PDF to write")
 
     s = step("csv", _csv, "A table of the study as CSV, for the report.")
     s.add_argument("--table", required=True, help="a table of the study (.parquet)")

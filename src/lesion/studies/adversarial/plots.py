@@ -9,6 +9,8 @@ with the Gaussian-noise and amplified controls.
 
 from __future__ import annotations
 
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -31,29 +33,34 @@ def _show(ax, image: np.ndarray, vmin: float = 0.0, vmax: float = 1.0, cmap: str
     ax.set_yticks([])
 
 
-def examples(adversarial: str, test: str, png: str, pdf: str, *, count: int = 8) -> None:
-    """Rows: original, adversarial, 10x difference (centred at grey) for the first
-    `count` images whose attack succeeded."""
-    s, t = load_file(adversarial), load_file(test)
-    chosen = np.flatnonzero(s["success"])[:count]
-    if len(chosen) == 0:
-        chosen = np.arange(min(count, len(s["labels"])))
-    fig, axes = plt.subplots(3, len(chosen), figsize=(1.3 * len(chosen), 4.3), squeeze=False)
-    for col, i in enumerate(chosen):
-        clean = t["images"][s["position"][i]]
-        adv = s["images"][i]
-        _show(axes[0][col], clean)
-        _show(axes[1][col], adv)
-        _show(axes[2][col], np.clip(0.5 + 10 * (adv - clean), 0, 1))
-        target = int(s["targets"][i])
-        axes[0][col].set_title(f"label {int(s['labels'][i])}", fontsize=8)
-        axes[1][col].set_title(f"target {target}" if target >= 0 else "", fontsize=8)
-        axes[2][col].set_title(f"d={float(s['distortion'][i]):.3f}", fontsize=8)
-    for row, name in enumerate(("original", "adversarial", "10x difference")):
-        axes[row][0].set_ylabel(name, fontsize=8)
-    fig.suptitle("Adversarial examples (box-constrained L-BFGS)", fontsize=10)
-    fig.tight_layout()
-    save(fig, png, pdf)
+def examples(sets: dict[str, str], test: str, out_dir: str, *, count: int = 8) -> None:
+    """One figure per model (`sets`: model -> its L-BFGS set), `out_dir`/{model}.png and .pdf:
+    rows original, adversarial, 10x difference (centred at grey) for the first `count`
+    images whose attack succeeded. One job draws them all: the test split and matplotlib
+    load once."""
+    t = load_file(test)
+    for model, path in sets.items():
+        s = load_file(path)
+        chosen = np.flatnonzero(s["success"])[:count]
+        if len(chosen) == 0:
+            chosen = np.arange(min(count, len(s["labels"])))
+        fig, axes = plt.subplots(3, len(chosen), figsize=(1.3 * len(chosen), 4.3),
+                                 squeeze=False)
+        for col, i in enumerate(chosen):
+            clean = t["images"][s["position"][i]]
+            adv = s["images"][i]
+            _show(axes[0][col], clean)
+            _show(axes[1][col], adv)
+            _show(axes[2][col], np.clip(0.5 + 10 * (adv - clean), 0, 1))
+            target = int(s["targets"][i])
+            axes[0][col].set_title(f"label {int(s['labels'][i])}", fontsize=8)
+            axes[1][col].set_title(f"target {target}" if target >= 0 else "", fontsize=8)
+            axes[2][col].set_title(f"d={float(s['distortion'][i]):.3f}", fontsize=8)
+        for row, name in enumerate(("original", "adversarial", "10x difference")):
+            axes[row][0].set_ylabel(name, fontsize=8)
+        fig.suptitle(f"{model}: adversarial examples (box-constrained L-BFGS)", fontsize=10)
+        fig.tight_layout()
+        save(fig, os.path.join(out_dir, f"{model}.png"), os.path.join(out_dir, f"{model}.pdf"))
 
 
 def units(path: str, png: str, pdf: str) -> None:
