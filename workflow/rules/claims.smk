@@ -3,15 +3,6 @@
 CLAIMS = f"{RESULTS}/{{dataset}}/claims"
 
 
-def claim_tables(wildcards):
-    """{STUDY:NAME: path} of every table a study's claims read."""
-    return {
-        f"{group}:{name}": path
-        for group, tables in CLAIM_TABLES.items()
-        for name, path in tables(wildcards.dataset).items()
-    }
-
-
 rule claims:
     input:
         tables=lambda w: list(claim_tables(w).values()),

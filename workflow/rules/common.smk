@@ -337,5 +337,14 @@ STUDY_TARGETS = []
 CLAIM_TABLES = {}
 
 
+def claim_tables(wildcards):
+    """{STUDY:NAME: path} of every table a study's claims read."""
+    return {
+        f"{group}:{name}": path
+        for group, tables in CLAIM_TABLES.items()
+        for name, path in tables(wildcards.dataset).items()
+    }
+
+
 def all_targets():
     return [path for targets in STUDY_TARGETS for path in targets()]

@@ -225,8 +225,8 @@ def register(groups) -> None:
     s.add_argument("--test", default=None, help="examples: the test split (default: none)")
     s.add_argument("--units", default=None, help="units: the units file (default: none)")
     s.add_argument("--transfer", default=None, help="transfer: the transfer table (default: none)")
-    s.add_argument("--png", default=None, help="units, transfer: the PNG to write")
-    s.add_argument("--pdf", default=None, help="units, transfer: the PDF to write")
+    s.add_argument("--png", default=None, help="units, transfer: the PNG to write (default: none)")
+    s.add_argument("--pdf", default=None, help="units, transfer: the PDF to write (default: none)")
 
     s = step("csv", _csv, "A table of the study as CSV, for the report.")
     s.add_argument("--table", required=True, help="a table of the study (.parquet)")
