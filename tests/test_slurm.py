@@ -308,14 +308,14 @@ def test_cpu_jobs_ran_in_partition_main_without_a_gpu(runs):
     jobs = lesion_jobs(runs["record"])
     cpu = [job for job in jobs if job["step"] not in GPU_STEPS]
     assert {job["step"] for job in cpu} == {"data export", "data tensors", "sweep metrics",
-                                            "perturbation figures"}
+                                            "perturbation figures", "claims table"}
     for job in cpu:
         assert job["job"] and job["partition"] == "main" and job["cuda"] == "", job
 
 
 def test_every_job_ran_once_and_in_a_job_of_its_own(runs):
     jobs = lesion_jobs(runs["record"])
-    assert len(jobs) == 7  # all 8 jobs but `all`, which Snakemake runs itself
+    assert len(jobs) == 8  # all 9 jobs but `all`, which Snakemake runs itself
     assert len({job["job"] for job in jobs}) == len(jobs)
 
 
