@@ -32,7 +32,8 @@ from lesion.studies.filtering.scores import CLASSES, SCORES  # noqa: E402
 # The retraining table's accuracies and how the figure names them.
 RETRAINING_MEASURES = {"top1_clean": "clean", "top1_adversarial": "FGSM against itself",
                        "top1_original_adversarial": "the checkpoint's FGSM set"}
-CLASS_COLOURS = {"fragile": "#d62728", "robust": "#bdbdbd", "antifragile": "#2ca02c"}
+# Okabe & Ito's colour-blind-safe vermillion and blue at the two ends, grey between.
+CLASS_COLOURS = {"fragile": "#d55e00", "robust": "#bdbdbd", "antifragile": "#0072b2"}
 VARIES = "#ffffff"  # a class that changes over the epochs (invariance) or is missing
 
 
