@@ -29,13 +29,13 @@ ARCH = {"filter_size": 3, "conv_depth": 4, "fc_depth": 2, "conv_width": 2, "fc_w
 ZOO = {
     "nets": 12, "shards": 2, "epochs": 1, "snapshots": 4, "min_accuracy": 0.0,
     "test_fraction": 0.3, "learning_rate": {"min": 0.001, "max": 0.01, "log": True},
-    "choices": {"dataset": list(space.DATASETS), "batch_size": [32, 64],
+    "choices": {"dataset": ["plain", "inverted", "noisy", "blurred"], "batch_size": [32, 64],
                 "augmentation": [False, True], "optimizer": list(space.OPTIMIZERS),
                 "activation": list(space.ACTIVATIONS),
                 "initialization": list(space.INITIALIZATIONS),
                 **{k: [v] for k, v in ARCH.items()}},
     "meta": {"properties": "all", "slice_length": 64, "snapshots": [2, 3], "steps": 20,
-             "batch_size": 16, "learning_rate": 0.001, "positions": 4},
+             "batch_size": 16, "learning_rate": 0.001, "positions": 2, "trees": 20},
 }
 
 
@@ -55,12 +55,13 @@ def digits() -> grouped.Data:
 
 def rows_of(**fixed) -> list[dict]:
     """Rows of one group (one architecture, batch size 32) covering every optimiser,
-    activation, initialisation, dataset and augmentation."""
+    activation, initialisation, derived dataset and augmentation."""
     out = []
     for i in range(8):
         r = {"net": i, **ARCH, "batch_size": 32,
              "optimizer": space.OPTIMIZERS[i % 3], "activation": space.ACTIVATIONS[i % 4],
-             "initialization": space.INITIALIZATIONS[(i // 2) % 4], "dataset": space.DATASETS[i % 4],
+             "initialization": space.INITIALIZATIONS[(i // 2) % 4],
+             "dataset": space.DATASETS[i % len(space.DATASETS)],
              "augmentation": i % 3 == 1, "learning_rate": 0.002 + 0.001 * i, "seed": 100 + i}
         out.append({**r, **fixed})
     return out
@@ -186,6 +187,52 @@ def test_derived_datasets_are_as_documented(digits):
     assert np.array_equal(permuted, plain.reshape(len(plain), -1)[:, order.astype(int)])
 
 
+def test_low_contrast_noisy_and_blurred_are_as_documented(digits):
+    plain = digits.train[0].numpy().astype(np.float64)
+    low = digits.train[digits.index("low_contrast")].numpy()
+    np.testing.assert_allclose(low, 0.5 + 0.5 * (plain - 0.5), rtol=0, atol=4 * tolerance.U32)
+    padded = np.pad(plain, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+    k = np.array([0.25, 0.5, 0.25])
+    blurred = sum(k[i] * k[j] * padded[:, :, i:i + 8, j:j + 8] for i in range(3) for j in range(3))
+    np.testing.assert_allclose(digits.train[digits.index("blurred")].numpy(), blurred, rtol=0,
+                               atol=16 * tolerance.U32)
+    noisy = digits.train[digits.index("noisy")].numpy()
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    inside = (noisy > 0) & (noisy < 1)  # not clipped: the noise itself
+    assert abs(np.std(noisy[inside] - plain[inside]) - 0.2) < 0.02
+    # the noise is drawn once per image from (study seed, split): train and test differ
+    images = torch.zeros(4, 1, 8, 8)
+    first = nets.derive(images, "noisy", 0, "train")
+    assert torch.equal(first, nets.derive(images, "noisy", 0, "train"))
+    assert not torch.equal(first, nets.derive(images, "noisy", 0, "test"))
+    assert not torch.equal(first, nets.derive(images, "noisy", 1, "train"))
+
+
+def test_the_default_derived_datasets_change_the_input_statistics_and_the_symmetries_do_not(digits):
+    """A net can only adapt its weights to what tells a dataset apart: the default versions
+    move the input mean or std; transposed and permuted keep both (options, not defaults)."""
+    defaults = SCHEMA["properties"]["zoo"]["properties"]["choices"]["properties"]["dataset"]["default"]
+    shipped = yaml.safe_load(open("config/config.yaml"))["zoo"]["choices"]["dataset"]
+    plain = digits.train[0].double()
+    for name in {*defaults, *shipped} - {"plain"}:
+        other = digits.train[digits.index(name)].double()
+        moved = max(abs(other.mean() - plain.mean()), abs(other.std() - plain.std()))
+        assert moved > 0.03, name
+    for name in ("transposed", "permuted"):
+        assert name not in defaults and name not in shipped
+        other = digits.train[digits.index(name)].double()
+        assert abs(other.mean() - plain.mean()) < 1e-12 and abs(other.std() - plain.std()) < 1e-12
+
+
+def test_only_the_chosen_derived_datasets_are_built(digits):
+    x, y = digits.train[0][:10], digits.train_labels[:10]
+    built = grouped.Data.build((x, y), (x, y), 10, 0, names=["noisy", "plain"])
+    assert built.names == ("plain", "noisy") and built.train.shape[0] == 2
+    assert torch.equal(built.train[built.index("noisy")], nets.derive(x, "noisy", 0, "train"))
+    with pytest.raises(ValueError, match="dataset = 'blurred' was not derived"):
+        built.index("blurred")
+
+
 def test_augmentation_translates_with_zero_fill_then_scales_contrast_and_shifts_brightness():
     x = torch.rand(3, 1, 8, 8)
     offsets = torch.tensor([[0, 2], [1, 1], [2, 0]])  # shift(8) = 1: offset 1 is no move
@@ -235,8 +282,10 @@ def test_vmapped_group_training_equals_training_the_nets_one_by_one(digits64):
         alone = loop.train_net(row, digits64, epochs=2, snapshots=5)
         torch.testing.assert_close(together["snapshots"][i], alone["snapshots"], rtol=0,
                                    atol=F64_ATOL)
-        # the same weights up to 1e-10 classify the 128 test images alike
+        # the same weights up to 1e-10 classify the 128 test images alike, and the last
+        # epoch's training batches as they trained
         assert together["test_accuracy"][i] == alone["test_accuracy"]
+        assert together["train_accuracy"][i] == alone["train_accuracy"]
     # the snapshots moved: the nets trained
     assert (together["snapshots"][:, -1] != together["snapshots"][:, 0]).any(dim=1).all()
 
@@ -332,7 +381,116 @@ def test_meta_train_and_meta_test_are_disjoint_seeded_and_exclude_unconverged_ne
     assert split[0] != split[1]
 
 
+# --- exclusion ------------------------------------------------------------
+
+def test_the_excluded_share_is_reported_per_property_value(tmp_path, caplog):
+    """8 hand-made nets: 1, 4, 5 and 7 below min_accuracy, 2 with weights that are not finite."""
+    accuracy = [0.9, 0.1, 0.8, 0.7, 0.1, 0.15, 0.9, 0.05]
+    rows = [{"net": i, "optimizer": "adam" if i < 4 else "momentum", "activation": ["relu", "tanh"][i % 2],
+             "augmentation": False, "learning_rate": 0.001 * (i + 1), "test_accuracy": accuracy[i],
+             "finite": i != 2} for i in range(8)]
+    path = tmp_path / "0.parquet"
+    files.write_table(pa.Table.from_pylist(rows), path, kind=kinds.SHARD)
+    with caplog.at_level("INFO", logger="lesion.studies.zoo.merge"):
+        table = merge.merge([path], ["0.safetensors"], nets=8, min_accuracy=0.2, test_fraction=0.5,
+                            study_seed=0, out=tmp_path / "nets.parquet",
+                            excluded_out=tmp_path / "excluded.parquet").to_pandas()
+    assert sorted(table.loc[~table["converged"], "net"]) == [1, 2, 4, 5, 7]
+    shares = files.read_table(tmp_path / "excluded.parquet", kinds.EXCLUDED).to_pandas()
+    got = {(r.property, r.value): (r.nets, r.excluded, r.share) for r in shares.itertuples()}
+    assert got == {
+        ("all", "all"): (8, 5, 0.625),
+        ("optimizer", "adam"): (4, 2, 0.5), ("optimizer", "momentum"): (4, 3, 0.75),
+        ("activation", "relu"): (4, 2, 0.5), ("activation", "tanh"): (4, 3, 0.75),
+        # the learning rate's quartiles: nets (0, 1), (2, 3), (4, 5), (6, 7)
+        ("learning_rate", "[0.001, 0.002]"): (2, 1, 0.5), ("learning_rate", "[0.003, 0.004]"): (2, 1, 0.5),
+        ("learning_rate", "[0.005, 0.006]"): (2, 2, 1.0), ("learning_rate", "[0.007, 0.008]"): (2, 1, 0.5),
+    }  # augmentation has one value: no rows
+    assert shares.loc[shares["value"] == "adam", "ci95"].item() == pytest.approx(1.96 * (0.25 / 4) ** 0.5)
+    assert "excluded 5 of 8 nets (62.5%)" in caplog.text
+    assert "excluded share by optimizer: adam 50.0%, momentum 75.0%" in caplog.text
+
+
 # --- meta-classifiers ----------------------------------------------------
+
+def test_slices_are_stratified_by_tensor_and_cover_every_tensor():
+    """The default digits net is 79% fc1: uniform starts would hardly ever see conv1.
+    Each tensor is overlapped by at least its 1/T share of the training slices, and by
+    `positions` of the slices a meta-test net is read at."""
+    row = {"filter_size": 3, "conv_depth": 3, "fc_depth": 2, "conv_width": 2, "fc_width": 32}
+    tensors = [(a, b) for _, a, b in space.spans(row, (1, 8, 8), 10)]
+    total, length = tensors[-1][1], 512
+    assert total == space.size(row, (1, 8, 8), 10) == 5218 and len(tensors) == 12
+    ranges = meta.start_ranges(tensors, total, length)
+    starts = meta.draw_starts(ranges[None], torch.tensor([len(tensors)]), torch.zeros(6000, dtype=torch.long),
+                              torch.Generator().manual_seed(0))
+    assert starts.min() >= 0 and starts.max() <= total - length
+    for a, b in tensors:
+        overlap = ((starts < b) & (starts + length > a)).double().mean()
+        assert overlap >= 0.9 / len(tensors), (a, b)
+    spread = meta.spread_starts(ranges, 3)
+    assert len(spread) == 3 * len(tensors) and spread.min() >= 0 and spread.max() <= total - length
+    for a, b in tensors:
+        assert ((spread < b) & (spread + length > a)).sum() >= 3, (a, b)
+
+
+def planted(n: int, seed: int, readable: bool) -> tuple[dict, dict, dict]:
+    """n nets of three tensors (20, 300 and 80 weights) and 3 snapshots of N(0, 0.1)
+    weights. readable: class 1 nets have 0.1 added to the first (smallest) tensor's
+    weights; otherwise the labels are a coin flip, unrelated to the weights."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = {i: int(torch.randint(2, (), generator=gen)) for i in range(n)}
+    weights = {i: 0.1 * torch.randn(3, 400, generator=gen) for i in range(n)}
+    for i in range(n):
+        if readable and labels[i] == 1:
+            weights[i][:, :20] += 0.1
+    return weights, labels, {i: [(0, 20), (20, 320), (320, 400)] for i in range(n)}
+
+
+def fit_statistics(weights, labels, tensors):
+    n = len(labels)
+    train = meta.balanced(labels, list(range(n // 2)), "train", 0)
+    test = meta.balanced(labels, list(range(n // 2, n)), "test", 0)
+    features = meta.net_statistics(weights, tensors)
+    assert next(iter(features.values())).shape == (3, 3 * len(meta.STATISTICS))
+    return meta.forest(features, labels, train, test, 2, window=(1, 2), trees=100, seed=0), test
+
+
+def test_the_statistics_classifier_reads_a_constant_added_to_one_layer():
+    result, test = fit_statistics(*planted(120, 0, readable=True))
+    assert result["chance"] == 0.5 and len(test) >= 50
+    assert result["accuracy"] > 0.9 and result["accuracy"] - result["ci95"] > result["chance"] + 0.3
+    assert len(result["per_snapshot"]) == 3
+
+
+def test_the_statistics_classifier_of_a_random_label_scores_at_chance_within_its_interval():
+    result, test = fit_statistics(*planted(120, 1, readable=False))
+    assert abs(result["accuracy"] - result["chance"]) <= result["ci95"]
+
+
+def test_the_statistics_are_each_tensors_mean_std_mean_abs_and_quantiles():
+    flat = torch.tensor([[1.0, -3.0, 2.0, 0.0, 5.0]])
+    got = meta.statistics(flat, [(0, 2), (2, 5)])[0].tolist()
+    assert got[:8] == [-1.0, 2.0, 2.0, -3.0, -2.0, -1.0, 0.0, 1.0]
+    assert got[8:] == pytest.approx([7 / 3, np.std([2.0, 0.0, 5.0]), 7 / 3, 0.0, 1.0, 2.0, 3.5, 5.0])
+
+
+def test_the_learning_rate_regression_reads_a_planted_rate_and_not_a_random_one():
+    weights, _, tensors = planted(120, 2, readable=False)
+    gen = torch.Generator().manual_seed(3)
+    rates = {i: -3 + float(torch.rand((), generator=gen)) for i in weights}  # log10, in [-3, -2]
+    for i in weights:
+        weights[i][:, :20] += 0.4 * (rates[i] + 2.5)
+    features = meta.net_statistics(weights, tensors)
+    train, test = list(range(60)), list(range(60, 120))
+    read = meta.regression(features, rates, train, test, window=(1, 2), trees=100, seed=0)
+    assert read["r2"] > 0.8 and read["r2_low"] > 0.6 and read["r2_low"] <= read["r2"] <= read["r2_high"]
+    unrelated = {i: -3 + float(torch.rand((), generator=gen)) for i in weights}
+    random = meta.regression(features, unrelated, train, test, window=(1, 2), trees=100, seed=0)
+    assert random["r2"] < 0.1 and random["r2_low"] < 0
+    assert random["baseline"] == pytest.approx(np.mean([unrelated[i] for i in train]))
+
+
 
 def synthetic(n: int, seed: int, readable: bool) -> tuple[dict, dict]:
     """n nets of 400 weights and 3 snapshots. readable: class 1 nets are constant
@@ -367,6 +525,48 @@ def test_a_meta_classifier_of_a_random_label_scores_at_chance_within_its_interva
     assert abs(result["accuracy"] - result["chance"]) <= result["ci95"]
     spread = result["accuracy"] * (1 - result["accuracy"]) / len(test)
     assert result["ci95"] == pytest.approx(1.96 * spread ** 0.5)
+
+
+def test_the_meta_step_writes_both_classifiers_per_property_and_the_learning_rates_r2(shards, tmp_path):
+    root, zoo, parts = shards
+    merge.merge([str(t) for t, _ in parts], [str(s) for _, s in parts], nets=12, min_accuracy=0.0,
+                test_fraction=0.5, study_seed=0, out=tmp_path / "nets.parquet")
+    meta.study(tmp_path / "nets.parquet", dataset="digits", properties=["augmentation", "batch_size"],
+               slice_length=64, window=(2, 3), steps=5, batch_size=8, learning_rate=0.001, positions=2,
+               trees=10, study_seed=0, out=tmp_path / "meta.parquet",
+               snapshots_out=tmp_path / "snapshots.parquet")
+    summary = files.read_table(tmp_path / "meta.parquet", kinds.META).to_pandas()
+    classified = summary[summary["task"] == "classification"]
+    assert sorted(zip(classified["property"], classified["classifier"], strict=True)) == [
+        (p, c) for p in ("augmentation", "batch_size") for c in ("cnn", "statistics")]
+    assert (classified.loc[classified["classifier"] == "cnn", "slice_length"] == 64).all()
+    assert (classified.loc[classified["classifier"] == "statistics", "trees"] == 10).all()
+    rate = summary[summary["task"] == "regression"].iloc[0]
+    assert (rate["property"], rate["classifier"]) == ("learning_rate", "statistics")
+    assert rate["r2_low"] <= rate["r2"] <= rate["r2_high"] and np.isnan(rate["accuracy"])
+    per_snapshot = files.read_table(tmp_path / "snapshots.parquet", kinds.META_SNAPSHOTS).to_pandas()
+    for (prop, name), part in per_snapshot.groupby(["property", "classifier"]):
+        assert list(part["snapshot"]) == [0, 1, 2, 3], (prop, name)
+
+
+def test_the_claims_judge_accuracy_against_chance_and_the_learning_rates_r2_against_zero(tmp_path):
+    from lesion import claims as judged
+    from lesion.studies.zoo import claims
+
+    rows = [{"property": "optimizer", "classifier": "statistics", "task": "classification", "n_classes": 3,
+             "chance": 1 / 3, "accuracy": 0.8, "ci95": 0.06},
+            {"property": "dataset", "classifier": "cnn", "task": "classification", "n_classes": 4,
+             "chance": 0.25, "accuracy": 0.3, "ci95": 0.07},
+            {"property": "dataset", "classifier": "statistics", "task": "classification", "n_classes": 1},
+            {"property": "learning_rate", "classifier": "statistics", "task": "regression", "n_classes": 0,
+             "r2": 0.67, "r2_low": 0.6, "r2_high": 0.74}]
+    files.write_table(pa.Table.from_pylist(rows, schema=meta.SUMMARY_SCHEMA), tmp_path / "meta.parquet",
+                      kind=kinds.META)
+    table = judged.table(claims.claims({"meta": tmp_path / "meta.parquet"}))
+    assert list(table["subject"]) == ["optimizer, statistics", "dataset, cnn", "learning_rate, statistics"]
+    assert list(table["estimate"]) == pytest.approx([0.8 - 1 / 3, 0.05, 0.67])
+    assert list(table["verdict"]) == ["reproduced", "inconclusive", "reproduced"]
+    assert (table["low"].iloc[2], table["high"].iloc[2]) == (0.6, 0.74)
 
 
 def test_classes_are_balanced_by_subsampling():
@@ -412,10 +612,11 @@ def test_a_fixed_property_is_refused_as_a_meta_target():
     assert "'filter_size' has one choice" in zoo_error(meta={**ZOO["meta"], "properties": ["filter_size"]})
 
 
-def test_the_default_study_has_a_zoo_of_at_least_200_nets_that_passes_its_check():
+def test_the_default_study_has_a_zoo_of_at_least_600_nets_that_passes_its_check():
+    """600 nets: about 180 meta-test nets, which every property's interval needs (docs/studies.md)."""
     cfg = yaml.safe_load(open("config/config.yaml"))
     zoo = canonical(cfg, SCHEMA)["zoo"]
-    assert zoo["nets"] >= 200
+    assert zoo["nets"] >= 600 and zoo["min_accuracy"] < 0.2
     space.check(zoo, *space.check_dataset(cfg["dataset"]["name"]))
 
 
@@ -437,21 +638,32 @@ def test_the_zoo_part_of_the_workflow_builds_end_to_end(tmp_path):
     assert sorted(nets_table["net"]) == list(range(16))
     assert set(nets_table["shard"]) == {0, 1}
     summary = pd.read_parquet(out / "meta.parquet")
-    assert set(summary["property"]) == {"dataset", "batch_size", "augmentation", "optimizer",
-                                        "activation", "initialization"}
-    assert {"chance", "accuracy", "n_test_nets", "slice_length", "snapshots"} <= set(summary.columns)
+    properties = {"dataset", "batch_size", "augmentation", "optimizer", "activation", "initialization"}
+    assert set(summary["property"]) == {*properties, "learning_rate"}
+    assert set(zip(summary["property"], summary["classifier"], strict=True)) == {
+        *((p, c) for p in properties for c in ("cnn", "statistics")), ("learning_rate", "statistics")}
+    assert {"chance", "accuracy", "ci95", "r2", "n_test_nets", "slice_length", "snapshots",
+            "trees"} <= set(summary.columns)
     per_snapshot = pd.read_parquet(out / "meta_snapshots.parquet")
     assert sorted(set(per_snapshot["snapshot"])) == [0, 1, 2, 3]
+    assert set(per_snapshot["classifier"]) == {"cnn", "statistics"}
+    excluded = pd.read_parquet(out / "excluded.parquet")
+    assert {"all", *properties, "learning_rate"} <= set(excluded["property"])
+    claimed = pd.read_parquet(tmp_path / "results" / "digits" / "claims.parquet")
+    zoo_claims = claimed[claimed["study"].str.startswith("zoo")]
+    assert len(zoo_claims) == summary["accuracy"].notna().sum() + summary["r2"].notna().sum()
     for name in ("accuracy", "snapshots"):
         assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
     # a shard reruns only for what makes its nets: a meta-classifier or merge setting
     # reruns what reads it, an epoch more retrains every shard
+    # (and the claims table, which reads meta.parquet)
     for edit, expected in (({"meta": {**ZOO["meta"], "steps": 30}},
-                            {"zoo_meta": 1, "zoo_figures": 1}),
-                           ({"min_accuracy": 0.1}, {"zoo_merge": 1, "zoo_meta": 1, "zoo_figures": 1}),
+                            {"zoo_meta": 1, "zoo_figures": 1, "claims": 1}),
+                           ({"min_accuracy": 0.1}, {"zoo_merge": 1, "zoo_meta": 1, "zoo_figures": 1,
+                                                    "claims": 1}),
                            ({"epochs": 2}, {"zoo_shard": 2, "zoo_merge": 1, "zoo_meta": 1,
-                                            "zoo_figures": 1})):
+                                            "zoo_figures": 1, "claims": 1})):
         (tmp_path / "edit.yaml").write_text(yaml.safe_dump({"zoo": edit}))
         jobs = planned_jobs(tmp_path, "--configfile", "config/config.yaml", "edit.yaml")
         assert Counter(rule for rule, _ in jobs) == {**expected, "all": 1}, edit

@@ -1,7 +1,8 @@
 # The weight-space study (Eilertsen et al. 2020), config section `zoo`: a zoo
 # of small CNNs with sampled hyper-parameters, trained in shards (one job and
-# one file each), merged into nets.parquet, and meta-classifiers that read
-# slices of their weights (meta.parquet).
+# one file each), merged into nets.parquet (with the excluded share per property
+# value, excluded.parquet), and two meta-classifiers per property, a 1-D CNN on
+# weight slices and a random forest on per-tensor statistics (meta.parquet).
 
 
 include: "helpers/zoo.smk"
@@ -49,6 +50,7 @@ rule zoo_merge:
         code=code("zoo", "merge"),
     output:
         nets=f"{ZOO_DIR}/nets.parquet",
+        excluded=f"{ZOO_DIR}/excluded.parquet",
     params:
         nets=ZOO.get("nets"),
         min_accuracy=ZOO.get("min_accuracy"),
@@ -63,7 +65,8 @@ rule zoo_merge:
     shell:
         "python -m lesion zoo merge --tables {input.tables} --snapshots {input.snapshots}"
         " --nets {params.nets} --min-accuracy {params.min_accuracy}"
-        " --test-fraction {params.test_fraction} --seed {params.seed} --out {output.nets} > {log} 2>&1"
+        " --test-fraction {params.test_fraction} --seed {params.seed} --out {output.nets}"
+        " --excluded-out {output.excluded} > {log} 2>&1"
 
 
 rule zoo_meta:
@@ -90,11 +93,13 @@ rule zoo_meta:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m lesion zoo meta --nets {input.nets} --properties {params.properties}"
+        "python -m lesion zoo meta --nets {input.nets} --dataset {wildcards.dataset}"
+        " --properties {params.properties}"
         " --slice-length {params.meta[slice_length]}"
         " --window {params.meta[snapshots][0]},{params.meta[snapshots][1]}"
         " --steps {params.meta[steps]} --batch-size {params.meta[batch_size]}"
         " --learning-rate {params.meta[learning_rate]} --positions {params.meta[positions]}"
+        " --trees {params.meta[trees]}"
         " --seed {params.seed} --out {output.meta} --snapshots-out {output.snapshots}"
         " --device {params.device} --precision {params.precision} --threads {threads} > {log} 2>&1"
 

@@ -39,5 +39,11 @@ def zoo_targets():
     ]
 
 
+def zoo_claim_tables(dataset):
+    """The tables the zoo's claims read (lesion.studies.zoo.claims)."""
+    return {"meta": f"{RESULTS}/{dataset}/zoo/meta.parquet"}
+
+
 if ZOO:
     STUDY_TARGETS.append(zoo_targets)
+    CLAIM_TABLES["zoo"] = zoo_claim_tables

@@ -53,7 +53,8 @@ def _merge(args):
     require(*args.tables, *args.snapshots)
     from lesion.studies.zoo import merge
     merge.merge(args.tables, args.snapshots, nets=args.nets, min_accuracy=args.min_accuracy,
-                test_fraction=args.test_fraction, study_seed=args.seed, out=args.out)
+                test_fraction=args.test_fraction, study_seed=args.seed, out=args.out,
+                excluded_out=args.excluded_out)
 
 
 def _meta(args):
@@ -61,10 +62,11 @@ def _meta(args):
     from lesion.evaluate import set_threads
     from lesion.studies.zoo import meta
     set_threads(args.threads)
-    meta.study(args.nets, properties=args.properties, slice_length=args.slice_length,
-               window=args.window, steps=args.steps, batch_size=args.batch_size,
-               learning_rate=args.learning_rate, positions=args.positions,
-               study_seed=args.seed, out=args.out, snapshots_out=args.snapshots_out,
+    meta.study(args.nets, dataset=args.dataset, properties=args.properties,
+               slice_length=args.slice_length, window=args.window, steps=args.steps,
+               batch_size=args.batch_size, learning_rate=args.learning_rate,
+               positions=args.positions, trees=args.trees, study_seed=args.seed, out=args.out,
+               snapshots_out=args.snapshots_out,
                device=args.device, precision=args.precision)
 
 
@@ -75,6 +77,8 @@ def _figures(args):
 
 
 def register(groups) -> None:
+    from lesion.studies.zoo.space import INPUTS
+
     step = steps(groups.add_parser("zoo", help="The weight-space zoo and its meta-classifiers "
                                    "(Eilertsen et al. 2020)."))
     s = step("shard", _shard, "Sample and train one shard of the zoo: snapshots and a table.",
@@ -92,7 +96,8 @@ def register(groups) -> None:
     s.add_argument("--seed", type=int, required=True, help="the study seed")
     device(s)
 
-    s = step("merge", _merge, "Merge the shard tables into nets.parquet (converged, split).")
+    s = step("merge", _merge, "Merge the shard tables into nets.parquet (converged, split) and "
+             "report the excluded share per property value.")
     s.add_argument("--tables", nargs="+", required=True, help="the shards' tables, one per shard")
     s.add_argument("--snapshots", nargs="+", required=True, help="the shards' snapshot files, same order")
     s.add_argument("--nets", type=positive, required=True, help="the zoo's number of nets")
@@ -101,9 +106,16 @@ def register(groups) -> None:
     s.add_argument("--test-fraction", type=_unit, required=True, help="share of converged nets in meta-test")
     s.add_argument("--seed", type=int, required=True, help="the study seed")
     s.add_argument("--out", required=True)
+    s.add_argument("--excluded-out", required=True,
+                   help="the excluded share per property value to write (.parquet)")
 
-    s = step("meta", _meta, "Train and score one meta-classifier per property.", torch_threads=True)
+    s = step("meta", _meta, "Train and score the meta-classifiers of each property (a 1-D CNN on "
+             "weight slices, a random forest on per-tensor statistics) and regress the learning rate.",
+             torch_threads=True)
     s.add_argument("--nets", required=True, help="the merged zoo table (nets.parquet)")
+    s.add_argument("--dataset", required=True, choices=sorted(INPUTS),
+                   help="the dataset the zoo trained on (its shape gives each net's tensors), one of: "
+                        f"{', '.join(sorted(INPUTS))}")
     s.add_argument("--properties", type=lambda t: [p for p in t.split(",") if p], required=True,
                    help="comma-separated properties to read from the weights, e.g. optimizer,activation")
     s.add_argument("--slice-length", type=positive, required=True,
@@ -113,7 +125,10 @@ def register(groups) -> None:
                    help="training steps of each meta-classifier, a positive integer")
     s.add_argument("--batch-size", type=positive, required=True)
     s.add_argument("--learning-rate", type=float, required=True)
-    s.add_argument("--positions", type=positive, required=True, help="slices per meta-test snapshot")
+    s.add_argument("--positions", type=positive, required=True,
+                   help="slices per tensor of a meta-test net and snapshot, a positive integer")
+    s.add_argument("--trees", type=positive, required=True,
+                   help="trees of the statistics' random forests, a positive integer")
     s.add_argument("--seed", type=int, required=True, help="the study seed")
     s.add_argument("--out", required=True)
     s.add_argument("--snapshots-out", required=True,

@@ -32,29 +32,39 @@ DECAY = 0.96  # learning rate per epoch, the original's exponential_decay (stair
 
 @dataclass(frozen=True)
 class Data:
-    """A dataset's splits in every derived version (DATASETS order), and its shape."""
+    """A dataset's splits in the derived versions `names` (DATASETS order), and its shape."""
 
-    train: torch.Tensor  # (len(DATASETS), n, C, H, W)
+    train: torch.Tensor  # (len(names), n, C, H, W)
     train_labels: torch.Tensor
     test: torch.Tensor
     test_labels: torch.Tensor
     classes: int
+    names: tuple[str, ...] = DATASETS
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.shape[2:])
 
+    def index(self, dataset: str) -> int:
+        """Where derived version `dataset` is in train and test."""
+        if dataset not in self.names:
+            raise ValueError(f"dataset = {dataset!r} was not derived; expected one of {list(self.names)}")
+        return self.names.index(dataset)
+
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Data:
         """On `device`; images in `dtype` where given (the nets train in the images' dtype)."""
         return Data(self.train.to(device, dtype), self.train_labels.to(device),
-                    self.test.to(device, dtype), self.test_labels.to(device), self.classes)
+                    self.test.to(device, dtype), self.test_labels.to(device), self.classes, self.names)
 
     @classmethod
     def build(cls, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-              classes: int, study_seed: int) -> Data:
-        return cls(torch.stack([nets.derive(train[0], d, study_seed) for d in DATASETS]), train[1],
-                   torch.stack([nets.derive(test[0], d, study_seed) for d in DATASETS]), test[1],
-                   classes)
+              classes: int, study_seed: int, names: Sequence[str] = DATASETS) -> Data:
+        """The derived versions `names` of both splits (only those a zoo's choices name:
+        a large dataset's versions take memory)."""
+        names = tuple(d for d in DATASETS if d in names)
+        return cls(torch.stack([nets.derive(train[0], d, study_seed, "train") for d in names]), train[1],
+                   torch.stack([nets.derive(test[0], d, study_seed, "test") for d in names]), test[1],
+                   classes, names)
 
 
 def snapshot_steps(total: int, snapshots: int) -> list[int]:
@@ -62,26 +72,48 @@ def snapshot_steps(total: int, snapshots: int) -> list[int]:
     return [round(k * total / (snapshots - 1)) for k in range(snapshots)] if snapshots > 1 else [total]
 
 
-def _optimise(flat, g, m, v, step, lr, kind):
-    """One optimiser step of every net (rows), each with its own kind and learning rate.
-
-    m is Adam's first moment or the momentum buffer, v Adam's second moment
-    or RMSprop's square average (a net uses one optimiser). The three
-    updates are written as torch.optim's single-tensor code computes them.
-    """
-    lr = lr[:, None]
-    adam, rms, mom = (kind == i for i in range(3))
+def _adam(flat, g, m, v, step, lr):
     b1, b2 = BETAS
     m_adam = m.lerp(g, 1 - b1)
     v_adam = v * b2 + (1 - b2) * g * g
     denom = (v_adam.sqrt() / (1 - b2 ** step) ** 0.5) + EPS
     p_adam = flat - (lr / (1 - b1 ** step)) * (m_adam / denom)
+    return p_adam, m_adam, v_adam
+
+
+def _rmsprop(flat, g, m, v, step, lr):
     v_rms = v * RMS_ALPHA + (1 - RMS_ALPHA) * g * g
     p_rms = flat - lr * (g / (v_rms.sqrt() + EPS))
+    return p_rms, m, v_rms
+
+
+def _momentum(flat, g, m, v, step, lr):
     m_mom = m * MOMENTUM + g
     p_mom = flat - lr * m_mom
-    pick = lambda a, r, o: torch.where(adam[:, None], a, torch.where(rms[:, None], r, o))  # noqa: E731
-    return pick(p_adam, p_rms, p_mom), pick(m_adam, m, m_mom), pick(v_adam, v_rms, v)
+    return p_mom, m_mom, v
+
+
+UPDATES = {"adam": _adam, "rmsprop": _rmsprop, "momentum": _momentum}
+
+
+def _optimise(flat, g, m, v, step, lr, segments):
+    """One optimiser step of every net (rows), each with its own optimiser and learning rate.
+
+    segments: (optimiser, start, stop) of each run of rows that share one
+    (train_group sorts the rows so), each updated on its own rows only. m is
+    Adam's first moment or the momentum buffer, v Adam's second moment or
+    RMSprop's square average (a net uses one optimiser). The three updates
+    are written as torch.optim's single-tensor code computes them.
+    """
+    lr = lr[:, None]
+    if len(segments) == 1:
+        return UPDATES[segments[0][0]](flat, g, m, v, step, lr)
+    out = (torch.empty_like(flat), torch.empty_like(m), torch.empty_like(v))
+    for name, a, b in segments:
+        for whole, part in zip(out, UPDATES[name](flat[a:b], g[a:b], m[a:b], v[a:b], step, lr[a:b]),
+                               strict=True):
+            whole[a:b] = part
+    return out
 
 
 @torch.no_grad()
@@ -96,14 +128,15 @@ def accuracy(flat: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
 
 
 def _gradient(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, activations: Sequence[str],
-              net: list[dict]) -> torch.Tensor:
+              net: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """Each net's gradient of its mean cross-entropy (rows): one backward pass of their sum,
-    since no net's loss depends on another's weights."""
+    since no net's loss depends on another's weights; and each net's count of the batch
+    classified right."""
     flat = flat.detach().requires_grad_()
     logits = nets.forward(flat, x, activations, net)
     loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum") / y.shape[1]
     (g,) = torch.autograd.grad(loss, flat)
-    return g
+    return g, (logits.detach().argmax(-1) == y).sum(-1)
 
 
 def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int, snapshots: int,
@@ -111,8 +144,11 @@ def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int, snapshots: 
     """Train nets that share group_key together; their snapshots and final accuracies.
 
     Returns, in the order of `rows`: `snapshots` (G, S, P), the flat weights
-    after snapshot_steps; `train_accuracy` and `test_accuracy` (G,) of the
-    final weights, each on its own derived dataset, without augmentation.
+    after snapshot_steps; `test_accuracy` (G,) of the final weights on each
+    net's own derived test set; `train_accuracy` (G,), the share of the last
+    epoch's training images (augmented where the net augments) classified
+    right by the weights of their step, as Keras reports it: no extra pass
+    over the training set, which would cost a sixth of a 2-epoch zoo.
     Every draw is made on the CPU from the nets' generators, so a group
     trained on a GPU sees the same batches (its weights agree to float
     tolerance); the results come back to the CPU. The weights take the
@@ -125,8 +161,10 @@ def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int, snapshots: 
     if len(keys) != 1:
         raise ValueError(f"a group holds nets of {len(keys)} architectures or batch sizes; "
                          "expected one (space.group_key)")
-    # by activation, so that each activation is one call per layer (nets are independent)
-    order = sorted(range(len(rows)), key=lambda i: ACTIVATIONS.index(rows[i]["activation"]))
+    # by activation, then optimiser: one call per layer for each activation, one update for
+    # each optimiser's run of rows (nets are independent)
+    order = sorted(range(len(rows)), key=lambda i: (ACTIVATIONS.index(rows[i]["activation"]),
+                                                    OPTIMIZERS.index(rows[i]["optimizer"])))
     rows = [rows[i] for i in order]
     first = rows[0]
     net = nets.architecture(first, data.input_shape, data.classes)
@@ -134,8 +172,8 @@ def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int, snapshots: 
     flat = torch.stack([nets.init(r, data.input_shape, data.classes, g)
                         for r, g in zip(rows, gens, strict=True)]).to(device, data.train.dtype)
     acts = [r["activation"] for r in rows]
-    kinds = torch.tensor([OPTIMIZERS.index(r["optimizer"]) for r in rows], device=device)
-    which = torch.tensor([DATASETS.index(r["dataset"]) for r in rows], device=device)
+    segments = nets.runs([r["optimizer"] for r in rows])
+    which = torch.tensor([data.index(r["dataset"]) for r in rows], device=device)
     rates = torch.tensor([float(r["learning_rate"]) for r in rows], device=device, dtype=flat.dtype)
     batch_size, n, height = int(first["batch_size"]), len(data.train_labels), data.input_shape[1]
     steps = n // batch_size
@@ -144,6 +182,7 @@ def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int, snapshots: 
     at = snapshot_steps(epochs * steps, snapshots)
     saved = [flat.cpu() for _ in at if _ == 0]
     m, v = torch.zeros_like(flat), torch.zeros_like(flat)
+    right = torch.zeros(len(rows), device=device)
     t = 0
     for epoch in range(epochs):
         draws = [{k: v.to(device) for k, v in
@@ -154,13 +193,15 @@ def train_group(rows: Sequence[Mapping], data: Data, *, epochs: int, snapshots: 
             index = torch.stack([d["order"][s] for d in draws])  # (G, B)
             x = _augment(data.train[which[:, None], index], draws, s)  # (G, B, C, H, W)
             t += 1
-            g = _gradient(flat, x, data.train_labels[index], acts, net)
-            flat, m, v = _optimise(flat, g, m, v, t, lr, kinds)
+            g, hits = _gradient(flat, x, data.train_labels[index], acts, net)
+            if epoch == epochs - 1:
+                right += hits
+            flat, m, v = _optimise(flat, g, m, v, t, lr, segments)
             saved += [flat.cpu() for _ in at if _ == t]
     back = torch.tensor(order).argsort()
     return {
         "snapshots": torch.stack(saved, dim=1)[back],
-        "train_accuracy": accuracy(flat, data.train[which], data.train_labels, acts, net).cpu()[back],
+        "train_accuracy": (right / (steps * batch_size)).cpu()[back],
         "test_accuracy": accuracy(flat, data.test[which], data.test_labels, acts, net).cpu()[back],
     }
 

@@ -10,3 +10,4 @@ NETS = TableKind("zoo nets", "zoo merge", ("net", "converged", "split"))
 META = TableKind("meta-classifiers", "zoo meta", ("property", "n_classes", "chance", "accuracy"))
 META_SNAPSHOTS = TableKind("meta-classifiers per snapshot", "zoo meta", (
     "property", "snapshot", "accuracy", "chance"))
+EXCLUDED = TableKind("zoo exclusions", "zoo merge", ("property", "value", "nets", "excluded", "share"))

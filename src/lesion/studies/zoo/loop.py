@@ -17,7 +17,6 @@ from torch import nn
 
 from lesion.studies.zoo import nets
 from lesion.studies.zoo.grouped import BETAS, DECAY, EPS, MOMENTUM, RMS_ALPHA, Data, snapshot_steps
-from lesion.studies.zoo.space import DATASETS
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "elu": nn.ELU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
@@ -64,13 +63,14 @@ def train_net(row: Mapping, data: Data, *, epochs: int, snapshots: int,
     start = nets.init(row, data.input_shape, data.classes, gen).to(device, data.train.dtype)
     nn.utils.vector_to_parameters(start, model.parameters())
     opt = optimiser(row, model.parameters())
-    which = DATASETS.index(row["dataset"])
+    which = data.index(row["dataset"])
     images, labels = data.train[which], data.train_labels
     batch_size, n = int(row["batch_size"]), len(labels)
     steps = n // batch_size
     at = snapshot_steps(epochs * steps, snapshots)
     flat = lambda: nn.utils.parameters_to_vector(model.parameters()).detach().cpu()  # noqa: E731
     saved = [flat() for _ in at if _ == 0]
+    right = 0
     t = 0
     for epoch in range(epochs):
         for group in opt.param_groups:
@@ -83,12 +83,14 @@ def train_net(row: Mapping, data: Data, *, epochs: int, snapshots: int,
             if "offsets" in draws:
                 x = nets.augment(x, draws["offsets"][s], draws["brightness"][s], draws["contrast"][s])
             opt.zero_grad()
-            nn.functional.cross_entropy(model(x), labels[index]).backward()
+            logits = model(x)
+            nn.functional.cross_entropy(logits, labels[index]).backward()
             opt.step()
+            if epoch == epochs - 1:  # the last epoch's batches, as they were classified
+                right += int((logits.argmax(1) == labels[index]).sum())
             t += 1
             saved += [flat() for _ in at if _ == t]
     with torch.no_grad():
-        scores = [(model(x).argmax(1) == y).float().mean()
-                  for x, y in ((images, labels), (data.test[which], data.test_labels))]
-    return {"snapshots": torch.stack(saved), "train_accuracy": scores[0].cpu(),
-            "test_accuracy": scores[1].cpu()}
+        test = (model(data.test[which]).argmax(1) == data.test_labels).float().mean()
+    return {"snapshots": torch.stack(saved), "train_accuracy": torch.tensor(right / (steps * batch_size)),
+            "test_accuracy": test.cpu()}

@@ -127,18 +127,42 @@ def init(row: Mapping, input_shape: Sequence[int], classes: int,
     return flatten(tensors, layout(row, input_shape, classes))
 
 
-def derive(images: torch.Tensor, name: str, study_seed: int) -> torch.Tensor:
+NOISE_STD = 0.2  # noisy: the std of the added Gaussian noise (images in [0, 1])
+LOW_CONTRAST = 0.5  # low_contrast: the contrast factor about mid-grey 0.5
+BLUR = (0.25, 0.5, 0.25)  # blurred: the binomial kernel along each axis
+
+
+def derive(images: torch.Tensor, name: str, study_seed: int, split: str = "train") -> torch.Tensor:
     """A documented derived version of a dataset's images (values in [0, 1], NCHW).
 
-    plain: as they are; inverted: 1 - x; transposed: rows and columns
-    swapped; permuted: one fixed permutation of the pixel positions (the
-    same for every image and channel), drawn from a generator seeded by the
-    study seed alone.
+    Versions that change the input statistics (the default choices):
+    plain: as they are; inverted: 1 - x (the mean becomes 1 - mean);
+    low_contrast: 0.5 + 0.5 (x - 0.5) (the mean moves halfway to 0.5, the std
+    halves); noisy: x + N(0, 0.2^2) per pixel, drawn once per image from a
+    generator seeded by (study seed, split), clipped to [0, 1] (the std grows,
+    and the clipped background brightens); blurred: a 3x3 binomial blur
+    ([1, 2, 1] / 4 along each axis, edges replicated), each channel on its
+    own (the std shrinks, neighbouring pixels correlate more).
+    Symmetries that keep every pixel's statistics (options, not defaults):
+    transposed: rows and columns swapped; permuted: one fixed permutation of
+    the pixel positions (the same for every image and channel), drawn from a
+    generator seeded by the study seed alone.
     """
     if name == "plain":
         return images
     if name == "inverted":
         return 1.0 - images
+    if name == "low_contrast":
+        return 0.5 + LOW_CONTRAST * (images - 0.5)
+    if name == "noisy":
+        gen = torch.Generator().manual_seed(net_seed(study_seed, "noisy", split))
+        noise = torch.randn(images.shape, generator=gen, dtype=images.dtype)
+        return (images + NOISE_STD * noise).clamp(0.0, 1.0)
+    if name == "blurred":
+        c = images.shape[1]
+        k = torch.tensor(BLUR, dtype=images.dtype)
+        kernel = (k[:, None] * k[None, :]).expand(c, 1, 3, 3)
+        return F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
     if name == "transposed":
         return images.transpose(-1, -2).contiguous()
     if name == "permuted":

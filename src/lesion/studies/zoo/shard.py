@@ -3,7 +3,8 @@
 A shard is one job and two files: the snapshots (safetensors, one tensor
 `net{id}` of shape (snapshots, weights) per net, float32, each row a flat
 vector in `space.layout` order) and a table (one row per net: its sampled
-properties, seed, number of weights and optimiser steps, final accuracies).
+properties, seed, number of weights and optimiser steps, final accuracies,
+`finite`: whether every snapshot is finite, false for a net that diverged).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ ORDER = ("layer by layer in forward order (conv1.., fc1.., out), each layer's we
          "bias, each tensor row-major in PyTorch's layout (conv: out, in, kh, kw; linear: out, in)")
 
 
-def load(dataset: str, train: str | os.PathLike, test: str | os.PathLike, study_seed: int) -> grouped.Data:
-    """A dataset's tensor caches in every derived version."""
+def load(dataset: str, train: str | os.PathLike, test: str | os.PathLike, study_seed: int,
+         names=space.DATASETS) -> grouped.Data:
+    """A dataset's tensor caches in the derived versions `names` (default: every one)."""
     return grouped.Data.build(data.load_split(train), data.load_split(test),
-                              data.get(dataset, split=test).num_classes, study_seed)
+                              data.get(dataset, split=test).num_classes, study_seed, names)
 
 
 def build(zoo: Mapping, *, dataset: str, train: str | os.PathLike, test: str | os.PathLike,
@@ -37,8 +39,8 @@ def build(zoo: Mapping, *, dataset: str, train: str | os.PathLike, test: str | o
     from lesion.evaluate import pick_device
 
     dev = pick_device(device, precision)
-    ds = load(dataset, train, test, study_seed)
     space.check_nets(zoo)  # the whole section is checked with the config
+    ds = load(dataset, train, test, study_seed, zoo["choices"]["dataset"])
     rows = sample.shard_rows(zoo, study_seed, shard, shards)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -53,6 +55,7 @@ def build(zoo: Mapping, *, dataset: str, train: str | os.PathLike, test: str | o
             tensors[f"net{r['net']}"] = result["snapshots"][i]
             out_rows.append({**r, "shard": shard, "weights": int(result["snapshots"].shape[-1]),
                              "steps": steps,
+                             "finite": bool(torch.isfinite(result["snapshots"][i]).all()),
                              "train_accuracy": float(result["train_accuracy"][i]),
                              "test_accuracy": float(result["test_accuracy"][i])})
     meta = {"study": "zoo", "dataset": dataset, "shard": shard, "shards": shards,

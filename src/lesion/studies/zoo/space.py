@@ -36,7 +36,10 @@ from collections.abc import Mapping, Sequence
 PROPERTIES = ("dataset", "batch_size", "augmentation", "optimizer", "activation",
               "initialization", "filter_size", "conv_depth", "fc_depth", "conv_width", "fc_width")
 ARCHITECTURE = ("filter_size", "conv_depth", "fc_depth", "conv_width", "fc_width")
-DATASETS = ("plain", "inverted", "transposed", "permuted")
+# Derived versions of the config's dataset (nets.derive). The default choices change the
+# input statistics (mean, contrast, noise, smoothness); transposed and permuted keep every
+# pixel's statistics (a symmetry the architecture can absorb) and are kept as options.
+DATASETS = ("plain", "inverted", "transposed", "permuted", "low_contrast", "noisy", "blurred")
 OPTIMIZERS = ("adam", "rmsprop", "momentum")
 ACTIVATIONS = ("relu", "elu", "sigmoid", "tanh")
 INITIALIZATIONS = ("constant", "normal", "glorot_uniform", "glorot_normal")
@@ -105,6 +108,15 @@ def layout(arch: Mapping, input_shape: Sequence[int], classes: int) -> list[tupl
             weight = (layer["out"], layer["in"])
         shapes += [(f"{layer['name']}.weight", weight), (f"{layer['name']}.bias", (layer["out"],))]
     return shapes
+
+
+def spans(arch: Mapping, input_shape: Sequence[int], classes: int) -> list[tuple[str, int, int]]:
+    """(tensor name, start, stop) of each tensor in the flat vector, in layout order."""
+    out, start = [], 0
+    for name, shape in layout(arch, input_shape, classes):
+        out.append((name, start, start + math.prod(shape)))
+        start += math.prod(shape)
+    return out
 
 
 def size(arch: Mapping, input_shape: Sequence[int], classes: int) -> int:
