@@ -19,7 +19,6 @@ safetensors files with numpy.
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +29,7 @@ import pyarrow as pa
 import scipy.stats
 
 from lesion import files
+from lesion.intervals import moments
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 COLUMNS = ["study", "claim", "paper", "paper_value", "measure", "subject", "estimate", "low",
@@ -79,7 +79,7 @@ def verdict(estimate: float, low: float, high: float, expected: tuple[float, flo
 
 def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
     """mean(a) - mean(b) and its 95% Welch t interval (NaN bounds with one value on a side)."""
-    return welch_from(_moments(a), _moments(b))
+    return welch_from(moments(a), moments(b))
 
 
 def welch_from(a: tuple[float, float, int], b: tuple[float, float, int]
@@ -114,13 +114,6 @@ def _wilson(p: float, n: int) -> tuple[float, float]:
     return centre - half, centre + half
 
 
-def _moments(values: Sequence[float]) -> tuple[float, float, int]:
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
-    return mean, sd, n
-
-
 def table(claims: Iterable[Claim]) -> pd.DataFrame:
     """The claims table: one row per claim, its verdict computed from its numbers."""
     rows = []
@@ -130,12 +123,6 @@ def table(claims: Iterable[Claim]) -> pd.DataFrame:
         row["verdict"] = verdict(c.estimate, c.low, c.high, c.expected)
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def study_claims(function: str, tables: Mapping[str, str | os.PathLike]) -> list[Claim]:
-    """Call a study's claims function ("module:function") on its tables."""
-    module, _, name = function.partition(":")
-    return list(getattr(importlib.import_module(module), name)(tables))
 
 
 def write_claims(tables: Mapping[str, Mapping[str, str | os.PathLike]], out: str | os.PathLike,
@@ -152,7 +139,7 @@ def write_claims(tables: Mapping[str, Mapping[str, str | os.PathLike]], out: str
         if not known[group].claims:
             raise ValueError(f"study {group!r} states no claims; expected tables only for "
                              f"{sorted(g for g, s in known.items() if s.claims)}")
-        claims += study_claims(known[group].claims, paths)
+        claims += list(registry.named_function(known[group].claims)(paths))
     result = table(claims)
     files.write_table(pa.Table.from_pandas(result, preserve_index=False), out, kind=CLAIMS)
     with files.atomic_path(csv) as tmp:

@@ -80,8 +80,13 @@ class Study:
     def check_config(self, config: Mapping) -> None:
         """Run its `check` on a canonical config that has its section."""
         if self.check:
-            module, _, function = self.check.partition(":")
-            getattr(importlib.import_module(module), function)(config)
+            named_function(self.check)(config)
+
+
+def named_function(spec: str):
+    """The function a "module:function" string names (a study's check or claims)."""
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _package_of(directory: Path) -> str:
