@@ -134,3 +134,16 @@ def test_masks_from_a_safetensors_file_on_the_command_line(split):
     out = tensorfiles.load_tensors(split / "file-masked.safetensors")
     assert torch.equal(out["5.weight"], start["5.weight"])
     assert not torch.equal(out["3.weight"], start["3.weight"])
+
+
+def test_training_switches_on_deterministic_kernels(split):
+    """What torch.use_deterministic_algorithms(True) would set, set without it."""
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(False)
+    try:
+        run(split, "deterministic")
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()  # the CPU: errors, not warnings
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
