@@ -53,6 +53,7 @@ def environment() -> dict[str, str]:
 
 def _start():
     import atexit
+    import shutil
     import subprocess
     import tempfile
     import time
@@ -79,6 +80,8 @@ exec "{sys.executable}" "$@"
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the job server did not start: {open(log.name).read()[-3000:]}")
         time.sleep(0.05)
+    atexit.register(shutil.rmtree, where, ignore_errors=True)  # runs last: after the server stops
+    atexit.register(proc.wait, 10)
     atexit.register(proc.terminate)
     bindir = os.path.dirname(sys.executable)
     env = {"PATH": os.pathsep.join([shim, bindir, os.environ.get("PATH", "")]),

@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jobserver
 import pandas as pd
 import pytest
 import torch
@@ -63,7 +64,9 @@ OVERLAY = {
     "slurm-status-command": "squeue",                 # sacct needs slurmdbd
     # The plugin's first status check comes this many seconds after a
     # submission, each next one 10 s later than the last while nothing
-    # finishes: a job here (3-12 s on an idle machine) is seen after 14 s.
+    # finishes. A job here takes 6-9 s (the batch script's Snakemake, srun,
+    # the job step's Snakemake, a forked lesion step), so it is seen at 14 s:
+    # a first check at 8 s saw some and missed others until 26 s.
     "slurm-init-seconds-before-status-checks": 2,
     "slurm-keep-successful-logs": True,  # logs/slurm/ of every job, to read after a failure
 }
@@ -238,20 +241,23 @@ def overlay_profile(directory: Path) -> Path:
     return directory
 
 
-def job_programs(directory: Path, record: Path, slurm_conf: str) -> Path:
+def job_programs(directory: Path, record: Path, slurm_conf: str, python: str) -> Path:
     """Programs put first on the jobs' PATH: a recording `python` and an `srun` that finds this SLURM.
 
     `python` appends job id, partition, CUDA_VISIBLE_DEVICES and its arguments
-    to `record`, then runs the real interpreter. `srun`: the jobstep plugin
-    clears SLURM_* variables (SLURM_CONF among them) before the srun it runs
-    each job's step with; a site's slurm.conf is at /etc/slurm or served
-    configless, this one is in a temporary directory.
+    to `record`, then runs `python`: the job server's (tests/jobserver.py), so
+    that a `python -m lesion` job, in its SLURM job with SLURM's environment,
+    skips the 2-3 s import of torch and ends before the executor's first status
+    check (OVERLAY). `srun`: the jobstep plugin clears SLURM_* variables
+    (SLURM_CONF among them) before the srun it runs each job's step with; a
+    site's slurm.conf is at /etc/slurm or served configless, this one is in a
+    temporary directory.
     """
     directory.mkdir(parents=True)
     programs = {
         "python": "printf '%s\\t%s\\t%s\\t%s\\n' \"${SLURM_JOB_ID-}\" \"${SLURM_JOB_PARTITION-}\" "
                   f"\"${{CUDA_VISIBLE_DEVICES-}}\" \"$*\" >> {shlex.quote(str(record))}\n"
-                  f"exec {shlex.quote(sys.executable)} \"$@\"\n",
+                  f"exec {shlex.quote(python)} \"$@\"\n",
         "srun": f"SLURM_CONF={shlex.quote(slurm_conf)} exec {shlex.quote(shutil.which('srun'))} \"$@\"\n",
     }
     for name, body in programs.items():
@@ -266,10 +272,14 @@ def runs(slurm, tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("runs")
     # Both at once: the SLURM run mostly waits for its status checks.
     local = new_study(base / "local")
-    local_run = start_snakemake(local, "--cores", "2", env=dict(os.environ))
+    forked = jobserver.environment()  # {} with LESION_TEST_FORK=0: real interpreters
+    first = {"PATH_FIRST": forked["PATH"].split(os.pathsep)[0]} if forked else {}  # its `python`
+    local_run = start_snakemake(local, "--cores", "2", env={**os.environ, **forked, **first})
     cluster = new_study(base / "slurm")
     record = base / "jobs.tsv"
-    env = {**slurm, "PATH_FIRST": str(job_programs(base / "bin", record, slurm["SLURM_CONF"]))}
+    python = shutil.which("python", path=forked["PATH"]) if forked else sys.executable
+    env = {**slurm, **forked,
+           "PATH_FIRST": str(job_programs(base / "bin", record, slurm["SLURM_CONF"], python))}
     cluster_run = start_snakemake(cluster, "--workflow-profile", str(overlay_profile(base / "profile")),
                                   env=env)
     try:
