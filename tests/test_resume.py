@@ -13,6 +13,10 @@ equal, value for value, those of a study that ran without interruption:
 since both started from scratch, that is also the determinism check, along
 with regenerating every variant from its row and meeting its recorded sha256.
 
+The runs that are never killed (the uninterrupted study, the last resume)
+fork their jobs from the tests' job server, as the other workflow tests do;
+the runs that are killed start every job as a real process.
+
 While the study runs (frozen with SIGSTOP, so that nothing moves), a second
 `snakemake` and a second `make study` must fail fast, say why, and change
 nothing.
@@ -28,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import jobserver
 import pandas as pd
 import pytest
 import yaml
@@ -72,8 +77,12 @@ def make_study_dir(root: Path) -> Path:
     return root
 
 
-def environment() -> dict[str, str]:
-    return {**os.environ, "PATH": str(BIN) + os.pathsep + os.environ.get("PATH", "")}
+def environment(*, forked: bool = False) -> dict[str, str]:
+    """The study's environment; `forked`: its `python -m lesion` jobs forked from the tests'
+    job server (tests/jobserver.py), for runs that are never killed (a SIGKILL must reach
+    every job of a run that is)."""
+    env = {**os.environ, "PATH": str(BIN) + os.pathsep + os.environ.get("PATH", "")}
+    return {**env, **jobserver.environment()} if forked else env
 
 
 # `make study` exactly as documented (see make_study_dir for its .venv).
@@ -88,7 +97,7 @@ def start(root: Path, command: list[str], log: Path) -> subprocess.Popen:
 
 
 def finish(root: Path, command: list[str], timeout: float = 300) -> str:
-    proc = subprocess.run(command, cwd=root, env=environment(), stdout=subprocess.PIPE,
+    proc = subprocess.run(command, cwd=root, env=environment(forked=True), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, f"{' '.join(command)} failed:\n{proc.stdout[-5000:]}"
     return proc.stdout

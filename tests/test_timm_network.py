@@ -25,12 +25,13 @@ EXAMPLE = yaml.safe_load((REPO / "config/examples/timm_network.yaml").read_text(
 LAYERS = ["patch_embed.proj", "blocks.1.attn.qkv", "blocks.1.mlp.fc2", "head"]
 OPERATORS = ["synapse_knockout", "crash"]
 # The example as it ships, every study, smaller: four of its layers, two operators at one
-# level, one filter, a few images and repetitions (the suite's time)
+# level, one filter, a few images and repetitions, one seed per training regime (the suite's time)
 SMALL = {**EXAMPLE, "models": {"vit": {**EXAMPLE["models"]["vit"], "layers": LAYERS}},
          "perturbations": {**{op: {"levels": [0.5], "draws": 2} for op in OPERATORS},
                            "testsets": ["fgsm"]},
          "faults": {**EXAMPLE["faults"], "levels": [0.2], "repetitions": 4, "inputs": 10},
-         "adversarial": {**EXAMPLE["adversarial"], "images": 10},
+         "adversarial": {**EXAMPLE["adversarial"], "images": 10,  # one adversarially trained vit
+                         "training": {**EXAMPLE["adversarial"]["training"], "seeds": 1}},
          "filtering": {**EXAMPLE["filtering"], "filters": ["lowpass"],
                        "retraining": {**EXAMPLE["filtering"]["retraining"], "epochs": 1}}}
 
