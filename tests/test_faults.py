@@ -318,3 +318,45 @@ def test_the_faults_part_of_the_workflow_builds_end_to_end(built_study):
     assert {json.loads(o)["bits"] == ["exponent"] for o in flips["options"]} == {True}
     assert set(metrics.loc[metrics["perturbation"] == "bitflip", "variant"]) >= {
         "mlp-fc2-bitflip0.001-num0", "mlp-fc2-bitflip0.01-num0"}
+
+
+class _PackedSuffix(nn.Module):
+    """A suffix that reads a layer's neurons [N, 2, 3] flattened, then 2 other values per input
+    (`rest`, what a packed crash prefix passes beside the neurons), through a nonlinearity."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = nn.Linear(6 + 2, 5)
+        self.out = nn.Linear(5, 3)
+
+    def forward(self, packed):
+        return self.out(torch.tanh(self.mix(packed)))
+
+
+@pytest.mark.parametrize("rows_per_pass", [4096, 4])  # all at once; 1 input and 4 neurons per pass
+def test_per_input_terms_of_a_suffix_that_reads_other_values_beside_the_neurons(rows_per_pass):
+    """b3's and b4's sums against a loop over inputs and neurons: autograd's Jacobian of one
+    input at a time, and each neuron set to 0 alone in a copy of the packed row."""
+    torch.manual_seed(0)
+    suffix = _PackedSuffix().double()
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    rest = torch.randn(4, 2, dtype=torch.float64)
+
+    def run(neurons, other):
+        return suffix(torch.cat([neurons.reshape(1, -1), other.reshape(1, -1)], dim=1))[0]
+
+    y = torch.stack([run(x[i], rest[i]) for i in range(4)]).detach()
+    g_sum, g_sq, d_sum, d_sq = (torch.zeros(4, 3, dtype=torch.float64) for _ in range(4))
+    for i in range(4):
+        jac = torch.autograd.functional.jacobian(lambda a, r=rest[i]: run(a, r), x[i]).reshape(3, 6)
+        g = jac * x[i].reshape(1, 6)
+        g_sum[i], g_sq[i] = g.sum(1), g.square().sum(1)
+        for neuron in range(6):
+            crashed = x[i].reshape(6).clone()
+            crashed[neuron] = 0
+            d = run(crashed, rest[i]) - y[i]
+            d_sum[i] += d.detach()
+            d_sq[i] += d.detach().square()
+    terms = faults._per_input_terms(suffix, x, y, rows_per_pass=rows_per_pass, rest=rest)
+    for name, expected in {"g_sum": g_sum, "g_sq": g_sq, "d_sum": d_sum, "d_sq": d_sq}.items():
+        torch.testing.assert_close(terms[name], expected, rtol=1e-12, atol=1e-12, msg=name)
