@@ -252,3 +252,31 @@ def test_an_unknown_option_is_refused_naming_the_operators_own():
     tensors = {"w": torch.ones(3, 3)}
     with pytest.raises(ValueError, match=r"option 'draws' does not apply to bitflip; expected \['bits'\]"):
         perturb.apply("bitflip", tensors, 0.1, seed=0, draws=1)
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_a_filter_leaves_an_empty_tensor_empty_and_filters_the_tensors_after_it(name):
+    """An empty tensor has no min or max: it is copied as it is, and the next tensor (in
+    name order) is still filtered; a one-entry tensor is filtered like any other."""
+    empty = torch.zeros(0, 3)
+    weight = torch.linspace(-1, 1, 101)
+    single = torch.tensor([0.5])
+    out = perturb.apply(name, {"a.empty": empty, "b.weight": weight, "c.single": single}, 0.5, 0)
+    assert out["a.empty"].shape == (0, 3)
+    assert out["b.weight"] is not weight and torch.count_nonzero(out["b.weight"] == 0) > 1
+    # one value: min = max = alpha, which the high- and low-pass remove and the pulse's empty
+    # band [alpha, alpha) keeps
+    assert out["c.single"].tolist() == ([0.5] if name == "pulse" else [0.0])
+
+
+def test_the_pulse_band_is_half_open_at_the_tensors_own_width():
+    """alpha - w/2 <= entry < alpha + w/2 with w = (max - min) / 25: on the grid 1..101 (w = 4,
+    alpha = 51 at level 0.5) 49 is removed and 53 is kept, as the authors' code has it."""
+    grid = torch.arange(1, 102, dtype=torch.float64)
+    out = perturb.apply("pulse", {"w": grid}, 0.5, 0)["w"]
+    assert grid[out == 0].tolist() == [49, 50, 51, 52]
+
+
+def test_an_option_of_another_operator_names_the_operators_own():
+    with pytest.raises(ValueError, match=r"option 'eps' does not apply to bitflip; expected \['bits'\]"):
+        perturb.apply("bitflip", {"w": torch.ones(3)}, 0.1, 0, eps=0.1)

@@ -32,11 +32,11 @@ import sys
 import time
 from pathlib import Path
 
-import jobserver
 import pandas as pd
 import pytest
 import yaml
 
+import jobserver
 from test_workflow import tiny_config
 
 pytestmark = [pytest.mark.workflow,

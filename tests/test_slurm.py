@@ -33,12 +33,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import jobserver
 import pandas as pd
 import pytest
 import torch
 import yaml
 from safetensors import safe_open
+
+import jobserver
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 
