@@ -272,7 +272,7 @@ def test_config_on_the_command_line_reads_values_as_a_config_file_does(workflow_
     """`--config` with a nested value: Snakemake alone leaves draws the string '10'."""
     path = workflow_copy / "good.yaml"
     path.write_text(yaml.safe_dump(GOOD))
-    proc = snakemake(workflow_copy, "-n", "-p", "results/digits/mlp/predictions/gaussian/fc1.parquet",
+    proc = snakemake(workflow_copy, "-n", "-p", "results/digits/mlp/predictions/gaussian.parquet",
                      "--configfile", str(path),
                      "--config", "perturbations={gaussian: {levels: [0.3], draws: 10}}", "seed=7")
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -325,18 +325,25 @@ TWO_MODELS = edited(models={"cnn": {"layers": "all"}, "mlp": {"layers": ["fc1", 
 # id: (target, words the one message must hold)
 TARGET_CASES: dict[str, tuple[str, list[str]]] = {
     "an operator the config lacks": (
-        "results/digits/cnn/predictions/bitflip/fc1.parquet",
+        "results/digits/cnn/predictions/bitflip.parquet",
         ["operator 'bitflip' is not in the config", "['synapse_knockout', 'gaussian']",
          "perturbations:"]),
     "a layer the model lacks": (
-        "results/digits/cnn/variants/gaussian/fc3.parquet",
+        "results/digits/cnn/variant_weights/gaussian/fc3",
         ["'fc3' is not a weight layer of 'cnn'", "['conv1', 'conv2', 'fc1', 'fc2']",
          "models.cnn.layers"]),
     "a layer the config does not sweep": (
         "results/digits/mlp/variant_weights/gaussian/fc3",
         ["'fc3' is not among the layers the config sweeps in 'mlp'", "['fc1', 'fc2']"]),
-    "another dataset": ("results/mnist/cnn/variants/gaussian/fc1.parquet",
+    "another dataset": ("results/mnist/cnn/variants/gaussian.parquet",
                         ["dataset 'mnist' is not this study's", "results/digits/"]),
+    "a test set the config lacks": (
+        "results/digits/cnn/testsets/pgd/predictions/gaussian.parquet",
+        ["test set 'pgd' is not in the config", "perturbations.testsets"]),
+    "one layer's table, as sweeps were once written": (
+        "results/digits/cnn/predictions/gaussian/fc1.parquet",
+        ["one table holds every layer an operator sweeps",
+         "expected results/digits/cnn/predictions/gaussian.parquet", "layer 'fc1'"]),
 }
 
 
@@ -354,7 +361,7 @@ def test_a_sweep_file_the_config_cannot_make_is_refused_with_the_reason(workflow
 def test_a_sweep_file_the_config_can_make_is_planned(workflow_copy):
     path = workflow_copy / "two-models.yaml"
     path.write_text(yaml.safe_dump(TWO_MODELS))
-    proc = snakemake(workflow_copy, "-n", "results/digits/cnn/predictions/gaussian/fc2.parquet",
+    proc = snakemake(workflow_copy, "-n", "results/digits/cnn/predictions/gaussian.parquet",
                      "--configfile", str(path))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "sweep" in proc.stdout
@@ -489,7 +496,7 @@ def made(tmp_path_factory) -> dict[str, str]:
 
 
 VARIANTS = ["sweep", "variants", "--dataset", "digits", "--weights", "{weights.safetensors}",
-            "--layer", "fc1", "--perturbation", "gaussian", "--levels", "0.1,0.5", "--draws", "2",
+            "--layers", "fc1", "--perturbation", "gaussian", "--levels", "0.1,0.5", "--draws", "2",
             "--seed", "0", "--threads", "1"]
 PREDICT = ["sweep", "predict", "--dataset", "digits", "--weights", "{weights.safetensors}",
            "--test", "{test.safetensors}", "--variants", "{variants.parquet}", "--device", "cpu",
@@ -527,7 +534,7 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
     "unknown group": (["swep"], ["invalid choice", "'swep'", "sweep"]),
     "unknown step": (["sweep", "varients"], ["invalid choice", "'varients'", "variants"]),
     "missing arguments": (["sweep", "variants", "--dataset", "digits", "--out", "{out}/v.parquet"],
-                          ["required", "--weights", "--layer", "--levels"]),
+                          ["required", "--weights", "--layers", "--levels"]),
     "levels not numbers": (replaced(VARIANTS, "--levels", "0.1,lots") + ["--out", "{out}/v.parquet"],
                            ["--levels", "'0.1,lots'", "comma-separated numbers"]),
     "zero draws": (replaced(VARIANTS, "--draws", "0") + ["--out", "{out}/v.parquet"],
@@ -544,8 +551,12 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
                              ["gaussian", "-0.5", ">= 0.0"]),
     "duplicate levels": (replaced(VARIANTS, "--levels", "0.1,0.5,0.1") + ["--out", "{out}/v.parquet"],
                          ["[0.1, 0.5, 0.1]", "[0.1]", "each level once"]),
-    "unknown layer": (replaced(VARIANTS, "--layer", "fc9") + ["--out", "{out}/v.parquet"],
+    "unknown layer": (replaced(VARIANTS, "--layers", "fc9") + ["--out", "{out}/v.parquet"],
                       ["'fc9'", "['fc1', 'fc2', 'fc3']"]),
+    "unknown layers among known ones": (replaced(VARIANTS, "--layers", "fc8,fc1,fc9")
+                                        + ["--out", "{out}/v.parquet"],
+                                        ["['fc8', 'fc9']", "not weight layers of 'mlp'",
+                                         "['fc1', 'fc2', 'fc3']"]),
     "unknown dataset": (["data", "export", "--dataset", "digitz", "--out", "{out}/raw.safetensors"],
                         ["'digitz'", "'digits'"]),
     "unknown model": (replaced(TRAIN, "--model", "lenet"), ["'lenet'", "['cnn', 'mlp'"]),
@@ -582,6 +593,10 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
                                         ["predictions.parquet", PREDICTIONS_TABLE,
                                          "expected a variants table (written by `python -m "
                                          "lesion sweep variants`)"]),
+    "variant weights of a layer the table lacks": (
+        ["sweep", "variant-weights", "--dataset", "digits", "--weights", "{weights.safetensors}",
+         "--variants", "{variants.parquet}", "--layer", "fc3", "--out", "{out}/weights"],
+        ["variants.parquet", "no variants of layer 'fc3'", "['fc1']"]),
     "variant weights of a predictions table": (
         ["sweep", "variant-weights", "--dataset", "digits", "--weights", "{weights.safetensors}",
          "--variants", "{predictions.parquet}", "--out", "{out}/weights"],

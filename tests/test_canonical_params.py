@@ -8,13 +8,13 @@ real ImageNet or MNIST study cannot be built here, so each study is
 "finished" the way Snakemake itself allows: every output is created empty and
 `snakemake --touch` records the jobs' metadata (params included) as if they
 had run. The dry run then compares the recorded params with the rewritten
-config's, by Snakemake's own rules. An ImageNet study has some 750 jobs, most
-of them sweeps that differ only in their layer, and `--touch` sleeps 0.1 s per
-job (snakemake.executors.touch): for a study that large the test takes one
-sweep per model and operator and every job upstream of the sweeps, and leaves
-out the rules that read every sweep of a model or of the study (the claims
-table), which would bring the whole study back; the other configs check those
-whole.
+config's, by Snakemake's own rules. `--touch` sleeps 0.1 s per job
+(snakemake.executors.touch): a study of more than LARGE outputs (none of the
+shipped configs since a sweep job covers every layer of a model and operator:
+the ImageNet study has 57 jobs; with one sweep job per layer it had some 750)
+is sampled, one output per rule and directory and every job upstream of them,
+leaving out the rules that read every sweep of a model or of the study (the
+claims table), which would bring the whole study back.
 """
 
 from __future__ import annotations

@@ -106,6 +106,12 @@ def test_every_operator_is_a_function_of_perturb_and_every_attack_has_options_in
     assert list(attacks) == list(catalog.ATTACKS)
 
 
+def test_no_operator_is_named_none_the_unperturbed_networks_perturbation():
+    """predictions/none.parquet is the clean network's, beside predictions/{operator}.parquet
+    (workflow/rules/common.smk); the metrics table names it perturbation `none` too."""
+    assert "none" not in catalog.OPERATORS
+
+
 def test_the_views_of_the_rows_agree_with_the_rows():
     for name, row in catalog.MODELS.items():
         assert catalog.LAYER_COUNTS[name] == (row.conv, row.fc)

@@ -314,7 +314,7 @@ def test_the_faults_part_of_the_workflow_builds_end_to_end(built_study):
     assert "nonfinite" in set(metrics["metric"])
     crash = metrics[metrics["perturbation"] == "crash"]
     assert sorted(set(crash["level"])) == [0.1, 0.5] and set(crash["draw"]) == {0, 1}
-    flips = pd.read_parquet(out / "variants" / "bitflip" / "fc2.parquet")
+    flips = pd.read_parquet(out / "variants" / "bitflip.parquet")
     assert {json.loads(o)["bits"] == ["exponent"] for o in flips["options"]} == {True}
     assert set(metrics.loc[metrics["perturbation"] == "bitflip", "variant"]) >= {
         "mlp-fc2-bitflip0.001-num0", "mlp-fc2-bitflip0.01-num0"}

@@ -10,6 +10,7 @@ that a norm left out or applied twice shows.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 
 import pytest
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lesion import graph, models
+from lesion import graph, models, predict
 
 
 def randomised(model: nn.Module) -> nn.Module:
@@ -238,7 +239,8 @@ def test_a_timm_vision_transformer_splits_for_the_engine():
 
 
 def test_how_a_network_was_cut_is_recorded_for_the_tables(caplog):
-    """predict writes models.cut_of into the variants and predictions tables' metadata."""
+    """predict writes models.cut_of of each swept layer into the variants and predictions
+    tables' metadata: key "cuts", a JSON object layer -> cut, in forward order."""
     untraceable = models.adopt(Branching(), input_shape=(3,), name="branching")
     with caplog.at_level(logging.WARNING):
         prefix, suffix, _ = models.split(untraceable, "first")
@@ -246,5 +248,10 @@ def test_how_a_network_was_cut_is_recorded_for_the_tables(caplog):
     assert models.cut_of(untraceable, "first").startswith("whole network per variant (Branching")
     assert "whole network runs once per variant" in caplog.text
     cnn = models.build("cnn", num_classes=10, input_shape=(1, 8, 8))
-    models.split(cnn, "conv2")
-    assert models.cut_of(cnn, "conv2") == "prefix cached (torch.fx graph)"
+    for layer in ("conv1", "fc2"):
+        models.split(cnn, layer)
+    assert models.cut_of(cnn, "fc2") == "prefix cached (torch.fx graph)"
+    assert json.loads(predict._cuts(cnn, ["conv1", "fc2"])["cuts"]) == {
+        "conv1": "prefix cached (torch.fx graph)", "fc2": "prefix cached (torch.fx graph)"}
+    assert json.loads(predict._cuts(untraceable, ["first"])["cuts"]) == {
+        "first": models.cut_of(untraceable, "first")}

@@ -154,6 +154,22 @@ def test_predictions_are_matched_to_their_variants_by_id_not_by_position(tmp_pat
     assert in_order == swapped == expected
 
 
+def test_a_sweep_steps_tables_of_several_layers_give_the_metrics_of_each_layers_tables(tmp_path):
+    """One operator's variants and predictions over two layers (a sweep step's tables) give
+    the metrics the two layers' own tables give."""
+    paths = two_sweeps(tmp_path)
+    for kind, name in (("v", kinds.VARIANTS), ("p", kinds.PREDICTIONS)):
+        both = pa.concat_tables([files.read_table(paths[f"{kind}-{layer}"])
+                                 for layer in ("fc1", "fc2")])
+        paths[f"{kind}-both"] = str(tmp_path / f"{kind}-both.parquet")
+        files.write_table(both, paths[f"{kind}-both"], kind=name)
+    expected = {"none": 0.75, "fc1": 0.25, "fc2": 1.0}
+    assert top1_of(tmp_path, paths, [paths["v-both"]], [paths["p-both"]]) == expected
+    with pytest.raises(files.InputFileError, match=r"predictions-fc1.parquet: predictions of 1 "
+                       r"of the 2 variants of .*v-both.parquet"):
+        top1_of(tmp_path, paths, [paths["v-both"]], [paths["p-fc1"]])
+
+
 def test_metrics_refuse_predictions_of_a_sweep_not_given_naming_both_files(tmp_path):
     paths = two_sweeps(tmp_path)
     with pytest.raises(files.InputFileError, match=r"predictions-fc2.parquet: predictions of "

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lesion import data, evaluate, models, perturb, predict, sweep, tensorfiles
+from lesion import data, evaluate, files, kinds, models, perturb, predict, sweep, tensorfiles
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +94,13 @@ def test_a_chunked_predict_hashes_each_variant_once(study, monkeypatch):
 def test_the_sweep_step_draws_once_what_the_two_steps_write(study, monkeypatch, tmp_path,
                                                            perturbation, cache_gb):
     """run_sweep's tables equal the variants step's and the predict step's, on two test sets
-    (the test split and the training split), with the prefix cache whole and chunked."""
+    (the test split and the training split), with the prefix cache whole and chunked, for
+    an operator on two layers (the predict step reads a table of both)."""
     weights, tests = study / "weights.safetensors", [study / "test.safetensors",
                                                     study / "train.safetensors"]
-    sweep.write_variants("digits", str(weights), "conv2", perturbation, levels=[0.3, 0.8],
-                         draws=3, study_seed=0, out=str(tmp_path / "variants.parquet"))
+    sweep.write_variants("digits", str(weights), ["conv2", "fc1"], perturbation,
+                         levels=[0.3, 0.8], draws=3, study_seed=0,
+                         out=str(tmp_path / "variants.parquet"))
     expected = []
     for i, test in enumerate(tests):
         predict.predict_sweep("digits", weights, test, tmp_path / "variants.parquet",
@@ -103,16 +110,86 @@ def test_the_sweep_step_draws_once_what_the_two_steps_write(study, monkeypatch, 
     draws = _counting(monkeypatch, perturb, "apply")
     hashes = _counting(monkeypatch, tensorfiles, "tensors_sha256")
     outs = [tmp_path / "got0.parquet", tmp_path / "got1.parquet"]
-    predict.run_sweep("digits", weights, tests, outs, tmp_path / "got.parquet", layer="conv2",
-                      perturbation=perturbation, levels=[0.3, 0.8], draws=3, study_seed=0,
-                      options={}, device="cpu", batch_size=32, variants_per_pass=4,
-                      cache_gb=cache_gb, precision="ieee")
+    predict.run_sweep("digits", weights, tests, outs, tmp_path / "got.parquet",
+                      layers=["conv2", "fc1"], perturbation=perturbation, levels=[0.3, 0.8],
+                      draws=3, study_seed=0, options={}, device="cpu", batch_size=32,
+                      variants_per_pass=4, cache_gb=cache_gb, precision="ieee")
     assert pq.read_table(tmp_path / "got.parquet").equals(
         pq.read_table(tmp_path / "variants.parquet"))
     for out, table in zip(outs, expected, strict=True):
         assert pq.read_table(out).equals(table)
     if perturbation != "crash" and cache_gb == 4.0:  # one pass: each variant drawn once
-        assert (len(draws), len(hashes)) == (6, 6)
+        assert (len(draws), len(hashes)) == (12, 12)
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """A predictions table with its variant ids as strings, in one chunk: tables written
+    apart (each with its own dictionary of ids) compare by value."""
+    return table.set_column(0, "variant", pc.cast(table.column("variant"), pa.string())
+                            ).combine_chunks()
+
+
+@pytest.mark.parametrize("perturbation", ["node_knockout", "crash"])
+def test_a_sweep_over_several_layers_is_the_single_layer_sweeps_concatenated(
+        study, tmp_path, perturbation):
+    """One sweep step over every layer writes, row for row and value for value, what one
+    sweep step per layer writes (the per-layer jobs of the workflow before), concatenated
+    in forward order: the same variants, seeds, sha256s and predictions on every test set.
+    The layers are given out of order and as `all`; each is swept in forward order."""
+    weights, tests = study / "weights.safetensors", [study / "test.safetensors",
+                                                    study / "train.safetensors"]
+    sweep_args = {"perturbation": perturbation, "levels": [0.3, 0.8], "draws": 2,
+                  "study_seed": 5, "options": {}, "device": "cpu", "batch_size": 64,
+                  "variants_per_pass": 3, "cache_gb": 4.0, "precision": "ieee"}
+    layers = ["conv1", "conv2", "fc1", "fc2"]
+    for name, given in (("listed", ["fc2", "conv2", "fc1", "conv1"]), ("all", "all"),
+                        *((layer, [layer]) for layer in layers)):
+        predict.run_sweep("digits", weights, tests,
+                          [tmp_path / f"{name}-p{i}.parquet" for i in range(len(tests))],
+                          tmp_path / f"{name}-v.parquet", layers=given, **sweep_args)
+
+    def read(name, table):
+        return pq.read_table(tmp_path / f"{name}-{table}.parquet")
+
+    expected = {table: pa.concat_tables([read(layer, table) for layer in layers])
+                for table in ("v", "p0", "p1")}
+    assert len(expected["v"]) == len(layers) * 2 * 2
+    assert expected["v"].column("layer").to_pylist() == [x for x in layers for _ in range(4)]
+    cuts = {layer: json.loads(read(layer, "v").schema.metadata.get(b"cuts", b"{}"))
+            for layer in layers}
+    for name in ("listed", "all"):
+        assert read(name, "v").equals(expected["v"])
+        for table in ("p0", "p1"):
+            assert _plain(read(name, table)).equals(_plain(expected[table])), (name, table)
+        if perturbation != "crash":  # how each layer was cut, one entry per layer
+            recorded = json.loads(read(name, "v").schema.metadata[b"cuts"])
+            assert list(recorded) == layers
+            assert recorded == {layer: cuts[layer][layer] for layer in layers}
+            assert json.loads(read(name, "p0").schema.metadata[b"cuts"]) == recorded
+
+
+def test_the_predict_step_keeps_the_rows_order_of_a_table_whose_layers_interleave(
+        study, tmp_path):
+    """A variants table written elsewhere may hold its layers' rows in any order: each
+    layer is predicted once and the predictions follow the table's rows."""
+    weights, test = study / "weights.safetensors", study / "test.safetensors"
+    sweep.write_variants("digits", str(weights), ["conv2", "fc1"], "gaussian", levels=[0.3],
+                         draws=2, study_seed=0, out=str(tmp_path / "v.parquet"))
+    table = pq.read_table(tmp_path / "v.parquet")
+    order = [2, 0, 3, 1]  # fc1, conv2, fc1, conv2
+    files.write_table(table.take(order), tmp_path / "mixed.parquet", kind=kinds.VARIANTS)
+    options = {"device": "cpu", "batch_size": 64, "variants_per_pass": 4, "cache_gb": 4.0,
+               "precision": "ieee"}
+    for name in ("v", "mixed"):
+        predict.predict_sweep("digits", weights, test, tmp_path / f"{name}.parquet",
+                              tmp_path / f"{name}-p.parquet", **options)
+    ids = table.column("variant").to_pylist()
+    straight = _plain(pq.read_table(tmp_path / "v-p.parquet")).to_pandas()
+    mixed = _plain(pq.read_table(tmp_path / "mixed-p.parquet")).to_pandas()
+    assert mixed["variant"].unique().tolist() == [ids[i] for i in order]
+    by_variant = straight.set_index(["variant", "image"])
+    pd.testing.assert_frame_equal(mixed.set_index(["variant", "image"]),
+                                  by_variant.loc[mixed.set_index(["variant", "image"]).index])
 
 
 def test_passes_pack_the_test_sets_spans_within_the_cache():

@@ -207,7 +207,7 @@ def interrupted(tmp_path_factory) -> dict:
         return runs
 
     kill_at(exists(root, f"logs/train/digits/{MODEL}.log"), "training")
-    kill_at(exists(root, f"logs/sweep/digits/{MODEL}/*/*.log"), "sweeps (variants, predict)",
+    kill_at(exists(root, f"logs/sweep/digits/{MODEL}/*.log"), "sweeps (variants, predict)",
             probe=second_runs)
     kill_at(exists(root, f"logs/metrics/digits/{MODEL}.log"), "metrics and figures")
     report["stale lock"] = any((root / ".snakemake" / "locks").glob("*.lock"))

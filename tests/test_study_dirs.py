@@ -85,6 +85,9 @@ def test_a_target_outside_the_studys_results_is_named_as_such():
                        "results directory)")
     assert problem("results/named/digits/mlp/metrics.parquet", named) is None
     assert "operator 'bitflip' is not in the config" in problem(
-        "results/named/digits/mlp/predictions/bitflip/fc1.parquet", named)
+        "results/named/digits/mlp/predictions/bitflip.parquet", named)
     assert problem("results/digits/mlp/metrics.parquet", CONFIG) is None
-    assert "operator 'bitflip'" in problem("results/digits/mlp/variants/bitflip/fc1.parquet", CONFIG)
+    assert "operator 'bitflip'" in problem("results/digits/mlp/variants/bitflip.parquet", CONFIG)
+    assert problem("results/named/digits/mlp/predictions/none.parquet", named) is None
+    assert "expected results/named/digits/mlp/variants/gaussian.parquet (its rows of layer " \
+        "'fc1')" in problem("results/named/digits/mlp/variants/gaussian/fc1.parquet", named)

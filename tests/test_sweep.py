@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 import torch
 
-from lesion import models, perturb, sweep, tensorfiles
+from lesion import files, kinds, models, perturb, sweep, tensorfiles
 
 
 @pytest.fixture()
@@ -64,19 +65,55 @@ def test_seeds_differ_across_draws_levels_and_layers():
         perturb.variant_seed(1, "mlp", "fc1", "gaussian", 0.1, 0)
 
 
-def test_variant_weights_writes_each_variant_checked(tmp_path, mlp):
+def test_variant_weights_writes_each_variant_of_a_layer_checked(tmp_path, mlp):
+    """An operator's table holds every layer it sweeps; --layer picks one layer's variants."""
     weights = tmp_path / "weights.safetensors"
     models.save_weights(mlp, weights)
-    sweep.write_variants("digits", str(weights), "fc2", "node_knockout", levels=[0.3], draws=2,
-                         study_seed=0, out=str(tmp_path / "v.parquet"))
+    sweep.write_variants("digits", str(weights), ["fc1", "fc2"], "node_knockout", levels=[0.3],
+                         draws=2, study_seed=0, out=str(tmp_path / "v.parquet"))
     out = tmp_path / "variant_weights"
-    sweep.write_variant_weights("digits", str(weights), str(tmp_path / "v.parquet"), str(out))
+    sweep.write_variant_weights("digits", str(weights), str(tmp_path / "v.parquet"), str(out),
+                                layer="fc2")
     written = sorted(p.name for p in out.iterdir())
     assert written == ["mlp-fc2-node_knockout0.30-num0.safetensors",
                        "mlp-fc2-node_knockout0.30-num1.safetensors"]
     meta = tensorfiles.load_metadata(out / written[0])
     assert tensorfiles.tensors_sha256(tensorfiles.load_tensors(out / written[0])) == meta["sha256"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+    every = tmp_path / "every_layer"
+    sweep.write_variant_weights("digits", str(weights), str(tmp_path / "v.parquet"), str(every))
+    assert len(list(every.iterdir())) == 4
+    with pytest.raises(files.InputFileError, match=r"no variants of layer 'fc3'; expected one "
+                                                   r"of the layers the table holds: \['fc1', 'fc2'\]"):
+        sweep.write_variant_weights("digits", str(weights), str(tmp_path / "v.parquet"),
+                                    str(tmp_path / "none"), layer="fc3")
+
+
+def test_a_sweep_covers_its_layers_in_forward_order_and_refuses_unknown_ones(mlp):
+    assert sweep.swept_layers(mlp, "all") == ["fc1", "fc2", "fc3"]
+    assert sweep.swept_layers(mlp, ["all"]) == ["fc1", "fc2", "fc3"]
+    assert sweep.swept_layers(mlp, ["fc3", "fc1"]) == ["fc1", "fc3"]
+    assert sweep.swept_layers(mlp, "fc2") == ["fc2"]
+    with pytest.raises(ValueError, match=r"'fc9' is not a weight layer .*\['fc1', 'fc2', 'fc3'\]"):
+        sweep.swept_layers(mlp, ["fc1", "fc9"])
+    with pytest.raises(ValueError, match=r"layers \['fc8', 'fc9'\] are not weight layers of 'mlp'"):
+        sweep.swept_layers(mlp, ["fc8", "fc1", "fc9"])
+
+
+def test_a_variants_table_may_hold_several_layers_but_one_operator(tmp_path, base):
+    rows = [*table(base, perturbation="gaussian")[0].to_pylist()]
+    several = [*rows, *({**r, "layer": "fc1", "variant": r["variant"].replace("fc2", "fc1")}
+                        for r in rows)]
+    files.write_table(pa.Table.from_pylist(several, schema=sweep.VARIANT_SCHEMA),
+                      tmp_path / "layers.parquet", kind=kinds.VARIANTS)
+    assert sweep.read_variants(tmp_path / "layers.parquet", "mlp") == several
+    assert sweep.by_layer(several) == {"fc2": list(range(6)), "fc1": list(range(6, 12))}
+    mixed = [*rows, *({**r, "perturbation": "redraw"} for r in rows)]
+    files.write_table(pa.Table.from_pylist(mixed, schema=sweep.VARIANT_SCHEMA),
+                      tmp_path / "operators.parquet", kind=kinds.VARIANTS)
+    with pytest.raises(files.InputFileError, match=r"expected one perturbation per table, found "
+                                                   r"\['gaussian', 'redraw'\]"):
+        sweep.read_variants(tmp_path / "operators.parquet", "mlp")
 
 
 def test_the_difference_without_norms_computes_them(base):

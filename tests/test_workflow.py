@@ -142,8 +142,8 @@ def test_the_study_builds_every_target(study):
         "checkpoints/epoch2.safetensors",
         "metrics_summary.parquet", "metrics_summary.csv", "predictions/none.parquet",
         "fragility.csv",
-        *(f"{kind}/{perturbation}/{layer}.parquet" for kind in ("variants", "predictions")
-          for perturbation in PERTURBATIONS for layer in LAYERS),
+        *(f"{kind}/{perturbation}.parquet" for kind in ("variants", "predictions")
+          for perturbation in PERTURBATIONS),
         *(f"figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")),
     ]
     missing = [path for path in expected if not (out / path).is_file()]
@@ -185,10 +185,10 @@ def test_metrics_table_holds_every_variant_and_the_clean_model(study):
     assert sorted(set(variants["level"])) == LEVELS
     assert set(variants["draw"]) == set(range(DRAWS))
 
-    for perturbation in PERTURBATIONS:
-        for layer in LAYERS:
-            table = pd.read_parquet(model_dir(study) / "variants" / perturbation / f"{layer}.parquet")
-            assert len(table) == len(LEVELS) * DRAWS
+    for perturbation in PERTURBATIONS:  # one table per operator: its layers in forward order
+        table = pd.read_parquet(model_dir(study) / "variants" / f"{perturbation}.parquet")
+        assert table["layer"].tolist() == [layer for layer in LAYERS for _ in range(len(LEVELS) * DRAWS)]
+        assert table["level"].tolist() == [lv for _ in LAYERS for lv in LEVELS for _ in range(DRAWS)]
 
     summary = pd.read_csv(model_dir(study) / "metrics_summary.csv")
     assert (summary.loc[summary["perturbation"] != "none", "n"] == DRAWS).all()
@@ -207,7 +207,7 @@ def test_touching_a_module_without_changing_it_reruns_nothing(study):
     assert planned_jobs(study) == []
 
 
-SWEEPS = len(PERTURBATIONS) * len(LAYERS)
+SWEEPS = len(PERTURBATIONS)  # one sweep job per operator, every layer in it
 # Module edited -> the jobs that must rerun, by rule: those whose step imports
 # it (at any depth), and what is downstream of them. Written out by hand from
 # what each step does, not from lesion.sources.
@@ -272,12 +272,13 @@ SETTING_RERUNS = [
     ("evaluate", "cache_gb", 0.5, {}),
     ("evaluate", "variants_per_pass", 3, {}),
     ("evaluate", "batch_size", 100, DOWNSTREAM_OF_TRAINING),
-    # one operator's draws: its sweeps, not the other operator's
+    # one operator's draws: its sweep, not the other operator's
     ("perturbations", "gaussian", {"levels": LEVELS, "draws": DRAWS + 1},
-     {"sweep": len(LAYERS), "metrics": 1, "perturbation_figures": 1, "claims": 1}),
+     {"sweep": 1, "metrics": 1, "perturbation_figures": 1, "claims": 1}),
     ("train", "learning_rate", 0.01, {"train": 1, **DOWNSTREAM_OF_TRAINING}),
     ("dataset", "test_fraction", 0.3, {"tensors": 1, "train": 1, **DOWNSTREAM_OF_TRAINING}),
-    # the layers a model's sweeps cover: the new layer's sweeps, and what reads them all
+    # the layers a model's sweeps cover: every operator's sweep (each holds every layer),
+    # and what reads them all
     ("models", MODEL, {"layers": [*LAYERS, "fc2"]},
      {"sweep": len(PERTURBATIONS), "metrics": 1, "perturbation_figures": 1, "claims": 1}),
 ]
@@ -364,10 +365,10 @@ def test_a_named_study_in_the_same_checkout_writes_apart_from_the_default(study)
     assert {p: outputs_of(study)[p] for p in before} == before  # nothing of the default touched
     assert planned_jobs(study) == []
     variants = pd.read_parquet(study / "results" / "other" / DATASET / MODEL / "variants"
-                               / "gaussian" / "fc1.parquet")
+                               / "gaussian.parquet")
     assert len(variants) == 1
-    assert len(pd.read_parquet(model_dir(study) / "variants" / "gaussian" / "fc1.parquet")) == (
-        len(LEVELS) * DRAWS)
+    assert len(pd.read_parquet(model_dir(study) / "variants" / "gaussian.parquet")) == (
+        len(LAYERS) * len(LEVELS) * DRAWS)
 
 
 def test_changing_one_operators_levels_in_an_overlay_reruns_only_its_sweeps(study):
@@ -379,16 +380,15 @@ def test_changing_one_operators_levels_in_an_overlay_reruns_only_its_sweeps(stud
     overlay.write_text(yaml.safe_dump({"perturbations": {"gaussian": {"levels": new_levels}}}))
     layered = ("--configfile", "config/config.yaml", "overlay.yaml")
     untouched = [model_dir(study) / "weights.safetensors",
-                 *(model_dir(study) / kind / "synapse_knockout" / f"{layer}.parquet"
-                   for kind in ("variants", "predictions") for layer in LAYERS)]
+                 *(model_dir(study) / kind / "synapse_knockout.parquet"
+                   for kind in ("variants", "predictions"))]
     before = {path: path.stat().st_mtime_ns for path in untouched}
 
     jobs = planned_jobs(study, *layered)
     assert Counter(rule for rule, _ in jobs) == {
-        "sweep": len(LAYERS), "metrics": 1, "perturbation_figures": 1, "claims": 1, "all": 1}
-    swept = [w for rule, w in jobs if rule == "sweep"]
-    assert {w["perturbation"] for w in swept} == {"gaussian"}
-    assert sorted(w["layer"] for w in swept) == LAYERS
+        "sweep": 1, "metrics": 1, "perturbation_figures": 1, "claims": 1, "all": 1}
+    [swept] = [w for rule, w in jobs if rule == "sweep"]
+    assert swept == {"dataset": DATASET, "model": MODEL, "perturbation": "gaussian"}
 
     snakemake(study, *layered)
     assert planned_jobs(study, *layered) == []

@@ -124,8 +124,8 @@ def matched_sweeps(dataset: str, model: str, clean: tuple[str, pa.Table], varian
     Never by position: a variant id names its (model, layer, perturbation, level,
     draw), so a predictions table belongs to the variants table holding exactly its
     ids. Every table is checked to be of its kind, of `dataset` and `model`, one
-    sweep each, and predicted on the clean table's test images; a mismatch names
-    both files.
+    operator each (on one or more layers: a sweep step's table), and predicted on
+    the clean table's test images; a mismatch names both files.
     """
     clean_path, clean_table = clean
     clean_ids = _ids(clean_table)
@@ -140,8 +140,7 @@ def matched_sweeps(dataset: str, model: str, clean: tuple[str, pa.Table], varian
         table = files.read_table(path, kinds.VARIANTS)
         _one(table, path, "dataset", dataset)
         _one(table, path, "model", model)
-        _one(table, path, "perturbation")
-        _one(table, path, "layer")
+        _one(table, path, "perturbation")  # one operator; any of the model's layers
         ids = table.column("variant").to_pylist()
         for i in ids:
             if i in owner:

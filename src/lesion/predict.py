@@ -2,10 +2,11 @@
 
 Columns: variant, image (index into the test split), label, top5 (the k
 most likely classes, best first), loss (cross-entropy). The sweep step
-(`run_sweep`) draws each variant once for its table row and its predictions;
-the predict step regenerates each variant from its row of a variants table
-and checks it against its sha256 before it is evaluated. Either way the
-clean prefix is computed once per pass of images. For crash
+(`run_sweep`: every layer of one operator, in one process) draws each variant
+once for its table row and its predictions; the predict step regenerates each
+variant from its row of a variants table and checks it against its sha256
+before it is evaluated. Either way the clean prefix is computed once per pass
+of images, layer by layer. For crash
 faults (activation operators) a row is one Monte Carlo repetition: the clean
 neurons of the layer are computed once and masked per input (lesion.activations).
 """
@@ -13,8 +14,10 @@ neurons of the layer are computed once and masked per input (lesion.activations)
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -166,11 +169,18 @@ def _checked(rows: list[dict], base) -> tuple[Iterable, Callable[[], Iterable]]:
             lambda: (sweep.regenerate(row, base, check=False) for row in rows))
 
 
+def _cuts(model, layers: Iterable[str]) -> dict[str, str]:
+    """A table's metadata on how the network was cut in front of each layer (models.cut_of):
+    key "cuts", a JSON object layer -> cut, in forward order."""
+    return {"cuts": json.dumps({layer: models.cut_of(model, layer) for layer in layers})}
+
+
 def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,
                   variants: str | os.PathLike, out: str | os.PathLike, *, device: str,
                   batch_size: int, variants_per_pass: int, cache_gb: float,
                   precision: str) -> None:
-    """Predictions of every variant in a variants table (one layer, one operator).
+    """Predictions of every variant in a variants table (one operator, one or more layers):
+    each layer's rows predicted in turn, the table in the rows' order.
 
     `cache_gb` bounds the clean prefix activations held at once (see
     `evaluate.images_per_chunk`); `precision` (evaluate.pick_device) is
@@ -179,45 +189,60 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     dev = evaluate.pick_device(device, precision)
     model, images, labels = _load(dataset, weights, test)
     rows = sweep.read_variants(variants, model.lesion_name)
-    layer = rows[0]["layer"]
-    base = sweep.base_tensors(model, layer, rows[0]["perturbation"])
+    crash = rows[0]["perturbation"] in ACTIVATION_OPERATORS
+    groups = sweep.by_layer(rows)
+    results: list = [None] * len(rows)
     try:
-        if {r["perturbation"] for r in rows} & set(ACTIVATION_OPERATORS):
-            results = list(tqdm(_crash_results(model, layer, base, rows, images, labels, dev,
-                                               batch_size=batch_size,
-                                               reps_per_pass=variants_per_pass),
-                                total=len(rows), desc=f"predict {layer}", mininterval=1))
-        else:
-            [results] = _weight_results(model, layer, base, [(images, labels)],
-                                        *_checked(rows, base), dev, batch_size=batch_size,
-                                        variants_per_pass=variants_per_pass,
-                                        cache_bytes=cache_gb * 2**30, total=len(rows))
+        for number, (layer, indices) in enumerate(groups.items(), 1):
+            mine = [rows[i] for i in indices]
+            started = time.monotonic()
+            base = sweep.base_tensors(model, layer, mine[0]["perturbation"])
+            if crash:
+                found = list(tqdm(_crash_results(model, layer, base, mine, images, labels, dev,
+                                                 batch_size=batch_size,
+                                                 reps_per_pass=variants_per_pass),
+                                  total=len(mine), desc=f"predict {layer}", mininterval=1))
+            else:
+                [found] = _weight_results(model, layer, base, [(images, labels)],
+                                          *_checked(mine, base), dev, batch_size=batch_size,
+                                          variants_per_pass=variants_per_pass,
+                                          cache_bytes=cache_gb * 2**30, total=len(mine))
+            for i, result in zip(indices, found, strict=True):
+                results[i] = result
+            _progress(number, len(groups), layer, len(mine), started)
     except sweep.VariantMismatchError as err:
         raise sweep.VariantMismatchError(f"{variants}: {err}") from None
-    cut = {} if {r["perturbation"] for r in rows} & set(ACTIVATION_OPERATORS) else {
-        "cut": models.cut_of(model, layer)}
+    cut = {} if crash else _cuts(model, groups)
     files.write_table(_table([r["variant"] for r in rows], labels, *zip(*results, strict=True)),
                       out, {"precision": precision, "device": dev.type, **cut},
                       kind=kinds.PREDICTIONS)
 
 
-def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.PathLike],
-              outs: list[str | os.PathLike], variants_out: str | os.PathLike, *, layer: str,
-              perturbation: str, levels: list[float], draws: int, study_seed: int,
-              options: dict, device: str, batch_size: int, variants_per_pass: int,
-              cache_gb: float, precision: str) -> None:
-    """The sweep step: draw the variants table and predict every test set in `tests` with each
-    variant, writing `variants_out` and one predictions table per test set (`outs`).
+def _progress(number: int, count: int, layer: str, variants: int, started: float) -> None:
+    """One log line per layer of a sweep step: how far it is."""
+    log.info("layer %d/%d %s: %d variants in %.2f s",  # pragma: no mutate
+             number, count, layer, variants, time.monotonic() - started)  # pragma: no mutate
 
-    Each weight variant is drawn once and that same tensor gives its table row
-    (statistics, sha256) and its predictions on every test set (not drawn for
-    the table and regenerated for predict); it is drawn again only for a
-    later pass of a prefix cache too large for all images at once. Crash
-    sweeps (activation operators) draw no tensors: their table, then their
-    predictions from it.
+
+def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.PathLike],
+              outs: list[str | os.PathLike], variants_out: str | os.PathLike, *,
+              layers: str | list[str], perturbation: str, levels: list[float], draws: int,
+              study_seed: int, options: dict, device: str, batch_size: int,
+              variants_per_pass: int, cache_gb: float, precision: str) -> None:
+    """The sweep step: draw the variants of every layer in `layers` (a name, several, or
+    "all": sweep.swept_layers) and predict every test set in `tests` with each variant,
+    writing one variants table (`variants_out`, the layers in forward order) and one
+    predictions table per test set (`outs`), all in one process.
+
+    Each layer is swept in turn, with its own clean prefix cache. Each weight
+    variant is drawn once and that same tensor gives its table row (statistics,
+    sha256) and its predictions on every test set (not drawn for the table and
+    regenerated for predict); it is drawn again only for a later pass of a
+    prefix cache too large for all images at once. Crash sweeps (activation
+    operators) draw no tensors: their table, then their predictions from it.
     """
     if perturbation in ACTIVATION_OPERATORS:
-        sweep.write_variants(dataset, str(weights), layer, perturbation, levels=levels,
+        sweep.write_variants(dataset, str(weights), layers, perturbation, levels=levels,
                              draws=draws, study_seed=study_seed, out=str(variants_out),
                              options=options, split=str(tests[0]))
         for test, out in zip(tests, outs, strict=True):
@@ -229,23 +254,34 @@ def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.Pat
     spec = data.get(dataset, split=tests[0])
     model = models.load_weights(weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape)
+    swept = sweep.swept_layers(model, layers)  # every name checked before any is drawn
     sets = [data.load_split(test, dataset) for test in tests]
-    base = sweep.base_tensors(model, layer, perturbation)
     rows: list[dict] = []
+    results: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in sets]
+    for number, layer in enumerate(swept, 1):
+        started = time.monotonic()
+        base = sweep.base_tensors(model, layer, perturbation)
+        mine: list[dict] = []
 
-    def drawn():
-        for row, new in sweep.variants(base, dataset=dataset, model=model.lesion_name,
-                                       layer=layer, perturbation=perturbation, levels=levels,
-                                       draws=draws, study_seed=study_seed, options=options):
-            rows.append(row)
-            yield new
+        def drawn(base=base, layer=layer, mine=mine):
+            for row, new in sweep.variants(base, dataset=dataset, model=model.lesion_name,
+                                           layer=layer, perturbation=perturbation,
+                                           levels=levels, draws=draws, study_seed=study_seed,
+                                           options=options):
+                mine.append(row)
+                yield new
 
-    results = _weight_results(
-        model, layer, base, sets, drawn(),
-        lambda: (sweep.regenerate(row, base, check=False) for row in rows), dev,
-        batch_size=batch_size, variants_per_pass=variants_per_pass,
-        cache_bytes=cache_gb * 2**30, total=len(levels) * draws)
-    cut = {"cut": models.cut_of(model, layer)}  # the variants table and the log say how
+        found = _weight_results(
+            model, layer, base, sets, drawn(),
+            lambda base=base, mine=mine: (sweep.regenerate(row, base, check=False)
+                                          for row in mine), dev,
+            batch_size=batch_size, variants_per_pass=variants_per_pass,
+            cache_bytes=cache_gb * 2**30, total=len(levels) * draws)
+        rows += mine
+        for per_set, more in zip(results, found, strict=True):
+            per_set += more
+        _progress(number, len(swept), layer, len(mine), started)
+    cut = _cuts(model, swept)  # the variants table and the log say how
     files.write_table(pa.Table.from_pylist(rows, schema=sweep.VARIANT_SCHEMA), variants_out, cut,
                       kind=kinds.VARIANTS)
     ids = [r["variant"] for r in rows]

@@ -1,4 +1,5 @@
-"""A sweep: every (level, draw) variant of one operator on one layer.
+"""A sweep: every (level, draw) variant of one operator on one layer, and an operator's
+table: the sweeps of several layers of one model, in forward order.
 
 `variant_table` draws each variant from the original weights and records what
 is needed to regenerate and check it (seed, sha256) and how far it moved
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -198,17 +199,36 @@ def base_tensors(model, layer: str, perturbation: str) -> dict[str, torch.Tensor
     return models.layer_tensors(model, layer)
 
 
-def _base(dataset: str, weights: str, layer: str, perturbation: str, split: str | None = None):
+def swept_layers(model, layers: str | Sequence[str]) -> list[str]:
+    """The layers a sweep step covers, in the network's forward order: `"all"` (or
+    `["all"]`) is every weight layer (models.layers: a brought network's from its graph,
+    as its layer table lists them), a name or a list of names picks some. Every name is
+    checked before any variant is drawn."""
+    from lesion import graph, models
+
+    known = list(models.layers(model))
+    names = [layers] if isinstance(layers, str) else list(layers)
+    if names == [catalog.ALL_LAYERS]:
+        return known
+    unknown = [name for name in names if name not in known]
+    if len(unknown) == 1:
+        raise ValueError(graph.unknown_layer(unknown[0], known))
+    if unknown:
+        raise ValueError(f"layers {unknown} are not weight layers of {model.lesion_name!r}; "
+                         f"expected some of {known}")
+    return [name for name in known if name in names]
+
+
+def _model(dataset: str, weights: str, split: str | None = None):
     from lesion import data, models
 
     spec = data.get(dataset, split=split)
-    model = models.load_weights(weights, num_classes=spec.num_classes,
-                                input_shape=spec.input_shape)
-    return model.lesion_name, base_tensors(model, layer, perturbation)
+    return models.load_weights(weights, num_classes=spec.num_classes,
+                               input_shape=spec.input_shape)
 
 
 def read_variants(path: str | os.PathLike, model: str) -> list[dict]:
-    """The rows of a variants table for `model`'s weights: one layer, one operator.
+    """The rows of a variants table for `model`'s weights: one operator, one or more layers.
 
     Checked at entry, so that a wrong table is named as such (not a KeyError,
     not a hash mismatch whose real cause is another model's table).
@@ -216,10 +236,9 @@ def read_variants(path: str | os.PathLike, model: str) -> list[dict]:
     rows = files.read_table(path, kinds.VARIANTS).to_pylist()
     if not rows:
         raise files.InputFileError(f"{path}: the variants table is empty")
-    for column in ("layer", "perturbation"):
-        found = sorted({r[column] for r in rows})
-        if len(found) != 1:
-            raise files.InputFileError(f"{path}: expected one {column} per table, found {found}")
+    found = sorted({r["perturbation"] for r in rows})
+    if len(found) != 1:
+        raise files.InputFileError(f"{path}: expected one perturbation per table, found {found}")
     models_found = sorted({r["model"] for r in rows})
     if models_found != [model]:
         raise files.InputFileError(f"{path}: a variants table of model {models_found[0]!r}, but "
@@ -228,26 +247,50 @@ def read_variants(path: str | os.PathLike, model: str) -> list[dict]:
     return rows
 
 
-def write_variants(dataset: str, weights: str, layer: str, perturbation: str, *,
+def by_layer(rows: list[dict]) -> dict[str, list[int]]:
+    """The indices of `rows` per layer, layers in the order they first appear."""
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row["layer"], []).append(i)
+    return groups
+
+
+def write_variants(dataset: str, weights: str, layers: str | Sequence[str], perturbation: str, *,
                    levels: list[float], draws: int, study_seed: int, out: str,
                    options: Mapping | None = None, split: str | None = None) -> None:
-    """The variants step: draw a sweep and write its table (`split`: see lesion.data.get)."""
-    model, base = _base(dataset, weights, layer, perturbation, split)
-    rows = [row for row, _ in variants(base, dataset=dataset, model=model, layer=layer,
-                                       perturbation=perturbation, levels=levels, draws=draws,
-                                       study_seed=study_seed, options=options)]
+    """The variants step: draw the sweeps of `layers` (one name, several, or "all": see
+    swept_layers) and write their table, layer after layer in forward order (`split`: see
+    lesion.data.get)."""
+    model = _model(dataset, weights, split)
+    rows = []
+    for layer in swept_layers(model, layers):
+        base = base_tensors(model, layer, perturbation)
+        rows += [row for row, _ in variants(base, dataset=dataset, model=model.lesion_name,
+                                            layer=layer, perturbation=perturbation,
+                                            levels=levels, draws=draws, study_seed=study_seed,
+                                            options=options)]
     files.write_table(pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), out, kind=kinds.VARIANTS)
 
 
 def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: str,
-                          split: str | None = None) -> None:
-    """Write each variant of a table as `{variant}.safetensors` in `out_dir`, checked by hash.
+                          split: str | None = None, layer: str | None = None) -> None:
+    """Write each variant of a table (of `layer` only, when given) as
+    `{variant}.safetensors` in `out_dir`, checked by hash.
 
     The directory appears only when complete (built aside, then renamed).
     """
     rows = read_variants(variants, tensorfiles.load_metadata(weights).get("model"))
-    _, base = _base(dataset, weights, rows[0]["layer"], rows[0]["perturbation"], split)
+    if layer is not None:
+        layers = list(by_layer(rows))
+        rows = [row for row in rows if row["layer"] == layer]
+        if not rows:
+            raise files.InputFileError(f"{variants}: no variants of layer {layer!r}; expected "
+                                       f"one of the layers the table holds: {layers}")
+    model = _model(dataset, weights, split)
     with files.atomic_dir(out_dir) as tmp:
-        for row in rows:
-            tensorfiles.save_tensors(regenerate(row, base), tmp / f"{row['variant']}.safetensors",
-                            {k: row[k] for k in ("variant", "seed", "sha256")})
+        for name, indices in by_layer(rows).items():
+            base = base_tensors(model, name, rows[indices[0]]["perturbation"])
+            for row in (rows[i] for i in indices):
+                tensorfiles.save_tensors(regenerate(row, base),
+                                         tmp / f"{row['variant']}.safetensors",
+                                         {k: row[k] for k in ("variant", "seed", "sha256")})

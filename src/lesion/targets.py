@@ -1,9 +1,10 @@
 """Files a study's config can make: a target asked for by path is checked before
 Snakemake plans it.
 
-`snakemake results/digits/cnn/predictions/bitflip/fc1.parquet` asks for a sweep
-the config does not define (no `bitflip` under perturbations, or a layer the
-model lacks). The wildcard constraints (workflow/rules/common.smk) keep such a
+`snakemake results/digits/cnn/predictions/bitflip.parquet` asks for a sweep the
+config does not define (no `bitflip` under perturbations; for the variant weights
+of one layer, `variant_weights/gaussian/fc3`, a layer the model lacks). The
+wildcard constraints (workflow/rules/common.smk) keep such a
 path from matching a rule, so Snakemake can only say "No rule to produce";
 `problem` says why, naming the config key to change. Torch-free.
 """
@@ -16,11 +17,17 @@ from collections.abc import Mapping
 
 from lesion.catalog import OPERATOR_LEVELS, layer_names
 
-# The files of one sweep under the study's results directory: its variants,
-# predictions and (on demand) variant weights.
+# The files of one sweep step (an operator on every layer it sweeps) under the study's
+# results directory: its variants and predictions (on the test split, or on one of the
+# model's adversarial sets), and (on demand) one layer's variant weights.
 SWEEP_FILE = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)/"
-                        r"(?P<kind>variants|predictions|variant_weights)/"
-                        r"(?P<perturbation>[^/]+)/(?P<layer>[^/]+?)(?:\.parquet)?/?")
+                        r"(?:testsets/(?P<testset>[^/]+)/(?=predictions/))?"
+                        r"(?P<kind>variants|predictions)/(?P<perturbation>[^/]+)\.parquet")
+VARIANT_WEIGHTS = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<kind>variant_weights)/"
+                             r"(?P<perturbation>[^/]+)/(?P<layer>[^/]+)/?")
+# A table of one (operator, layer), as lesion wrote them before one table held every layer.
+LAYER_TABLE = re.compile(r"(?P<table>[^/]+/[^/]+/(?:testsets/[^/]+/)?(?:variants|predictions)/"
+                         r"[^/]+)/(?P<layer>[^/]+)\.parquet")
 
 
 def sweep_layers(config: Mapping, model: str) -> list[str] | None:
@@ -48,10 +55,16 @@ def problem(target: str, config: Mapping) -> str | None:
             return (f"{target}: not a file of study {config['study']!r}; expected a path under "
                     f"{results}/ (this config's `study` names its results directory)")
         return None
-    found = SWEEP_FILE.fullmatch(path[len(results) + 1:])
+    inside = path[len(results) + 1:]
+    if old := LAYER_TABLE.fullmatch(inside):
+        return (f"{target}: one table holds every layer an operator sweeps; expected "
+                f"{results}/{old['table']}.parquet (its rows of layer {old['layer']!r})")
+    found = SWEEP_FILE.fullmatch(inside) or VARIANT_WEIGHTS.fullmatch(inside)
     if found is None:
         return None
-    dataset, model, operator, layer = found.group("dataset", "model", "perturbation", "layer")
+    dataset, model, operator = found.group("dataset", "model", "perturbation")
+    if found["kind"] == "predictions" and operator == "none":
+        return None  # the unperturbed network's predictions (rule predict_clean)
     operators = [p for p in OPERATOR_LEVELS if p in config.get("perturbations", {})]
     if dataset != config["dataset"]["name"]:
         return (f"{target}: dataset {dataset!r} is not this study's; expected "
@@ -62,6 +75,13 @@ def problem(target: str, config: Mapping) -> str | None:
     if operator not in operators:
         return (f"{target}: operator {operator!r} is not in the config; expected one of "
                 f"{operators} (or add it under perturbations:, with its levels and draws)")
+    testsets = (config.get("perturbations") or {}).get("testsets", [])
+    if found["kind"] == "predictions" and found["testset"] not in (None, *testsets):
+        return (f"{target}: test set {found['testset']!r} is not in the config; expected one "
+                f"of {testsets} (or add it under perturbations.testsets)")
+    if found["kind"] != "variant_weights":
+        return None  # a sweep step's table: every layer the config sweeps
+    layer = found["layer"]
     layers = sweep_layers(config, model)
     if layers is None:  # a brought network: its layers are checked by the step itself
         return None

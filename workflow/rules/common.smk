@@ -121,7 +121,9 @@ for _target in requested_targets():
 wildcard_constraints:
     dataset=re.escape(DATASET),
     model="|".join(re.escape(m) for m in MODELS),
-    perturbation="|".join(p for p in OPERATORS if p in config.get("perturbations", {})),
+    # never `none`: predictions/none.parquet is the unperturbed network's (rule predict_clean;
+    # tests/test_catalog.py checks that no operator has that name)
+    perturbation="|".join(p for p in OPERATORS if p in config.get("perturbations", {}) and p != "none"),
     # a brought network's `layers: all` is known once its layer table is built: any name then
     layer=(r"[^/]+" if any(sweep_layers(config, m) is None for m in MODELS) else
            "|".join(re.escape(n) for n in dict.fromkeys(n for m in MODELS for n in sweep_layers(config, m)))),
@@ -146,12 +148,13 @@ PRETRAINED = f"{RESULTS}/{{dataset}}/{{model}}/pretrained.safetensors"  # fc1 as
 CHECKPOINTS = f"{RESULTS}/{{dataset}}/{{model}}/checkpoints"
 CHECKPOINT = f"{RESULTS}/{{dataset}}/{{model}}/checkpoints/epoch{{epoch}}.safetensors"
 CLEAN = f"{RESULTS}/{{dataset}}/{{model}}/predictions/none.parquet"
-VARIANTS = f"{RESULTS}/{{dataset}}/{{model}}/variants/{{perturbation}}/{{layer}}.parquet"
-PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/predictions/{{perturbation}}/{{layer}}.parquet"
+# A sweep step's tables: one operator on every layer the config sweeps in the model
+VARIANTS = f"{RESULTS}/{{dataset}}/{{model}}/variants/{{perturbation}}.parquet"
+PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/predictions/{{perturbation}}.parquet"
 # A model's adversarial test set (the adversarial study) and the sweeps' predictions on it
 ADV_SET = f"{RESULTS}/{{dataset}}/adversarial/{{attack}}/{{model}}.safetensors"
 TESTSET_CLEAN = f"{RESULTS}/{{dataset}}/{{model}}/testsets/{{testset}}/predictions/none.parquet"
-TESTSET_PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/testsets/{{testset}}/predictions/{{perturbation}}/{{layer}}.parquet"
+TESTSET_PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/testsets/{{testset}}/predictions/{{perturbation}}.parquet"
 LAYERS = f"{RESULTS}/{{dataset}}/{{model}}/layers.parquet"  # a brought network's weight layers
 METRICS = f"{RESULTS}/{{dataset}}/{{model}}/metrics.parquet"
 SUMMARY = f"{RESULTS}/{{dataset}}/{{model}}/metrics_summary.parquet"

@@ -1,7 +1,8 @@
-# Sweeps, the engine's core: every variant of one (model, operator, layer),
-# drawn on the CPU and predicted on the test split (GPU when present), in one
-# job so that Python and torch start once per sweep; and the metrics of all
-# sweeps of a model. The perturbation and fault studies both read these.
+# Sweeps, the engine's core: every variant of one operator on every layer the
+# config sweeps in a model, drawn on the CPU and predicted on the test split
+# (GPU when present), layer after layer in one job so that Python and torch start
+# once per (model, operator); and the metrics of all sweeps of a model. The
+# perturbation and fault studies both read these.
 
 
 include: "helpers/sweeps.smk"
@@ -51,9 +52,9 @@ rule sweep:
         precision=config["evaluate"]["precision"],
         device=config["device"],
     log:
-        f"{LOGS}/sweep/{{dataset}}/{{model}}/{{perturbation}}/{{layer}}.log",
+        f"{LOGS}/sweep/{{dataset}}/{{model}}/{{perturbation}}.log",
     benchmark:
-        f"{BENCHMARKS}/sweep/{{dataset}}/{{model}}/{{perturbation}}/{{layer}}.tsv"
+        f"{BENCHMARKS}/sweep/{{dataset}}/{{model}}/{{perturbation}}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -62,7 +63,7 @@ rule sweep:
         "../../envs/torch.yaml"
     shell:
         "python -m lesion sweep run --dataset {wildcards.dataset} --weights {input.weights}"
-        " --test {input.test} --layer {wildcards.layer} --perturbation {wildcards.perturbation}"
+        " --test {input.test} --layers {params.sweep[layers]} --perturbation {wildcards.perturbation}"
         " --levels {params.sweep[levels]} --draws {params.sweep[draws]} {params.sweep[bits]}"
         " --seed {params.seed} --variants-out {output.variants} --out {output.predictions}"
         " --other-tests {input.other_tests} --other-outs {output.other_predictions}"
@@ -73,7 +74,7 @@ rule sweep:
 
 
 # On demand only (not part of `all`): the perturbed tensors of every variant of
-# a sweep, for use outside lesion, e.g.
+# one layer's sweep, picked from its operator's table, for use outside lesion, e.g.
 #   snakemake results/digits/cnn/variant_weights/gaussian/fc1
 # The study itself never needs them: predict regenerates each variant from its
 # table row and checks its sha256.
@@ -93,7 +94,8 @@ rule variant_weights:
         "../../envs/torch.yaml"
     shell:
         "python -m lesion sweep variant-weights --dataset {wildcards.dataset}"
-        " --weights {input.weights} --variants {input.table} {params.split} --out {output}"
+        " --weights {input.weights} --variants {input.table} --layer {wildcards.layer}"
+        " {params.split} --out {output}"
         " > {log} 2>&1"
 
 

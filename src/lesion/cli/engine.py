@@ -128,7 +128,7 @@ def _variants(args):
     from lesion.evaluate import set_threads
     set_threads(args.threads)
     options = {"bits": args.bits} if args.bits is not None else {}
-    sweep.write_variants(args.dataset, args.weights, args.layer, args.perturbation,
+    sweep.write_variants(args.dataset, args.weights, args.layers, args.perturbation,
                          levels=args.levels, draws=args.draws, study_seed=args.seed,
                          out=args.out, options=options, split=args.split)
 
@@ -145,7 +145,7 @@ def _run(args):
     from lesion.evaluate import set_threads
     set_threads(args.threads)
     predict.run_sweep(args.dataset, args.weights, [args.test, *args.other_tests],
-                      [args.out, *args.other_outs], args.variants_out, layer=args.layer,
+                      [args.out, *args.other_outs], args.variants_out, layers=args.layers,
                       perturbation=args.perturbation, levels=args.levels, draws=args.draws,
                       study_seed=args.seed,
                       options={"bits": args.bits} if args.bits is not None else {},
@@ -158,7 +158,7 @@ def _variant_weights(args):
     require(args.weights, args.variants)
     from lesion import sweep
     sweep.write_variant_weights(args.dataset, args.weights, args.variants, args.out,
-                                split=args.split)
+                                split=args.split, layer=args.layer)
 
 
 def _predict(args):
@@ -191,8 +191,13 @@ def _metrics(args):
 
 def sweep_options(parser: argparse.ArgumentParser, *,
                   out: str = "variants table to write (.parquet)") -> None:
-    """What defines a sweep: the network, the layer, the operator, its levels and draws."""
-    option(parser, "--dataset", "--weights", "--layer", "--perturbation")
+    """What defines a sweep: the network, its layers, the operator, its levels and draws."""
+    option(parser, "--dataset", "--weights")
+    option(parser, "--layers", type=names,
+           help="weight layers to sweep, comma-separated (e.g. conv2,fc1), or all: every weight "
+                "layer (a network of one's own: every one its graph lists); swept one after "
+                "another in forward order, their variants in one table")
+    option(parser, "--perturbation")
     option(parser, "--out", help=out)
     option(parser, "--levels", type=levels,
            help="comma-separated levels of the operator, e.g. 0.1,0.5,0.9: fractions for the "
@@ -333,15 +338,15 @@ def register(groups) -> None:
                         "(default: %(default)s)")
     s.add_argument("--seed", type=int, required=True)
 
-    step = steps(groups.add_parser("sweep", help="Variants of a layer, their predictions, metrics."))
-    s = step("variants", _variants, "Draw every variant of one sweep; write its table.",
-             torch_threads=True)
+    step = steps(groups.add_parser("sweep", help="Variants of layers, their predictions, metrics."))
+    s = step("variants", _variants, "Draw every variant of one operator on some layers; write "
+             "their table.", torch_threads=True)
     sweep_options(s)
     option(s, "--split", required=False)
 
-    s = step("run", _run, "Draw every variant of one sweep and predict the test split with "
-             "each, in one process: each variant is drawn once for its table row and its "
-             "predictions on every test set.",
+    s = step("run", _run, "Draw every variant of one operator on some layers and predict the "
+             "test split with each, layer after layer in one process: each variant is drawn "
+             "once for its table row and its predictions on every test set.",
              torch_threads=True)
     sweep_options(s, out="predictions table to write (.parquet)")
     option(s, "--test")
@@ -353,19 +358,23 @@ def register(groups) -> None:
                    help="their predictions tables, same order (default: none)")
     evaluation_options(s)
 
-    s = step("variant-weights", _variant_weights, "Write every variant of a variants table as "
-             "safetensors, each checked against its recorded sha256.")
+    s = step("variant-weights", _variant_weights, "Write every variant of a variants table (or "
+             "of one of its layers) as safetensors, each checked against its recorded sha256.")
     option(s, "--dataset", "--weights")
-    option(s, "--variants", help="variants table (as `sweep variants` writes it)")
+    option(s, "--variants", help="variants table (as `sweep variants` or `sweep run` writes it)")
+    s.add_argument("--layer", default=None,
+                   help="write the variants of this layer only, e.g. fc1 (default: every layer "
+                        "of the table)")
     option(s, "--out", metavar="DIR", help="directory to create (an earlier one is replaced)")
     option(s, "--split", required=False)
 
     s = step("predict", _predict, "Predict the test split with the clean model or every "
-             "variant of a sweep.", torch_threads=True)
+             "variant of a variants table, layer after layer.", torch_threads=True)
     option(s, "--dataset", "--weights", "--test")
     option(s, "--out", help="predictions table to write (.parquet)")
-    s.add_argument("--variants", help="variants table (as `sweep variants` writes it) "
-                                      "(default: none, the unperturbed model)")
+    s.add_argument("--variants", help="variants table of one operator, one or more layers (as "
+                                      "`sweep variants` writes it) (default: none, the "
+                                      "unperturbed model)")
     evaluation_options(s, required=False)
 
     s = step("metrics", _metrics, "Metrics of every variant of a model, and their summary; "
@@ -381,7 +390,8 @@ def register(groups) -> None:
     option(s, "--summary-out", help="summary over draws to write (.parquet)")
     option(s, "--summary-csv", help="the same summary as CSV")
     s.add_argument("--variants", nargs="+", default=[],
-                   help="variants tables, one per sweep (default: none)")
+                   help="variants tables, one per sweep step (an operator, one or more layers) "
+                        "(default: none)")
     s.add_argument("--predictions", nargs="+", default=[],
                    help="predictions tables, one per variants table and test set, test set "
                         "after test set, in any order within a test set (default: none)")

@@ -6,10 +6,14 @@ PERTURBATIONS = [p for p in OPERATORS if p in config.get("perturbations", {})]
 
 
 def sweep_params(wildcards):
+    """The sweep step's layers (the config's: `all` is resolved by the step, from the
+    network's graph for a network of one's own), levels, draws and bit positions."""
     sweep = config["perturbations"][wildcards.perturbation]
     bits = sweep.get("bits")  # bit faults: the bit positions they hit (all when left out)
     bits = [bits] if isinstance(bits, str) else bits
+    layers = config["models"][wildcards.model]["layers"]
     return {
+        "layers": layers if layers == "all" else ",".join(layers),
         "levels": ",".join(repr(float(level)) for level in sweep["levels"]),
         "draws": sweep["draws"],
         "bits": "" if bits is None else "--bits " + ",".join(str(b) for b in bits),
@@ -17,12 +21,10 @@ def sweep_params(wildcards):
 
 
 def sweep_paths(pattern, dataset, model):
-    """`pattern` (VARIANTS or PREDICTIONS) for every (perturbation, layer) of a model."""
-    return [
-        pattern.format(dataset=dataset, model=model, perturbation=perturbation, layer=layer)
-        for perturbation in PERTURBATIONS
-        for layer in model_layers(model)
-    ]
+    """`pattern` (VARIANTS or PREDICTIONS) of every sweep step of a model: one per operator,
+    each holding every layer the config sweeps."""
+    return [pattern.format(dataset=dataset, model=model, perturbation=perturbation)
+            for perturbation in PERTURBATIONS]
 
 
 # Adversarial test sets every sweep is evaluated on besides the test split.
