@@ -16,9 +16,10 @@ with a `python` that sends `python -m lesion ...` to the server (this file's `re
 and runs anything else with the real interpreter. The server forks a waiter per job,
 which forks the job and reports its wait status; the client forwards SIGTERM/SIGINT/
 SIGHUP to the job and the job kills itself when its client goes away, so Snakemake's
-kills reach it. Not used by tests that start studies without `test_workflow.snakemake`
-(the resume, SLURM, plugin and canonical-params tests run real processes);
-LESION_TEST_FORK=0 turns it off for every test.
+kills reach it. Used by the studies `test_workflow.snakemake` builds, the resume test's
+runs that are never killed and the lesion step inside each of the SLURM test's jobs; the
+plugin and canonical-params tests and the killed runs of the resume test start real
+processes. LESION_TEST_FORK=0 turns it off for every test.
 """
 
 from __future__ import annotations
