@@ -224,6 +224,27 @@ def _progress(number: int, count: int, layer: str, variants: int, started: float
              number, count, layer, variants, time.monotonic() - started)  # pragma: no mutate
 
 
+def _layer_sweep(model, layer: str, sets, dev: torch.device, *, batch_size: int,
+                 variants_per_pass: int, cache_bytes: float, **drawing):
+    """One layer of run_sweep: (its variants' rows, their results per test set). Each variant
+    is drawn once for its row and its predictions (`drawing`: sweep.variants' arguments
+    but the tensors, the model and the layer)."""
+    base = sweep.base_tensors(model, layer, drawing["perturbation"])
+    rows: list[dict] = []
+
+    def drawn():
+        for row, new in sweep.variants(base, model=model.lesion_name, layer=layer, **drawing):
+            rows.append(row)
+            yield new
+
+    found = _weight_results(
+        model, layer, base, sets, drawn(),
+        lambda: (sweep.regenerate(row, base, check=False) for row in rows), dev,
+        batch_size=batch_size, variants_per_pass=variants_per_pass, cache_bytes=cache_bytes,
+        total=len(drawing["levels"]) * drawing["draws"])
+    return rows, found
+
+
 def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.PathLike],
               outs: list[str | os.PathLike], variants_out: str | os.PathLike, *,
               layers: str | list[str], perturbation: str, levels: list[float], draws: int,
@@ -260,23 +281,10 @@ def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.Pat
     results: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in sets]
     for number, layer in enumerate(swept, 1):
         started = time.monotonic()
-        base = sweep.base_tensors(model, layer, perturbation)
-        mine: list[dict] = []
-
-        def drawn(base=base, layer=layer, mine=mine):
-            for row, new in sweep.variants(base, dataset=dataset, model=model.lesion_name,
-                                           layer=layer, perturbation=perturbation,
-                                           levels=levels, draws=draws, study_seed=study_seed,
-                                           options=options):
-                mine.append(row)
-                yield new
-
-        found = _weight_results(
-            model, layer, base, sets, drawn(),
-            lambda base=base, mine=mine: (sweep.regenerate(row, base, check=False)
-                                          for row in mine), dev,
-            batch_size=batch_size, variants_per_pass=variants_per_pass,
-            cache_bytes=cache_gb * 2**30, total=len(levels) * draws)
+        mine, found = _layer_sweep(
+            model, layer, sets, dev, batch_size=batch_size, variants_per_pass=variants_per_pass,
+            cache_bytes=cache_gb * 2**30, dataset=dataset, perturbation=perturbation,
+            levels=levels, draws=draws, study_seed=study_seed, options=options)
         rows += mine
         for per_set, more in zip(results, found, strict=True):
             per_set += more
