@@ -43,9 +43,10 @@ report: config-exists $(STAMP)
 	@$(BIN)/python -m lesion.tools.run --report $(BIN)/snakemake $(CONFIG_ARGS)
 
 # One pytest-xdist worker per core; a test file stays on one worker, so a module's
-# built study (its fixture) is built once.
+# built study (its fixture) is built once. The files start longest first
+# (tests/conftest.py's LONGEST), so that no worker idles at the end.
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadfile --durations=25
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=25
 
 # Mutation testing (docs/testing.md) of the functions that compute what a study
 # reports: operators, evaluation, predict's rows, metrics, crash masks, bounds,
@@ -53,14 +54,14 @@ test: $(TEST_STAMP)
 # cores, measured 2026-12-03). Each run starts clean: mutmut 3.8's incremental mode re-maps tests to
 # functions from the changed tests only, which leaves mutants without the tests
 # that would kill them. The score per module comes last.
-MUTANTS := 'lesion.perturb.*' 'lesion.evaluate.x_summarise*' 'lesion.evaluate.x__stacked_*' \
+MUTANTS := 'lesion.operators.*' 'lesion.evaluate.x_summarise*' 'lesion.evaluate.x__stacked_*' \
 	'lesion.metrics.x__top*' 'lesion.metrics.x_variant_metrics*' 'lesion.metrics.x_clean_top1*' \
 	'lesion.metrics.x_study_metrics*' 'lesion.metrics.x_summarise*' \
 	'lesion.predict.x__table*' 'lesion.predict.x__crash_results*' 'lesion.predict.x__weight_results*' \
 	'lesion.activations.x_keep_mask*' 'lesion.activations.x_crashed_logits*' 'lesion.activations.x_neurons_of*' \
 	'lesion.activations.x_forward_with_sites*' \
-	'lesion.sweep.x__difference*' 'lesion.sweep.x__norms*' 'lesion.sweep.x__windows*' 'lesion.sweep.x__fill*' \
-	'lesion.sweep.x_regenerate*' 'lesion.sweep.x_variants*' 'lesion.sweep.x_variant_table*' \
+	'lesion.sweeps.x__difference*' 'lesion.sweeps.x__norms*' 'lesion.sweeps.x__windows*' 'lesion.sweeps.x__fill*' \
+	'lesion.sweeps.x_regenerate*' 'lesion.sweeps.x_variants*' 'lesion.sweeps.x_one_variant*' 'lesion.sweeps.x_variant_table*' \
 	'lesion.studies.faults.bounds.x__per_input_terms*' 'lesion.studies.faults.bounds.x_bounds_per_input*' \
 	'lesion.studies.faults.bounds.x_aggregate*' 'lesion.studies.faults.bounds.x_monte_carlo*' \
 	'lesion.studies.faults.bounds.x_b3_*' 'lesion.studies.faults.bounds.x__dense_chain*' \

@@ -420,7 +420,7 @@ def made(tmp_path_factory) -> dict[str, str]:
     import pyarrow.parquet as pq
     import torch
 
-    from lesion import data, files, kinds, metrics, predict, sweep, tensorfiles, train
+    from lesion import data, files, kinds, metrics, predict, sweeps, tensorfiles, train
     from lesion.studies.faults import bounds
 
     d = tmp_path_factory.mktemp("inputs")
@@ -434,7 +434,7 @@ def made(tmp_path_factory) -> dict[str, str]:
                 p["weights.safetensors"], p["curve.parquet"],
                 train.Settings(epochs=1, batch_size=64, learning_rate=1e-3, weight_decay=0.0,
                                seed=0))
-    sweep.write_variants("digits", p["weights.safetensors"], "fc1", "gaussian", levels=[0.1, 0.5],
+    sweeps.write_variants("digits", p["weights.safetensors"], "fc1", "gaussian", levels=[0.1, 0.5],
                          draws=2, study_seed=0, out=p["variants.parquet"])
 
     weights = Path(p["weights.safetensors"]).read_bytes()
@@ -470,7 +470,7 @@ def made(tmp_path_factory) -> dict[str, str]:
     # a second sweep (fc2), both sweeps' predictions, the metrics, and a fault study
     for layer in ("fc1", "fc2"):
         p[f"v-{layer}"], p[f"p-{layer}"] = str(d / f"v-{layer}.parquet"), str(d / f"p-{layer}.parquet")
-        sweep.write_variants("digits", p["weights.safetensors"], layer, "gaussian", levels=[0.5],
+        sweeps.write_variants("digits", p["weights.safetensors"], layer, "gaussian", levels=[0.5],
                              draws=2, study_seed=0, out=p[f"v-{layer}"])
         predict.predict_sweep("digits", p["weights.safetensors"], p["test.safetensors"],
                               p[f"v-{layer}"], p[f"p-{layer}"], device="cpu", batch_size=512,

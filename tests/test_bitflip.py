@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lesion import evaluate, metrics, perturb, sweep
+from lesion import evaluate, metrics, operators, sweeps
 from lesion.predict import _table
 
 SEEDS = st.integers(min_value=0, max_value=2**63 - 1)
@@ -38,25 +38,25 @@ def positions(pattern: torch.Tensor) -> set[int]:
 
 def test_bit_fields_of_float32_are_sign_exponent_mantissa():
     for name, bits in FIELDS_F32.items():
-        assert perturb.bit_positions(name, torch.float32) == bits
-    assert perturb.bit_positions("all", torch.float32) == list(range(32))
-    assert perturb.bit_positions(["sign", 3, 3], torch.float32) == [3, 31]
-    assert perturb.bit_positions("exponent", torch.float16) == list(range(10, 15))
-    assert perturb.bit_positions("exponent", torch.float64) == list(range(52, 63))
+        assert operators.bit_positions(name, torch.float32) == bits
+    assert operators.bit_positions("all", torch.float32) == list(range(32))
+    assert operators.bit_positions(["sign", 3, 3], torch.float32) == [3, 31]
+    assert operators.bit_positions("exponent", torch.float16) == list(range(10, 15))
+    assert operators.bit_positions("exponent", torch.float64) == list(range(52, 63))
 
 
 @pytest.mark.parametrize("bits", ["nibble", 32, [-1], [True]])
 def test_an_unknown_bit_is_refused_with_what_is_allowed(bits):
     with pytest.raises(ValueError, match=r"bits = .* expected one of \['all', 'sign'"):
-        perturb.apply("bitflip", layer(), 0.1, seed=0, bits=bits)
+        operators.apply("bitflip", layer(), 0.1, seed=0, bits=bits)
 
 
 @settings(max_examples=40, deadline=None)
 @given(bits=BIT_SETS, level=st.floats(min_value=0.0, max_value=1.0), seed=SEEDS)
 def test_bitflip_touches_exactly_the_requested_bit_positions(bits, level, seed):
     base = layer()
-    out = perturb.apply("bitflip", base, level, seed, bits=bits)
-    allowed = set(perturb.bit_positions(bits, torch.float32))
+    out = operators.apply("bitflip", base, level, seed, bits=bits)
+    allowed = set(operators.bit_positions(bits, torch.float32))
     for name in ("weight", "bias"):  # biases too
         assert positions(changed_bits(base[name], out[name])) <= allowed
     if level == 1.0:  # every selected bit of every entry flips
@@ -70,8 +70,8 @@ def test_bitflip_touches_exactly_the_requested_bit_positions(bits, level, seed):
        kind=st.sampled_from(["stuck_at_zero", "stuck_at_one"]))
 def test_stuck_at_bits_only_clear_or_only_set_the_requested_bits(bits, level, seed, kind):
     base = layer()
-    out = perturb.apply(kind, base, level, seed, bits=bits)
-    allowed = set(perturb.bit_positions(bits, torch.float32))
+    out = operators.apply(kind, base, level, seed, bits=bits)
+    allowed = set(operators.bit_positions(bits, torch.float32))
     for name in base:
         old, new = base[name].view(torch.int32), out[name].view(torch.int32)
         diff = old ^ new
@@ -86,9 +86,9 @@ def test_stuck_at_bits_only_clear_or_only_set_the_requested_bits(bits, level, se
 def test_bit_faults_are_reproducible_from_the_seed_and_differ_across_seeds():
     base = layer()
     for kind in ("bitflip", "stuck_at_zero", "stuck_at_one"):
-        a = perturb.apply(kind, base, 0.05, seed=11, bits="mantissa")
-        b = perturb.apply(kind, base, 0.05, seed=11, bits="mantissa")
-        c = perturb.apply(kind, base, 0.05, seed=12, bits="mantissa")
+        a = operators.apply(kind, base, 0.05, seed=11, bits="mantissa")
+        b = operators.apply(kind, base, 0.05, seed=11, bits="mantissa")
+        c = operators.apply(kind, base, 0.05, seed=12, bits="mantissa")
         assert all(torch.equal(a[k].view(torch.int32), b[k].view(torch.int32)) for k in base)
         assert not torch.equal(a["weight"], c["weight"])
         assert not base["weight"].data_ptr() == a["weight"].data_ptr()  # a new tensor
@@ -97,7 +97,7 @@ def test_bit_faults_are_reproducible_from_the_seed_and_differ_across_seeds():
 def test_bitflip_rate_is_the_per_bit_probability():
     base = layer(shape=(300, 200))
     level, bits = 0.02, FIELDS_F32["mantissa"]
-    out = perturb.apply("bitflip", base, level, seed=3, bits="mantissa")
+    out = operators.apply("bitflip", base, level, seed=3, bits="mantissa")
     diff = changed_bits(base["weight"], out["weight"])
     flips = sum(int(((diff >> b) & 1).sum()) for b in bits)
     trials = base["weight"].numel() * len(bits)
@@ -107,7 +107,7 @@ def test_bitflip_rate_is_the_per_bit_probability():
 def test_bit_fault_options_go_into_the_variants_table_and_regenerate(mlp):
     base = {k: p.detach() for k, p in mlp[3].named_parameters()}  # fc2
     levels = [0.001, 0.002, 0.01]  # finer than the seed study's two decimals
-    table, variants = sweep.variant_table(
+    table, variants = sweeps.variant_table(
         base, dataset="digits", model="mlp", layer="fc2", perturbation="bitflip", levels=levels,
         draws=2, study_seed=0, options={"bits": ["sign", "exponent"]})
     rows = table.to_pylist()
@@ -115,13 +115,13 @@ def test_bit_fault_options_go_into_the_variants_table_and_regenerate(mlp):
     assert rows[0]["variant"] == "mlp-fc2-bitflip0.001-num0"
     assert {json.loads(r["options"])["bits"] == ["sign", "exponent"] for r in rows} == {True}
     for row, new in zip(rows, variants, strict=True):
-        again = sweep.regenerate(row, base)
+        again = sweeps.regenerate(row, base)
         assert all(torch.equal(again[k].view(torch.int32), new[k].view(torch.int32)) for k in new)
 
 
 def test_options_of_another_operator_are_refused():
     with pytest.raises(ValueError, match="option 'bits' does not apply to gaussian; expected no options"):
-        perturb.apply("gaussian", layer(), 0.1, seed=0, bits="sign")
+        operators.apply("gaussian", layer(), 0.1, seed=0, bits="sign")
 
 
 def test_nonfinite_outputs_are_counted_not_crashed_on():
@@ -145,11 +145,11 @@ def test_nonfinite_outputs_are_counted_not_crashed_on():
 def test_masks_are_the_hits_of_the_uniform_stream_in_order(monkeypatch, dtype, bits):
     """Entry i's mask has bit positions[j] set where uniform (i, j) of the generator's stream
     (drawn [chunk, bits] at a time) is below the level: rebuilt with Python integers."""
-    monkeypatch.setattr(perturb, "_CHUNK", 7)  # several chunks, the last one short
+    monkeypatch.setattr(operators, "_CHUNK", 7)  # several chunks, the last one short
     t = torch.zeros(20, dtype=dtype)
-    positions = perturb.bit_positions(bits, dtype)
+    positions = operators.bit_positions(bits, dtype)
     width = torch.finfo(dtype).bits
-    got = perturb._bit_masks(t, 0.4, positions, torch.Generator().manual_seed(5))
+    got = operators._bit_masks(t, 0.4, positions, torch.Generator().manual_seed(5))
     stream = torch.Generator().manual_seed(5)
     uniforms = torch.cat([torch.rand((min(7, 20 - s), len(positions)), generator=stream)
                           for s in range(0, 20, 7)])

@@ -93,10 +93,10 @@ def test_no_source_file_writes_a_tuple_of_catalog_names_outside_the_catalog():
 
 
 def test_every_operator_is_a_function_of_perturb_and_every_attack_has_options_in_the_schema():
-    from lesion import perturb
+    from lesion import operators
 
-    assert set(perturb.OPERATORS) == set(catalog.OPERATORS)
-    for name, function in perturb.OPERATORS.items():
+    assert set(operators.OPERATORS) == set(catalog.OPERATORS)
+    for name, function in operators.OPERATORS.items():
         assert function.__name__ == name
     schema = load_schema(SCHEMA_FILE)
     sweeps = schema["properties"]["perturbations"]["properties"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lesion import evaluate, models, perturb, sweep
+from lesion import evaluate, models, operators, sweeps
 from lesion.catalog import ACTIVATION_OPERATORS
 
 CPU = torch.device("cpu")
@@ -41,8 +41,8 @@ def test_prefix_cached_sweep_equals_full_network(request, digits, model_fixture,
     x, y = digits[0].double(), digits[1]
     for layer in models.layers(model):
         base = models.layer_tensors(model, layer)
-        variants = [perturb.apply(op, base, 0.5, seed) for seed, op in
-                    enumerate(sorted(perturb.OPERATORS))]
+        variants = [operators.apply(op, base, 0.5, seed) for seed, op in
+                    enumerate(sorted(operators.OPERATORS))]
         prefix, suffix, _ = models.split(model, layer)
         activations = evaluate.run_batched(prefix, x, 64, CPU)
         names = models.parameter_names(suffix, model, layer, list(base))
@@ -80,8 +80,8 @@ def test_prefix_excludes_the_perturbed_layer_in_a_residual_network(scheme):
         target = models.layer(model, layer)
         assert not any(m is target for m in prefix.modules())
         for operator in ("gaussian", "node_knockout"):  # node knockout: with the BatchNorm
-            base = sweep.base_tensors(model, layer, operator)
-            variants = [perturb.apply(operator, base, 0.8, seed) for seed in range(3)]
+            base = sweeps.base_tensors(model, layer, operator)
+            variants = [operators.apply(operator, base, 0.8, seed) for seed in range(3)]
             activations = evaluate.run_batched(prefix, x, 4, CPU)
             names = models.parameter_names(suffix, model, layer, list(base))
             got = list(evaluate.sweep_suffix(suffix, names, variants, activations, y,
@@ -163,7 +163,7 @@ def test_a_residual_blocks_conv_runs_as_a_wide_conv_not_vmap(operator):
                             ("conv7", evaluate._stacked_packed), ("conv8", evaluate._stacked_packed),
                             ("fc1", evaluate._stacked_linear)):
         _, suffix, _ = models.split(model, layer)
-        base = sweep.base_tensors(model, layer, operator)
+        base = sweeps.base_tensors(model, layer, operator)
         names = models.parameter_names(suffix, model, layer, list(base))
         head = suffix[:evaluate._head_length(names)]
         runner = evaluate._head_runner(head, "stacked", set(names.values()))
@@ -201,11 +201,11 @@ def test_a_brought_network_sweeps_like_the_whole_network(which, scheme):
     with torch.no_grad():
         y = torch.arange(7) % model(x[:1]).shape[1]
     for layer in models.layers(model):
-        for operator in sorted(perturb.OPERATORS):
+        for operator in sorted(operators.OPERATORS):
             if operator in ACTIVATION_OPERATORS:
                 continue
-            base = sweep.base_tensors(model, layer, operator)
-            variants = [perturb.apply(operator, base, 0.5, seed) for seed in range(3)]
+            base = sweeps.base_tensors(model, layer, operator)
+            variants = [operators.apply(operator, base, 0.5, seed) for seed in range(3)]
             prefix, suffix, _ = models.split(model, layer)
             activations = evaluate.run_batched(prefix, x, 4, CPU)
             names = models.parameter_names(suffix, model, layer, list(base))
@@ -223,9 +223,9 @@ def test_node_knockout_silences_a_unit_after_its_norm_found_in_the_graph():
     from test_graph import SkipAndBranches, randomised
 
     model = models.adopt(randomised(SkipAndBranches()), input_shape=(4, 8, 8))
-    base = sweep.base_tensors(model, "conv_a", "node_knockout")
+    base = sweeps.base_tensors(model, "conv_a", "node_knockout")
     assert set(base) == {"weight", "bias", "norm.weight", "norm.bias"}
-    variant = perturb.apply("node_knockout", base, 0.5, seed=1)
+    variant = operators.apply("node_knockout", base, 0.5, seed=1)
     knocked = (variant["weight"].flatten(1) == 0).all(1)
     assert knocked.sum() == 2
     clone = copy.deepcopy(model)

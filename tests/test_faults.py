@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import tolerance
-from lesion import activations, data, models, perturb, tensorfiles, train
+from lesion import activations, data, models, operators, tensorfiles, train
 from lesion.studies.faults import bounds as faults
 from lesion.tools import bench
 
@@ -57,7 +57,7 @@ def test_crash_masks_have_the_requested_rate_and_differ_across_inputs_and_repeti
 
 
 def test_crash_masks_depend_on_the_seed_only_not_on_how_repetitions_are_batched():
-    seeds = [perturb.variant_seed(0, "mlp", "fc1", "crash", 0.2, r) for r in range(5)]
+    seeds = [operators.variant_seed(0, "mlp", "fc1", "crash", 0.2, r) for r in range(5)]
     assert torch.equal(masks(0.2, seeds, per_pass=1), masks(0.2, seeds, per_pass=5))
     assert torch.equal(masks(0.2, seeds[2:3]), masks(0.2, seeds)[2:3])
 
@@ -118,7 +118,7 @@ def test_batched_repetitions_equal_a_whole_network_loop(trained):
     model, images, _ = trained
     model, x = copy.deepcopy(model).double(), images[:100].double()
     for layer in ("fc1", "fc2"):
-        reps = [(p, perturb.variant_seed(0, "mlp", layer, "crash", p, r)) for p in (0.1, 0.5)
+        reps = [(p, operators.variant_seed(0, "mlp", layer, "crash", p, r)) for p in (0.1, 0.5)
                 for r in range(3)]
         loop = bench._crash_loop(model, layer, reps, x, 512, CPU)
         batched = bench._crash_prefix(model, layer, reps, x, 512, CPU, 6)
@@ -131,7 +131,7 @@ def monte_carlo(model, layer, images, p, repetitions, seed=0):
     with torch.no_grad():
         x = prefix(images)
         y = suffix(x)
-    reps = [(p, perturb.variant_seed(seed, "mlp", layer, "crash", p, r)) for r in range(repetitions)]
+    reps = [(p, operators.variant_seed(seed, "mlp", layer, "crash", p, r)) for r in range(repetitions)]
     crashed = torch.stack(list(activations.crashed_logits(suffix, x, reps, batch_size=512,
                                                      reps_per_pass=250)))
     return crashed - y, x, y, suffix

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 import tolerance
-from lesion import catalog, data, models, perturb, predict, sweep, train
+from lesion import catalog, data, models, operators, predict, sweeps, train
 from lesion.config import ConfigError, check, load_schema
 from lesion.studies.filtering import retrain, scores, settings
 from test_workflow import tiny_config
@@ -46,7 +46,7 @@ def reference(name: str, w: np.ndarray, level: float) -> np.ndarray:
 @pytest.mark.parametrize("level", [0.0, 1 / 24, 0.3, 0.5, 23 / 24, 1.0])
 def test_each_filter_zeroes_exactly_the_entries_its_definition_names(name, level):
     w = weights()
-    out = perturb.apply(name, {"weight": w}, level, seed=0)["weight"]
+    out = operators.apply(name, {"weight": w}, level, seed=0)["weight"]
     removed = reference(name, w.double().numpy(), level)
     assert removed.any() or name == "pulse"
     assert torch.equal(out == 0, torch.from_numpy(removed))
@@ -56,10 +56,10 @@ def test_each_filter_zeroes_exactly_the_entries_its_definition_names(name, level
 def test_highpass_and_lowpass_at_the_ends_of_the_range():
     w = weights()
     flat = w.reshape(-1)
-    assert int((perturb.apply("highpass", {"w": w}, 0.0, 0)["w"] == 0).sum()) == 1  # the min
-    assert bool((perturb.apply("highpass", {"w": w}, 1.0, 0)["w"] == 0).all())
-    assert bool((perturb.apply("lowpass", {"w": w}, 0.0, 0)["w"] == 0).all())
-    low = perturb.apply("lowpass", {"w": w}, 1.0, 0)["w"].reshape(-1)
+    assert int((operators.apply("highpass", {"w": w}, 0.0, 0)["w"] == 0).sum()) == 1  # the min
+    assert bool((operators.apply("highpass", {"w": w}, 1.0, 0)["w"] == 0).all())
+    assert bool((operators.apply("lowpass", {"w": w}, 0.0, 0)["w"] == 0).all())
+    low = operators.apply("lowpass", {"w": w}, 1.0, 0)["w"].reshape(-1)
     assert torch.equal((low == 0).nonzero().reshape(-1), flat.argmax().reshape(1))
 
 
@@ -71,7 +71,7 @@ def test_the_pulse_band_is_each_tensors_own_and_removes_weights_inside_it():
     # tensor's own range: at its middle it removes the weights around it.
     w = weights() * 0.05  # a range far inside [-1, 1]
     lo, hi = float(w.min()), float(w.max())
-    mid = perturb.apply("pulse", {"weight": w}, 0.5, 0)["weight"]
+    mid = operators.apply("pulse", {"weight": w}, 0.5, 0)["weight"]
     centre, half = (lo + hi) / 2, (hi - lo) / 50
     expected = (w.double() >= centre - half) & (w.double() < centre + half)
     assert int(expected.sum()) > 0
@@ -83,7 +83,7 @@ def test_pulse_bands_of_the_grid_are_narrow_and_disjoint():
     w = weights((40, 30))
     hits = torch.zeros(w.shape, dtype=torch.int64)
     for level in scores.ALPHA_GRID:
-        out = perturb.apply("pulse", {"weight": w}, level, 0)["weight"]
+        out = operators.apply("pulse", {"weight": w}, level, 0)["weight"]
         assert int((out == 0).sum()) < w.numel() // 4
         hits += (out == 0).to(torch.int64)
     assert int(hits.max()) == 1 and int(hits.sum()) > w.numel() // 2
@@ -93,8 +93,8 @@ def test_pulse_bands_of_the_grid_are_narrow_and_disjoint():
 def test_filters_are_deterministic_and_leave_their_input_alone(name):
     w = weights()
     before = w.clone()
-    a = perturb.apply(name, {"weight": w}, 0.4, seed=1)
-    b = perturb.apply(name, {"weight": w}, 0.4, seed=2)
+    a = operators.apply(name, {"weight": w}, 0.4, seed=1)
+    b = operators.apply(name, {"weight": w}, 0.4, seed=2)
     assert torch.equal(a["weight"], b["weight"]) and torch.equal(w, before)
 
 
@@ -104,9 +104,9 @@ def test_filters_are_given_conv_and_linear_weights_only_never_biases_or_batchnor
     model = models.build(model_name, num_classes=10, input_shape=shape)
     named = models.layers(model)
     for layer, module in named.items():
-        base = sweep.base_tensors(model, layer, "highpass")
+        base = sweeps.base_tensors(model, layer, "highpass")
         assert list(base) == ["weight"] and base["weight"].data_ptr() == module.weight.data_ptr()
-    everything = sweep.base_tensors(model, catalog.ALL_LAYERS, "lowpass")
+    everything = sweeps.base_tensors(model, catalog.ALL_LAYERS, "lowpass")
     assert list(everything) == [f"{n}.weight" for n in named]
     for key, t in everything.items():
         assert t.data_ptr() == named[key.split(".")[0]].weight.data_ptr()
@@ -126,15 +126,15 @@ def test_the_alpha_grid_has_25_points_from_min_to_max():
     w = weights()
     lo, hi = float(w.min()), float(w.max())
     for level, alpha in zip(scores.ALPHA_GRID, np.linspace(lo, hi, 25), strict=True):
-        out = perturb.apply("highpass", {"weight": w}, level, 0)["weight"]
+        out = operators.apply("highpass", {"weight": w}, level, 0)["weight"]
         assert torch.equal(out == 0, w.double() <= alpha)
 
 
 def _rows(model, layer):
-    base = sweep.base_tensors(model, layer, "highpass")
+    base = sweeps.base_tensors(model, layer, "highpass")
     rows = []
     for name in catalog.FILTERS:
-        table, _ = sweep.variant_table(base, dataset="digits", model=model.lesion_name,
+        table, _ = sweeps.variant_table(base, dataset="digits", model=model.lesion_name,
                                        layer=layer, perturbation=name, levels=[0.3, 0.6],
                                        draws=1, study_seed=0)
         rows += table.to_pylist()

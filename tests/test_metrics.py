@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from lesion import files, kinds, metrics, sweep
+from lesion import files, kinds, metrics, sweeps
 from lesion.predict import _table
 
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -30,7 +30,7 @@ def variants_table(levels_draws, layer="fc1"):
              "perturbation": "gaussian", "layer": layer, "level": lv, "draw": d, "seed": 1,
              "sha256": "x", "weights": 10, "changed": 10, "rel_l1": 0.1, "rel_l2": 0.1}
             for lv, d in levels_draws]
-    return pa.Table.from_pylist(rows, schema=sweep.VARIANT_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=sweeps.VARIANT_SCHEMA)
 
 
 def test_values_of_every_metric():

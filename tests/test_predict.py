@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lesion import data, evaluate, files, kinds, models, perturb, predict, sweep, tensorfiles
+from lesion import data, evaluate, files, kinds, models, operators, predict, sweeps, tensorfiles
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def study(tmp_path_factory, cnn):
                       root / "test.safetensors", test_fraction=0.25, seed=0)
     models.save_weights(cnn, root / "weights.safetensors")
     for perturbation in ("gaussian", "node_knockout"):
-        sweep.write_variants("digits", str(root / "weights.safetensors"), "conv2", perturbation,
+        sweeps.write_variants("digits", str(root / "weights.safetensors"), "conv2", perturbation,
                              levels=[0.3, 0.8], draws=3, study_seed=0,
                              out=str(root / f"{perturbation}.parquet"))
     return root
@@ -80,7 +80,7 @@ def _counting(monkeypatch, module, name):
 
 def test_a_chunked_predict_hashes_each_variant_once(study, monkeypatch):
     hashes = _counting(monkeypatch, tensorfiles, "tensors_sha256")
-    draws = _counting(monkeypatch, perturb, "apply")
+    draws = _counting(monkeypatch, operators, "apply")
     predict.predict_sweep("digits", study / "weights.safetensors", study / "test.safetensors",
                           study / "gaussian.parquet", study / "hashes.parquet", device="cpu",
                           batch_size=32, variants_per_pass=4, cache_gb=CHUNKED,
@@ -98,7 +98,7 @@ def test_the_sweep_step_draws_once_what_the_two_steps_write(study, monkeypatch, 
     an operator on two layers (the predict step reads a table of both)."""
     weights, tests = study / "weights.safetensors", [study / "test.safetensors",
                                                     study / "train.safetensors"]
-    sweep.write_variants("digits", str(weights), ["conv2", "fc1"], perturbation,
+    sweeps.write_variants("digits", str(weights), ["conv2", "fc1"], perturbation,
                          levels=[0.3, 0.8], draws=3, study_seed=0,
                          out=str(tmp_path / "variants.parquet"))
     expected = []
@@ -107,7 +107,7 @@ def test_the_sweep_step_draws_once_what_the_two_steps_write(study, monkeypatch, 
                               tmp_path / f"expected{i}.parquet", device="cpu", batch_size=32,
                               variants_per_pass=4, cache_gb=cache_gb, precision="ieee")
         expected.append(pq.read_table(tmp_path / f"expected{i}.parquet"))
-    draws = _counting(monkeypatch, perturb, "apply")
+    draws = _counting(monkeypatch, operators, "apply")
     hashes = _counting(monkeypatch, tensorfiles, "tensors_sha256")
     outs = [tmp_path / "got0.parquet", tmp_path / "got1.parquet"]
     predict.run_sweep("digits", weights, tests, outs, tmp_path / "got.parquet",
@@ -173,7 +173,7 @@ def test_the_predict_step_keeps_the_rows_order_of_a_table_whose_layers_interleav
     """A variants table written elsewhere may hold its layers' rows in any order: each
     layer is predicted once and the predictions follow the table's rows."""
     weights, test = study / "weights.safetensors", study / "test.safetensors"
-    sweep.write_variants("digits", str(weights), ["conv2", "fc1"], "gaussian", levels=[0.3],
+    sweeps.write_variants("digits", str(weights), ["conv2", "fc1"], "gaussian", levels=[0.3],
                          draws=2, study_seed=0, out=str(tmp_path / "v.parquet"))
     table = pq.read_table(tmp_path / "v.parquet")
     order = [2, 0, 3, 1]  # fc1, conv2, fc1, conv2

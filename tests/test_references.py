@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import tolerance
-from lesion import activations, data, evaluate, metrics, models, perturb, predict, sweep, train
+from lesion import activations, data, evaluate, metrics, models, operators, predict, sweeps, train
 from lesion.predict import _table
 from lesion.studies.faults import bounds
 
@@ -105,7 +105,7 @@ COUNTS = {(0.3, 60): 18, (0.3, 12): 4, (0.55, 60): 33, (0.55, 12): 7}
 @pytest.mark.parametrize("level", [0.3, 0.55])
 def test_synapse_knockout_zeroes_the_generators_positions_bias_first(level):
     base = layer()
-    out = perturb.apply("synapse_knockout", base, level, seed=5)
+    out = operators.apply("synapse_knockout", base, level, seed=5)
     g = fresh(5)
     for name in ("bias", "weight"):  # sorted names: one stream, bias drawn first
         ref = base[name].numpy().ravel().copy()
@@ -118,7 +118,7 @@ def test_synapse_knockout_zeroes_the_generators_positions_bias_first(level):
 @pytest.mark.parametrize("level", [0.3, 0.55])
 def test_node_knockout_zeroes_the_generators_units(level):
     base = layer()
-    out = perturb.apply("node_knockout", base, level, seed=8)
+    out = operators.apply("node_knockout", base, level, seed=8)
     units = torch.randperm(12, generator=fresh(8))[:COUNTS[(level, 12)]].numpy()
     weight, bias = base["weight"].numpy().copy(), base["bias"].numpy().copy()
     weight[units], bias[units] = 0, 0
@@ -134,7 +134,7 @@ def test_node_knockout_zeroes_the_generators_units(level):
 ])
 def test_a_level_selects_its_share_rounded_half_up(operator, shape, level, expected):
     """Counts worked out by hand from the level as written (docs/studies.md)."""
-    out = perturb.apply(operator, layer(shape), level, seed=1)
+    out = operators.apply(operator, layer(shape), level, seed=1)
     zeroed = (out["weight"] == 0).all(1).sum() if operator == "node_knockout" else (
         out["weight"] == 0).sum()
     assert int(zeroed) == expected
@@ -143,7 +143,7 @@ def test_a_level_selects_its_share_rounded_half_up(operator, shape, level, expec
 def test_gaussian_scales_each_tensors_noise_by_its_own_std():
     base = layer()
     level = 0.7
-    out = perturb.apply("gaussian", base, level, seed=3)
+    out = operators.apply("gaussian", base, level, seed=3)
     g = fresh(3)
     for name in ("bias", "weight"):
         t = base[name].numpy().astype(np.float64)
@@ -162,7 +162,7 @@ def test_gaussian_draws_a_float64_layers_noise_in_float64():
     """A float64 network's noise is drawn in float64 (not float32 and widened), so
     its variants carry the precision of its weights."""
     base = {name: t.double() for name, t in layer().items()}
-    out = perturb.apply("gaussian", base, 0.7, seed=3)
+    out = operators.apply("gaussian", base, 0.7, seed=3)
     g = fresh(3)
     for name in ("bias", "weight"):
         t = base[name].numpy()
@@ -174,7 +174,7 @@ def test_gaussian_draws_a_float64_layers_noise_in_float64():
 @pytest.mark.parametrize("level", [0.3, 0.55])
 def test_redraw_copies_values_from_the_generators_sources_to_its_targets(level):
     base = layer()
-    out = perturb.apply("redraw", base, level, seed=13)
+    out = operators.apply("redraw", base, level, seed=13)
     g = fresh(13)
     for name in ("bias", "weight"):
         old = base[name].numpy().ravel()
@@ -208,7 +208,7 @@ def test_bit_faults_hit_the_generators_bits_with_one_stream_for_weight_and_bias(
                                                                                 bits):
     base = layer()
     positions = {"all": list(range(32)), "exponent": list(range(23, 31))}.get(str(bits), bits)
-    out = perturb.apply(operator, base, 0.3, seed=21, bits=bits)
+    out = operators.apply(operator, base, 0.3, seed=21, bits=bits)
     g = fresh(21)
     for name in ("bias", "weight"):
         ref = bit_reference(base[name], 0.3, positions, g, kind)
@@ -219,7 +219,7 @@ def test_bit_faults_hit_the_generators_bits_with_one_stream_for_weight_and_bias(
 def test_weight_and_bias_draws_are_independent(operator):
     """Equal weight and bias get different hits: the stream goes on, it is not restarted."""
     values = torch.arange(1, 41, dtype=torch.float32)
-    out = perturb.apply(operator, {"weight": values, "bias": values.clone()}, 0.5, seed=2)
+    out = operators.apply(operator, {"weight": values, "bias": values.clone()}, 0.5, seed=2)
     assert not torch.equal(out["weight"], out["bias"])
 
 
@@ -311,7 +311,7 @@ def test_each_predicted_row_is_its_own_variant_run_through_the_whole_network(
     weights = split / "cnn.safetensors"
     models.save_weights(cnn, weights)
     variants = split / f"{perturbation}.parquet"
-    sweep.write_variants("digits", str(weights), layer_name, perturbation, levels=[0.3, 0.9],
+    sweeps.write_variants("digits", str(weights), layer_name, perturbation, levels=[0.3, 0.9],
                          draws=2, study_seed=0, out=str(variants))
     out = split / f"{perturbation}-predictions.parquet"
     predict.predict_sweep("digits", weights, split / "test.safetensors", variants, out,
@@ -322,7 +322,7 @@ def test_each_predicted_row_is_its_own_variant_run_through_the_whole_network(
     base = models.layer_tensors(cnn, layer_name)
     seen = []
     for row in pq.read_table(variants).to_pylist():
-        tensors = perturb.apply(row["perturbation"], base, row["level"], row["seed"])
+        tensors = operators.apply(row["perturbation"], base, row["level"], row["seed"])
         ref_top, ref_loss, network = full_network_rows(cnn, layer_name, tensors, images, labels)
         top, loss = rows_of(table, row["variant"])
         assert_rows_match(top, loss, ref_top, ref_loss, network, images, row["variant"])
@@ -337,7 +337,7 @@ def test_each_crash_row_is_the_network_with_its_own_seeds_masks(split, mlp):
     weights = split / "mlp.safetensors"
     models.save_weights(mlp, weights)
     variants = split / "crash.parquet"
-    sweep.write_variants("digits", str(weights), "fc1", "crash", levels=[0.2, 0.6], draws=2,
+    sweeps.write_variants("digits", str(weights), "fc1", "crash", levels=[0.2, 0.6], draws=2,
                          study_seed=0, out=str(variants))
     out = split / "crash-predictions.parquet"
     batch = 64
@@ -374,8 +374,8 @@ def test_a_crash_row_of_a_layer_inside_a_residual_block_crashes_its_neurons_only
     resnet = resnet18_bn
     images = torch.randn(6, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     labels = torch.arange(6) % 10
-    base = sweep.base_tensors(resnet, "conv3", "crash")
-    table, _ = sweep.variant_table(base, dataset="digits", model="resnet18", layer="conv3",
+    base = sweeps.base_tensors(resnet, "conv3", "crash")
+    table, _ = sweeps.variant_table(base, dataset="digits", model="resnet18", layer="conv3",
                                    perturbation="crash", levels=[0.3, 0.6], draws=1, study_seed=0)
     rows = table.to_pylist()
     got = list(predict._crash_results(resnet, "conv3", base, rows, images, labels,
@@ -468,7 +468,7 @@ def test_train_and_test_splits_are_disjoint_complete_and_stratified(split):
 
 def test_a_variants_row_records_what_changed_counted_by_numpy():
     base = layer()
-    table, variants = sweep.variant_table(base, dataset="digits", model="cnn", layer="fc1",
+    table, variants = sweeps.variant_table(base, dataset="digits", model="cnn", layer="fc1",
                                           perturbation="synapse_knockout", levels=[0.3],
                                           draws=1, study_seed=0)
     row = table.to_pylist()[0]
@@ -485,9 +485,9 @@ def test_a_variants_row_records_what_changed_counted_by_numpy():
 @pytest.mark.parametrize("operator", ["gaussian", "redraw"])
 def test_a_variants_row_of_a_layer_of_many_windows_against_numpy(monkeypatch, operator):
     """Windows of 7 entries: pieces straddle the bias/weight boundary, the last is short."""
-    monkeypatch.setattr(sweep, "_WINDOW", 7)
+    monkeypatch.setattr(sweeps, "_WINDOW", 7)
     base = layer()
-    table, variants = sweep.variant_table(base, dataset="digits", model="cnn", layer="fc1",
+    table, variants = sweeps.variant_table(base, dataset="digits", model="cnn", layer="fc1",
                                           perturbation=operator, levels=[0.55], draws=2,
                                           study_seed=3)
     old = np.concatenate([base[k].numpy().ravel() for k in ("bias", "weight")]).astype(np.float64)
@@ -627,12 +627,12 @@ def test_sites_without_training_apply_no_dropout(mlp, digits):
 # --- bit faults on large tensors, and what a bad bit request says --------------------
 
 def test_bit_faults_on_a_tensor_of_several_chunks_match_the_reference():
-    n = 2 * perturb._CHUNK + 7
+    n = 2 * operators._CHUNK + 7
     base = {"weight": torch.linspace(-1, 1, n)}
-    out = perturb.apply("bitflip", base, 0.01, seed=3, bits=[0, 30])
+    out = operators.apply("bitflip", base, 0.01, seed=3, bits=[0, 30])
     g = fresh(3)
-    hits = np.concatenate([torch.rand((min(perturb._CHUNK, n - s), 2), generator=g).numpy() < 0.01
-                           for s in range(0, n, perturb._CHUNK)])
+    hits = np.concatenate([torch.rand((min(operators._CHUNK, n - s), 2), generator=g).numpy() < 0.01
+                           for s in range(0, n, operators._CHUNK)])
     mask = hits[:, 0].astype(np.uint32) | (hits[:, 1].astype(np.uint32) << np.uint32(30))
     expected = base["weight"].numpy().view(np.uint32) ^ mask
     assert np.array_equal(out["weight"].numpy().view(np.uint32), expected)
@@ -648,7 +648,7 @@ def test_bit_faults_on_a_tensor_of_several_chunks_match_the_reference():
 ])
 def test_a_bad_bit_request_says_what_is_allowed(tensors, bits, words):
     with pytest.raises(ValueError, match=words):
-        perturb.apply("bitflip", tensors, 0.1, seed=0, bits=bits)
+        operators.apply("bitflip", tensors, 0.1, seed=0, bits=bits)
 
 
 # --- the tables' types ----------------------------------------------------------------
@@ -682,7 +682,7 @@ def test_a_sweep_on_cuda_equals_the_cpu_one(split, cnn):
     weights = split / "cnn-gpu.safetensors"
     models.save_weights(cnn, weights)
     variants = split / "gpu-variants.parquet"
-    sweep.write_variants("digits", str(weights), "conv2", "gaussian", levels=[0.3, 0.9], draws=2,
+    sweeps.write_variants("digits", str(weights), "conv2", "gaussian", levels=[0.3, 0.9], draws=2,
                          study_seed=0, out=str(variants))
     tables = {}
     for device in ("cpu", "cuda"):
@@ -694,12 +694,12 @@ def test_a_sweep_on_cuda_equals_the_cpu_one(split, cnn):
     images, labels = data.load_split(split / "test.safetensors")
     base = models.layer_tensors(cnn, "conv2")
     for row in pq.read_table(variants).to_pylist():  # float32 on two devices: the bound
-        tensors = perturb.apply("gaussian", base, row["level"], row["seed"])
+        tensors = operators.apply("gaussian", base, row["level"], row["seed"])
         ref_top, ref_loss, network = full_network_rows(cnn, "conv2", tensors, images, labels)
         on = {device: rows_of(table, row["variant"]) for device, table in tables.items()}
         assert_rows_match(*on["cuda"], *on["cpu"], network, images, row["variant"])
     for row in pq.read_table(variants).to_pylist():  # drawn on the CPU, hash-checked
         on_gpu = {k: v.cuda() for k, v in base.items()}
-        again = sweep.regenerate(row, on_gpu)
-        assert all(torch.equal(again[k], perturb.apply("gaussian", base, row["level"],
+        again = sweeps.regenerate(row, on_gpu)
+        assert all(torch.equal(again[k], operators.apply("gaussian", base, row["level"],
                                                        row["seed"])[k]) for k in base)

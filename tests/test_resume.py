@@ -258,7 +258,7 @@ def test_a_resumed_study_equals_an_uninterrupted_one_value_for_value(uninterrupt
 
 
 def test_every_variant_regenerates_to_its_recorded_sha256(uninterrupted):
-    from lesion import data, files, models, sweep
+    from lesion import data, files, models, sweeps
 
     spec = data.get("digits")
     model = models.load_weights(uninterrupted / RESULTS / "weights.safetensors",
@@ -267,6 +267,6 @@ def test_every_variant_regenerates_to_its_recorded_sha256(uninterrupted):
     for table in sorted((uninterrupted / RESULTS / "variants").rglob("*.parquet")):
         for row in files.read_table(table).to_pylist():
             base = models.layer_tensors(model, row["layer"])
-            sweep.regenerate(row, base)  # raises VariantMismatchError on any other hash
+            sweeps.regenerate(row, base)  # raises VariantMismatchError on any other hash
             checked += 1
     assert checked == sum(len(s["levels"]) * s["draws"] for s in CONFIG["perturbations"].values())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lesion.files import TableKind
 
-# One row per variant of a sweep (lesion.sweep.VARIANT_SCHEMA has every column).
+# One row per variant of a sweep (lesion.sweeps.VARIANT_SCHEMA has every column).
 VARIANTS = TableKind("variants", "sweep variants", (
     "variant", "dataset", "model", "perturbation", "layer", "level", "draw", "seed", "sha256",
     "weights", "rel_l2", "options"))

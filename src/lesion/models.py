@@ -142,16 +142,17 @@ def build_source(source, *, num_classes: int, input_shape: tuple[int, ...],
                  name=name or str(source), source=source)
 
 
-def adopt(model: nn.Module, *, input_shape: tuple[int, ...], name: str = "model",
+def adopt(model: nn.Module, *, input_shape: tuple[int, ...] | None, name: str = "model",
           source=None) -> nn.Module:
     """Mark any network for the engine: its layers, norms and cuts then come from its
     traced graph (lesion.graph), its layers are named by module path. `input_shape` is
-    one input without the batch; `source` (lesion.networks.Source) is recorded with
-    its weights so that a step can build it again."""
+    one input without the batch (None: not known yet, enough for its layers, not for a
+    cut; lesion.api sets it from the data); `source` (lesion.networks.Source) is
+    recorded with its weights so that a step can build it again."""
     model.lesion_arch = None
     model.lesion_name = name
     model.lesion_source = source
-    model.lesion_input_shape = tuple(input_shape)
+    model.lesion_input_shape = None if input_shape is None else tuple(input_shape)
     return model
 
 
@@ -171,9 +172,11 @@ def traced_graph(model: nn.Module):
     return model.__dict__["_lesion_traced"]
 
 
-def _table(model: nn.Module) -> list[graph.Layer]:
+def layer_table(model: nn.Module) -> list[graph.Layer]:
     """The network's layer table, from its graph, kept on the network."""
     table = model.__dict__.get("_lesion_layers")
+    if table is None and model.lesion_input_shape is None:  # adopted without a shape (lesion.api)
+        table = model.__dict__["_lesion_layers"] = graph.layer_table(model)
     if table is None:
         example = torch.zeros(1, *model.lesion_input_shape,
                               dtype=next(model.parameters()).dtype)
@@ -187,10 +190,10 @@ def layer_paths(model: nn.Module) -> dict[str, str]:
     short names (conv1.., fc1..: convolutions and dense layers counted apart), or the
     path itself for any other network."""
     if not _described(model):
-        return {layer.name: layer.name for layer in _table(model)}
+        return {layer.name: layer.name for layer in layer_table(model)}
     counts = {"conv": 0, "fc": 0}
     out = {}
-    for layer in _table(model):
+    for layer in layer_table(model):
         kind = "fc" if layer.type == "Linear" else "conv"
         counts[kind] += 1
         out[f"{kind}{counts[kind]}"] = layer.name
@@ -232,7 +235,7 @@ def norm_after(model: nn.Module, name: str) -> nn.Module | None:
     that alone reads the layer's output in the graph, wherever it is registered."""
     layer(model, name)  # an unknown name is refused with the nearest names
     path = layer_paths(model)[name]
-    norm = next(row.norm for row in _table(model) if row.name == path)
+    norm = next(row.norm for row in layer_table(model) if row.name == path)
     return None if norm is None else model.get_submodule(norm)
 
 

@@ -256,5 +256,5 @@ def layer_frame(model: nn.Module):
                 for n, m in models.layers(model).items()]
         return pd.DataFrame(rows).assign(traced=True)
     traced = graph.trace(model) is not None
-    frame = pd.DataFrame([vars(layer) for layer in models._table(model)])
+    frame = pd.DataFrame([vars(layer) for layer in models.layer_table(model)])
     return frame.assign(traced=traced)

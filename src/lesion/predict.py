@@ -25,7 +25,7 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from lesion import activations, data, evaluate, files, kinds, models, sweep
+from lesion import activations, data, evaluate, files, kinds, models, sweeps
 from lesion.catalog import ACTIVATION_OPERATORS, WEIGHT_OPERATORS
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _crash_results(model, layer: str, base, rows: list[dict], images: torch.Tens
     check per distinct hash, not one copy and hash of the layer per row.
     """
     for row in {row["sha256"]: row for row in rows}.values():
-        sweep.regenerate(row, base)
+        sweeps.regenerate(row, base)
     prefix, suffix = activations.crash_split(model, layer)
     neurons = evaluate.run_batched(prefix, images, batch_size, device)
     # a log line's text is no result (each line of it: `make mutation` leaves it alone)
@@ -165,8 +165,8 @@ def _checked(rows: list[dict], base) -> tuple[Iterable, Callable[[], Iterable]]:
     """The variants of table rows for `_weight_results`: regenerated and checked against
     their sha256 for the first pass, redrawn unchecked for later ones (hashed once per
     sweep, not once per pass)."""
-    return ((sweep.regenerate(row, base) for row in rows),
-            lambda: (sweep.regenerate(row, base, check=False) for row in rows))
+    return ((sweeps.regenerate(row, base) for row in rows),
+            lambda: (sweeps.regenerate(row, base, check=False) for row in rows))
 
 
 def _cuts(model, layers: Iterable[str]) -> dict[str, str]:
@@ -188,34 +188,46 @@ def predict_sweep(dataset: str, weights: str | os.PathLike, test: str | os.PathL
     """
     dev = evaluate.pick_device(device, precision)
     model, images, labels = _load(dataset, weights, test)
-    rows = sweep.read_variants(variants, model.lesion_name)
-    crash = rows[0]["perturbation"] in ACTIVATION_OPERATORS
-    groups = sweep.by_layer(rows)
-    results: list = [None] * len(rows)
+    rows = sweeps.read_variants(variants, model.lesion_name)
     try:
-        for number, (layer, indices) in enumerate(groups.items(), 1):
-            mine = [rows[i] for i in indices]
-            started = time.monotonic()
-            base = sweep.base_tensors(model, layer, mine[0]["perturbation"])
-            if crash:
-                found = list(tqdm(_crash_results(model, layer, base, mine, images, labels, dev,
-                                                 batch_size=batch_size,
-                                                 reps_per_pass=variants_per_pass),
-                                  total=len(mine), desc=f"predict {layer}", mininterval=1))
-            else:
-                [found] = _weight_results(model, layer, base, [(images, labels)],
-                                          *_checked(mine, base), dev, batch_size=batch_size,
-                                          variants_per_pass=variants_per_pass,
-                                          cache_bytes=cache_gb * 2**30, total=len(mine))
-            for i, result in zip(indices, found, strict=True):
-                results[i] = result
-            _progress(number, len(groups), layer, len(mine), started)
-    except sweep.VariantMismatchError as err:
-        raise sweep.VariantMismatchError(f"{variants}: {err}") from None
-    cut = {} if crash else _cuts(model, groups)
+        results = table_results(model, rows, images, labels, dev, batch_size=batch_size,
+                                variants_per_pass=variants_per_pass, cache_bytes=cache_gb * 2**30)
+    except sweeps.VariantMismatchError as err:
+        raise sweeps.VariantMismatchError(f"{variants}: {err}") from None
+    crash = rows[0]["perturbation"] in ACTIVATION_OPERATORS
+    cut = {} if crash else _cuts(model, sweeps.by_layer(rows))
     files.write_table(_table([r["variant"] for r in rows], labels, *zip(*results, strict=True)),
                       out, {"precision": precision, "device": dev.type, **cut},
                       kind=kinds.PREDICTIONS)
+
+
+def table_results(model, rows: list[dict], images: torch.Tensor, labels: torch.Tensor,
+                  dev: torch.device, *, batch_size: int, variants_per_pass: int,
+                  cache_bytes: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(top-k, loss) of every row of a variants table (one operator, one or more layers), in
+    the rows' order: each layer's rows in turn, regenerated and checked against their
+    sha256 (a weight operator), or crashed per input (an activation operator)."""
+    crash = rows[0]["perturbation"] in ACTIVATION_OPERATORS
+    groups = sweeps.by_layer(rows)
+    results: list = [None] * len(rows)
+    for number, (layer, indices) in enumerate(groups.items(), 1):
+        mine = [rows[i] for i in indices]
+        started = time.monotonic()
+        base = sweeps.base_tensors(model, layer, mine[0]["perturbation"])
+        if crash:
+            found = list(tqdm(_crash_results(model, layer, base, mine, images, labels, dev,
+                                             batch_size=batch_size,
+                                             reps_per_pass=variants_per_pass),
+                              total=len(mine), desc=f"predict {layer}", mininterval=1))
+        else:
+            [found] = _weight_results(model, layer, base, [(images, labels)],
+                                      *_checked(mine, base), dev, batch_size=batch_size,
+                                      variants_per_pass=variants_per_pass,
+                                      cache_bytes=cache_bytes, total=len(mine))
+        for i, result in zip(indices, found, strict=True):
+            results[i] = result
+        _progress(number, len(groups), layer, len(mine), started)
+    return results
 
 
 def _progress(number: int, count: int, layer: str, variants: int, started: float) -> None:
@@ -227,19 +239,19 @@ def _progress(number: int, count: int, layer: str, variants: int, started: float
 def _layer_sweep(model, layer: str, sets, dev: torch.device, *, batch_size: int,
                  variants_per_pass: int, cache_bytes: float, **drawing):
     """One layer of run_sweep: (its variants' rows, their results per test set). Each variant
-    is drawn once for its row and its predictions (`drawing`: sweep.variants' arguments
+    is drawn once for its row and its predictions (`drawing`: sweeps.variants' arguments
     but the tensors, the model and the layer)."""
-    base = sweep.base_tensors(model, layer, drawing["perturbation"])
+    base = sweeps.base_tensors(model, layer, drawing["perturbation"])
     rows: list[dict] = []
 
     def drawn():
-        for row, new in sweep.variants(base, model=model.lesion_name, layer=layer, **drawing):
+        for row, new in sweeps.variants(base, model=model.lesion_name, layer=layer, **drawing):
             rows.append(row)
             yield new
 
     found = _weight_results(
         model, layer, base, sets, drawn(),
-        lambda: (sweep.regenerate(row, base, check=False) for row in rows), dev,
+        lambda: (sweeps.regenerate(row, base, check=False) for row in rows), dev,
         batch_size=batch_size, variants_per_pass=variants_per_pass, cache_bytes=cache_bytes,
         total=len(drawing["levels"]) * drawing["draws"])
     return rows, found
@@ -251,7 +263,7 @@ def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.Pat
               study_seed: int, options: dict, device: str, batch_size: int,
               variants_per_pass: int, cache_gb: float, precision: str) -> None:
     """The sweep step: draw the variants of every layer in `layers` (a name, several, or
-    "all": sweep.swept_layers) and predict every test set in `tests` with each variant,
+    "all": sweeps.swept_layers) and predict every test set in `tests` with each variant,
     writing one variants table (`variants_out`, the layers in forward order) and one
     predictions table per test set (`outs`), all in one process.
 
@@ -263,7 +275,7 @@ def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.Pat
     operators) draw no tensors: their table, then their predictions from it.
     """
     if perturbation in ACTIVATION_OPERATORS:
-        sweep.write_variants(dataset, str(weights), layers, perturbation, levels=levels,
+        sweeps.write_variants(dataset, str(weights), layers, perturbation, levels=levels,
                              draws=draws, study_seed=study_seed, out=str(variants_out),
                              options=options, split=str(tests[0]))
         for test, out in zip(tests, outs, strict=True):
@@ -275,28 +287,52 @@ def run_sweep(dataset: str, weights: str | os.PathLike, tests: list[str | os.Pat
     spec = data.get(dataset, split=tests[0])
     model = models.load_weights(weights, num_classes=spec.num_classes,
                                 input_shape=spec.input_shape)
-    swept = sweep.swept_layers(model, layers)  # every name checked before any is drawn
     sets = [data.load_split(test, dataset) for test in tests]
+    swept, rows, results = sweep_layers(
+        model, sets, dev, layers=layers, dataset=dataset, perturbation=perturbation,
+        levels=levels, draws=draws, study_seed=study_seed, options=options,
+        batch_size=batch_size, variants_per_pass=variants_per_pass, cache_bytes=cache_gb * 2**30)
+    cut = _cuts(model, swept)  # the variants table and the log say how
+    variants, predictions = sweep_tables(rows, [labels for _, labels in sets], results)
+    files.write_table(variants, variants_out, cut, kind=kinds.VARIANTS)
+    for table, out in zip(predictions, outs, strict=True):
+        files.write_table(table, out, {"precision": precision, "device": dev.type, **cut},
+                          kind=kinds.PREDICTIONS)
+
+
+def sweep_tables(rows: list[dict], labels: list[torch.Tensor],
+                 results: list[list[tuple[torch.Tensor, torch.Tensor]]],
+                 ) -> tuple[pa.Table, list[pa.Table]]:
+    """A sweep's variants table and one predictions table per test set (`labels` and
+    `results` per set, as sweep_layers gives them)."""
+    ids = [r["variant"] for r in rows]
+    return (pa.Table.from_pylist(rows, schema=sweeps.VARIANT_SCHEMA),
+            [_table(ids, y, *zip(*found, strict=True)) for y, found in zip(labels, results,
+                                                                           strict=True)])
+
+
+def sweep_layers(model, sets: list[tuple[torch.Tensor, torch.Tensor]], dev: torch.device, *,
+                 layers: str | list[str], batch_size: int, variants_per_pass: int,
+                 cache_bytes: float, **drawing,
+                 ) -> tuple[list[str], list[dict], list[list[tuple[torch.Tensor, torch.Tensor]]]]:
+    """A weight operator's sweep of `layers` (a name, several, or "all": sweeps.swept_layers)
+    on the test sets `sets` ((images, labels) each), in memory: (the layers swept in forward
+    order, the variants' table rows, (top-k, loss) per test set and variant). `drawing`:
+    sweeps.variants' arguments but the tensors, the model and the layer. The sweep step and
+    `lesion.sweeps` both run this."""
+    swept = sweeps.swept_layers(model, layers)  # every name checked before any is drawn
     rows: list[dict] = []
     results: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in sets]
     for number, layer in enumerate(swept, 1):
         started = time.monotonic()
-        mine, found = _layer_sweep(
-            model, layer, sets, dev, batch_size=batch_size, variants_per_pass=variants_per_pass,
-            cache_bytes=cache_gb * 2**30, dataset=dataset, perturbation=perturbation,
-            levels=levels, draws=draws, study_seed=study_seed, options=options)
+        mine, found = _layer_sweep(model, layer, sets, dev, batch_size=batch_size,
+                                   variants_per_pass=variants_per_pass, cache_bytes=cache_bytes,
+                                   **drawing)
         rows += mine
         for per_set, more in zip(results, found, strict=True):
             per_set += more
         _progress(number, len(swept), layer, len(mine), started)
-    cut = _cuts(model, swept)  # the variants table and the log say how
-    files.write_table(pa.Table.from_pylist(rows, schema=sweep.VARIANT_SCHEMA), variants_out, cut,
-                      kind=kinds.VARIANTS)
-    ids = [r["variant"] for r in rows]
-    for (_, labels), per_set, out in zip(sets, results, outs, strict=True):
-        files.write_table(_table(ids, labels, *zip(*per_set, strict=True)), out,
-                          {"precision": precision, "device": dev.type, **cut},
-                          kind=kinds.PREDICTIONS)
+    return swept, rows, results
 
 
 def weight_predictions(model, rows: list[dict], images: torch.Tensor, labels: torch.Tensor,
@@ -315,7 +351,7 @@ def weight_predictions(model, rows: list[dict], images: torch.Tensor, labels: to
     if len(layers) != 1 or not shared or set(operators) & set(ACTIVATION_OPERATORS):
         raise ValueError(f"rows of layers {layers} and operators {operators}; expected one "
                          "layer and weight operators that perturb the same tensors")
-    base = sweep.base_tensors(model, layers[0], rows[0]["perturbation"])
+    base = sweeps.base_tensors(model, layers[0], rows[0]["perturbation"])
     [results] = _weight_results(model, layers[0], base, [(images, labels)], *_checked(rows, base),
                                 device, batch_size=batch_size,
                                 variants_per_pass=variants_per_pass,

@@ -124,11 +124,11 @@ def _variants(args):
 
     check_sweep(args.perturbation, args.levels)
     require(args.weights)
-    from lesion import sweep
+    from lesion import sweeps
     from lesion.evaluate import set_threads
     set_threads(args.threads)
     options = {"bits": args.bits} if args.bits is not None else {}
-    sweep.write_variants(args.dataset, args.weights, args.layers, args.perturbation,
+    sweeps.write_variants(args.dataset, args.weights, args.layers, args.perturbation,
                          levels=args.levels, draws=args.draws, study_seed=args.seed,
                          out=args.out, options=options, split=args.split)
 
@@ -156,8 +156,8 @@ def _run(args):
 
 def _variant_weights(args):
     require(args.weights, args.variants)
-    from lesion import sweep
-    sweep.write_variant_weights(args.dataset, args.weights, args.variants, args.out,
+    from lesion import sweeps
+    sweeps.write_variant_weights(args.dataset, args.weights, args.variants, args.out,
                                 split=args.split, layer=args.layer)
 
 

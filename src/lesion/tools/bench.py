@@ -36,7 +36,7 @@ import time
 
 import torch
 
-from lesion import activations, data, evaluate, files, models, sweep, tensorfiles
+from lesion import activations, data, evaluate, files, models, sweeps, tensorfiles
 
 
 def _best(repeats: int, fn, *args, **kwargs) -> float:
@@ -51,7 +51,7 @@ def _best(repeats: int, fn, *args, **kwargs) -> float:
 
 def _regenerate(rows, base) -> None:
     for row in rows:
-        sweep.regenerate(row, base)
+        sweeps.regenerate(row, base)
 
 
 def _naive(model, layer, variants, images, labels, batch_size, device) -> None:
@@ -157,13 +157,13 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
           + f" {'vs naive':>9} {'vs limit':>9} {'draw/eval':>9}")
     rows = []
     for layer in layers:
-        base = sweep.base_tensors(net, layer, perturbation)
+        base = sweeps.base_tensors(net, layer, perturbation)
         row = {"layer": layer}
         drawing = {"dataset": dataset, "model": model, "layer": layer,
                    "perturbation": perturbation, "levels": levels, "draws": draws,
                    "study_seed": 0}
-        table, variants = sweep.variant_table(base, **drawing)  # also warms the first layer up
-        row["draw"] = _best(repeats, sweep.variant_table, base, **drawing)
+        table, variants = sweeps.variant_table(base, **drawing)  # also warms the first layer up
+        row["draw"] = _best(repeats, sweeps.variant_table, base, **drawing)
         row["regen"] = _best(repeats, _regenerate, table.to_pylist(), base)
         args = (net, layer, variants, x, labels, batch_size, dev)
         row["naive"] = _best(repeats, _naive, *args)
@@ -227,7 +227,7 @@ def fault_speed(*, dataset: str, model: str, weights: str | None, layers: list[s
     `images` limits the test images (the first ones): batching repetitions
     pays most where a pass over the inputs alone is small.
     """
-    from lesion import perturb
+    from lesion import operators
 
     dev = evaluate.pick_device(device, "ieee")  # what a study runs by default
     net, source = _model(dataset, model, weights)
@@ -239,7 +239,7 @@ def fault_speed(*, dataset: str, model: str, weights: str | None, layers: list[s
           f"{'vs prefix':>10}")
     rows = []
     for layer in layers or list(models.layers(net)):
-        reps = [(p, perturb.variant_seed(0, model, layer, "crash", p, r)) for r in range(repetitions)]
+        reps = [(p, operators.variant_seed(0, model, layer, "crash", p, r)) for r in range(repetitions)]
         args = (net, layer, reps, images, batch_size, dev)
         same = torch.allclose(_crash_loop(*args), _crash_prefix(*args, reps_per_pass), atol=1e-4)
         if not same:

@@ -28,26 +28,34 @@ log = logging.getLogger(__name__)
 def attack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
            index: torch.Tensor, name: str, options: Mapping, *, seed: int,
            num_classes: int) -> dict[str, torch.Tensor]:
-    """The set's tensors for `images` attacked by attack `name` with its `options`.
+    """The set's tensors for `images` attacked by attack `name` with its `options`
+    (attack_result)."""
+    tensors = attacks.test_set(attack_result(model, images, labels, index, name, options,
+                                             seed=seed, num_classes=num_classes), labels, index)
+    tensors["position"] = torch.arange(len(labels))
+    return tensors
+
+
+def attack_result(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  index: torch.Tensor, name: str, options: Mapping, *, seed: int,
+                  num_classes: int) -> attacks.AttackResult:
+    """`images` attacked by attack `name` with its `options` (the set step and
+    `lesion.attack` both run this).
 
     Seeds: L-BFGS targets are drawn per image from (seed, index); PGD's random
     start from a CPU generator seeded with `seed` (a GPU's would draw another).
     """
     if name == "lbfgs":
         targets = attacks.random_targets(labels, index, num_classes, seed)
-        result = attacks.lbfgs(model, images, labels, targets, **options)
-    elif name == "fgsm":
-        result = attacks.untargeted(model, images, labels,
-                                    attacks.fgsm(model, images, labels, **options))
-    elif name == "pgd":
+        return attacks.lbfgs(model, images, labels, targets, **options)
+    if name == "fgsm":
+        return attacks.untargeted(model, images, labels,
+                                  attacks.fgsm(model, images, labels, **options))
+    if name == "pgd":
         generator = torch.Generator().manual_seed(seed)  # on the CPU: the same start anywhere
-        result = attacks.untargeted(model, images, labels, attacks.pgd(
+        return attacks.untargeted(model, images, labels, attacks.pgd(
             model, images, labels, generator=generator, **options))
-    else:
-        raise ValueError(f"attack {name!r} is unknown; expected one of {list(ATTACKS)}")
-    tensors = attacks.test_set(result, labels, index)
-    tensors["position"] = torch.arange(len(labels))
-    return tensors
+    raise ValueError(f"attack {name!r} is unknown; expected one of {list(ATTACKS)}")
 
 
 def write_sets(dataset: str, weights: str | os.PathLike, test: str | os.PathLike,

@@ -25,7 +25,7 @@ the outer root: the plain mean of per-input sample stds is biased low when
 crashes are rare, e.g. 100 repetitions at p = 0.01, and the squared sample
 mean is corrected by its variance / R), estimated by Monte Carlo over
 repetitions seeded exactly as the crash sweep's draws
-(perturb.variant_seed(seed, model, layer, "crash", p, r)), so the two see the
+(operators.variant_seed(seed, model, layer, "crash", p, r)), so the two see the
 same masks, and four bounds, computed per input and averaged alike:
   b1  E ||Delta||_q <= p * prod_l ||W_l||_q * ||x||_1   (statistics norm_lq)
   b2  |E Delta| <= p * (prod_l |W_l|) |x|, Var Delta ~ p (1 - p) * (prod_l W_l^2) x^2
@@ -73,7 +73,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lesion import graph, models, perturb
+from lesion import graph, models, operators
 from lesion.activations import crash_split, crashed_logits, neurons_of
 from lesion.studies.faults import kinds
 
@@ -243,7 +243,7 @@ def layer_study(model: nn.Module, layer: str, images: torch.Tensor, labels: torc
     terms = _per_input_terms(suffix, x, y, rows_per_pass=max(batch_size, 4096), rest=rest)
     errors, bounds = [], []
     for p in levels:
-        reps = [(p, perturb.variant_seed(study_seed, model.lesion_name, layer, "crash", p, r))
+        reps = [(p, operators.variant_seed(study_seed, model.lesion_name, layer, "crash", p, r))
                 for r in range(repetitions)]
         crashed = torch.stack(list(crashed_logits(
             suffix, cache, reps, batch_size=batch_size, reps_per_pass=reps_per_pass,

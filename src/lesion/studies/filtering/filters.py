@@ -14,7 +14,7 @@ early epoch are not judged on a transfer attack from the final network, and
 both curves count the same images.
 
 Layout under `out_dir` (results/{dataset}/{model}/filtering):
-    epoch{E}/variants.parquet                   every variant of every layer (sweep.VARIANT_SCHEMA)
+    epoch{E}/variants.parquet                   every variant of every layer (sweeps.VARIANT_SCHEMA)
     epoch{E}/fgsm.safetensors                   the checkpoint's FGSM set (a test split file)
     epoch{E}/predictions/{testset}.parquet      their predictions (lesion.predict's columns)
     epoch{E}/predictions/{testset}_none.parquet the unfiltered checkpoint's
@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import torch
 
-from lesion import attacks, data, evaluate, files, kinds, models, predict, sweep, tensorfiles
+from lesion import attacks, data, evaluate, files, kinds, models, predict, sweeps, tensorfiles
 from lesion.catalog import ALL_LAYERS, FILTERS
 from lesion.studies.filtering.layout import ADVERSARIAL, CLEAN, fgsm_path, predictions_path, variants_path
 from lesion.studies.filtering.scores import ALPHA_GRID
@@ -46,12 +46,21 @@ def filter_table(model: torch.nn.Module, *, dataset: str, layers: Sequence[str],
     tables = []
     for layer in layers:
         for name in filters:
-            base = sweep.base_tensors(model, layer, name)
-            table, _ = sweep.variant_table(base, dataset=dataset, model=model.lesion_name,
+            base = sweeps.base_tensors(model, layer, name)
+            table, _ = sweeps.variant_table(base, dataset=dataset, model=model.lesion_name,
                                            layer=layer, perturbation=name, levels=ALPHA_GRID,
                                            draws=1, study_seed=study_seed)
             tables.append(table)
     return pa.concat_tables(tables)
+
+
+def check_layers(model: torch.nn.Module, layers: Sequence[str]) -> None:
+    """Refuse a layer that is neither a weight layer of `model` nor "all"."""
+    valid = [*models.layers(model), ALL_LAYERS]
+    bad = [layer for layer in layers if layer not in valid]
+    if bad:
+        raise ValueError(f"layer {bad[0]!r} is not a weight layer of {model.lesion_name}; "
+                         f"expected some of {valid}")
 
 
 def filter_checkpoints(dataset: str, checkpoints: Mapping[int, str | os.PathLike],
@@ -72,34 +81,46 @@ def filter_checkpoints(dataset: str, checkpoints: Mapping[int, str | os.PathLike
     for epoch, weights in sorted(checkpoints.items()):
         model = models.load_weights(weights, num_classes=spec.num_classes,
                                     input_shape=spec.input_shape)
-        valid = [*models.layers(model), ALL_LAYERS]
-        bad = [layer for layer in layers if layer not in valid]
-        if bad:
-            raise ValueError(f"layer {bad[0]!r} is not a weight layer of {model.lesion_name}; "
-                             f"expected some of {valid}")
-        attacked = attacks.fgsm_batched(model, images, labels, eps, batch_size=batch_size,
-                                        device=dev)
-        model = model.cpu()
+        check_layers(model, layers)
+        attacked, table, tables = checkpoint_tables(
+            model, images, labels, dev, dataset=dataset, layers=layers, filters=filters, eps=eps,
+            study_seed=study_seed, batch_size=batch_size, variants_per_pass=variants_per_pass,
+            cache_gb=cache_gb)
         tensorfiles.save_tensors({"images": attacked, "labels": labels, "index": index},
                                  fgsm_path(out_dir, epoch),
                                  {"dataset": dataset, "model": model.lesion_name, "attack": "fgsm",
                                   "options": {"eps": eps}, "epoch": epoch, "split": "test",
                                   **data.carried(dataset, spec)})
-        table = filter_table(model, dataset=dataset, layers=layers, filters=filters,
-                             study_seed=study_seed)
-        rows = table.to_pylist()
         meta = {"precision": precision, "device": dev.type, "epoch": str(epoch)}
-        for name, x in ((CLEAN, images), (ADVERSARIAL, attacked)):
-            files.write_table(predict.unperturbed_predictions(model, x, labels, dev,
-                                                              batch_size=batch_size),
-                              predictions_path(out_dir, epoch, name, unfiltered=True), meta,
+        for name, (unfiltered, filtered) in tables.items():
+            files.write_table(unfiltered, predictions_path(out_dir, epoch, name, unfiltered=True),
+                              meta, kind=kinds.PREDICTIONS)
+            files.write_table(filtered, predictions_path(out_dir, epoch, name), meta,
                               kind=kinds.PREDICTIONS)
-            parts = [predict.weight_predictions(model, [r for r in rows if r["layer"] == layer],
-                                                x, labels, dev, batch_size=batch_size,
-                                                variants_per_pass=variants_per_pass,
-                                                cache_gb=cache_gb)
-                     for layer in layers]
-            log.info("epoch %d, %s: %d variants x %d images", epoch, name, len(rows), len(labels))
-            files.write_table(pa.concat_tables(parts).unify_dictionaries().combine_chunks(),
-                              predictions_path(out_dir, epoch, name), meta, kind=kinds.PREDICTIONS)
         files.write_table(table, variants_path(out_dir, epoch), kind=kinds.VARIANTS)
+
+
+def checkpoint_tables(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                      dev: torch.device, *, dataset: str, layers: Sequence[str],
+                      filters: Sequence[str], eps: float, study_seed: int, batch_size: int,
+                      variants_per_pass: int, cache_gb: float,
+                      ) -> tuple[torch.Tensor, pa.Table, dict[str, tuple[pa.Table, pa.Table]]]:
+    """One network's filtering sweep, in memory (the sweep step and `lesion.filter_scores`
+    both run this): (its FGSM set of `images`, the variants table, {test set: (unfiltered
+    predictions, filtered predictions)} for the clean and FGSM sets)."""
+    attacked = attacks.fgsm_batched(model, images, labels, eps, batch_size=batch_size, device=dev)
+    model = model.cpu()
+    table = filter_table(model, dataset=dataset, layers=layers, filters=filters,
+                         study_seed=study_seed)
+    rows = table.to_pylist()
+    tables = {}
+    for name, x in ((CLEAN, images), (ADVERSARIAL, attacked)):
+        unfiltered = predict.unperturbed_predictions(model, x, labels, dev, batch_size=batch_size)
+        parts = [predict.weight_predictions(model, [r for r in rows if r["layer"] == layer],
+                                            x, labels, dev, batch_size=batch_size,
+                                            variants_per_pass=variants_per_pass,
+                                            cache_gb=cache_gb)
+                 for layer in layers]
+        log.info("%s: %d variants x %d images", name, len(rows), len(labels))
+        tables[name] = (unfiltered, pa.concat_tables(parts).unify_dictionaries().combine_chunks())
+    return attacked, table, tables

@@ -112,11 +112,18 @@ def filtering_metrics(dataset: str, model: str,
     frames = []
     for epoch, (variants, testsets) in sorted(epochs.items()):
         table = files.read_table(variants, VARIANTS)
-        for testset, (none, predictions) in testsets.items():
-            long = metrics.study_metrics(dataset, model, files.read_table(none, PREDICTIONS),
-                                         [(table, files.read_table(predictions, PREDICTIONS))],
-                                         testset)
-            frames.append(long.assign(epoch=int(epoch)))
+        frames.append(checkpoint_metrics(dataset, model, epoch, table, {
+            testset: (files.read_table(none, PREDICTIONS), files.read_table(predictions, PREDICTIONS))
+            for testset, (none, predictions) in testsets.items()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def checkpoint_metrics(dataset: str, model: str, epoch: int, variants: pa.Table,
+                       testsets: Mapping[str, tuple[pa.Table, pa.Table]]) -> pd.DataFrame:
+    """filtering_metrics' rows of one checkpoint, from its tables in memory: `testsets` maps
+    a test set to (unfiltered predictions, filtered predictions)."""
+    frames = [metrics.study_metrics(dataset, model, none, [(variants, predictions)], testset)
+              .assign(epoch=int(epoch)) for testset, (none, predictions) in testsets.items()]
     out = pd.concat(frames, ignore_index=True)
     order = ["dataset", "model", "epoch", "testset", *[k for k in metrics.KEYS
                                                        if k not in ("dataset", "model", "testset")]]

@@ -22,7 +22,7 @@ from lesion.kinds import SUMMARY, VARIANTS  # noqa: E402
 
 FIGURES = ("performances", "weight_diffs", "num_weights")
 
-# What an operator's level is, for its panel's x axis (lesion.perturb defines them).
+# What an operator's level is, for its panel's x axis (lesion.operators defines them).
 LEVEL_LABELS = {
     "synapse_knockout": "fraction of weights set to 0",
     "node_knockout": "fraction of units knocked out",

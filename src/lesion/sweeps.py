@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from lesion import catalog, files, kinds, perturb, tensorfiles
+from lesion import catalog, files, kinds, operators, tensorfiles
 
 VARIANT_SCHEMA = pa.schema([
     ("variant", pa.string()),
@@ -136,20 +136,32 @@ def variants(base: Mapping[str, torch.Tensor], *, dataset: str, model: str, laye
     (catalog.OPERATOR_OPTIONS), recorded in every row so that the row alone
     regenerates the variant.
     """
-    options = dict(options or {})
     norms = _norms(base)  # the original's, once per sweep
     for level in levels:
         for draw in range(draws):
-            seed = perturb.variant_seed(study_seed, model, layer, perturbation, level, draw)
-            new = perturb.apply(perturbation, base, level, seed, **options)
-            yield {
-                "variant": perturb.variant_id(model, layer, perturbation, level, draw),
-                "dataset": dataset, "model": model, "perturbation": perturbation,
-                "layer": layer, "level": float(level), "draw": draw, "seed": seed,
-                "sha256": tensorfiles.tensors_sha256(new), **_difference(base, new, norms),
-                "options": json.dumps(options, sort_keys=True),
-                "tensors": ",".join(sorted(base)),
-            }, new
+            yield one_variant(base, dataset=dataset, model=model, layer=layer,
+                              perturbation=perturbation, level=level, draw=draw,
+                              study_seed=study_seed, options=options, norms=norms)
+
+
+def one_variant(base: Mapping[str, torch.Tensor], *, dataset: str, model: str, layer: str,
+                perturbation: str, level: float, draw: int, study_seed: int,
+                options: Mapping | None = None, norms: tuple[float, float] | None = None,
+                ) -> tuple[dict, dict[str, torch.Tensor]]:
+    """One variant of a sweep (`variants`' arguments, one level and draw): (table row,
+    variant tensors). `norms` are the original's (`_norms`), when the caller has them."""
+    options = dict(options or {})
+    seed = operators.variant_seed(study_seed, model, layer, perturbation, level, draw)
+    new = operators.apply(perturbation, base, level, seed, **options)
+    return {
+        "variant": operators.variant_id(model, layer, perturbation, level, draw),
+        "dataset": dataset, "model": model, "perturbation": perturbation,
+        "layer": layer, "level": float(level), "draw": draw, "seed": seed,
+        "sha256": tensorfiles.tensors_sha256(new),
+        **_difference(base, new, norms if norms is not None else _norms(base)),
+        "options": json.dumps(options, sort_keys=True),
+        "tensors": ",".join(sorted(base)),
+    }, new
 
 
 def variant_table(base: Mapping[str, torch.Tensor], **sweep: Any,
@@ -173,7 +185,7 @@ def regenerate(row: Mapping, base: Mapping[str, torch.Tensor], *,
     third of drawing it.
     """
     options = json.loads(row["options"])
-    new = perturb.apply(row["perturbation"], base, row["level"], row["seed"], **options)
+    new = operators.apply(row["perturbation"], base, row["level"], row["seed"], **options)
     if not check:
         return new
     digest = tensorfiles.tensors_sha256(new)
@@ -261,15 +273,21 @@ def write_variants(dataset: str, weights: str, layers: str | Sequence[str], pert
     """The variants step: draw the sweeps of `layers` (one name, several, or "all": see
     swept_layers) and write their table, layer after layer in forward order (`split`: see
     lesion.data.get)."""
-    model = _model(dataset, weights, split)
+    rows = variant_rows(_model(dataset, weights, split), layers, perturbation, dataset=dataset,
+                        levels=levels, draws=draws, study_seed=study_seed, options=options)
+    files.write_table(pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), out, kind=kinds.VARIANTS)
+
+
+def variant_rows(model, layers: str | Sequence[str], perturbation: str, **drawing: Any,
+                 ) -> list[dict]:
+    """The table rows of the sweeps of `layers` (swept_layers), layer after layer in
+    forward order; `drawing`: `variants`' arguments but the tensors, the model and the layer."""
     rows = []
     for layer in swept_layers(model, layers):
         base = base_tensors(model, layer, perturbation)
-        rows += [row for row, _ in variants(base, dataset=dataset, model=model.lesion_name,
-                                            layer=layer, perturbation=perturbation,
-                                            levels=levels, draws=draws, study_seed=study_seed,
-                                            options=options)]
-    files.write_table(pa.Table.from_pylist(rows, schema=VARIANT_SCHEMA), out, kind=kinds.VARIANTS)
+        rows += [row for row, _ in variants(base, model=model.lesion_name, layer=layer,
+                                            perturbation=perturbation, **drawing)]
+    return rows
 
 
 def write_variant_weights(dataset: str, weights: str, variants: str, out_dir: str,
