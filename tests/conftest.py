@@ -60,11 +60,11 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
 # summed per file; 2026-12-03); test_faults.py builds the study test_report.py reads
 # (built_study), well before it. `make test` passes --no-loadscope-reorder: pytest-xdist
 # otherwise queues the files with the most tests first, and the few long ones came last.
-LONGEST = ["test_workflow.py", "test_slurm.py", "test_resume.py", "test_canonical_params.py",
-           "test_timm_network.py", "test_bad_inputs.py", "test_models.py", "test_graph.py",
-           "test_evaluate.py", "test_zoo.py", "test_plugin.py", "test_adversarial.py",
-           "test_filtering.py", "test_own_dataset.py", "test_own_network.py", "test_faults.py",
-           "test_own_data.py", "test_predict.py"]
+LONGEST = ["test_workflow.py", "test_resume.py", "test_slurm.py", "test_timm_network.py",
+           "test_bad_inputs.py", "test_canonical_params.py", "test_evaluate.py", "test_graph.py",
+           "test_models.py", "test_plugin.py", "test_zoo.py", "test_own_data.py",
+           "test_own_dataset.py", "test_own_network.py", "test_faults.py", "test_adversarial.py",
+           "test_report.py", "test_download.py", "test_predict.py", "test_filtering.py"]
 
 
 def pytest_collection_modifyitems(config, items):
