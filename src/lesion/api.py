@@ -444,7 +444,7 @@ class Results:
 
     def _entries(self) -> dict[str, Path]:
         return {(p.stem if p.suffix == ".parquet" else p.name): p
-                for p in sorted(self.path.iterdir(), key=lambda p: p.suffix == ".parquet")
+                for p in sorted(self.path.iterdir(), key=lambda p: (p.suffix == ".parquet", p.name))
                 if p.is_dir() or p.suffix == ".parquet"}
 
     def keys(self) -> list[str]:

@@ -158,7 +158,7 @@ def one_variant(base: Mapping[str, torch.Tensor], *, dataset: str, model: str, l
         "dataset": dataset, "model": model, "perturbation": perturbation,
         "layer": layer, "level": float(level), "draw": draw, "seed": seed,
         "sha256": tensorfiles.tensors_sha256(new),
-        **_difference(base, new, norms if norms is not None else _norms(base)),
+        **_difference(base, new, norms),
         "options": json.dumps(options, sort_keys=True),
         "tensors": ",".join(sorted(base)),
     }, new
