@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from lesion.tools import jobs
@@ -9,19 +10,21 @@ from lesion.tools import jobs
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
 
-def bench(root, path, s, cpu):
+def bench(root, path, s, cpu, rss="1"):
     file = root / path
     file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(HEADER + f"{s}\t0:00:01\t1\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+    file.write_text(HEADER + f"{s}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t50\t{cpu}\n")
 
 
 def test_job_costs_sum_per_rule_and_in_total(tmp_path):
-    bench(tmp_path, "sweep/digits/mlp/gaussian/fc1.tsv", 1.5, 1.25)
-    bench(tmp_path, "sweep/digits/mlp/gaussian/fc2.tsv", 2.0, 1.75)
-    bench(tmp_path, "train/digits/mlp.tsv", 10.0, 9.0)
+    bench(tmp_path, "sweep/digits/mlp/gaussian/fc1.tsv", 1.5, 1.25, rss="812.5")
+    bench(tmp_path, "sweep/digits/mlp/gaussian/fc2.tsv", 2.0, 1.75, rss="640.25")
+    bench(tmp_path, "train/digits/mlp.tsv", 10.0, 9.0, rss="NA")  # not measured
     table = jobs.job_costs(tmp_path)
-    assert table.loc["sweep"].tolist() == [2, 3.5, 3.0]
-    assert table.loc["total"].tolist() == [3, 13.5, 12.0]
+    assert table.loc["sweep"].tolist() == [2, 3.5, 3.0, 812.5]  # the larger job's peak
+    assert table.loc["train"].iloc[:3].tolist() == [1, 10.0, 9.0]
+    assert pd.isna(table.loc["train", "max_rss_mb"])
+    assert table.loc["total"].tolist() == [3, 13.5, 12.0, 812.5]
 
 
 def test_no_benchmark_files_is_a_clear_error(tmp_path):

@@ -120,8 +120,9 @@ def register(groups) -> None:
                    help="dry runs of each kind (the best counts), an integer >= 1")
     s.add_argument("--snakefile", default=None, help="the workflow (default: the checkout's Snakefile)")
 
-    s = step("jobs", _jobs, "Sum a built study's job costs per rule from Snakemake's "
-             "benchmark files, beside a baseline build's when given.")
+    s = step("jobs", _jobs, "Sum a built study's job costs per rule (wall and CPU seconds, "
+             "the largest job's peak memory) from Snakemake's benchmark files, beside a "
+             "baseline build's when given.")
     s.add_argument("benchmarks", nargs="?", default="benchmarks",
                    help="the benchmarks/ directory of a built study (default: benchmarks)")
     s.add_argument("--baseline", default=None,

@@ -1,8 +1,9 @@
 """`python -m lesion bench jobs`: what a built study's jobs cost, from Snakemake's benchmark files.
 
 Every rule writes `benchmarks/<rule>/....tsv` (Snakemake's `benchmark:`),
-one row per job with its wall time `s` and `cpu_time`. Summed per rule,
-they tell where a study's time goes; given a baseline directory too (the
+one row per job with its wall time `s`, `cpu_time` and peak resident memory
+`max_rss` (MB). Summed per rule (the memory: its largest job), they tell
+where a study's time and memory go; given a baseline directory too (the
 same study built from another commit), both are printed side by side.
 Torch-free, so it costs nothing to run after a study.
 """
@@ -15,18 +16,22 @@ import pandas as pd
 
 
 def job_costs(benchmarks: str | Path) -> pd.DataFrame:
-    """Per rule: jobs, summed wall time `s` and `cpu_time` (seconds), with a total row."""
+    """Per rule: jobs, summed wall time `s` and `cpu_time` (seconds), and `max_rss_mb`, the
+    peak resident memory of its largest job; a total row (sums, and the largest job's peak).
+    A job Snakemake could not measure has no peak (NaN)."""
     root = Path(benchmarks)
     rows = []
     for tsv in sorted(root.rglob("*.tsv")):
         frame = pd.read_csv(tsv, sep="\t")
         rows.append({"rule": tsv.relative_to(root).parts[0], "jobs": 1,
-                     "s": float(frame["s"].iloc[-1]), "cpu_time": float(frame["cpu_time"].iloc[-1])})
+                     "s": float(frame["s"].iloc[-1]), "cpu_time": float(frame["cpu_time"].iloc[-1]),
+                     "max_rss_mb": pd.to_numeric(frame["max_rss"], errors="coerce").iloc[-1]})
     if not rows:
         raise FileNotFoundError(f"{root}: no benchmark files; expected the benchmarks/ directory "
                                 "of a built study")
-    table = pd.DataFrame(rows).groupby("rule").sum()
-    table.loc["total"] = table.sum()
+    table = pd.DataFrame(rows).groupby("rule").agg(
+        {"jobs": "sum", "s": "sum", "cpu_time": "sum", "max_rss_mb": "max"})
+    table.loc["total"] = [*table[["jobs", "s", "cpu_time"]].sum(), table["max_rss_mb"].max()]
     return table.astype({"jobs": int})
 
 
