@@ -43,10 +43,10 @@ report: config-exists $(STAMP)
 	@$(BIN)/python -m lesion.tools.run --report $(BIN)/snakemake $(CONFIG_ARGS)
 
 # One pytest-xdist worker per core; a test file stays on one worker, so a module's
-# built study (its fixture) is built once. The files start longest first
-# (tests/conftest.py's LONGEST), so that no worker idles at the end.
+# built study (its fixture) is built once. pytest-xdist queues the files with the
+# most tests first (tests/conftest.py's LONGEST breaks ties).
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=25
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=25
 
 # Mutation testing (docs/testing.md) of the functions that compute what a study
 # reports: operators, evaluation, predict's rows, metrics, crash masks, bounds,
