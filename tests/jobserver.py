@@ -17,9 +17,12 @@ and runs anything else with the real interpreter. The server forks a waiter per 
 which forks the job and reports its wait status; the client forwards SIGTERM/SIGINT/
 SIGHUP to the job and the job kills itself when its client goes away, so Snakemake's
 kills reach it. Used by the studies `test_workflow.snakemake` builds, the resume test's
-runs that are never killed and the lesion step inside each of the SLURM test's jobs; the
-plugin and canonical-params tests and the killed runs of the resume test start real
-processes. LESION_TEST_FORK=0 turns it off for every test.
+runs that are never killed and the lesion step inside each of the SLURM test's jobs.
+Snakemake itself is forked the same way (`command`: the server has imported it, 1.5-2 s a
+run) by test_workflow's, test_bad_inputs' and test_canonical_params' runs and dry runs
+(about 100 a suite); the plugin test, the canonical-params test's `--touch` runs and the
+killed runs of the resume test start real processes. LESION_TEST_FORK=0 turns it off for
+every test.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import sys
 # What the jobs import that costs start-up time (each about 0.3-2 s); optional ones
 # that are not installed are skipped.
 PRELOAD = ("torch", "torchvision", "timm", "numpy", "pandas", "pyarrow.parquet",
-           "safetensors.torch", "matplotlib.pyplot", "scipy.stats", "sklearn.ensemble", "tqdm")
+           "safetensors.torch", "matplotlib.pyplot", "scipy.stats", "sklearn.ensemble", "tqdm",
+           "snakemake.cli")
 _INT = struct.Struct("!i")
 
 _server = None  # (Popen, environment) of this pytest process's server
@@ -50,6 +54,17 @@ def environment() -> dict[str, str]:
     if _server is None or _server[0].poll() is not None:
         _server = _start()
     return _server[1]
+
+
+def command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`python -m MODULE ARGS` (argv: MODULE ARGS) forked from the server, and the environment
+    it needs (for a run whose `python -m lesion` jobs are forked too), or the plain command
+    and {} with LESION_TEST_FORK=0. The tests' Snakemake runs and dry runs start here: each
+    spent 1.5-2 s importing Snakemake before it read the workflow."""
+    env = environment()
+    if not env:
+        return [sys.executable, "-m", *argv], {}
+    return [sys.executable, "-S", os.path.abspath(__file__), *argv], env
 
 
 def _start():

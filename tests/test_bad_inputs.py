@@ -34,6 +34,7 @@ import pytest
 import torch
 import yaml
 
+import jobserver
 from lesion.catalog import OPERATOR_LEVELS
 from lesion.config import load_schema
 
@@ -152,15 +153,17 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
 
 
-def run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = environment()
+def run(args: list[str], cwd: Path, timeout: float = 120,
+        extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**environment(), **(extra or {})}
     return subprocess.run(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=timeout, check=False)
 
 
 def snakemake(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"),
-                "--directory", str(root), "--cores", "1", *args], cwd=root)
+    launch, forked = jobserver.command(["snakemake"])  # forked warm (tests/jobserver.py)
+    return run([*launch, "--snakefile", str(root / "Snakefile"),
+                "--directory", str(root), "--cores", "1", *args], cwd=root, extra=forked)
 
 
 def run_all(request, test, cases: dict, start, *, workers: int | None = None) -> dict:

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import jobserver
 from lesion.config import load_schema
 
 pytestmark = pytest.mark.workflow
@@ -51,9 +52,13 @@ TOUCH_WITHOUT_SLEEP = ("import sys; from snakemake.executors import touch; "
 def snakemake(workdir: Path, config: Path, *args: str) -> str:
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
-    launch = ["-c", TOUCH_WITHOUT_SLEEP] if "--touch" in args else ["-m", "snakemake"]
+    if "--touch" in args:
+        launch = [sys.executable, "-c", TOUCH_WITHOUT_SLEEP]
+    else:  # a summary or dry run: forked from the job server, Snakemake imported already
+        launch, forked = jobserver.command(["snakemake"])
+        env |= forked
     proc = subprocess.run(
-        [sys.executable, *launch, "--snakefile", str(REPO / "Snakefile"),
+        [*launch, "--snakefile", str(REPO / "Snakefile"),
          "--directory", str(workdir), "--configfile", str(config), "--cores", "2", *args],
         cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         timeout=600, check=False)

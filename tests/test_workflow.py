@@ -71,10 +71,10 @@ def study_copy(root: Path, config: dict) -> None:
 def snakemake(root: Path, *args: str, timeout: float = 300, expect_failure: bool = False) -> str:
     """Run Snakemake on the study in `root`; its whole output (it logs to stderr)."""
     bindir = str(Path(sys.executable).parent)  # the rules call `python -m lesion`
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
-           **jobserver.environment()}  # the jobs forked from a warm interpreter
+    launch, forked = jobserver.command(["snakemake"])  # Snakemake and its jobs forked warm
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), **forked}
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"),
+        [*launch, "--snakefile", str(root / "Snakefile"),
          "--directory", str(root), "--cores", "2", *args],
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         timeout=timeout, check=False,

@@ -8,6 +8,7 @@ the temporaries a killed job leaves are removed when its output is rewritten.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import shutil
@@ -26,6 +27,30 @@ class InputFileError(ValueError):
 
 class OutputPathError(ValueError):
     """An output cannot be written where it was asked for."""
+
+
+class DiskFullError(RuntimeError):
+    """An output did not fit: the disk (or the quota, or a file size limit) is full."""
+
+
+# What a full disk looks like: OSError's errno, or the text of a writer that wraps it
+# (safetensors' Rust writer: "File too large (os error 27)"; pyarrow's: "[errno 28] ...").
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_FULL_TEXT = tuple(f"os error {n}" for n in _FULL) + tuple(os.strerror(n) for n in _FULL)
+
+
+def _disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError) and err.errno in _FULL:
+        return True
+    text = str(err)
+    return any(marker.lower() in text.lower() for marker in _FULL_TEXT)
+
+
+def _full(path: Path, err: BaseException) -> DiskFullError:
+    return DiskFullError(
+        f"{path}: the disk is full ({err}); the device holding {path.parent} has no room for "
+        "this output (or a quota or file size limit was reached) and nothing was written under "
+        "its name; expected free space: make some, then run the study again (it resumes)")
 
 
 def check_output(path: str | os.PathLike) -> None:
@@ -94,9 +119,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(written.fileno())
         _publish(tmp, 0o666)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if _disk_full(err):
+            raise _full(path, err) from err
         raise
 
 
@@ -121,8 +148,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _disk_full(err):
+            raise _full(path, err) from err
         raise
 
 
