@@ -313,9 +313,9 @@ def _faults(model: Network, data: Data, layer: str, *, levels: Sequence[float], 
         errors, bounds = fault_bounds.layer_study(
             marked, layer, images, labels, levels=levels, repetitions=repetitions,
             study_seed=seed, batch_size=batch_size, reps_per_pass=reps_per_pass, device=dev)
-    names = {"dataset": dataset or found or "data", "model": marked.lesion_name}
-    return tuple(pd.DataFrame(rows).assign(**names)[
-        list(names) + [c for c in pd.DataFrame(rows).columns]] for rows in (errors, bounds))
+    dataset = dataset or found or "data"
+    return (fault_bounds.named(errors, dataset, marked.lesion_name),
+            fault_bounds.named(bounds, dataset, marked.lesion_name))
 
 
 def crash(model: Network, data: Data, layer: str, *, levels: Sequence[float],

@@ -305,13 +305,18 @@ def fault_study(dataset: str, weights: str, test: str, *, layers: Sequence[str],
                            reps_per_pass=reps_per_pass, device=dev)
         errors += e
         bounds += b
-    names = {"dataset": dataset, "model": model.lesion_name}
     for rows, out, kind in ((errors, errors_out, kinds.ERRORS),
                             (bounds, bounds_out, kinds.BOUNDS)):
-        frame = pd.DataFrame(rows).assign(**names)
-        frame = frame[list(names) + [c for c in frame.columns if c not in names]]
-        files.write_table(pa.Table.from_pandas(frame, preserve_index=False), out,
+        files.write_table(pa.Table.from_pandas(named(rows, dataset, model.lesion_name),
+                                               preserve_index=False), out,
                           {"precision": precision, "device": dev.type}, kind=kind)
+
+
+def named(rows: list[dict], dataset: str, model: str) -> pd.DataFrame:
+    """Rows of layer_study as a table of the faults step (and lesion.crash, lesion.bounds):
+    columns dataset and model first."""
+    frame = pd.DataFrame(rows)
+    return frame.assign(dataset=dataset, model=model)[["dataset", "model", *frame.columns]]
 
 
 def b3_variance(y: torch.Tensor, acts: Sequence[torch.Tensor]) -> torch.Tensor:
