@@ -1,7 +1,7 @@
 """lesion from Python: the engine's steps as functions over a network and its data.
 
 Each function runs the engine the workflow's steps run (lesion.sweeps, lesion.predict,
-lesion.metrics, the studies' own modules), in memory, so the numbers are the DAG's: a
+lesion.metrics), in memory, so the numbers are the DAG's: a
 variant drawn here has the seed, tensors and sha256 that a rule draws for the same
 (seed, network name, layer, operator, level, draw), and `sweep` returns the rows of a
 study's `metrics.parquet`. A network of your own is marked for the engine on first use
@@ -9,13 +9,14 @@ study's `metrics.parquet`. A network of your own is marked for the engine on fir
 function leaves it perturbed, moved to another device or in another train/eval mode.
 
 `data` is a torch Dataset, a DataLoader, a pair (images, labels) of tensors, or a split
-file of a study (`results/{dataset}/tensors/test.safetensors`).
+file of a study (`results/{dataset}/tensors/test.safetensors`). A study adds functions of
+its own in its package's `api` module (`lesion.crash`, `lesion.attack`, ...), registered
+with its `Study(api=...)` and built on `tensors_of`, `mark` and `borrowed` here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,17 +27,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lesion import attacks, catalog, evaluate, files, metrics, models, predict, sweeps, tensorfiles
+from lesion import catalog, evaluate, files, metrics, models, predict, sweeps, tensorfiles
 from lesion import data as datasets
 
 Data = (torch.utils.data.Dataset | torch.utils.data.DataLoader | tuple[torch.Tensor, torch.Tensor]
         | str | os.PathLike)
 Network = nn.Module | str | os.PathLike
 
-# The config schema's defaults (`evaluate`, `faults`, `filtering`); tests/test_api.py
-# checks that they are the schema's.
+# The config schema's `evaluate` defaults (a study's api module has its section's);
+# tests/test_api.py checks that they are the schema's.
 BATCH_SIZE, VARIANTS_PER_PASS, CACHE_GB, PRECISION = 512, 8, 4.0, "ieee"
-REPETITIONS, FILTER_EPS, FILTER_TOL = 100, 0.1, 0.05
 
 
 def network(path: str | os.PathLike, data: Data | None = None) -> nn.Module:
@@ -57,7 +57,7 @@ def network(path: str | os.PathLike, data: Data | None = None) -> nn.Module:
     return models.load_weights(path, num_classes=spec.num_classes, input_shape=spec.input_shape)
 
 
-def _tensors(data: Data, what: str = "data") -> tuple[torch.Tensor, torch.Tensor, str | None]:
+def tensors_of(data: Data, what: str = "data") -> tuple[torch.Tensor, torch.Tensor, str | None]:
     """(images, labels, the dataset a split file names) on the CPU; the engine moves each
     batch to the device it runs on."""
     if isinstance(data, str | os.PathLike):
@@ -85,8 +85,8 @@ def _tensors(data: Data, what: str = "data") -> tuple[torch.Tensor, torch.Tensor
     return images, labels.to(torch.int64), None
 
 
-def _marked(model: Network, input_shape: tuple[int, ...] | None = None,
-            name: str | None = None) -> nn.Module:
+def mark(model: Network, input_shape: tuple[int, ...] | None = None,
+         name: str | None = None) -> nn.Module:
     """`model` marked for the engine (a weights file: `network`); `input_shape` (one input,
     no batch) is set where it was not known, `name` where given."""
     if isinstance(model, str | os.PathLike):
@@ -106,7 +106,7 @@ def _marked(model: Network, input_shape: tuple[int, ...] | None = None,
 
 
 @contextlib.contextmanager
-def _borrowed(model: nn.Module, device: str, precision: str) -> Iterator[torch.device]:
+def borrowed(model: nn.Module, device: str, precision: str) -> Iterator[torch.device]:
     """Run on `device` ("auto": the model's GPU if it is on one, else CUDA when present, else
     the CPU) in eval mode; give the model back where it was and in the modes it had."""
     parameters = list(model.parameters())
@@ -133,7 +133,7 @@ def layers(model: Network, input_shape: tuple[int, ...] | None = None) -> pd.Dat
     """
     from lesion import networks
 
-    return networks.layer_frame(_marked(model, input_shape))
+    return networks.layer_frame(mark(model, input_shape))
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def variant(model: Network, layer: str, operator: str, level: float, *, seed: in
         raise ValueError(f"operator {operator!r} acts on activations, not on tensors; expected a "
                          f"weight operator (for crashes: lesion.crash, lesion.sweep)")
     _checked_operator(operator, [level], options)
-    marked = _marked(model, name=name)
+    marked = mark(model, name=name)
     base = sweeps.base_tensors(marked, layer, operator)
     row, new = sweeps.one_variant(base, dataset=dataset, model=marked.lesion_name, layer=layer,
                                   perturbation=operator, level=level, draw=draw,
@@ -256,20 +256,20 @@ def sweep(model: Network, data: Data, *, operators: str | Sequence[str],
     for op, n in draws.items():
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"draws of {op} = {n!r}; expected an integer >= 1")
-    images, labels, found = _tensors(data)
+    images, labels, found = tensors_of(data)
     sets = [("clean", images, labels)]
     for testset, extra in (testsets or {}).items():
         if testset == "clean":
             raise ValueError("testsets names a set 'clean'; expected another name (the test "
                              "data is the set 'clean')")
-        sets.append((testset, *_tensors(extra, f"testsets[{testset!r}]")[:2]))
+        sets.append((testset, *tensors_of(extra, f"testsets[{testset!r}]")[:2]))
     dataset = dataset or found or "data"
-    marked = _marked(model, tuple(images.shape[1:]), name)
+    marked = mark(model, tuple(images.shape[1:]), name)
     sweeps.swept_layers(marked, layers)  # every name checked before any work
     pairs = [(x, y) for _, x, y in sets]
     engine = {"batch_size": batch_size, "variants_per_pass": variants_per_pass,
               "cache_bytes": cache_gb * 2**30}
-    with _borrowed(marked, device, precision) as dev, torch.no_grad():
+    with borrowed(marked, device, precision) as dev, torch.no_grad():
         cleans = [predict.unperturbed_predictions(marked, x, y, dev, batch_size=batch_size)
                   for x, y in pairs]
         swept = []  # (variants table, predictions table per test set), one per operator
@@ -295,142 +295,6 @@ def sweep(model: Network, data: Data, *, operators: str | Sequence[str],
     per_image = pd.concat(frames, ignore_index=True)
     per_image["variant"] = per_image["variant"].astype(str)
     return long, per_image[["testset", "variant", "image", "label", "top5", "loss"]]
-
-
-def _faults(model: Network, data: Data, layer: str, *, levels: Sequence[float], repetitions: int,
-            seed: int, inputs: int | None, name: str | None, dataset: str | None, device: str,
-            precision: str, batch_size: int, reps_per_pass: int,
-            ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The fault study's (errors, bounds) tables of one layer (faults.bounds.layer_study)."""
-    from lesion.studies.faults import bounds as fault_bounds
-
-    catalog.check_sweep("crash", list(levels))
-    images, labels, found = _tensors(data)
-    images, labels = images[:inputs], labels[:inputs]
-    marked = _marked(model, tuple(images.shape[1:]), name)
-    models.layer(marked, layer)  # an unknown name is refused with the nearest ones
-    with _borrowed(marked, device, precision) as dev:
-        errors, bounds = fault_bounds.layer_study(
-            marked, layer, images, labels, levels=levels, repetitions=repetitions,
-            study_seed=seed, batch_size=batch_size, reps_per_pass=reps_per_pass, device=dev)
-    dataset = dataset or found or "data"
-    return (fault_bounds.named(errors, dataset, marked.lesion_name),
-            fault_bounds.named(bounds, dataset, marked.lesion_name))
-
-
-def crash(model: Network, data: Data, layer: str, *, levels: Sequence[float],
-          repetitions: int = REPETITIONS, seed: int = 0, inputs: int | None = None,
-          name: str | None = None, dataset: str | None = None, device: str = "auto",
-          precision: str = PRECISION, batch_size: int = BATCH_SIZE,
-          reps_per_pass: int = 100) -> pd.DataFrame:
-    """Crash each neuron of `layer`'s output with probability p, for every p of `levels`,
-    `repetitions` Monte Carlo times (El-Mhamdi et al.): the fault study's `errors.parquet`
-    rows (the output error's mean, std and norms, top1 and its drop, per p).
-
-    >>> errors = lesion.crash(net, (images, labels), "fc1", levels=[0.1], repetitions=4)
-    >>> sorted(set(errors["statistic"]))[:3]
-    ['mean', 'nonfinite', 'norm_l1']
-    """
-    return _faults(model, data, layer, levels=levels, repetitions=repetitions, seed=seed,
-                   inputs=inputs, name=name, dataset=dataset, device=device,
-                   precision=precision, batch_size=batch_size, reps_per_pass=reps_per_pass)[0]
-
-
-def bounds(model: Network, data: Data, layer: str, *, levels: Sequence[float],
-           repetitions: int = REPETITIONS, seed: int = 0, inputs: int | None = None,
-           name: str | None = None, dataset: str | None = None, device: str = "auto",
-           precision: str = PRECISION, batch_size: int = BATCH_SIZE,
-           reps_per_pass: int = 100) -> pd.DataFrame:
-    """El-Mhamdi et al.'s bounds (b1, b1_jensen, b2, b3, b4) on the output error of crashes in
-    `layer`, beside the Monte Carlo value of the same statistic (`crash`'s draws): the
-    fault study's `bounds.parquet` rows. `inputs` keeps the first that many images (b3
-    and b4 cost a Jacobian row and a pass per neuron and image).
-
-    >>> table = lesion.bounds(net, (images, labels), "fc2", levels=[0.1], repetitions=4)
-    >>> sorted(set(table["bound"]))
-    ['b1', 'b1_jensen', 'b2', 'b3', 'b4']
-    """
-    return _faults(model, data, layer, levels=levels, repetitions=repetitions, seed=seed,
-                   inputs=inputs, name=name, dataset=dataset, device=device,
-                   precision=precision, batch_size=batch_size, reps_per_pass=reps_per_pass)[1]
-
-
-def _attack_options(method: str) -> list[str]:
-    function = {"fgsm": attacks.fgsm, "pgd": attacks.pgd, "lbfgs": attacks.lbfgs}[method]
-    taken = {"model", "images", "labels", "targets", "generator"}  # given by lesion
-    return [p for p in inspect.signature(function).parameters if p not in taken]
-
-
-def attack(model: Network, images: torch.Tensor, labels: torch.Tensor, method: str = "fgsm", *,
-           seed: int = 0, index: torch.Tensor | None = None, device: str = "auto",
-           precision: str = PRECISION, **options: Any) -> attacks.AttackResult:
-    """Adversarial examples of `images` (in [0, 1]) as the adversarial study makes them:
-    "fgsm" and "pgd" (untargeted, L-infinity, option `eps`; pgd also `step_size` and
-    `steps`) or "lbfgs" (Szegedy et al.'s box-constrained L-BFGS towards a random other
-    class, drawn per image from (seed, index)). Returns the examples with their targets,
-    success and distortion, on the images' device.
-
-    >>> result = lesion.attack(net, images, labels, "fgsm", eps=0.1)
-    >>> tuple(result.images.shape) == tuple(images.shape)
-    True
-    """
-    from lesion.studies.adversarial import sets
-
-    if method not in catalog.ATTACKS:
-        raise ValueError(f"method {method!r} is unknown; expected one of {list(catalog.ATTACKS)}")
-    valid = _attack_options(method)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"option {unknown[0]!r} does not apply to {method}; expected some of "
-                         f"{valid}")
-    x, y, _ = _tensors((images, labels), "images and labels")
-    marked = _marked(model, tuple(x.shape[1:]))
-    index = torch.arange(len(y)) if index is None else index
-    with _borrowed(marked, device, precision) as dev:
-        marked.to(dev).eval()
-        num_classes = int(marked(x[:1].to(dev)).shape[-1])
-        result = sets.attack_result(marked, x.to(dev), y.to(dev), index.to(dev), method, options,
-                                    seed=seed, num_classes=num_classes)
-    home = images.device
-    return attacks.AttackResult(*(t.to(home) for t in (
-        result.images, result.targets, result.success, result.distortion, result.c)))
-
-
-def filter_scores(model: Network, data: Data, *, layers: Sequence[str] | None = None,
-                  filters: Sequence[str] = catalog.FILTERS, eps: float = FILTER_EPS,
-                  tol: float = FILTER_TOL, seed: int = 0, name: str | None = None,
-                  dataset: str | None = None, device: str = "auto", precision: str = PRECISION,
-                  batch_size: int = BATCH_SIZE, variants_per_pass: int = VARIANTS_PER_PASS,
-                  cache_gb: float = CACHE_GB) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Synaptic filtering (Pravin et al. 2024) of `layers` (default: every weight layer and
-    "all" of them at once): each filter over 25 thresholds on the clean data and on its
-    FGSM set (step `eps`), as the filtering study runs one checkpoint (epoch 0 here).
-    Returns (curves, scores): the normalised accuracy per threshold, and per layer and
-    filter the clean, adversarial and difference scores with their classes (fragile,
-    robust, antifragile within `tol`).
-
-    >>> curves, scores = lesion.filter_scores(net, (images, labels), layers=["fc3"],
-    ...                                       filters=["highpass"])
-    >>> list(scores[["layer", "filter"]].itertuples(index=False, name=None))
-    [('fc3', 'highpass')]
-    """
-    from lesion.studies.filtering import filters as filtering
-    from lesion.studies.filtering import scores as filter_tables
-
-    filter_tables.check_tol(tol)
-    images, labels, found = _tensors(data)
-    marked = _marked(model, tuple(images.shape[1:]), name)
-    layers = [*models.layers(marked), catalog.ALL_LAYERS] if layers is None else list(layers)
-    filtering.check_layers(marked, layers)
-    dataset = dataset or found or "data"
-    with _borrowed(marked, device, precision) as dev:
-        _, table, tables = filtering.checkpoint_tables(
-            marked, images, labels, dev, dataset=dataset, layers=layers, filters=filters,
-            eps=eps, study_seed=seed, batch_size=batch_size, variants_per_pass=variants_per_pass,
-            cache_gb=cache_gb)
-    long = filter_tables.checkpoint_metrics(dataset, marked.lesion_name, 0, table, tables)
-    curves = filter_tables.curves(long, table.to_pandas().assign(epoch=0))
-    return curves, filter_tables.scores(curves, clean="clean", adversarial="fgsm", tol=tol)
 
 
 class Results:

@@ -49,6 +49,9 @@ class Study:
         claims from the study's tables (name -> path) and returns a list of
         lesion.claims.Claim; the workflow's claims rule gives it the tables
         its rules file names in CLAIM_TABLES.
+    api: "module:function" names of what the study adds to `import lesion` (e.g.
+        "lesion.studies.faults.api:crash" is `lesion.crash`; docs/python.md), each
+        built on lesion.api's helpers.
     """
 
     section: str
@@ -61,6 +64,7 @@ class Study:
     model_lists: tuple[str, ...] = ()
     path_names: tuple[str, ...] = ()
     claims: str = ""
+    api: tuple[str, ...] = ()
     package: str = field(init=False)
 
     def __post_init__(self):

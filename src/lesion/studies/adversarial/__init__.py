@@ -15,4 +15,5 @@ STUDY = Study(
                  "adversarial.training.model", "adversarial.units.model"),
     path_names=("adversarial.training.regimes.*",),
     claims="lesion.studies.adversarial.claims:claims",
+    api=("lesion.studies.adversarial.api:attack",),
 )

@@ -16,4 +16,5 @@ STUDY = Study(
     model_lists=("faults.models[]",),
     path_names=("faults.models[]", "faults.regimes.*"),
     claims="lesion.studies.faults.claims:claims",
+    api=("lesion.studies.faults.api:crash", "lesion.studies.faults.api:bounds"),
 )

@@ -22,4 +22,5 @@ STUDY = Study(
     model_lists=("filtering.models[]",),
     path_names=("filtering.models[]",),
     claims="lesion.studies.filtering.claims:claims",
+    api=("lesion.studies.filtering.api:filter_scores",),
 )
