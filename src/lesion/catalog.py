@@ -1,6 +1,6 @@
 """Names a config may use, each registered once: models, datasets, operators, attacks.
 
-Everything else derives from these rows: lesion.models' builders, lesion.operators's
+Everything else derives from these rows: lesion.models' builders, lesion.operators'
 operator table, the schema's enums (`x-enum`, lesion.config.load_schema), the CLI's
 choices. Torch-free on purpose: Snakemake imports this while it parses the workflow.
 `tests/test_catalog.py` checks the rows against the built networks, the data and the
@@ -109,8 +109,8 @@ def dataset_models(dataset: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class OperatorInfo:
-    """One operator of lesion.operators, everything but its function (perturb's function of
-    the same name).
+    """One operator of lesion.operators, everything but its function (the function of the
+    same name there).
 
     levels: (lowest, highest) level allowed; highest None means unbounded.
     sweep: its config's sweep (a `$defs` entry of the perturbations schema).

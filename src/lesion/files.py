@@ -42,8 +42,8 @@ _FULL_TEXT = tuple(f"os error {n}" for n in _FULL) + tuple(os.strerror(n) for n 
 def _disk_full(err: BaseException) -> bool:
     if isinstance(err, OSError) and err.errno in _FULL:
         return True
-    text = str(err)
-    return any(marker.lower() in text.lower() for marker in _FULL_TEXT)
+    text = str(err).lower()
+    return any(marker.lower() in text for marker in _FULL_TEXT)
 
 
 def _full(path: Path, err: BaseException) -> DiskFullError:

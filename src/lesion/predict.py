@@ -319,7 +319,7 @@ def sweep_layers(model, sets: list[tuple[torch.Tensor, torch.Tensor]], dev: torc
     on the test sets `sets` ((images, labels) each), in memory: (the layers swept in forward
     order, the variants' table rows, (top-k, loss) per test set and variant). `drawing`:
     sweeps.variants' arguments but the tensors, the model and the layer. The sweep step and
-    `lesion.sweeps` both run this."""
+    `lesion.sweep` both run this."""
     swept = sweeps.swept_layers(model, layers)  # every name checked before any is drawn
     rows: list[dict] = []
     results: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in sets]
