@@ -1,6 +1,7 @@
 # What the rules share: the checked, canonical config, the paths of the
 # artifacts, the source files each step runs, and the studies' targets. No
 # heavy imports: lesion.config, lesion.catalog and lesion.sources are torch-free.
+import os
 import re
 import shlex
 import sys
@@ -10,6 +11,15 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config
 
 SRC = Path(workflow.basedir) / "src"
+
+# The rules run `python -m lesion`: the `python` beside the interpreter Snakemake runs in.
+# `.venv/bin/snakemake` run by its full path, the venv not activated, would otherwise run
+# another python, without lesion, in every job (after removing the outputs it rebuilds).
+# Left alone when that directory is on PATH already (what comes before it was chosen);
+# --use-conda's environments put their own bin/ first, so they still win.
+_BIN = os.path.dirname(sys.executable)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = os.pathsep.join(filter(None, [_BIN, os.environ.get("PATH")]))
 sys.path.insert(0, str(SRC))  # the workflow reads the catalog even before `pip install`
 
 from lesion.catalog import ATTACKS, DATASET_SOURCES, OPERATORS, PRETRAINED_WEIGHTS, layer_names
