@@ -196,6 +196,19 @@ def assert_refused(proc: subprocess.CompletedProcess, words: list[str], *,
         assert TRACEBACK not in out, f"a traceback instead of a message:\n{out[-3000:]}"
 
 
+# The one line Snakemake prints before reading the workflow, in every run.
+PROFILE_NOTICE = "Using workflow specific profile "
+
+
+def assert_said_alone(proc: subprocess.CompletedProcess, message: str | None = None) -> None:
+    """The output is `message` (or one line) and nothing else of ours: no `WorkflowError in
+    file ".../common.smk", line N:` around it, no `File ..., in <module>` frame."""
+    lines = [line for line in proc.stdout.splitlines()
+             if line.strip() and not line.startswith(PROFILE_NOTICE)]
+    expected = message.splitlines() if message is not None else lines[:1]
+    assert lines == expected, f"not the message alone:\n{proc.stdout[-3000:]}"
+
+
 def assert_nothing_written(root: Path) -> None:
     written = [r for r in OUTPUT_ROOTS if (root / r).exists()]
     assert not written, f"a refused study left {written} behind"
@@ -253,8 +266,8 @@ def test_a_bad_config_stops_snakemake_with_one_clear_message(workflow_copy, conf
     config, words = CONFIG_CASES[case]
     assert_refused(config_runs[case], words)
     assert_nothing_written(workflow_copy)
-    if isinstance(config, dict):  # the message is the config check's, whole
-        assert config_message(config) in config_runs[case].stdout
+    if isinstance(config, dict):  # the message is the config check's, whole and alone
+        assert_said_alone(config_runs[case], config_message(config))
 
 
 @pytest.mark.parametrize("case", [c for c, (config, _) in CONFIG_CASES.items()
@@ -357,6 +370,7 @@ def test_a_sweep_file_the_config_cannot_make_is_refused_with_the_reason(workflow
     target, words = TARGET_CASES[case]
     proc = snakemake(workflow_copy, "-n", target, "--configfile", str(path))
     assert_refused(proc, [target, *words])
+    assert_said_alone(proc)
     assert "InputFunctionException" not in proc.stdout
     assert_nothing_written(workflow_copy)
 

@@ -7,7 +7,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config
 
 SRC = Path(workflow.basedir) / "src"
@@ -20,6 +19,15 @@ SRC = Path(workflow.basedir) / "src"
 _BIN = os.path.dirname(sys.executable)
 if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = os.pathsep.join(filter(None, [_BIN, os.environ.get("PATH")]))
+
+
+def stop(message):
+    """End the run with `message` alone on stderr (one line), exit status 1, before any job.
+    A WorkflowError would wrap it in this file's name, a line number and a frame of
+    the workflow's code; SystemExit passes through Snakemake (its main catches Exception)."""
+    print(message, file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
 sys.path.insert(0, str(SRC))  # the workflow reads the catalog even before `pip install`
 
 from lesion.catalog import ATTACKS, DATASET_SOURCES, OPERATORS, PRETRAINED_WEIGHTS, layer_names
@@ -46,7 +54,7 @@ from lesion.targets import problem, sweep_layers
 try:
     STUDIES = studies()
 except RuntimeError as err:
-    raise WorkflowError(str(err)) from None
+    stop(str(err))
 STUDY_TITLES = {s.group: s.title for s in STUDIES}  # the report category of each
 ENVS = Path(workflow.basedir) / "envs"  # conda envs, for a plugin's rules too
 
@@ -64,7 +72,7 @@ try:
     check(config, SCHEMA)
     check_writable()  # results/, logs/, benchmarks/ in the working directory
 except ConfigError as err:
-    raise WorkflowError(str(err)) from None
+    stop(str(err))
 _canonical = canonical(config, SCHEMA)
 config.clear()
 config.update(_canonical)
@@ -105,7 +113,7 @@ if dataset_source(config["dataset"]) == "directory" and not _DECODED.exists():
     try:
         list_images(config["dataset"].get("path"))
     except MissingImagesError as err:
-        raise WorkflowError(f"config error: {err}") from None
+        stop(f"config error: {err}")
 
 
 def requested_targets():
@@ -124,7 +132,7 @@ def requested_targets():
 # lacks): say why, before Snakemake can only say "No rule to produce".
 for _target in requested_targets():
     if problem(_target, config):
-        raise WorkflowError(f"config error: {problem(_target, config)}")
+        stop(f"config error: {problem(_target, config)}")
 
 
 # Only what the config defines: no rule matches a sweep's file outside it.
@@ -165,7 +173,7 @@ PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/predictions/{{perturbation}}.par
 ADV_SET = f"{RESULTS}/{{dataset}}/adversarial/{{attack}}/{{model}}.safetensors"
 TESTSET_CLEAN = f"{RESULTS}/{{dataset}}/{{model}}/testsets/{{testset}}/predictions/none.parquet"
 TESTSET_PREDICTIONS = f"{RESULTS}/{{dataset}}/{{model}}/testsets/{{testset}}/predictions/{{perturbation}}.parquet"
-LAYERS = f"{RESULTS}/{{dataset}}/{{model}}/layers.parquet"  # a brought network's weight layers
+LAYERS = f"{RESULTS}/{{dataset}}/{{model}}/layers.parquet"  # a network's weight layers
 METRICS = f"{RESULTS}/{{dataset}}/{{model}}/metrics.parquet"
 SUMMARY = f"{RESULTS}/{{dataset}}/{{model}}/metrics_summary.parquet"
 SUMMARY_CSV = f"{RESULTS}/{{dataset}}/{{model}}/metrics_summary.csv"
@@ -348,6 +356,10 @@ STUDY_TARGETS = []
 # (lesion.registry.Study.claims): CLAIM_TABLES[group] = a function of the dataset
 # returning {name: path}; workflow/rules/claims.smk judges them all in one table.
 CLAIM_TABLES = {}
+# Likewise the tables its atlas measures read (lesion.registry.Study.atlas):
+# ATLAS_TABLES[group] = a function of the dataset returning {model: {name: path}};
+# workflow/rules/atlas.smk puts every study's verdict on each layer side by side.
+ATLAS_TABLES = {}
 
 
 def claim_tables(wildcards):
