@@ -33,6 +33,8 @@ for _study in STUDIES:
 
 # The claims table, from the tables the studies above name.
 include: "workflow/rules/claims.smk"
+# The layer atlas, from the tables the studies above name.
+include: "workflow/rules/atlas.smk"
 
 
 rule all:

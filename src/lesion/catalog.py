@@ -156,6 +156,7 @@ ACTIVATION_OPERATORS: tuple[str, ...] = tuple(
     o.name for o in OPERATORS.values() if o.acts_on == "activations")
 UNIT_OPERATORS: tuple[str, ...] = tuple(o.name for o in OPERATORS.values() if o.acts_on == "units")
 WEIGHT_OPERATORS: tuple[str, ...] = tuple(o.name for o in OPERATORS.values() if o.acts_on == "weights")
+BIT_OPERATORS: tuple[str, ...] = tuple(o.name for o in OPERATORS.values() if o.sweep == "bit_sweep")
 
 # The layer name of a filter applied to every Conv and Linear layer at once
 # ("global" filtering), each with its own [min, max].

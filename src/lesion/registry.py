@@ -49,6 +49,10 @@ class Study:
         claims from the study's tables (name -> path) and returns a list of
         lesion.claims.Claim; the workflow's claims rule gives it the tables
         its rules file names in CLAIM_TABLES.
+    atlas: "module:function", torch-free, that measures each layer of one model for the
+        layer atlas (lesion.atlas): called with the model's name, its tables (name -> path)
+        and the atlas settings, it returns rows of lesion.atlas.COLUMNS; the workflow's
+        atlas rule gives it the tables its rules file names in ATLAS_TABLES.
     api: "module:function" names of what the study adds to `import lesion` (e.g.
         "lesion.studies.faults.api:crash" is `lesion.crash`; docs/python.md), each
         built on lesion.api's helpers.
@@ -64,6 +68,7 @@ class Study:
     model_lists: tuple[str, ...] = ()
     path_names: tuple[str, ...] = ()
     claims: str = ""
+    atlas: str = ""
     api: tuple[str, ...] = ()
     package: str = field(init=False)
 
@@ -134,6 +139,7 @@ ENGINE_GROUPS: dict[str, str] = {
     "model": "lesion.cli.engine",
     "sweep": "lesion.cli.engine",
     "claims": "lesion.cli.claims",
+    "atlas": "lesion.cli.atlas",
 }
 TOOL_GROUPS: dict[str, str] = {"bench": "lesion.tools.bench_cli"}
 

@@ -151,8 +151,9 @@ rule import_network:
         " > {log} 2>&1"
 
 
-# A brought network's weight layers in forward order, from its traced graph: the
-# sweeps of `layers: all` are planned from this table once it exists.
+# A network's weight layers in forward order, from its traced graph: a brought network's
+# sweeps of `layers: all` are planned from this table once it exists; the layer atlas
+# reads every model's depth, parameter count and type from it.
 checkpoint layers:
     input:
         weights=WEIGHTS,
@@ -161,7 +162,7 @@ checkpoint layers:
     output:
         LAYERS,
     wildcard_constraints:
-        model=BROUGHT_MODELS,
+        model="|".join(re.escape(m) for m in MODELS),
     params:
         split=split_option,
     log:

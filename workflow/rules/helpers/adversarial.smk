@@ -78,6 +78,16 @@ def adversarial_claim_tables(dataset):
     return tables
 
 
+def adversarial_atlas_tables(dataset):
+    """The swept models' metrics, when the sweeps also ran on their adversarial sets."""
+    sweeps = config.get("perturbations") or {}
+    if not sweeps.get("testsets"):
+        return {}
+    return {m: {"metrics": METRICS.format(dataset=dataset, model=m)}
+            for m in sweeps.get("models", MODELS)}
+
+
 if ADVERSARIAL:
     STUDY_TARGETS.append(adversarial_targets)
     CLAIM_TABLES["adversarial"] = adversarial_claim_tables
+    ATLAS_TABLES["adversarial"] = adversarial_atlas_tables

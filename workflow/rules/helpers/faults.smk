@@ -66,6 +66,11 @@ def fault_claim_tables(dataset):
     return tables
 
 
+def fault_atlas_tables(dataset):
+    return {m: {"bounds": f"{fault_dir(dataset, m)}/bounds.parquet"} for m in FAULT_MODELS}
+
+
 if FAULTS:
     STUDY_TARGETS.append(fault_targets)
     CLAIM_TABLES["faults"] = fault_claim_tables
+    ATLAS_TABLES["faults"] = fault_atlas_tables

@@ -88,6 +88,12 @@ def filtering_claim_tables(dataset):
             for model in FILTER_MODELS for name in ("scores", "retraining")}
 
 
+def filtering_atlas_tables(dataset):
+    return {m: {"scores": f"{FILTER_DIR}/scores.parquet".format(dataset=dataset, model=m)}
+            for m in FILTER_MODELS}
+
+
 if FILTERING:
     STUDY_TARGETS.append(filtering_targets)
     CLAIM_TABLES["filtering"] = filtering_claim_tables
+    ATLAS_TABLES["filtering"] = filtering_atlas_tables

@@ -33,6 +33,11 @@ def perturbation_claim_tables(dataset):
     return {f"summary:{m}": SUMMARY.format(dataset=dataset, model=m) for m in SWEPT_MODELS}
 
 
+def perturbation_atlas_tables(dataset):
+    return {m: {"metrics": METRICS.format(dataset=dataset, model=m)} for m in SWEPT_MODELS}
+
+
 if config.get("perturbations"):
     STUDY_TARGETS.append(perturbation_targets)
     CLAIM_TABLES["perturbation"] = perturbation_claim_tables
+    ATLAS_TABLES["perturbation"] = perturbation_atlas_tables

@@ -15,5 +15,6 @@ STUDY = Study(
                  "adversarial.training.model", "adversarial.units.model"),
     path_names=("adversarial.training.regimes.*",),
     claims="lesion.studies.adversarial.claims:claims",
+    atlas="lesion.studies.adversarial.atlas:measures",
     api=("lesion.studies.adversarial.api:attack",),
 )

@@ -16,5 +16,6 @@ STUDY = Study(
     model_lists=("faults.models[]",),
     path_names=("faults.models[]", "faults.regimes.*"),
     claims="lesion.studies.faults.claims:claims",
+    atlas="lesion.studies.faults.atlas:measures",
     api=("lesion.studies.faults.api:crash", "lesion.studies.faults.api:bounds"),
 )

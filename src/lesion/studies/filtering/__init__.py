@@ -22,5 +22,6 @@ STUDY = Study(
     model_lists=("filtering.models[]",),
     path_names=("filtering.models[]",),
     claims="lesion.studies.filtering.claims:claims",
+    atlas="lesion.studies.filtering.atlas:measures",
     api=("lesion.studies.filtering.api:filter_scores",),
 )

@@ -16,4 +16,5 @@ STUDY = Study(
     model_lists=("perturbations.models[]",),
     path_names=("perturbations.*", "perturbations.models[]"),
     claims="lesion.studies.perturbation.claims:claims",
+    atlas="lesion.studies.perturbation.atlas:measures",
 )
