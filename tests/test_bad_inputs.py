@@ -356,6 +356,15 @@ TARGET_CASES: dict[str, tuple[str, list[str]]] = {
     "a test set the config lacks": (
         "results/digits/cnn/testsets/pgd/predictions/gaussian.parquet",
         ["test set 'pgd' is not in the config", "perturbations.testsets"]),
+    # Files no rule makes (lesion.targets._unmade: judged by the rules' own patterns)
+    "a misspelt file name": (
+        "results/digits/cnn/figures/performance.png",
+        ["no rule makes 'performance.png'", "did you mean results/digits/cnn/figures/performances.png"]),
+    "a model the config lacks": (
+        "results/digits/resnet/metrics.parquet",
+        ["model 'resnet' is not in the config", "['cnn', 'mlp']", "models:"]),
+    "a file no rule makes, by no similar name": (
+        "results/digits/cnn/notes.txt", ["no rule of this study makes it"]),
     "one layer's table, as sweeps were once written": (
         "results/digits/cnn/predictions/gaussian/fc1.parquet",
         ["one table holds every layer an operator sweeps",
@@ -364,7 +373,7 @@ TARGET_CASES: dict[str, tuple[str, list[str]]] = {
 
 
 @pytest.mark.parametrize("case", TARGET_CASES)
-def test_a_sweep_file_the_config_cannot_make_is_refused_with_the_reason(workflow_copy, case):
+def test_a_target_the_config_cannot_make_is_refused_with_the_reason(workflow_copy, case):
     path = workflow_copy / "two-models.yaml"
     path.write_text(yaml.safe_dump(TWO_MODELS))
     target, words = TARGET_CASES[case]
@@ -382,6 +391,17 @@ def test_a_sweep_file_the_config_can_make_is_planned(workflow_copy):
                      "--configfile", str(path))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "sweep" in proc.stdout
+
+
+def test_files_the_rules_make_are_planned_whether_or_not_they_are_default_targets(workflow_copy):
+    """The control of the files no rule makes: a figure, a model's tables and weights, a split."""
+    path = workflow_copy / "two-models.yaml"
+    path.write_text(yaml.safe_dump(TWO_MODELS))
+    targets = ["results/digits/cnn/figures/performances.png", "results/digits/cnn/metrics.parquet",
+               "results/digits/mlp/weights.safetensors", "results/digits/tensors/test.safetensors"]
+    proc = snakemake(workflow_copy, "-n", *targets, "--configfile", str(path))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert_nothing_written(workflow_copy)
 
 
 # --- Dataset directories (issue #3: a dataset the user keeps in a directory) --

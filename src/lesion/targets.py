@@ -6,14 +6,18 @@ config does not define (no `bitflip` under perturbations; for the variant weight
 of one layer, `variant_weights/gaussian/fc3`, a layer the model lacks). The
 wildcard constraints (workflow/rules/common.smk) keep such a
 path from matching a rule, so Snakemake can only say "No rule to produce";
-`problem` says why, naming the config key to change. Torch-free.
+`problem` says why, naming the config key to change. Given what the rules can
+make, it names the other files no rule makes as well: a model not in the config
+(`results/digits/resnet/metrics.parquet`), a misspelt name with the nearest real
+one (`figures/performance.png`, did you mean `performances.png`). Torch-free.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from lesion.catalog import OPERATOR_LEVELS, layer_names
 
@@ -42,9 +46,14 @@ def sweep_layers(config: Mapping, model: str) -> list[str] | None:
     return layer_names(architecture(model, settings)) if layers == "all" else list(layers)
 
 
-def problem(target: str, config: Mapping) -> str | None:
-    """Why the checked, canonical `config` cannot make `target`, or None when it can
-    (or when `target` is not a sweep's file)."""
+def problem(target: str, config: Mapping, can_make: Callable[[str], bool] | None = None,
+            names: Iterable[str] = ()) -> str | None:
+    """Why the checked, canonical `config` cannot make `target`, or None when it can.
+
+    Without `can_make` only a sweep's files are judged (None for any other file). With it
+    (whether a rule makes a path, relative to the study's directory), a file under the
+    results directory that no rule makes is named too, with the nearest of `names` (file
+    names the study makes) where one is close."""
     from lesion.config import brought, study_roots
 
     results = study_roots(config)[0]
@@ -61,7 +70,7 @@ def problem(target: str, config: Mapping) -> str | None:
                 f"{results}/{old['table']}.parquet (its rows of layer {old['layer']!r})")
     found = SWEEP_FILE.fullmatch(inside) or VARIANT_WEIGHTS.fullmatch(inside)
     if found is None:
-        return None
+        return None if can_make is None else _unmade(target, results, inside, config, can_make, names)
     dataset, model, operator = found.group("dataset", "model", "perturbation")
     if found["kind"] == "predictions" and operator == "none":
         return None  # the unperturbed network's predictions (rule predict_clean)
@@ -97,3 +106,26 @@ def problem(target: str, config: Mapping) -> str | None:
         return (f"{target}: {layer!r} is {why}{model!r}; expected one of {layers} "
                 f"(models.{model}.layers)")
     return None
+
+
+def _unmade(target: str, results: str, inside: str, config: Mapping,
+            can_make: Callable[[str], bool], names: Iterable[str]) -> str | None:
+    """Why no rule makes RESULTS/`inside` (asked for as `target`), or None when one does: the
+    dataset or model directory, when another one's makes it; else the nearest file name."""
+    if can_make(f"{results}/{inside}"):
+        return None
+    dataset, models = config["dataset"]["name"], list(config["models"])
+    first, *rest = inside.split("/")
+    if first != dataset and rest and can_make("/".join([results, dataset, *rest])):
+        return (f"{target}: dataset {first!r} is not this study's; expected "
+                f"{results}/{dataset}/... (dataset.name in the config)")
+    if len(rest) >= 2 and rest[0] not in models and any(
+            can_make("/".join([results, dataset, model, *rest[1:]])) for model in models):
+        return (f"{target}: model {rest[0]!r} is not in the config; expected one of "
+                f"{models} (or add it under models:)")
+    folder, _, name = f"{results}/{inside}".rpartition("/")
+    for near in difflib.get_close_matches(name, sorted(set(names)), n=3):
+        if can_make(f"{folder}/{near}"):
+            return f"{target}: no rule makes {name!r}; did you mean {folder}/{near}?"
+    return (f"{target}: no rule of this study makes it; expected a file its rules make "
+            "(`snakemake --dry-run` lists the default targets)")

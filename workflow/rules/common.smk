@@ -128,11 +128,24 @@ def requested_targets():
     return list(getattr(args, "targets", None) or [])
 
 
-# A sweep's file the config cannot make (an operator it lacks, a layer the model
-# lacks): say why, before Snakemake can only say "No rule to produce".
-for _target in requested_targets():
-    if problem(_target, config):
-        stop(f"config error: {problem(_target, config)}")
+def refuse_unknown_targets(targets):
+    """A file asked for on the command line that this study cannot make: say why before
+    Snakemake can only say "No rule to produce" (lesion.targets.problem): a sweep of an
+    operator or layer the config lacks, a model not in the config, a misspelt name (the
+    nearest of `targets`' and the rules' file names). Needs every rule defined."""
+    requested = requested_targets()
+    if not requested:
+        return
+
+    def can_make(path):
+        return os.path.exists(path) or any(rule.is_producer(path) for rule in workflow.rules)
+
+    names = {Path(path).name for path in targets} | {
+        Path(pattern).name for rule in workflow.rules for pattern in rule.output
+        if "{" not in Path(pattern).name}
+    for target in requested:
+        if why := problem(target, config, can_make=can_make, names=names):
+            stop(f"target error: {why}")
 
 
 # Only what the config defines: no rule matches a sweep's file outside it.
@@ -372,4 +385,8 @@ def claim_tables(wildcards):
 
 
 def all_targets():
-    return [path for targets in STUDY_TARGETS for path in targets()]
+    """Every study's targets, for rule `all`. Rule `all` is the Snakefile's last statement, so
+    this runs once every rule is defined: where the targets asked for are checked too."""
+    targets = [path for targets in STUDY_TARGETS for path in targets()]
+    refuse_unknown_targets(targets)
+    return targets
