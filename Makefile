@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 export PATH := $(BIN):$(PATH)
 
-# `make study CONFIG=config/mnist.yaml` runs another study (its --configfile).
+# `make study CONFIG=config/mnist.yaml` runs another study (its --configfile);
+# `CONFIG="config/config.yaml my.yaml"` layers an overlay on the default, as Snakemake's
+# --configfile does with several files (merged in order).
 CONFIG ?=
 CONFIG_ARGS := $(if $(CONFIG),--configfile $(CONFIG))
 
@@ -31,11 +33,11 @@ study: config-exists $(STAMP)
 	$(BIN)/python -m lesion.tools.run $(BIN)/snakemake $(CONFIG_ARGS)
 	@$(MAKE) --no-print-directory report
 
-# A missing CONFIG is named before anything is installed or run (Snakemake's own
-# message for a missing --configfile is a traceback).
+# A missing CONFIG file (each of its words) is named before anything is installed or
+# run (Snakemake's own message for a missing --configfile is a traceback).
 config-exists:
-	@if [ -n "$(CONFIG)" ] && [ ! -f "$(CONFIG)" ]; then \
-		echo "make study: error: CONFIG=$(CONFIG): no such file; expected a study config, e.g. one of: $(wildcard config/*.yaml)" >&2; exit 1; fi
+	@for file in $(CONFIG); do if [ ! -f "$$file" ]; then \
+		echo "make study: error: CONFIG=$$file: no such file; expected a study config, e.g. one of: $(wildcard config/*.yaml) (or several, merged in order)" >&2; exit 1; fi; done
 
 # The study's report (results/report.html, or results/NAME/report.html for a config
 # with `study: NAME`), rebuilt only when something in its results is newer.

@@ -313,6 +313,18 @@ def test_make_study_runs_another_config_and_names_a_missing_one():
     assert "snakemake --configfile config/mnist.yaml" in planned.stdout
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_study_takes_several_config_files_as_snakemake_does_and_names_a_missing_one():
+    """`make study CONFIG="config/config.yaml my.yaml"`: an overlay on the default."""
+    overlay = "config/config.yaml .test/workflow.yaml"
+    checked = run(["make", "config-exists", f"CONFIG={overlay}"], cwd=REPO)
+    assert checked.returncode == 0, checked.stdout
+    planned = run(["make", "-n", "study", f"CONFIG={overlay}"], cwd=REPO)
+    assert f"snakemake --configfile {overlay}" in planned.stdout
+    proc = run(["make", "config-exists", "CONFIG=config/config.yaml no-such-overlay.yaml"], cwd=REPO)
+    assert_refused(proc, ["CONFIG=no-such-overlay.yaml", "no such file", "config/config.yaml"])
+
+
 def test_a_missing_default_config_is_named(tmp_path):
     """Plain `snakemake` (the documented command) without config/config.yaml."""
     root = copy_workflow(tmp_path / "study")
