@@ -291,7 +291,9 @@ def test_the_step_on_the_command_line_says_one_line_and_writes_nothing(tmp_path)
          "--test-out", str(tmp_path / "out/b"), "--test-fraction", "0.25", "--seed", "0",
          "--size", "8,8"], capture_output=True, text=True, check=False)
     assert proc.returncode != 0
-    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    echo, *said = proc.stderr.splitlines()  # the command first (lesion/__main__.py), then one line
+    assert echo.startswith("$ python -m lesion data user-tensors --dataset mine ")
+    errors = [line for line in said if line.strip()]
     assert len(errors) == 1 and "--path = " in errors[0] and "expected at least 2" in errors[0]
     assert not (tmp_path / "out").exists()
 

@@ -2,18 +2,22 @@
 
 `.venv/bin/snakemake` by its full path, the venv not activated, with another `python`
 (one without lesion) first on PATH; the logs a job leaves, read as a user reruns a step
-from them. Real processes, not the tests' job server: what is tested is the entry point.
+from them. Real processes, not the tests' job server, where the entry point is what is
+tested; the logs of every step are read from a tiny study the suite builds anyway
+(`built_study`).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from lesion import tensorfiles
 from test_workflow import study_copy, tiny_config
 
 pytestmark = pytest.mark.workflow
@@ -57,3 +61,42 @@ def test_snakemake_run_by_its_full_path_runs_the_steps_with_its_own_python(raw_w
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (root / RAW).is_file()
     assert "No module named lesion" not in (root / "logs/export_dataset/digits.log").read_text()
+
+
+# --- Each job's log starts with the command it ran ---------------------------------
+
+def logged_command(log: Path) -> list[str]:
+    """The words of the command line `log` starts with (`$ python -m lesion ...`)."""
+    first = log.read_text().splitlines()[0]
+    assert first.startswith("$ python -m lesion "), f"{log}: starts with {first!r}"
+    return shlex.split(first[2:])
+
+
+def test_a_jobs_log_starts_with_its_command_which_run_again_remakes_its_output(
+        raw_without_the_venv, tmp_path):
+    root, env, _ = raw_without_the_venv
+    log = root / "logs/export_dataset/digits.log"
+    assert logged_command(log) == ["python", "-m", "lesion", "data", "export", "--dataset", "digits",
+                                   "--out", RAW]
+    (root / RAW).rename(tmp_path / "made.safetensors")
+    first = log.read_text().splitlines()[0]
+    again = subprocess.run(["bash", "-c", first[2:]], cwd=root, capture_output=True, text=True,
+                           env={**env, "PATH": f"{BIN}{os.pathsep}{env['PATH']}"}, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    made, remade = tmp_path / "made.safetensors", root / RAW
+    assert tensorfiles.load_metadata(remade) == tensorfiles.load_metadata(made)
+    ours, theirs = tensorfiles.load_tensors(remade), tensorfiles.load_tensors(made)
+    assert ours.keys() == theirs.keys() and all(ours[k].equal(theirs[k]) for k in ours)
+
+
+def test_every_log_of_a_built_study_starts_with_a_command_the_cli_parses(built_study):
+    from lesion.cli import parser
+
+    logs = sorted((built_study("faults") / "logs").rglob("*.log"))
+    assert len(logs) >= 10
+    steps = set()
+    for log in logs:
+        words = logged_command(log)
+        args = parser().parse_args(words[3:])  # argparse exits on a command it cannot parse
+        steps.add((args.group, args.step))
+    assert {("sweep", "run"), ("model", "train"), ("faults", "bounds")} <= steps, steps
