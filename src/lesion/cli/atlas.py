@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lesion.cli.args import fraction, non_negative, number, require, steps
+from lesion.cli.args import fraction, non_negative, number, option, require, steps
 
 non_negative_int = number(int, lambda v: v >= 0, "an integer >= 0")
 
@@ -62,7 +62,7 @@ def register(groups) -> None:
                    help="each study's tables of a model as STUDY:MODEL:NAME=PATH (STUDY its CLI group)")
     s.add_argument("--layers", type=model_path, nargs="+", required=True,
                    help="each model's layer table (python -m lesion model layers) as MODEL=PATH")
-    s.add_argument("--dataset", required=True, help="the dataset's name, recorded in each row")
+    option(s, "--dataset")
     s.add_argument("--within", type=fraction, default=0.05,
                    help="a sweep's tolerance: the largest level whose top-1 stays within this "
                         "share of clean (default 0.05: 5 points)")
