@@ -245,6 +245,7 @@ def test_a_planted_fragile_first_layer_comes_out_first_on_every_measure(tmp_path
     first = judged[judged["layer"] == "fc1"].set_index("measure")["rank"]
     assert len(first) == 2 * len(PLANTED_OPERATORS) + 2 + 1
     assert (first == 1).all(), first[first != 1]
-    areas = judged[judged["measure"].str.endswith(".area") | judged["measure"].isin(["crash.error", "crash.b3"])]
+    areas = judged[judged["measure"].str.endswith(".area")
+                   | judged["measure"].isin(["crash.error", "crash.b3"])]
     strict = areas.groupby("measure")["rank"].apply(lambda r: sorted(r) == [1, 2, 3])
     assert strict.all(), strict  # no tie: fc1 alone is first on the areas and crash errors
