@@ -18,7 +18,7 @@ SRC = Path(workflow.basedir) / "src"
 # --use-conda's environments put their own bin/ first, so they still win.
 _BIN = os.path.dirname(sys.executable)
 if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
-    os.environ["PATH"] = os.pathsep.join(filter(None, [_BIN, os.environ.get("PATH")]))
+    os.environ.update(PATH=os.pathsep.join(filter(None, [_BIN, os.environ.get("PATH")])))
 
 
 def stop(message):
@@ -130,7 +130,7 @@ def requested_targets():
 
 def refuse_unknown_targets(targets):
     """A file asked for on the command line that this study cannot make: say why before
-    Snakemake can only say "No rule to produce" (lesion.targets.problem): a sweep of an
+    Snakemake can only say "No rule to produce" (lesion.targets.problem), e.g. a sweep of an
     operator or layer the config lacks, a model not in the config, a misspelt name (the
     nearest of `targets`' and the rules' file names). Needs every rule defined."""
     requested = requested_targets()
@@ -386,7 +386,7 @@ def claim_tables(wildcards):
 
 def all_targets():
     """Every study's targets, for rule `all`. Rule `all` is the Snakefile's last statement, so
-    this runs once every rule is defined: where the targets asked for are checked too."""
+    this runs once all rules are defined, and checks the targets asked for there too."""
     targets = [path for targets in STUDY_TARGETS for path in targets()]
     refuse_unknown_targets(targets)
     return targets
