@@ -10,7 +10,7 @@ rule atlas_table:
         layers=lambda w: list(atlas_layers(w).values()),
         code=code("atlas", "table")
         + module_sources(
-            [s.atlas.split(":")[0] for s in STUDIES if s.group in ATLAS_TABLES], root=SRC / "lesion"
+            [s.atlas.split(":")[0] for s in STUDIES if s.group in ATLAS_TABLES], root=LESION_SRC
         ),
     output:
         table=atlas_report("atlas.parquet", "atlas", table="atlas"),

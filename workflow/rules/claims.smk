@@ -8,7 +8,7 @@ rule claims:
         tables=lambda w: list(claim_tables(w).values()),
         code=code("claims", "table")
         + module_sources(
-            [s.claims.split(":")[0] for s in STUDIES if s.group in CLAIM_TABLES], root=SRC / "lesion"
+            [s.claims.split(":")[0] for s in STUDIES if s.group in CLAIM_TABLES], root=LESION_SRC
         ),
     output:
         table=report(

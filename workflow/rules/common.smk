@@ -10,6 +10,11 @@ from pathlib import Path
 from snakemake.utils import update_config
 
 SRC = Path(workflow.basedir) / "src"
+# The lesion package as the rules' code inputs name it: relative to the working directory,
+# so that Snakemake's records of a study (.snakemake/) still match its inputs after the
+# checkout, its results/ and .snakemake/ moved elsewhere together (an absolute path there
+# would make every job look changed and rerun).
+LESION_SRC = Path(os.path.relpath(SRC / "lesion"))
 
 # The rules run `python -m lesion`: the `python` beside the interpreter Snakemake runs in.
 # `.venv/bin/snakemake` run by its full path, the venv not activated, would otherwise run
@@ -195,7 +200,7 @@ SUMMARY_CSV = f"{RESULTS}/{{dataset}}/{{model}}/metrics_summary.csv"
 def code(group, step):
     """The lesion source files `python -m lesion GROUP STEP` runs, from its imports
     (lesion.sources): editing one reruns exactly the jobs that use it."""
-    return step_sources(group, step, root=SRC / "lesion")
+    return step_sources(group, step, root=LESION_SRC)
 
 
 def mirror_option():
