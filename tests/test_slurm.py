@@ -62,7 +62,6 @@ CONFIG = {
 OVERLAY = {
     "jobs": 4,
     "latency-wait": 5,
-    "retries": 0,
     "slurm-status-command": "squeue",                 # sacct needs slurmdbd
     # The plugin's first status check comes this many seconds after a
     # submission, each next one 10 s later than the last while nothing
@@ -243,11 +242,13 @@ def overlay_profile(directory: Path) -> Path:
     return directory
 
 
-def job_programs(directory: Path, record: Path, slurm_conf: str, python: str) -> Path:
+def job_programs(directory: Path, record: Path, slurm_conf: str, python: str, stall: Path) -> Path:
     """Programs put first on the jobs' PATH: a recording `python` and an `srun` that finds this SLURM.
 
     `python` appends job id, partition, CUDA_VISIBLE_DEVICES and its arguments
-    to `record`, then runs `python`: the job server's (tests/jobserver.py), so
+    to `record`; the first `model train` then creates `stall` and sleeps (the test
+    cancels that job with scancel: the profile's retries resubmit it); then it runs
+    `python`: the job server's (tests/jobserver.py), so
     that a `python -m lesion` job, in its SLURM job with SLURM's environment,
     skips the 2-3 s import of torch and ends before the executor's first status
     check (OVERLAY). `srun`: the jobstep plugin clears SLURM_* variables
@@ -259,6 +260,8 @@ def job_programs(directory: Path, record: Path, slurm_conf: str, python: str) ->
     programs = {
         "python": "printf '%s\\t%s\\t%s\\t%s\\n' \"${SLURM_JOB_ID-}\" \"${SLURM_JOB_PARTITION-}\" "
                   f"\"${{CUDA_VISIBLE_DEVICES-}}\" \"$*\" >> {shlex.quote(str(record))}\n"
+                  f"case \"$*\" in *'lesion model train'*) if [ ! -e {shlex.quote(str(stall))} ]; then "
+                  f"echo \"$SLURM_JOB_ID\" > {shlex.quote(str(stall))}; sleep 300; fi;; esac\n"
                   f"exec {shlex.quote(python)} \"$@\"\n",
         "srun": f"SLURM_CONF={shlex.quote(slurm_conf)} exec {shlex.quote(shutil.which('srun'))} \"$@\"\n",
     }
@@ -283,17 +286,23 @@ def runs(slurm, tmp_path_factory) -> dict[str, Path]:
     # claims) show where CPU jobs go as well as these would.
     finish(start_snakemake(cluster, "--cores", "2", "--until", "tensors",
                            env={**os.environ, **forked, **first}), cluster, timeout=120)
-    record = base / "jobs.tsv"
+    record, stall = base / "jobs.tsv", base / "cancelled"
     python = shutil.which("python", path=forked["PATH"]) if forked else sys.executable
     env = {**slurm, **forked,
-           "PATH_FIRST": str(job_programs(base / "bin", record, slurm["SLURM_CONF"], python))}
+           "PATH_FIRST": str(job_programs(base / "bin", record, slurm["SLURM_CONF"], python, stall))}
     cluster_run = start_snakemake(cluster, "--workflow-profile", str(overlay_profile(base / "profile")),
                                   env=env)
     try:
+        # the training job, stalled by its `python`, is cancelled as a user or the
+        # scheduler would (preemption); the profile's retries submit it again
+        _wait_for("the training job", lambda: stall.is_file() and stall.read_text().strip(), 240,
+                  [cluster / "snakemake.out"])
+        cancelled = stall.read_text().strip()
+        subprocess.run(["scancel", cancelled], env=slurm, check=True, capture_output=True)
         finish(cluster_run, cluster, timeout=480)
     finally:
         finish(local_run, local, timeout=300)
-    return {"local": local, "slurm": cluster, "record": record}
+    return {"local": local, "slurm": cluster, "record": record, "cancelled": cancelled}
 
 
 def lesion_jobs(record: Path) -> list[dict[str, str]]:
@@ -314,7 +323,8 @@ GPU_STEPS = {"sweep predict", "sweep run", "model train"}
 def test_predict_jobs_ran_in_partition_gpu_with_a_gpu_allocated(runs):
     jobs = lesion_jobs(runs["record"])
     gpu = [job for job in jobs if job["step"] in GPU_STEPS]
-    assert sorted(job["step"] for job in gpu) == ["model train", "sweep predict", "sweep run"], jobs
+    assert sorted(job["step"] for job in gpu) == ["model train", "model train", "sweep predict",
+                                                  "sweep run"], jobs
     for job in gpu:
         assert job["job"], f"not a SLURM job: {job}"
         assert job["partition"] == "gpu", job
@@ -330,10 +340,19 @@ def test_cpu_jobs_ran_in_partition_main_without_a_gpu(runs):
         assert job["job"] and job["partition"] == "main" and job["cuda"] == "", job
 
 
-def test_every_job_ran_once_and_in_a_job_of_its_own(runs):
+def test_every_job_ran_once_and_in_a_job_of_its_own_but_the_cancelled_one_twice(runs):
     jobs = lesion_jobs(runs["record"])
-    assert len(jobs) == 6  # all 9 jobs but the two data steps (run locally) and `all`
+    # all 9 jobs but the two data steps (run locally) and `all`, and the training again
+    assert len(jobs) == 7
     assert len({job["job"] for job in jobs}) == len(jobs)
+    trained = [job["job"] for job in jobs if job["step"] == "model train"]
+    assert trained[0] == runs["cancelled"] and len(trained) == 2, jobs
+
+
+def test_the_cancelled_job_was_resubmitted_by_the_profiles_retries(runs):
+    output = (runs["slurm"] / "snakemake.out").read_text()
+    assert "Trying to restart job" in output, output[-4000:]
+    assert yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["retries"] == 2
 
 
 def _files(root: Path) -> dict[str, Path]:
