@@ -13,7 +13,7 @@ export PATH := $(BIN):$(PATH)
 CONFIG ?=
 CONFIG_ARGS := $(if $(CONFIG),--configfile $(CONFIG))
 
-.PHONY: study test lint report clean mutation config-exists
+.PHONY: study test lint report clean mutation config-exists verify
 
 # What a study needs; the tests' extras (pytest, torchattacks, the cluster
 # executors, ...) come with the first `make test` only.
@@ -43,6 +43,11 @@ config-exists:
 # with `study: NAME`), rebuilt only when something in its results is newer.
 report: config-exists $(STAMP)
 	@$(BIN)/python -m lesion.tools.run --report $(BIN)/snakemake $(CONFIG_ARGS)
+
+# Check every output of the built study (docs/running.md): one line per bad file, exit
+# status 1 when any; `make verify REPAIR=1` removes them for the next `make study` to rebuild.
+verify: config-exists $(STAMP)
+	$(BIN)/python -m lesion tools verify $(CONFIG_ARGS) $(if $(REPAIR),--repair)
 
 # One pytest-xdist worker per core; a test file stays on one worker, so a module's
 # built study (its fixture) is built once. pytest-xdist queues the files with the

@@ -141,7 +141,7 @@ ENGINE_GROUPS: dict[str, str] = {
     "claims": "lesion.cli.claims",
     "atlas": "lesion.cli.atlas",
 }
-TOOL_GROUPS: dict[str, str] = {"bench": "lesion.tools.bench_cli"}
+TOOL_GROUPS: dict[str, str] = {"bench": "lesion.tools.bench_cli", "tools": "lesion.tools.verify_cli"}
 
 
 def step_groups() -> dict[str, str]:
