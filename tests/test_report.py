@@ -1,20 +1,25 @@
 """The report a person opens: `snakemake --report` of a tiny study, rendered in headless Chromium.
 
-One category per study, every figure and table the config asks for, and a
-page that actually renders (a screenshot that is not blank, categories drawn
-by the report's JavaScript). Needs Debian's `chromium` (.ci/run installs it);
-skipped, saying so, without it.
+One category per study, every figure and table the config asks for, a
+landing page written from the config (workflow/report/workflow.rst: the studies it
+runs and no other, its operators by name, the claims table first, links that
+resolve), and a page that actually renders (a screenshot that is not blank,
+categories and the landing text drawn by the report's JavaScript, the rule
+graph left out). Needs Debian's `chromium` (.ci/run installs it); skipped,
+saying so, without it.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from test_workflow import REPO, snakemake
+from test_workflow import REPO, snakemake, tiny_config
 
 pytestmark = [
     pytest.mark.workflow,
@@ -39,6 +44,13 @@ def report(built_study, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("report") / "report.html"
     snakemake(built_study("faults"), "--report", str(path))
     return path
+
+
+def landing_text(report: Path) -> str:
+    """The landing page's HTML as the report embeds it (`var workflow_desc = "...";`)."""
+    found = re.search(r"^\s*var workflow_desc = (\".*\");$", report.read_text(), re.MULTILINE)
+    assert found, "the report embeds no workflow description"
+    return json.loads(found.group(1))
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -71,6 +83,48 @@ def test_the_report_has_a_category_per_study_drawn_by_its_script(report, tmp_pat
         # the DOM after the script ran holds the category names in the page as
         # well as in the embedded data: more often than the file itself
         assert rendered.count(category) > source.count(category) >= 1, category
+    # the landing page drawn on the Workflow page the report opens on, without the rule graph
+    # (workflow/report/style.css, the default profile's report-stylesheet)
+    first = "A lesion study of"
+    assert rendered.count(first) > source.count(first) >= 1, "the landing page is not drawn"
+    assert re.search(r"#rulegraph\s*\{\s*display:\s*none", source), "the rule graph is still shown"
+
+
+def test_the_landing_page_names_the_studies_the_config_runs_and_no_other(report):
+    from lesion.registry import studies
+
+    config = tiny_config("faults")
+    page = landing_text(report)
+    ran = [s.title for s in studies() if s.section in config]
+    assert len(ran) == 2, ran  # perturbations and faults: the check below needs both kinds
+    for study in studies():
+        if study.section in config:
+            assert study.title in page, f"{study.title} runs but the landing page does not name it"
+        else:
+            assert study.title not in page, f"{study.title} does not run but the landing page names it"
+    # every link resolved: docutils writes an unknown target as a "system-message" block
+    assert "system-message" not in page and "Unknown target" not in page, page
+    # the claims table first, then the studies, each linked to its page and its main figure
+    assert page.index("claims.csv") < min(page.index(title) for title in ran), "the claims table comes later"
+    for shown in ("showCategory('Faults", "showResultInfo('results/digits/mlp/faults/figures/bounds.png')",
+                  "showResultInfo('results/digits/mlp/figures/performances.png')"):
+        assert shown in page, shown
+
+
+def test_the_landing_page_lists_the_operators_by_name_and_nothing_else(report):
+    from lesion.catalog import OPERATORS
+
+    config = tiny_config("faults")
+    text = " ".join(re.sub(r"<[^>]+>", "", landing_text(report)).split())
+    operators = {name for name in config["perturbations"] if name in OPERATORS}
+    assert operators == {"crash", "bitflip"}
+    # "... perturbed alone by 2 operators, bitflip and crash, at several levels ..."
+    said = re.search(r"by (\d+) operators?, (.+?), at several levels", text)
+    assert said, f"the landing page names no operators: {text}"
+    named = re.split(r", | and ", said.group(2))
+    assert sorted(named) == sorted(operators) and said.group(1) == str(len(operators)), said.group(0)
+    for word in ("models", "testsets"):  # perturbations' lists (the canonical config has testsets)
+        assert not re.search(rf"\b{word}\b", text), f"the landing page says {word!r}: {text}"
 
 
 def test_the_report_holds_every_figure_and_table_the_config_asks_for(report):
