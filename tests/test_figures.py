@@ -36,7 +36,7 @@ def test_the_performances_figure_labels_each_operators_axis_and_keeps_bands_in_r
     fig = plots.performances(summary)
     axes = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
     assert axes["redraw"].get_xlabel() == "fraction of weights redrawn"
-    assert axes["gaussian"].get_xlabel() == "noise std, in units of std(W)"
+    assert axes["gaussian"].get_xlabel() == r"noise std, in units of $\mathrm{std}(W)$"
     lowest = min(c.get_paths()[0].vertices[:, 1].min() for c in axes["redraw"].collections)
     assert lowest >= 0.0
 

@@ -8,17 +8,13 @@ from the original weights; `num_weights` how many parameters each layer has.
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from lesion import files  # noqa: E402
-from lesion.catalog import ACTIVATION_OPERATORS  # noqa: E402
-from lesion.figures import save  # noqa: E402
-from lesion.kinds import SUMMARY, VARIANTS  # noqa: E402
+from lesion import files
+from lesion.catalog import ACTIVATION_OPERATORS
+from lesion.figures import NEUTRAL, colours, legend, markers, plt, save, title
+from lesion.kinds import SUMMARY, VARIANTS
 
 FIGURES = ("performances", "weight_diffs", "num_weights")
 
@@ -26,17 +22,23 @@ FIGURES = ("performances", "weight_diffs", "num_weights")
 LEVEL_LABELS = {
     "synapse_knockout": "fraction of weights set to 0",
     "node_knockout": "fraction of units knocked out",
-    "gaussian": "noise std, in units of std(W)",
+    "gaussian": r"noise std, in units of $\mathrm{std}(W)$",
     "redraw": "fraction of weights redrawn",
     "bitflip": "per-bit flip probability",
     "stuck_at_zero": "per-bit stuck-at-0 probability",
     "stuck_at_one": "per-bit stuck-at-1 probability",
-    "crash": "crash probability p per neuron",
-    "highpass": "threshold alpha, 0 = the weights' min, 1 = max (zeroes w <= alpha)",
-    "lowpass": "threshold alpha, 0 = the weights' min, 1 = max (zeroes w >= alpha)",
-    "pulse": "band centre alpha, 0 = the weights' min, 1 = max",
+    "crash": r"crash probability $p$ per neuron",
+    "highpass": r"threshold $\alpha$ (0: the weights' min, 1: max; zeroes $w \leq \alpha$)",
+    "lowpass": r"threshold $\alpha$ (0: the weights' min, 1: max; zeroes $w \geq \alpha$)",
+    "pulse": r"band centre $\alpha$ (0: the weights' min, 1: max)",
 }
-# The values a metric can take (metrics.py): a confidence band is clipped to them.
+# How a metric is named on an axis and in a title.
+METRIC_NAMES = {"top1": "top-1 accuracy", "top5": "top-5 accuracy",
+                "agreement": "agreement with the unperturbed network",
+                "nonfinite": "share of non-finite outputs", "loss": "cross-entropy loss"}
+# The values a metric can take (metrics.py): a confidence band is clipped to them, and
+# an axis with both ends shows all of it (a one-layer study's 0.90-0.97 would make a
+# 3-point drop look dramatic).
 METRIC_RANGES = {"top1": (0.0, 1.0), "top5": (0.0, 1.0), "agreement": (0.0, 1.0),
                  "nonfinite": (0.0, 1.0), "loss": (0.0, None)}
 
@@ -54,16 +56,11 @@ def _panels(perturbations: list[str]):
     """One panel per operator, at most two per row."""
     cols = min(2, len(perturbations))
     rows = -(-len(perturbations) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), sharey=True,
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1.6, 2.5 * rows + 0.4), sharey=True,
                              squeeze=False, layout="constrained")
     for ax in axes.flat[len(perturbations):]:
         ax.set_visible(False)
     return fig, dict(zip(perturbations, axes.flat, strict=False))
-
-
-def _layer_colors(layers: list[str]) -> dict[str, tuple]:
-    cmap = plt.get_cmap("viridis")
-    return {name: cmap(i / max(1, len(layers) - 1)) for i, name in enumerate(layers)}
 
 
 def performances(summary: pd.DataFrame, metric: str = "top1") -> plt.Figure:
@@ -77,7 +74,7 @@ def performances(summary: pd.DataFrame, metric: str = "top1") -> plt.Figure:
         rows = rows.assign(testset="clean")
     testsets = list(dict.fromkeys(rows["testset"]))
     layers = list(dict.fromkeys(rows.loc[rows["perturbation"] != "none", "layer"]))
-    colors = _layer_colors(layers)
+    colors, marks = colours(layers), markers(layers)
     fig, panels = _panels(list(dict.fromkeys(rows.loc[rows["perturbation"] != "none",
                                                       "perturbation"])))
     for testset in testsets:
@@ -94,18 +91,22 @@ def performances(summary: pd.DataFrame, metric: str = "top1") -> plt.Figure:
             for name in layers:
                 line = sweeps[(sweeps["perturbation"] == perturbation) & (sweeps["layer"] == name)]
                 line = line.sort_values("level")
-                ax.plot(line["level"], line["mean"], marker="o", ms=3, ls=style,
+                ax.plot(line["level"], line["mean"], marker=marks[name], ms=3, ls=style,
                         label=name + suffix, color=colors[name])
                 ax.fill_between(line["level"], *band(line["mean"], line["ci95"], metric),
-                                alpha=0.2, color=colors[name])
+                                alpha=0.15, color=colors[name], lw=0)
             if len(clean):
-                ax.axhline(clean.iloc[0], ls="--" if testset == "clean" else "-.", color="black",
+                ax.axhline(clean.iloc[0], ls="--" if testset == "clean" else "-.", color=NEUTRAL,
                            lw=1, label="unperturbed" + suffix)
             ax.set(title=perturbation, xlabel=LEVEL_LABELS.get(perturbation, "level"))
+            low, high = METRIC_RANGES.get(metric, (None, None))
+            if low is not None and high is not None:
+                ax.set_ylim(low - 0.02, high + 0.02)
     for ax in list(panels.values())[::2]:
-        ax.set_ylabel(f"{metric} accuracy" if metric.startswith("top") else metric)
-    next(iter(panels.values())).legend(fontsize="small")
-    fig.suptitle(f"{summary['dataset'].iloc[0]} / {summary['model'].iloc[0]}: {metric}")
+        ax.set_ylabel(METRIC_NAMES.get(metric, metric))
+    legend(fig, list(panels.values()), title="layer")
+    fig.suptitle(title(summary["dataset"].iloc[0], summary["model"].iloc[0],
+                       f"{METRIC_NAMES.get(metric, metric)} per damaged layer, 95% band over draws"))
     return fig
 
 
@@ -114,40 +115,45 @@ def weight_diffs(variants: pd.DataFrame) -> plt.Figure:
 
     Operators on activations (crashes) change no weight: they get no panel.
     """
-    title = f"{variants['dataset'].iloc[0]} / {variants['model'].iloc[0]}: weight change"
+    heading = title(variants["dataset"].iloc[0], variants["model"].iloc[0],
+                    "weight change per damaged layer (mean over draws)")
     variants = variants[~variants["perturbation"].isin(ACTIVATION_OPERATORS)]
     if variants.empty:
         fig, ax = plt.subplots(figsize=(4.5, 2), layout="constrained")
         ax.text(0.5, 0.5, "no operator on weights in this study\n(crashes change no weight)",
                 ha="center", va="center")
         ax.set_axis_off()
-        fig.suptitle(title)
+        fig.suptitle(heading)
         return fig
     mean = variants.groupby(["perturbation", "layer", "level"], sort=False)["rel_l2"].mean()
     mean = mean.reset_index()
     layers = list(dict.fromkeys(mean["layer"]))
-    colors = _layer_colors(layers)
+    colors, marks = colours(layers), markers(layers)
     fig, panels = _panels(list(dict.fromkeys(mean["perturbation"])))
     for perturbation, ax in panels.items():
         for name in layers:
             line = mean[(mean["perturbation"] == perturbation) & (mean["layer"] == name)]
-            ax.plot(line["level"], line["rel_l2"], marker="o", ms=3, label=name,
+            ax.plot(line["level"], line["rel_l2"], marker=marks[name], ms=3, label=name,
                     color=colors[name])
         ax.set(title=perturbation, xlabel=LEVEL_LABELS.get(perturbation, "level"))
+        ax.set_ylim(bottom=0)
     for ax in list(panels.values())[::2]:
-        ax.set_ylabel("|W' - W|_2 / |W|_2")
-    next(iter(panels.values())).legend(fontsize="small")
-    fig.suptitle(title)
+        ax.set_ylabel(r"$\|W' - W\|_2 \;/\; \|W\|_2$")
+    legend(fig, list(panels.values()), title="layer")
+    fig.suptitle(heading)
     return fig
 
 
 def num_weights(variants: pd.DataFrame) -> plt.Figure:
-    """Parameters (weights and biases) per layer, in forward order."""
+    """Parameters (weights and biases) per layer, in forward order: bars on a linear axis
+    (a log axis makes bar lengths meaningless), each labelled with its count."""
     counts = variants.drop_duplicates("layer")[["layer", "weights"]]
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(counts), 3.6), layout="constrained")
-    ax.bar(counts["layer"], counts["weights"], color="tab:blue")
-    ax.set(ylabel="parameters", yscale="log",
-           title=f"{variants['dataset'].iloc[0]} / {variants['model'].iloc[0]}")
+    fig, ax = plt.subplots(figsize=(max(3.4, 1.4 + 0.6 * len(counts)), 2.8), layout="constrained")
+    bars = ax.bar(counts["layer"], counts["weights"], color=colours(["_"])["_"])
+    ax.bar_label(bars, [f"{int(n):,}" for n in counts["weights"]], fontsize=7, padding=2)
+    ax.margins(y=0.15)
+    ax.set(ylabel="parameters (weights and biases)", xlabel="layer, in forward order")
+    ax.set_title(title(variants["dataset"].iloc[0], variants["model"].iloc[0], "parameters per layer"))
     return fig
 
 
