@@ -2,7 +2,9 @@
 
 `bounds`: for one network, the Monte Carlo error against the crash
 probability p with each bound beside it; one column per layer, one row per
-statistic (mean and std of the output error, E||Delta||_2 with b1).
+statistic (mean and std of the output error, E||Delta||_2 with b1). Bounds are
+solid lines, estimates broken lines with hollow markers (b2's Std[Delta] is an
+estimate, drawn and labelled as one), Monte Carlo a wide grey line under them.
 `tolerance`: networks trained differently (dropout rates, the b3-variance
 regulariser) compared the way El-Mhamdi et al. compare them: the error's std
 (Monte Carlo, with b3 dashed) and the top-1 accuracy lost, against p, per layer.
@@ -10,31 +12,43 @@ regulariser) compared the way El-Mhamdi et al. compare them: the error's std
 
 from __future__ import annotations
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from lesion import files  # noqa: E402
-from lesion.figures import save  # noqa: E402
-from lesion.studies.faults.kinds import BOUNDS, ERRORS  # noqa: E402
+from lesion import files
+from lesion.figures import NEUTRAL, PALETTE, colours, legend, markers, plt, save, title
+from lesion.studies.faults.kinds import BOUNDS, ERRORS
 
 FIGURES = ("bounds", "tolerance")
-ROWS = {"mean": "RMS of E[Delta]", "std": "RMS of Std[Delta]", "norm_l2": "E ||Delta||_2"}
-BOUND_STYLE = {"b1": ("tab:red", ":"), "b1_jensen": ("tab:purple", ":"),
-               "b2": ("tab:orange", "-."), "b3": ("tab:blue", "--"), "b4": ("tab:green", "-")}
+ROWS = {"mean": r"RMS of $\mathbb{E}[\Delta]$", "std": r"RMS of $\mathrm{Std}[\Delta]$",
+        "norm_l2": r"$\mathbb{E}\,\|\Delta\|_2$"}
+# Monte Carlo: a wide grey line with black dots, under everything. Bounds: solid lines.
+# Estimates: broken lines with hollow markers of their own shape, so that where b3, b4
+# and Monte Carlo coincide (most layers) each stays visible around the others.
+MONTE_CARLO = {"color": "0.7", "lw": 4, "marker": "o", "ms": 4, "mfc": "black", "mec": "black",
+               "zorder": 2, "label": "Monte Carlo"}
+BOUND_STYLE = {
+    "b1": {"color": PALETTE[1], "ls": "-", "label": "$b_1$ bound"},
+    "b1_jensen": {"color": PALETTE[3], "ls": "-", "label": "$b_1$ Jensen bound"},
+    "b2": {"color": PALETTE[4], "ls": "-", "label": "$b_2$ bound"},
+    "b2_estimate": {"color": PALETTE[4], "ls": "-.", "marker": "D", "mfc": "none", "ms": 5,
+                    "label": "$b_2$ estimate (not a bound)"},
+    "b3": {"color": PALETTE[0], "ls": "--", "marker": "s", "mfc": "none", "ms": 6,
+           "label": "$b_3$ estimate (first-order Taylor)"},
+    "b4": {"color": PALETTE[2], "ls": ":", "marker": "^", "mfc": "none", "ms": 7,
+           "label": "$b_4$ estimate (each neuron crashed alone)"},
+}
+
+
+def _style(bound: str, statistic: str) -> dict:
+    """b2 bounds the magnitude of the mean; its Std[Delta] is the paper's estimate."""
+    if bound == "b2" and statistic == "std":
+        bound = "b2_estimate"
+    return {"lw": 1.3, "zorder": 3, **BOUND_STYLE.get(bound, {"color": NEUTRAL, "label": bound})}
 
 
 def _grid(rows: int, layers: list[str]):
-    fig, axes = plt.subplots(rows, len(layers), figsize=(3.6 * len(layers), 2.9 * rows),
-                             squeeze=False, sharex=True)
-    return fig, axes
-
-
-def _tighten(fig: plt.Figure) -> None:
-    """Lay the panels out once (a layout engine would redo it for PNG and PDF)."""
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return plt.subplots(rows, len(layers), figsize=(2.3 * len(layers) + 2.6, 2.0 * rows + 0.5),
+                        squeeze=False, sharex=True, layout="constrained")
 
 
 def bounds_figure(errors: pd.DataFrame, table: pd.DataFrame) -> plt.Figure:
@@ -45,24 +59,22 @@ def bounds_figure(errors: pd.DataFrame, table: pd.DataFrame) -> plt.Figure:
         for row, (stat, label) in enumerate(ROWS.items()):
             ax = axes[row][col]
             mc = errors[(errors["layer"] == layer) & (errors["statistic"] == stat)].sort_values("p")
-            ax.plot(mc["p"], mc["value"], "ko-", ms=3, lw=1.5, label="Monte Carlo")
+            ax.plot(mc["p"], mc["value"], **MONTE_CARLO)
             here = table[(table["layer"] == layer) & (table["statistic"] == stat)]
-            for bound, line in here.groupby("bound", sort=True):
-                color, style = BOUND_STYLE.get(bound, ("gray", "-"))
-                line = line.sort_values("p")
-                ax.plot(line["p"], line["value"], ls=style, color=color, lw=1.4, label=bound,
-                        zorder=3 if bound == "b3" else 2)  # b3 dashed over b4 where they meet
+            for bound in sorted(set(here["bound"]), key=lambda b: list(BOUND_STYLE).index(b)
+                                if b in BOUND_STYLE else len(BOUND_STYLE)):
+                line = here[here["bound"] == bound].sort_values("p")
+                ax.plot(line["p"], line["value"], **_style(bound, stat))
             ax.set(xscale="log", yscale="log")
             if row == 0:
-                ax.set_title(layer)
+                ax.set_title(f"layer {layer}")
             if row == len(ROWS) - 1:
-                ax.set_xlabel("crash probability p")
+                ax.set_xlabel("crash probability $p$")
             if col == 0:
                 ax.set_ylabel(label)
-            ax.legend(fontsize="x-small")
-    fig.suptitle(f"{errors['dataset'].iloc[0]} / {errors['model'].iloc[0]}: crash error and "
-                 "its bounds")
-    _tighten(fig)
+    legend(fig, list(axes.flat), order=[MONTE_CARLO["label"]] + [s["label"] for s in BOUND_STYLE.values()])
+    fig.suptitle(title(errors["dataset"].iloc[0], errors["model"].iloc[0],
+                       r"error of the logits $\Delta$ under crashes per layer, and its bounds"))
     return fig
 
 
@@ -74,9 +86,8 @@ def tolerance_figure(tables: list[tuple[str, pd.DataFrame, pd.DataFrame]]) -> pl
     """
     layers = list(dict.fromkeys(tables[0][1]["layer"]))
     fig, axes = _grid(2, layers)
-    cmap = plt.get_cmap("viridis")
-    for i, (label, errors, table) in enumerate(tables):
-        color = cmap(i / max(1, len(tables) - 1))
+    colour, mark = colours(t[0] for t in tables), markers(t[0] for t in tables)
+    for label, errors, table in tables:
         for col, layer in enumerate(layers):
             mine = errors[errors["layer"] == layer]
             std = mine[mine["statistic"] == "std"].sort_values("p")
@@ -85,20 +96,21 @@ def tolerance_figure(tables: list[tuple[str, pd.DataFrame, pd.DataFrame]]) -> pl
             clean = float((top1["value"].to_numpy() + drop["value"].to_numpy())[0])
             b3 = table[(table["layer"] == layer) & (table["bound"] == "b3")
                        & (table["statistic"] == "std")].sort_values("p")
-            axes[0][col].plot(std["p"], std["value"], "o-", ms=3, color=color,
-                              label=f"{label} (top1 {clean:.3f})")
-            axes[0][col].plot(b3["p"], b3["value"], "--", color=color, lw=1)
-            axes[1][col].plot(drop["p"], drop["value"], "o-", ms=3, color=color, label=label)
+            axes[0][col].plot(std["p"], std["value"], marker=mark[label], ms=3, color=colour[label],
+                              label=f"{label} (top-1 {clean:.3f})")
+            axes[0][col].plot(b3["p"], b3["value"], "--", color=colour[label], lw=1)
+            axes[1][col].plot(drop["p"], drop["value"], marker=mark[label], ms=3, color=colour[label])
     for col, layer in enumerate(layers):
-        axes[0][col].set(title=layer, xscale="log", yscale="log")
-        axes[1][col].set(xscale="log", xlabel="crash probability p")
-    axes[0][0].set_ylabel("RMS Std[Delta] (b3 dashed)")
+        axes[0][col].set(title=f"layer {layer}", xscale="log", yscale="log")
+        axes[1][col].set(xscale="log", xlabel="crash probability $p$")
+    axes[0][0].set_ylabel(r"RMS of $\mathrm{Std}[\Delta]$")
     axes[1][0].set_ylabel("top-1 accuracy lost")
-    axes[0][0].legend(fontsize="x-small")
+    axes[0][0].plot([], [], color=NEUTRAL, label="solid: Monte Carlo")
+    axes[0][0].plot([], [], color=NEUTRAL, ls="--", label="dashed: $b_3$ estimate")
+    legend(fig, [axes[0][0]], title="training (clean top-1)")
     first = tables[0][1]
-    fig.suptitle(f"{first['dataset'].iloc[0]} / {first['model'].iloc[0]}: fault tolerance by "
-                 "training")
-    _tighten(fig)
+    fig.suptitle(title(first["dataset"].iloc[0], first["model"].iloc[0],
+                       "crash tolerance by way of training, per crashed layer"))
     return fig
 
 
