@@ -9,19 +9,39 @@ with the Gaussian-noise and amplified controls.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from safetensors import safe_open
+from safetensors.numpy import load_file
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from safetensors.numpy import load_file  # noqa: E402
+from lesion import files
+from lesion.figures import SEQUENTIAL, plt, save, title
+from lesion.studies.adversarial import kinds
 
-from lesion import files  # noqa: E402
-from lesion.figures import save  # noqa: E402
-from lesion.studies.adversarial import kinds  # noqa: E402
+ATTACK_NAMES = {"lbfgs": "box-constrained L-BFGS", "fgsm": "FGSM", "pgd": "PGD"}
+
+
+def _metadata(path: str | os.PathLike) -> dict:
+    """A safetensors file's metadata, its JSON values decoded."""
+    with safe_open(str(path), "numpy") as f:
+        found = f.metadata() or {}
+    out = {}
+    for key, value in found.items():
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _dataset(path: str | os.PathLike) -> str:
+    """The dataset a study file belongs to: its path is results/{dataset}/adversarial/..."""
+    parent = Path(path).resolve().parent
+    return parent.parent.name if parent.name == "adversarial" else "?"
 
 
 def _show(ax, image: np.ndarray, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "gray") -> None:
@@ -31,6 +51,7 @@ def _show(ax, image: np.ndarray, vmin: float = 0.0, vmax: float = 1.0, cmap: str
               cmap=cmap if image.shape[0] == 1 else None, vmin=vmin, vmax=vmax)
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.spines[:].set_visible(False)
 
 
 def examples(sets: dict[str, str], test: str, out_dir: str, *, count: int = 8) -> None:
@@ -39,13 +60,15 @@ def examples(sets: dict[str, str], test: str, out_dir: str, *, count: int = 8) -
     images whose attack succeeded. One job draws them all: the test split and matplotlib
     load once."""
     t = load_file(test)
+    dataset = _metadata(test).get("dataset", "?")
     for model, path in sets.items():
         s = load_file(path)
+        attack = ATTACK_NAMES.get(_metadata(path).get("attack", "lbfgs"), "L-BFGS")
         chosen = np.flatnonzero(s["success"])[:count]
         if len(chosen) == 0:
             chosen = np.arange(min(count, len(s["labels"])))
-        fig, axes = plt.subplots(3, len(chosen), figsize=(1.3 * len(chosen), 4.3),
-                                 squeeze=False)
+        fig, axes = plt.subplots(3, len(chosen), figsize=(max(3.4, 0.85 * len(chosen) + 0.6), 3.4),
+                                 squeeze=False, layout="constrained")
         for col, i in enumerate(chosen):
             clean = t["images"][s["position"][i]]
             adv = s["images"][i]
@@ -53,29 +76,30 @@ def examples(sets: dict[str, str], test: str, out_dir: str, *, count: int = 8) -
             _show(axes[1][col], adv)
             _show(axes[2][col], np.clip(0.5 + 10 * (adv - clean), 0, 1))
             target = int(s["targets"][i])
-            axes[0][col].set_title(f"label {int(s['labels'][i])}", fontsize=8)
-            axes[1][col].set_title(f"target {target}" if target >= 0 else "", fontsize=8)
-            axes[2][col].set_title(f"d={float(s['distortion'][i]):.3f}", fontsize=8)
-        for row, name in enumerate(("original", "adversarial", "10x difference")):
+            axes[0][col].set_title(f"label {int(s['labels'][i])}", fontsize=7)
+            axes[1][col].set_title(f"target {target}" if target >= 0 else "", fontsize=7)
+            axes[2][col].set_title(f"d={float(s['distortion'][i]):.3f}", fontsize=7)
+        for row, name in enumerate(("original", "adversarial", "difference\n(10x)")):
             axes[row][0].set_ylabel(name, fontsize=8)
-        fig.suptitle(f"{model}: adversarial examples (box-constrained L-BFGS)", fontsize=10)
-        fig.tight_layout()
+        fig.suptitle(title(dataset, model, f"adversarial examples ({attack})"))
         save(fig, os.path.join(out_dir, f"{model}.png"), os.path.join(out_dir, f"{model}.pdf"))
 
 
 def units(path: str, png: str, pdf: str) -> None:
     """The top images for one unit (left) and for a random direction (right)."""
-    found = load_file(path)
-    fig, axes = plt.subplots(2, len(found["unit_index"]), figsize=(1.2 * len(found["unit_index"]), 3),
-                             squeeze=False)
+    found, about = load_file(path), _metadata(path)
+    fig, axes = plt.subplots(2, len(found["unit_index"]),
+                             figsize=(max(3.4, 0.85 * len(found["unit_index"]) + 0.8), 2.4),
+                             squeeze=False, layout="constrained")
     for row, key in enumerate(("unit_images", "random_images")):
         for col, image in enumerate(found[key]):
             _show(axes[row][col], image)
-    axes[0][0].set_ylabel("unit", fontsize=8)
+    unit, layer = about.get("unit", "?"), about.get("layer", "?")
+    axes[0][0].set_ylabel(f"unit {unit}", fontsize=8)
     axes[1][0].set_ylabel("random\ndirection", fontsize=8)
-    fig.suptitle("Test images that maximise one unit (top) and a random direction (bottom)",
-                 fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(title(_dataset(path), about.get("model", "?"),
+                       f"test images that most activate layer {layer}'s unit {unit} (top)\n"
+                       "and a random direction of the same layer (bottom)"))
     save(fig, png, pdf)
 
 
@@ -87,28 +111,34 @@ def transfer(table: str, png: str, pdf: str) -> None:
     made = [a for a in dict.fromkeys(df["attack"]) if a != "gaussian"]
     attack = "lbfgs" if "lbfgs" in made else made[0]
     ours = df[df["attack"] == attack]
+    name = ATTACK_NAMES.get(attack, attack)
     raw = ours[~ours["amplified"]]
     amplified = ours[ours["amplified"]].assign(
-        source=lambda d: d["source"] + " x" + d["sigma"].map("{:g}".format))
+        source=lambda d: d["source"] + ", amplified to RMS " + d["sigma"].map("{:g}".format))
     noise = df[df["attack"] == "gaussian"].assign(
-        source=lambda d: "gaussian " + d["sigma"].map("{:g}".format))
+        source=lambda d: "Gaussian noise, RMS " + d["sigma"].map("{:g}".format))
     rows = pd.concat([raw, amplified, noise])
     order_targets = list(dict.fromkeys(df["target"]))
     grid = rows.pivot_table(index="source", columns="target", values="error", sort=False)
     grid = grid.reindex(columns=order_targets) * 100
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(grid.columns), 1.2 + 0.32 * len(grid)))
-    image = ax.imshow(grid.to_numpy(), cmap="viridis", vmin=0, vmax=100, aspect="auto")
-    ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(grid)), grid.index, fontsize=8)
+    fig, ax = plt.subplots(figsize=(2.6 + 0.5 * len(grid.columns), 1.4 + 0.2 * len(grid)),
+                           layout="constrained")
+    image = ax.imshow(grid.to_numpy(), cmap=SEQUENTIAL, vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(grid)), grid.index, fontsize=7)
     for (r, c), value in np.ndenumerate(grid.to_numpy()):
         if np.isfinite(value):
-            ax.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=7,
+            ax.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=6,
                     color="white" if value < 60 else "black")
+    first, second = raw["source"].nunique(), raw["source"].nunique() + amplified["source"].nunique()
+    for edge in (first, second):  # white rules between examples, amplified ones, noise
+        if 0 < edge < len(grid):
+            ax.axhline(edge - 0.5, color="white", lw=2)
     ax.set_xlabel("model evaluated")
-    ax.set_ylabel(f"{attack} examples made for (x sigma: amplified)")
-    ax.set_title(f"Transfer of {attack} examples: error (%)", fontsize=10)
-    fig.colorbar(image, ax=ax, label="error (%)")
-    fig.tight_layout()
+    ax.set_ylabel(f"test images: {name} examples made for each model;\n"
+                  "the same amplified to a per-pixel RMS; Gaussian noise")
+    ax.set_title(title(_dataset(table), None, f"transfer of {name} examples across models, error (%)"))
+    fig.colorbar(image, ax=ax, label="error (%)", shrink=0.6)
     save(fig, png, pdf)
 
 
