@@ -14,26 +14,23 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from lesion import files  # noqa: E402
-from lesion.figures import save  # noqa: E402
-from lesion.intervals import t_interval  # noqa: E402
-from lesion.studies.filtering import kinds  # noqa: E402
-from lesion.studies.filtering.scores import CLASSES, SCORES  # noqa: E402
+from lesion import files
+from lesion.figures import DIVERGING, PALETTE, centred, legend, plt, save, title
+from lesion.intervals import t_interval
+from lesion.studies.filtering import kinds
+from lesion.studies.filtering.scores import CLASSES, SCORES
 
 # The retraining table's accuracies and how the figure names them.
 RETRAINING_MEASURES = {"top1_clean": "clean", "top1_adversarial": "FGSM against itself",
                        "top1_original_adversarial": "the checkpoint's FGSM set"}
-# Okabe & Ito's colour-blind-safe vermillion and blue at the two ends, grey between.
-CLASS_COLOURS = {"fragile": "#d55e00", "robust": "#bdbdbd", "antifragile": "#0072b2"}
+# Okabe & Ito's colour-blind-safe vermillion and blue at the two ends, grey between
+# (they differ in lightness too, so that they stay apart in grey print).
+CLASS_COLOURS = {"fragile": PALETTE[1], "robust": "#bdbdbd", "antifragile": PALETTE[0]}
 VARIES = "#ffffff"  # a class that changes over the epochs (invariance) or is missing
 
 
@@ -49,24 +46,27 @@ def heat_map(curves: pd.DataFrame, filter: str, *, clean: str, adversarial: str)
     """Normalised accuracy (layer x alpha) under one filter, per epoch and test set."""
     here = curves[curves["filter"] == filter]
     epochs, layers = sorted(set(here["epoch"])), _layers(here)
-    high = max(1.0, float(np.nanmax(here["normalised"]))) if len(here) else 1.0
-    fig, axes = plt.subplots(len(epochs), 2, figsize=(9, 0.5 + 0.4 * len(layers) * len(epochs)
-                                                      + 0.6 * len(epochs)),
-                             squeeze=False, sharex=True)
+    values = here["normalised"].to_numpy(dtype=float)
+    high = max(1.0, float(np.nanmax(values))) if np.isfinite(values).any() else 1.0
+    low = min(1.0, float(np.nanmin(values))) if np.isfinite(values).any() else 0.0
+    norm = centred(min(low, 0.0), high, 1.0)  # white at 1: the filter changed nothing
+    fig, axes = plt.subplots(len(epochs), 2, figsize=(6.4, 0.9 + (0.45 + 0.22 * len(layers)) * len(epochs)),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
     for row, epoch in enumerate(epochs):
         for col, testset in enumerate((clean, adversarial)):
             ax = axes[row][col]
             panel = here[(here["epoch"] == epoch) & (here["testset"] == testset)]
             grid = panel.pivot(index="layer", columns="level", values="normalised").reindex(layers)
-            image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=high,
+            image = ax.imshow(grid.to_numpy(), aspect="auto", cmap=DIVERGING, norm=norm,
                               extent=(0, 1, len(layers) - 0.5, -0.5), interpolation="nearest")
             ax.set_yticks(range(len(layers)), layers)
-            ax.set_title(f"epoch {epoch}, {testset}", fontsize="small")
+            ax.set_title(f"epoch {epoch}, {testset} test set")
             if row == len(epochs) - 1:
-                ax.set_xlabel("normalised alpha")
-    fig.colorbar(image, ax=axes, label="top-1 / unfiltered top-1", shrink=0.8)
+                ax.set_xlabel(r"normalised $\alpha$")
+    fig.colorbar(image, ax=axes, label="top-1 / unfiltered top-1\n(1: unchanged)", shrink=0.8)
     first = curves.iloc[0]
-    fig.suptitle(f"{first['dataset']} / {first['model']}: {filter} filter")
+    fig.suptitle(title(first["dataset"], first["model"],
+                       f"top-1 under the {filter} filter per layer, relative to unfiltered"))
     return fig
 
 
@@ -77,9 +77,9 @@ def class_map(scores: pd.DataFrame) -> plt.Figure:
     cmap = ListedColormap([VARIES, *(CLASS_COLOURS[c] for c in CLASSES)])
     code = {None: 0, **{c: i + 1 for i, c in enumerate(CLASSES)}}
     fig, axes = plt.subplots(len(SCORES), len(filters),
-                             figsize=(1.2 + 0.5 * len(epochs) * len(filters) + 1.0 * len(filters),
-                                      1.0 + 0.32 * len(layers) * len(SCORES)),
-                             squeeze=False)
+                             figsize=(2.4 + 0.35 * len(epochs) * len(filters) + 0.6 * len(filters),
+                                      0.9 + (0.4 + 0.2 * len(layers)) * len(SCORES)),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
     for row, score in enumerate(SCORES):
         for col, name in enumerate(filters):
             ax = axes[row][col]
@@ -90,19 +90,19 @@ def class_map(scores: pd.DataFrame) -> plt.Figure:
                 grid.to_numpy(dtype=object))
             ax.imshow(values, cmap=cmap, vmin=0, vmax=len(CLASSES), aspect="auto",
                       interpolation="nearest")
-            ax.set_xticks(range(len(epochs)), [str(e) for e in epochs], fontsize="small")
-            ax.set_yticks(range(len(layers)), layers, fontsize="small")
+            ax.set_xticks(range(len(epochs)), [str(e) for e in epochs], fontsize=7)
+            ax.set_yticks(range(len(layers)), layers, fontsize=7)
             if row == 0:
-                ax.set_title(name)
+                ax.set_title(f"{name} filter")
             if col == 0:
-                ax.set_ylabel(f"{score} score")
+                ax.set_ylabel(f"{score}\nscore")
             if row == len(SCORES) - 1:
                 ax.set_xlabel("epoch")
-    fig.legend(handles=[Patch(color=CLASS_COLOURS[c], label=c) for c in CLASSES],
-               loc="upper right", fontsize="small")
+    fig.legend(handles=[Patch(color=CLASS_COLOURS[c], label=c) for c in CLASSES]
+               + [Patch(facecolor=VARIES, edgecolor="0.5", label="missing")],
+               loc="outside right center", title="class")
     first = scores.iloc[0]
-    fig.suptitle(f"{first['dataset']} / {first['model']}: class map")
-    fig.tight_layout(rect=(0, 0, 0.85, 0.95))
+    fig.suptitle(title(first["dataset"], first["model"], "class of each layer per checkpoint"))
     return fig
 
 
@@ -123,7 +123,8 @@ def retraining_figure(table: pd.DataFrame) -> plt.Figure:
     over the replicates), one panel per checkpoint."""
     summary = retraining_summary(table)
     epochs = sorted(set(summary["epoch"]))
-    fig, axes = plt.subplots(1, len(epochs), figsize=(4.5 * len(epochs), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(epochs), figsize=(2.8 * len(epochs) + 3.0, 2.9), squeeze=False,
+                             sharey=True, layout="constrained")
     for col, epoch in enumerate(epochs):
         ax = axes[0][col]
         here = summary[summary["epoch"] == epoch]
@@ -132,16 +133,17 @@ def retraining_figure(table: pd.DataFrame) -> plt.Figure:
         for i, (column, label) in enumerate(RETRAINING_MEASURES.items()):
             bars = here[here["measure"] == column].set_index("retrained").loc[ways]
             error = np.vstack([bars["mean"] - bars["low"], bars["high"] - bars["mean"]])
-            ax.bar(x + (i - 1) * 0.27, bars["mean"], width=0.27, label=label,
+            ax.bar(x + (i - 1) * 0.27, bars["mean"], width=0.27, label=label, color=PALETTE[i],
                    yerr=np.nan_to_num(error), capsize=2)
         warned = here.drop_duplicates("retrained").set_index("retrained")["warning"]
         ax.set_xticks(x, [f"{w}\n= {'none' if 'no layer' in warned[w] else 'all'}"
                           if warned[w] else w for w in ways])
-        ax.set(ylim=(0, 1), title=f"from epoch {epoch}", ylabel="top-1 accuracy")
-    axes[0][0].legend(fontsize="x-small")
+        ax.set(ylim=(0, 1), title=f"retrained from epoch {epoch}")
+    axes[0][0].set_ylabel("top-1 accuracy")
+    legend(fig, [axes[0][0]], title="test set")
     first = table.iloc[0]
-    fig.suptitle(f"{first['dataset']} / {first['model']}: selective retraining")
-    fig.tight_layout()
+    fig.suptitle(title(first["dataset"], first["model"],
+                       "selective retraining (mean, 95% interval)"))
     return fig
 
 
@@ -177,21 +179,22 @@ def invariance_figure(summary: pd.DataFrame) -> plt.Figure:
                 values[i, j] = code.get(row["class"], 0)
                 share[i, j] = row["share"]
     cmap = ListedColormap([VARIES, *(CLASS_COLOURS[c] for c in CLASSES)])
-    fig, ax = plt.subplots(figsize=(2.5 + 0.55 * len(columns), 1.2 + 0.3 * len(index)))
+    fig, ax = plt.subplots(figsize=(2.5 + 0.55 * len(columns), 1.4 + 0.25 * len(index)),
+                           layout="constrained")
     ax.imshow(values, cmap=cmap, vmin=0, vmax=len(CLASSES), aspect="auto",
               interpolation="nearest")
     for i in range(len(index)):
         for j in range(len(columns)):
             if not np.isnan(share[i, j]):
                 ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=6)
-    ax.set_xticks(range(len(columns)), [f"{s}\n{f}" for s, f in columns], fontsize="x-small")
-    ax.set_yticks(range(len(index)), [f"{m} {layer}" for m, layer in index], fontsize="small")
-    ax.legend(handles=[Patch(color=CLASS_COLOURS[c], label=c) for c in CLASSES]
-              + [Patch(facecolor=VARIES, edgecolor="black", label="varies")],
-              loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="x-small")
-    ax.set_title(f"{summary['dataset'].iloc[0]}: classes kept over all epochs "
-                 "(share of epochs in the commonest class)", fontsize="small")
-    fig.tight_layout()
+    ax.set_xticks(range(len(columns)), [f"{s}\n{f}" for s, f in columns], fontsize=7)
+    ax.set_yticks(range(len(index)), [f"{m} {layer}" for m, layer in index], fontsize=7)
+    fig.legend(handles=[Patch(color=CLASS_COLOURS[c], label=c) for c in CLASSES]
+               + [Patch(facecolor=VARIES, edgecolor="0.5", label="varies")],
+               loc="outside right center", title="class")
+    ax.set_xlabel("score, filter")
+    ax.set_title(title(summary["dataset"].iloc[0], ", ".join(models),
+                       "class kept over all epochs\n(cell: share of epochs in the commonest class)"))
     return fig
 
 
