@@ -17,7 +17,7 @@ import pandas as pd
 
 from lesion import files
 from lesion.atlas import AGREEMENT, ATLAS, POOLED, oriented
-from lesion.figures import plt, save
+from lesion.figures import colours, markers, plt, save, title
 
 FRAGILE_MAP = "YlOrRd"  # sequential, colour-blind safe: the fragile end dark red
 AGREEMENT_MAP = "RdBu_r"  # diverging at 0: red = the two find the same layers fragile
@@ -53,8 +53,8 @@ def heat_map(table: pd.DataFrame, model: str, dataset: str) -> plt.Figure:
     studies = measures["study"].to_numpy()
     for j in np.flatnonzero(studies[1:] != studies[:-1]):
         ax.axvline(j + 0.5, color="black", lw=1)
-    ax.set_title(f"{dataset} / {model}: each measure's verdict per layer\n"
-                 f"(cell: the value; colour: fragility across layers)", fontsize=9)
+    ax.set_title(title(dataset, model, "each measure's verdict per layer\n"
+                       "(cell: the value; colour: fragility across layers)"))
     fig.colorbar(image, ax=ax, label="fragility (1: most fragile)", shrink=0.9)
     return fig
 
@@ -63,10 +63,14 @@ def agreement_matrix(agreement: pd.DataFrame, dataset: str) -> plt.Figure:
     """Spearman's rho of every pair of measures, one panel per model and the pooled one."""
     models = list(dict.fromkeys(agreement["model"]))
     names = list(dict.fromkeys([*agreement["measure_a"], *agreement["measure_b"]]))
-    side = 0.9 + 0.28 * len(names)
-    fig, axes = plt.subplots(1, len(models), figsize=(side * len(models) + 1.5, side + 1),
+    side = 1.2 + 0.15 * len(names)  # inches per panel: 30 measures fit in 5.7 in
+    cols = min(2, len(models))
+    rows = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols + 1.2, side * rows + 0.3),
                              squeeze=False, layout="constrained")
-    for ax, model in zip(axes[0], models, strict=True):
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax, model in zip(axes.flat, models, strict=False):
         part = agreement[agreement["model"] == model]
         matrix = pd.DataFrame(np.nan, index=names, columns=names)
         for row in part.itertuples():
@@ -76,12 +80,12 @@ def agreement_matrix(agreement: pd.DataFrame, dataset: str) -> plt.Figure:
         values = matrix.to_numpy(dtype=float, copy=True)
         np.fill_diagonal(values, 1.0)
         image = ax.imshow(values, cmap=AGREEMENT_MAP, vmin=-1, vmax=1)
-        ax.set_xticks(range(len(matrix)), matrix.columns, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(matrix)), matrix.index, fontsize=6)
-        title = "pooled over the models" if model == POOLED else model
-        ax.set_title(f"{dataset} / {title}", fontsize=9)
-    fig.colorbar(image, ax=list(axes[0]), label="Spearman's rho (> 0: same layers fragile)",
-                 shrink=0.7)
+        ax.set_xticks(range(len(matrix)), matrix.columns, rotation=90, fontsize=5)
+        ax.set_yticks(range(len(matrix)), matrix.index, fontsize=5)
+        heading = "pooled over the models" if model == POOLED else model
+        ax.set_title(f"{dataset} / {heading}: agreement of the measures")
+    fig.colorbar(image, ax=list(axes.flat), label=r"Spearman's $\rho$ (> 0: same layers fragile)",
+                 shrink=0.5)
     return fig
 
 
@@ -90,16 +94,16 @@ def depth_profile(table: pd.DataFrame, dataset: str) -> plt.Figure:
     one panel per study, one line per model."""
     table = table.assign(score=fragility_score(table))
     studies = sorted(table["study"].unique())
-    colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(table["model"]))}  # one per model
+    colour, mark = colours(table["model"]), markers(table["model"])  # one each per model
     fig, axes = plt.subplots(1, len(studies), figsize=(3.0 * len(studies) + 1.2, 3.2), sharey=True,
                              squeeze=False, layout="constrained")
     for ax, study in zip(axes[0], studies, strict=True):
         part = table[table["study"] == study]
         for model, line in part.groupby("model"):
             mean = line.groupby("depth")["score"].mean()
-            ax.plot(mean.index, mean.to_numpy(), marker="o", label=model, color=colours[model])
-            ax.scatter(line["depth"], line["score"], s=6, alpha=0.3, color=colours[model])
-        ax.set_title(f"{study} ({part['measure'].nunique()} measures)", fontsize=9)
+            ax.plot(mean.index, mean.to_numpy(), marker=mark[model], label=model, color=colour[model])
+            ax.scatter(line["depth"], line["score"], s=6, alpha=0.3, color=colour[model])
+        ax.set_title(f"{study} ({part['measure'].nunique()} measures)")
         ax.set_xlabel("relative depth (0 = first weight layer)")
         ax.set_xlim(-0.05, 1.05)
         ax.set_ylim(-0.05, 1.05)
@@ -110,8 +114,8 @@ def depth_profile(table: pd.DataFrame, dataset: str) -> plt.Figure:
             if la not in labels:
                 handles.append(h)
                 labels.append(la)
-    fig.legend(handles, labels, loc="outside right center", fontsize=8)
-    fig.suptitle(f"{dataset}: where each study finds the fragile layers", fontsize=10)
+    fig.legend(handles, labels, loc="outside right center", title="model")
+    fig.suptitle(title(dataset, ", ".join(colour), "where each study finds the fragile layers"))
     return fig
 
 
