@@ -20,6 +20,17 @@ runs; the kernel drops it when the process dies, however it dies. So:
 Runs started by hand on another host sharing the directory cannot be seen;
 start studies with `make study` (or by hand only) there.
 
+Two studies at once. The kernel lock is the study's (`study: NAME` in its
+config: .snakemake/study-NAME.lock), so `make study CONFIG=a.yaml` and `make
+study CONFIG=b.yaml` with different names run side by side: their outputs
+(results/NAME/, logs/NAME/, benchmarks/NAME/) never meet, and Snakemake's own
+locks, which name files, let two runs with disjoint outputs share the
+directory. What they share is resources/ (downloads, exported datasets): the
+jobs that write there (SHARED_RULES) run first, in a Snakemake of their own,
+under one kernel lock for the whole checkout (.snakemake/resources.lock), so
+one study makes each file and the other waits for it, then finds it there.
+In the main run the shared files are inputs only, which another run may read.
+
 `python -m lesion.tools.run --report SNAKEMAKE [ARGS...]` (`make report`)
 writes the study's report, REPORT under its results directory (results/, or
 results/NAME/ for a config with `study: NAME`), when anything there is newer.
@@ -41,7 +52,10 @@ from pathlib import Path
 import yaml
 
 STATE = Path(".snakemake")
-LOCK = STATE / "study.lock"
+LOCK = STATE / "study.lock"  # the default study's; a named one's is study-NAME.lock
+SHARED_LOCK = STATE / "resources.lock"
+# The rules that write resources/, shared by every study of the checkout.
+SHARED_RULES = ("export_dataset", "download", "download_weights")
 WAIT = 10.0  # seconds to wait for a run that is still stopping
 POLL = 0.2
 DEFAULT_CONFIG = "config/config.yaml"  # the Snakefile's configfile when none is given
@@ -163,12 +177,51 @@ def report(command: Sequence[str]) -> int:
                           check=False).returncode
 
 
+def study_lock(command: Sequence[str]) -> Path:
+    """The kernel lock of the study a command line runs (the default study's where its
+    config cannot be read: Snakemake says why when it starts)."""
+    try:
+        name = study_name(command)
+    except (OSError, yaml.YAMLError):
+        name = None
+    return LOCK if not name else STATE / f"study-{name}.lock"
+
+
+def other_studies_running(mine: Path) -> bool:
+    """Whether another study's kernel lock here is held: its run is alive, and so may be
+    the Snakemake locks in .snakemake/locks."""
+    for path in STATE.glob("study*.lock"):
+        if path == mine:
+            continue
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def make_shared(command: Sequence[str]) -> int:
+    """Run the jobs that write resources/ alone, one study at a time (SHARED_LOCK): a study
+    started beside another waits while that one downloads or exports, then finds the files."""
+    with open(SHARED_LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("make study: waiting for another study of this checkout to finish making "
+                  "the downloads and exports in resources/", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        return _wait(subprocess.Popen([*command, "--until", *SHARED_RULES, "--quiet", "all"]))
+
+
 def main(argv: Sequence[str] | None = None, *, wait: float = WAIT) -> int:
     command = list(sys.argv[1:] if argv is None else argv) or ["snakemake"]
     if command[0] == "--report":
         return report(command[1:] or ["snakemake"])
     STATE.mkdir(exist_ok=True)
-    handle = open(LOCK, "a+")  # held open until the run ends
+    mine = study_lock(command)
+    handle = open(mine, "a+")  # held open until the run ends
     try:
         locked = _lock(handle, wait)
     except OSError:  # a filesystem without locks: leave Snakemake's own lock in charge
@@ -185,11 +238,14 @@ def main(argv: Sequence[str] | None = None, *, wait: float = WAIT) -> int:
     handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     handle.flush()
-    if stale_locks() and _others_gone(wait):
+    if stale_locks() and not other_studies_running(mine) and _others_gone(wait):
         print("make study: removing the lock a killed run left in .snakemake/locks, then "
               "resuming", file=sys.stderr)
         subprocess.run([*command, "--unlock"], stdout=subprocess.DEVNULL, check=False)
     with contextlib.closing(handle):
+        shared = make_shared(command)
+        if shared != 0:
+            return shared
         # Snakemake inherits the locked file, so the lock lives as long as it does.
         return _wait(subprocess.Popen(command, pass_fds=[handle.fileno()]))
 
