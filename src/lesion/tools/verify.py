@@ -123,6 +123,7 @@ class Output:
     rule: str
     status: str
     command: tuple[str, ...]
+    inputs: tuple[str, ...] = ()
 
     @property
     def step(self) -> str:
@@ -166,7 +167,9 @@ def outputs(configfiles: Sequence[str] = (), snakemake: str | None = None) -> li
             command = tuple(shlex.split(shell))
         except ValueError:
             command = ()
-        found.append(Output(row["output_file"], row.get("rule", ""), row.get("status", ""), command))
+        inputs = tuple(i for i in row.get("input-file(s)", "").split(",") if i and i != "-")
+        found.append(Output(row["output_file"], row.get("rule", ""), row.get("status", ""), command,
+                            inputs))
     return found
 
 
@@ -549,14 +552,46 @@ def verify(configfiles: Sequence[str] = (), *, sample: int = 2, snakemake: str |
     return Report(problems, len(found), time.perf_counter() - started)
 
 
-def repair(problems: Iterable[Problem]) -> list[str]:
-    """Remove each file found bad (once); what was removed."""
+def repair(problems: Iterable[Problem], listed: Sequence[Output]) -> tuple[list[str], list[str]]:
+    """Remove each file found bad, and mark for a rerun the jobs that read a bad or missing
+    file: (removed, marked).
+
+    Snakemake rebuilds a missing file only when a job that needs it runs: a missing table
+    whose readers' outputs are all there is left missing. So the outputs of the jobs that
+    read it (else the other outputs of its own job) get Snakemake's incomplete marker, the
+    one a killed job leaves: the next `make study` (its profile has `rerun-incomplete`)
+    reruns those jobs, which rebuilds the file, and what depends on them follows.
+    """
+    problems = list(problems)
     removed = []
     for path in dict.fromkeys(p.path for p in problems if p.remove):
         if os.path.isfile(path):
             os.unlink(path)
             removed.append(path)
-    return removed
+    gone = {p.path for p in problems if p.remove or p.what == "missing"}
+    marked = []
+    for path in sorted(gone):
+        readers = [o.path for o in listed if path in o.inputs]
+        own = next((o for o in listed if o.path == path), None)
+        siblings = [o.path for o in listed if own is not None and o.path != path
+                    and (o.rule, o.command) == (own.rule, own.command)]
+        for target in readers or siblings:
+            if target not in gone and target not in marked and os.path.exists(target):
+                mark_incomplete(target)
+                marked.append(target)
+    return removed, marked
+
+
+def mark_incomplete(path: str, root: Path = Path(".snakemake/incomplete")) -> None:
+    """Snakemake's marker of an output whose job did not finish (its file persistence:
+    .snakemake/incomplete/ and the urlsafe base64 of the path, cut into directories named
+    "@..." longer than the file system's name limit)."""
+    limit = (os.pathconf(root.parent, "PC_NAME_MAX") if root.parent.is_dir() else 255) or 255
+    key = base64.urlsafe_b64encode(path.encode()).decode()
+    parts = [key[i:i + limit - 1] for i in range(0, len(key), limit - 1)]
+    record = root.joinpath(*["@" + part for part in parts[:-1]], parts[-1])
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"external_jobid": None}))
 
 
 @contextlib.contextmanager
@@ -585,7 +620,8 @@ def main(configfiles: Sequence[str] = (), *, do_repair: bool = False, sample: in
 
 
 def _main(configfiles: Sequence[str], do_repair: bool, sample: int) -> int:
-    report = verify(configfiles, sample=sample)
+    listed = outputs(configfiles)
+    report = verify(configfiles, sample=sample, listed=listed)
     for problem in report.problems:
         print(problem.line())
     bad = sorted({p.path for p in report.problems})
@@ -593,10 +629,11 @@ def _main(configfiles: Sequence[str], do_repair: bool, sample: int) -> int:
           f"{len(report.problems)} problems in {len(bad)} files"
           + ("" if report.problems else ": all good"))
     if do_repair and report.problems:
-        removed = repair(report.problems)
+        removed, marked = repair(report.problems, listed)
         print(f"verify --repair: removed {len(removed)} files"
               + (f" ({', '.join(removed)})" if removed else "")
-              + "; run the study again (make study) to rebuild them and what depends on them")
+              + f", marked {len(marked)} outputs of the jobs that read them for a rerun; run the "
+              "study again (make study) to rebuild them and what depends on them")
     elif report.problems:
         print("verify: run again with --repair to remove the bad files, then make study rebuilds them")
     return 1 if report.problems else 0
