@@ -34,7 +34,12 @@ def test_chunk_size_is_a_multiple_of_the_batch_within_the_budget(cnn, digits):
     cpu = torch.device("cpu")
     assert evaluate.images_per_chunk(prefix, digits[0], 1e9, 32, cpu) == len(digits[0])
     assert evaluate.images_per_chunk(prefix, digits[0], 70 * per_image, 32, cpu) == 64
-    assert evaluate.images_per_chunk(prefix, digits[0], 1, 32, cpu) == 32  # one batch at least
+    assert evaluate.images_per_chunk(prefix, digits[0], 32 * per_image, 32, cpu) == 32
+    with pytest.raises(ValueError, match=r"^layer conv2: the clean activations in front of it take "
+                       r"0\.000122 GB for one batch of 32 images \(0\.00391 MB each\), more than "
+                       r"evaluate\.cache_gb = 9\.3\d*e-07; expected a larger evaluate\.cache_gb or a "
+                       r"smaller evaluate\.batch_size$"):
+        evaluate.images_per_chunk(prefix, digits[0], 1000, 32, cpu, layer="layer conv2")
 
 
 CHUNKED = 100 * 16 * 8 * 8 * 4 / 2**30  # conv2's input of 100 images: 3 passes of 450

@@ -74,9 +74,11 @@ def run_batched(module: nn.Module, x: torch.Tensor, batch_size: int,
 
 @torch.no_grad()
 def images_per_chunk(prefix: nn.Module, images: torch.Tensor, budget_bytes: float, batch_size: int,
-                     device: torch.device, count: int | None = None) -> int:
+                     device: torch.device, count: int | None = None, layer: str = "the layer") -> int:
     """How many images' clean activations fit in `budget_bytes`, a multiple of `batch_size`,
-    or all `count` images (default: those of `images`) when they fit.
+    or all `count` images (default: those of `images`) when they fit; ValueError, naming
+    `layer`, the size and the settings, when not even one batch fits (the cap holds: a
+    sweep never grows past it until the kernel kills it).
 
     The prefix cache of an early layer of an ImageNet network is far larger
     than any GPU (vgg16's conv2 input is 12.8 MB per image, 640 GB for the
@@ -86,8 +88,16 @@ def images_per_chunk(prefix: nn.Module, images: torch.Tensor, budget_bytes: floa
     """
     sample = prefix.to(device).eval()(images[:1].to(device))
     per_image = sample.numel() * sample.element_size()
-    batches = max(1, int(budget_bytes // (per_image * batch_size)))
-    return min(len(images) if count is None else count, batches * batch_size)
+    total = len(images) if count is None else count
+    batch = min(batch_size, total)
+    if per_image * batch > budget_bytes:
+        raise ValueError(f"{layer}: the clean activations in front of it take "
+                         f"{per_image * batch / 2**30:.3g} GB for one batch of {batch} images "
+                         f"({per_image / 2**20:.3g} MB each), more than evaluate.cache_gb = "
+                         f"{budget_bytes / 2**30:g}; expected a larger evaluate.cache_gb or a "
+                         "smaller evaluate.batch_size")
+    batches = int(budget_bytes // (per_image * batch_size))
+    return min(total, max(batches, 1) * batch_size)
 
 
 def summarise(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

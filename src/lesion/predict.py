@@ -135,7 +135,7 @@ def _weight_results(model, layer: str, base, sets: list[tuple[torch.Tensor, torc
     names = models.parameter_names(suffix, model, layer, list(base))
     sizes = [len(labels) for _, labels in sets]
     chunk = evaluate.images_per_chunk(prefix, sets[0][0], cache_bytes, batch_size, device,
-                                      count=sum(sizes))
+                                      count=sum(sizes), layer=f"layer {layer}")
     passes = _passes(sizes, chunk)
     log.info("%s: %d test set(s) of %s images on %s, clean prefix cached for "  # pragma: no mutate
              "%d pass(es) of at most %d",  # pragma: no mutate

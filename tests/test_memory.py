@@ -1,0 +1,43 @@
+"""evaluate.cache_gb holds: a sweep whose clean-prefix cache would exceed it caches one chunk
+of images at a time, and its peak resident memory stays near the cap (measured in a fresh
+process, against the same sweep with a cap large enough for everything)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+# fc1 turns each 8x8 image into 50,000 activations (195 KiB): the prefix of fc2 for 4,096
+# images is 763 MiB, cached whole under a large cap, in 48 MiB chunks (256 images) under 0.05
+SCRIPT = """
+import collections, json, resource, sys, torch, lesion
+torch.manual_seed(0)
+net = torch.nn.Sequential(collections.OrderedDict(
+    flatten=torch.nn.Flatten(), fc1=torch.nn.Linear(64, 50_000), relu=torch.nn.ReLU(),
+    fc2=torch.nn.Linear(50_000, 10)))
+images, labels = torch.rand(4096, 1, 8, 8), torch.randint(0, 10, (4096,))
+lesion.layers(net)  # adopt the network before measuring
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+table = lesion.sweep(net, (images, labels), operators="gaussian", levels=[0.5], layers=["fc2"],
+                     batch_size=256, cache_gb=float(sys.argv[1]), device="cpu")
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"grew_mib": (after - before) / 1024,
+                  "top1": table.query("metric == 'top1'")["value"].tolist()}))
+"""
+
+
+def peak_growth(cache_gb: float) -> dict:
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(cache_gb)], capture_output=True,
+                         text=True, check=True, timeout=300).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def test_a_sweep_under_a_low_cache_cap_stays_near_it():
+    capped, whole = peak_growth(0.05), peak_growth(4.0)
+    assert capped["top1"] == whole["top1"]  # chunks change no result
+    # whole: the 763 MiB cache and the batches it is concatenated from
+    assert whole["grew_mib"] > 700, whole
+    # capped: one 48 MiB chunk, its batches, the variant's suffix pass
+    assert capped["grew_mib"] < 0.05 * 1024 * 3 + 50, capped
