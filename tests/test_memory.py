@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 
-
 # fc1 turns each 8x8 image into 50,000 activations (195 KiB): the prefix of fc2 for 4,096
 # images is 763 MiB, cached whole under a large cap, in 48 MiB chunks (256 images) under 0.05
 SCRIPT = """
