@@ -595,27 +595,28 @@ def mark_incomplete(path: str, root: Path = Path(".snakemake/incomplete")) -> No
 
 
 @contextlib.contextmanager
-def _no_study_running() -> Iterator[None]:
+def _no_study_running(configfiles: Sequence[str]) -> Iterator[None]:
     """Hold the study's kernel lock (lesion.tools.run's) while checking and removing: a
     running study's outputs are half made, and `make study` must not start meanwhile."""
     from lesion.tools import run
 
+    lock = run.study_lock(["snakemake", *(["--configfile", *configfiles] if configfiles else [])])
     if run.snakemake_running_here():
         raise RuntimeError("Snakemake runs in this directory; expected a finished study: run "
                            "verify when it has stopped")
-    run.LOCK.parent.mkdir(exist_ok=True)
-    with open(run.LOCK, "a+") as handle:
+    lock.parent.mkdir(exist_ok=True)
+    with open(lock, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"a study is running here ({run.LOCK} is held); expected a "
+            raise RuntimeError(f"a study is running here ({lock} is held); expected a "
                                "finished study: run verify when it has stopped") from None
         yield
 
 
 def main(configfiles: Sequence[str] = (), *, do_repair: bool = False, sample: int = 2) -> int:
     """Print one line per problem and a summary; 1 when anything is wrong."""
-    with _no_study_running():
+    with _no_study_running(configfiles):
         return _main(configfiles, do_repair, sample)
 
 
