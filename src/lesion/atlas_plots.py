@@ -17,7 +17,7 @@ import pandas as pd
 
 from lesion import files
 from lesion.atlas import AGREEMENT, ATLAS, POOLED, oriented
-from lesion.figures import colours, markers, plt, save, title
+from lesion.figures import colours, markers, plt, save, suptitle, title
 
 FRAGILE_MAP = "YlOrRd"  # sequential, colour-blind safe: the fragile end dark red
 AGREEMENT_MAP = "RdBu_r"  # diverging at 0: red = the two find the same layers fragile
@@ -115,7 +115,7 @@ def depth_profile(table: pd.DataFrame, dataset: str) -> plt.Figure:
                 handles.append(h)
                 labels.append(la)
     fig.legend(handles, labels, loc="outside right center", title="model")
-    fig.suptitle(title(dataset, ", ".join(colour), "where each study finds the fragile layers"))
+    suptitle(fig, title(dataset, ", ".join(colour), "where each study finds the fragile layers"))
     return fig
 
 

@@ -11,6 +11,7 @@ that matters. Torch-free, like all plotting.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -49,6 +50,14 @@ def markers(names: Iterable[str]) -> dict[str, str]:
 def title(dataset: str, model: str | None, what: str) -> str:
     """A figure's title: dataset, model (None: every model) and what is plotted."""
     return f"{dataset} / {model}: {what}" if model else f"{dataset}: {what}"
+
+
+def suptitle(fig: plt.Figure, text: str) -> None:
+    """The figure's title, wrapped to its width (a narrow figure of one layer or a few
+    models would otherwise cut a long title at both edges)."""
+    size = matplotlib.font_manager.FontProperties(size=plt.rcParams["figure.titlesize"]).get_size_in_points()
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * size)))
+    fig.suptitle("\n".join(textwrap.fill(line, chars) for line in text.split("\n")))
 
 
 def centred(vmin: float, vmax: float, centre: float) -> TwoSlopeNorm:

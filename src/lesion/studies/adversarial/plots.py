@@ -19,7 +19,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 
 from lesion import files
-from lesion.figures import SEQUENTIAL, plt, save, title
+from lesion.figures import SEQUENTIAL, plt, save, suptitle, title
 from lesion.studies.adversarial import kinds
 
 ATTACK_NAMES = {"lbfgs": "box-constrained L-BFGS", "fgsm": "FGSM", "pgd": "PGD"}
@@ -54,40 +54,45 @@ def _show(ax, image: np.ndarray, vmin: float = 0.0, vmax: float = 1.0, cmap: str
     ax.spines[:].set_visible(False)
 
 
+def examples_figure(test: dict[str, np.ndarray], found: dict[str, np.ndarray], *, dataset: str,
+                    model: str, attack: str = "lbfgs", count: int = 8) -> plt.Figure:
+    """Rows original, adversarial, 10x difference (centred at grey) for the first `count`
+    images of one model's set (`found`, as its file holds it) whose attack succeeded."""
+    chosen = np.flatnonzero(found["success"])[:count]
+    if len(chosen) == 0:
+        chosen = np.arange(min(count, len(found["labels"])))
+    fig, axes = plt.subplots(3, len(chosen), figsize=(max(3.4, 0.85 * len(chosen) + 0.6), 3.4),
+                             squeeze=False, layout="constrained")
+    for col, i in enumerate(chosen):
+        clean = test["images"][found["position"][i]]
+        adv = found["images"][i]
+        _show(axes[0][col], clean)
+        _show(axes[1][col], adv)
+        _show(axes[2][col], np.clip(0.5 + 10 * (adv - clean), 0, 1))
+        target = int(found["targets"][i])
+        axes[0][col].set_title(f"label {int(found['labels'][i])}", fontsize=7)
+        axes[1][col].set_title(f"target {target}" if target >= 0 else "", fontsize=7)
+        axes[2][col].set_title(f"d={float(found['distortion'][i]):.3f}", fontsize=7)
+    for row, name in enumerate(("original", "adversarial", "difference\n(10x)")):
+        axes[row][0].set_ylabel(name, fontsize=8)
+    suptitle(fig, title(dataset, model, f"adversarial examples ({ATTACK_NAMES.get(attack, attack)})"))
+    return fig
+
+
 def examples(sets: dict[str, str], test: str, out_dir: str, *, count: int = 8) -> None:
-    """One figure per model (`sets`: model -> its L-BFGS set), `out_dir`/{model}.png and .pdf:
-    rows original, adversarial, 10x difference (centred at grey) for the first `count`
-    images whose attack succeeded. One job draws them all: the test split and matplotlib
-    load once."""
+    """One figure per model (`sets`: model -> its L-BFGS set), `out_dir`/{model}.png and .pdf.
+    One job draws them all: the test split and matplotlib load once."""
     t = load_file(test)
     dataset = _metadata(test).get("dataset", "?")
     for model, path in sets.items():
-        s = load_file(path)
-        attack = ATTACK_NAMES.get(_metadata(path).get("attack", "lbfgs"), "L-BFGS")
-        chosen = np.flatnonzero(s["success"])[:count]
-        if len(chosen) == 0:
-            chosen = np.arange(min(count, len(s["labels"])))
-        fig, axes = plt.subplots(3, len(chosen), figsize=(max(3.4, 0.85 * len(chosen) + 0.6), 3.4),
-                                 squeeze=False, layout="constrained")
-        for col, i in enumerate(chosen):
-            clean = t["images"][s["position"][i]]
-            adv = s["images"][i]
-            _show(axes[0][col], clean)
-            _show(axes[1][col], adv)
-            _show(axes[2][col], np.clip(0.5 + 10 * (adv - clean), 0, 1))
-            target = int(s["targets"][i])
-            axes[0][col].set_title(f"label {int(s['labels'][i])}", fontsize=7)
-            axes[1][col].set_title(f"target {target}" if target >= 0 else "", fontsize=7)
-            axes[2][col].set_title(f"d={float(s['distortion'][i]):.3f}", fontsize=7)
-        for row, name in enumerate(("original", "adversarial", "difference\n(10x)")):
-            axes[row][0].set_ylabel(name, fontsize=8)
-        fig.suptitle(title(dataset, model, f"adversarial examples ({attack})"))
+        fig = examples_figure(t, load_file(path), dataset=dataset, model=model,
+                              attack=_metadata(path).get("attack", "lbfgs"), count=count)
         save(fig, os.path.join(out_dir, f"{model}.png"), os.path.join(out_dir, f"{model}.pdf"))
 
 
-def units(path: str, png: str, pdf: str) -> None:
-    """The top images for one unit (left) and for a random direction (right)."""
-    found, about = load_file(path), _metadata(path)
+def units_figure(found: dict[str, np.ndarray], about: dict, *, dataset: str) -> plt.Figure:
+    """The top images for one unit (top row) and for a random direction (bottom row);
+    `about` is the units file's metadata (model, layer, unit)."""
     fig, axes = plt.subplots(2, len(found["unit_index"]),
                              figsize=(max(3.4, 0.85 * len(found["unit_index"]) + 0.8), 2.4),
                              squeeze=False, layout="constrained")
@@ -97,17 +102,21 @@ def units(path: str, png: str, pdf: str) -> None:
     unit, layer = about.get("unit", "?"), about.get("layer", "?")
     axes[0][0].set_ylabel(f"unit {unit}", fontsize=8)
     axes[1][0].set_ylabel("random\ndirection", fontsize=8)
-    fig.suptitle(title(_dataset(path), about.get("model", "?"),
+    suptitle(fig, title(dataset, about.get("model", "?"),
                        f"test images that most activate layer {layer}'s unit {unit} (top)\n"
                        "and a random direction of the same layer (bottom)"))
-    save(fig, png, pdf)
+    return fig
 
 
-def transfer(table: str, png: str, pdf: str) -> None:
+def units(path: str, png: str, pdf: str) -> None:
+    """The units step's figure, from the units file."""
+    save(units_figure(load_file(path), _metadata(path), dataset=_dataset(path)), png, pdf)
+
+
+def transfer_figure(df: pd.DataFrame, *, dataset: str) -> plt.Figure:
     """Heat map: error (%) of each target model (columns) on each source's examples of
     the study's main attack (L-BFGS when there), as they are and amplified (rows), then
-    the Gaussian-noise controls."""
-    df = files.read_table(table, kinds.TRANSFER).to_pandas()
+    the Gaussian-noise controls (`df`: the transfer table)."""
     made = [a for a in dict.fromkeys(df["attack"]) if a != "gaussian"]
     attack = "lbfgs" if "lbfgs" in made else made[0]
     ours = df[df["attack"] == attack]
@@ -121,7 +130,7 @@ def transfer(table: str, png: str, pdf: str) -> None:
     order_targets = list(dict.fromkeys(df["target"]))
     grid = rows.pivot_table(index="source", columns="target", values="error", sort=False)
     grid = grid.reindex(columns=order_targets) * 100
-    fig, ax = plt.subplots(figsize=(2.6 + 0.5 * len(grid.columns), 1.4 + 0.2 * len(grid)),
+    fig, ax = plt.subplots(figsize=(3.4 + 0.5 * len(grid.columns), 1.6 + 0.2 * len(grid)),
                            layout="constrained")
     image = ax.imshow(grid.to_numpy(), cmap=SEQUENTIAL, vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=45, ha="right", fontsize=7)
@@ -135,11 +144,16 @@ def transfer(table: str, png: str, pdf: str) -> None:
         if 0 < edge < len(grid):
             ax.axhline(edge - 0.5, color="white", lw=2)
     ax.set_xlabel("model evaluated")
-    ax.set_ylabel(f"test images: {name} examples made for each model;\n"
-                  "the same amplified to a per-pixel RMS; Gaussian noise")
-    ax.set_title(title(_dataset(table), None, f"transfer of {name} examples across models, error (%)"))
+    ax.set_ylabel("test images: the examples made for")
+    suptitle(fig, title(dataset, None, f"transfer of {name} examples\nacross models, error (%)"))
     fig.colorbar(image, ax=ax, label="error (%)", shrink=0.6)
-    save(fig, png, pdf)
+    return fig
+
+
+def transfer(table: str, png: str, pdf: str) -> None:
+    """The transfer step's figure, from the transfer table."""
+    df = files.read_table(table, kinds.TRANSFER).to_pandas()
+    save(transfer_figure(df, dataset=_dataset(table)), png, pdf)
 
 
 def csv(table: str, out: str) -> None:

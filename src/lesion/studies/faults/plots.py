@@ -15,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lesion import files
-from lesion.figures import NEUTRAL, PALETTE, colours, legend, markers, plt, save, title
+from lesion.figures import NEUTRAL, PALETTE, colours, legend, markers, plt, save, suptitle, title
 from lesion.studies.faults.kinds import BOUNDS, ERRORS
 
 FIGURES = ("bounds", "tolerance")
@@ -73,7 +73,7 @@ def bounds_figure(errors: pd.DataFrame, table: pd.DataFrame) -> plt.Figure:
             if col == 0:
                 ax.set_ylabel(label)
     legend(fig, list(axes.flat), order=[MONTE_CARLO["label"]] + [s["label"] for s in BOUND_STYLE.values()])
-    fig.suptitle(title(errors["dataset"].iloc[0], errors["model"].iloc[0],
+    suptitle(fig, title(errors["dataset"].iloc[0], errors["model"].iloc[0],
                        r"error of the logits $\Delta$ under crashes per layer, and its bounds"))
     return fig
 
@@ -109,7 +109,7 @@ def tolerance_figure(tables: list[tuple[str, pd.DataFrame, pd.DataFrame]]) -> pl
     axes[0][0].plot([], [], color=NEUTRAL, ls="--", label="dashed: $b_3$ estimate")
     legend(fig, [axes[0][0]], title="training (clean top-1)")
     first = tables[0][1]
-    fig.suptitle(title(first["dataset"].iloc[0], first["model"].iloc[0],
+    suptitle(fig, title(first["dataset"].iloc[0], first["model"].iloc[0],
                        "crash tolerance by way of training, per crashed layer"))
     return fig
 

@@ -20,7 +20,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from lesion import files
-from lesion.figures import DIVERGING, PALETTE, centred, legend, plt, save, title
+from lesion.figures import DIVERGING, PALETTE, centred, legend, plt, save, suptitle, title
 from lesion.intervals import t_interval
 from lesion.studies.filtering import kinds
 from lesion.studies.filtering.scores import CLASSES, SCORES
@@ -65,7 +65,7 @@ def heat_map(curves: pd.DataFrame, filter: str, *, clean: str, adversarial: str)
                 ax.set_xlabel(r"normalised $\alpha$")
     fig.colorbar(image, ax=axes, label="top-1 / unfiltered top-1\n(1: unchanged)", shrink=0.8)
     first = curves.iloc[0]
-    fig.suptitle(title(first["dataset"], first["model"],
+    suptitle(fig, title(first["dataset"], first["model"],
                        f"top-1 under the {filter} filter per layer, relative to unfiltered"))
     return fig
 
@@ -102,7 +102,7 @@ def class_map(scores: pd.DataFrame) -> plt.Figure:
                + [Patch(facecolor=VARIES, edgecolor="0.5", label="missing")],
                loc="outside right center", title="class")
     first = scores.iloc[0]
-    fig.suptitle(title(first["dataset"], first["model"], "class of each layer per checkpoint"))
+    suptitle(fig, title(first["dataset"], first["model"], "class of each layer per checkpoint"))
     return fig
 
 
@@ -142,7 +142,7 @@ def retraining_figure(table: pd.DataFrame) -> plt.Figure:
     axes[0][0].set_ylabel("top-1 accuracy")
     legend(fig, [axes[0][0]], title="test set")
     first = table.iloc[0]
-    fig.suptitle(title(first["dataset"], first["model"],
+    suptitle(fig, title(first["dataset"], first["model"],
                        "selective retraining (mean, 95% interval)"))
     return fig
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from lesion import files
 from lesion.catalog import ACTIVATION_OPERATORS
-from lesion.figures import NEUTRAL, colours, legend, markers, plt, save, title
+from lesion.figures import NEUTRAL, colours, legend, markers, plt, save, suptitle, title
 from lesion.kinds import SUMMARY, VARIANTS
 
 FIGURES = ("performances", "weight_diffs", "num_weights")
@@ -105,7 +105,7 @@ def performances(summary: pd.DataFrame, metric: str = "top1") -> plt.Figure:
     for ax in list(panels.values())[::2]:
         ax.set_ylabel(METRIC_NAMES.get(metric, metric))
     legend(fig, list(panels.values()), title="layer")
-    fig.suptitle(title(summary["dataset"].iloc[0], summary["model"].iloc[0],
+    suptitle(fig, title(summary["dataset"].iloc[0], summary["model"].iloc[0],
                        f"{METRIC_NAMES.get(metric, metric)} per damaged layer, 95% band over draws"))
     return fig
 
@@ -123,7 +123,7 @@ def weight_diffs(variants: pd.DataFrame) -> plt.Figure:
         ax.text(0.5, 0.5, "no operator on weights in this study\n(crashes change no weight)",
                 ha="center", va="center")
         ax.set_axis_off()
-        fig.suptitle(heading)
+        suptitle(fig, heading)
         return fig
     mean = variants.groupby(["perturbation", "layer", "level"], sort=False)["rel_l2"].mean()
     mean = mean.reset_index()
@@ -140,7 +140,7 @@ def weight_diffs(variants: pd.DataFrame) -> plt.Figure:
     for ax in list(panels.values())[::2]:
         ax.set_ylabel(r"$\|W' - W\|_2 \;/\; \|W\|_2$")
     legend(fig, list(panels.values()), title="layer")
-    fig.suptitle(heading)
+    suptitle(fig, heading)
     return fig
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from lesion import files
-from lesion.figures import NEUTRAL, PALETTE, colours, legend, markers, plt, save, title
+from lesion.figures import NEUTRAL, PALETTE, colours, legend, markers, plt, save, suptitle, title
 from lesion.studies.zoo import kinds
 
 FIGURES = ("accuracy", "snapshots")
@@ -68,7 +68,7 @@ def accuracy_figure(meta: pd.DataFrame, dataset: str = "?") -> plt.Figure:
     else:
         rate_ax.set_axis_off()
     legend(fig, [ax], where="bottom")
-    fig.suptitle(title(dataset, "weight-space zoo", "what meta-classifiers read from the weights"))
+    suptitle(fig, title(dataset, "weight-space zoo", "what meta-classifiers read from the weights"))
     return fig
 
 
@@ -93,7 +93,7 @@ def snapshots_figure(per_snapshot: pd.DataFrame, dataset: str = "?") -> plt.Figu
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set_ylabel("meta-test accuracy")
     legend(fig, list(axes[0]), title="property")
-    fig.suptitle(title(dataset, "weight-space zoo", "meta-test accuracy along training"))
+    suptitle(fig, title(dataset, "weight-space zoo", "meta-test accuracy along training"))
     return fig
 
 
