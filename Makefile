@@ -31,7 +31,7 @@ $(TEST_STAMP): $(STAMP)
 # once, and a run killed outright resumes (its stale Snakemake lock is removed).
 study: config-exists $(STAMP)
 	$(BIN)/python -m lesion.tools.run $(BIN)/snakemake $(CONFIG_ARGS)
-	@$(MAKE) --no-print-directory report
+	@$(MAKE) --no-print-directory report REPORT_FLAGS=--just-built
 
 # A missing CONFIG file (each of its words) is named before anything is installed or
 # run (Snakemake's own message for a missing --configfile is a traceback).
@@ -40,9 +40,10 @@ config-exists:
 		echo "make study: error: CONFIG=$$file: no such file; expected a study config, e.g. one of: $(wildcard config/*.yaml) (or several, merged in order)" >&2; exit 1; fi; done
 
 # The study's report (results/report.html, or results/NAME/report.html for a config
-# with `study: NAME`), rebuilt only when something in its results is newer.
+# with `study: NAME`), rebuilt only when something in its results is newer, and only for
+# a study up to date with its config (a dry run first; `make study` has just built it).
 report: config-exists $(STAMP)
-	@$(BIN)/python -m lesion.tools.run --report $(BIN)/snakemake $(CONFIG_ARGS)
+	@$(BIN)/python -m lesion.tools.run --report $(REPORT_FLAGS) $(BIN)/snakemake $(CONFIG_ARGS)
 
 # Check every output of the built study (docs/running.md): one line per bad file, exit
 # status 1 when any; `make verify REPAIR=1` removes them for the next `make study` to rebuild.

@@ -33,7 +33,11 @@ In the main run the shared files are inputs only, which another run may read.
 
 `python -m lesion.tools.run --report SNAKEMAKE [ARGS...]` (`make report`)
 writes the study's report, REPORT under its results directory (results/, or
-results/NAME/ for a config with `study: NAME`), when anything there is newer.
+results/NAME/ for a config with `study: NAME`), when anything there is newer,
+and only for a study that is up to date with its config: a dry run first, and
+a study with jobs to run is named with them and gets no report (a report of
+files another config built would be wrong). `--report --just-built` skips the
+dry run after a run that just ended well (`make study`).
 Torch-free.
 """
 
@@ -161,10 +165,46 @@ def study_name(command: Sequence[str]) -> str | None:
     return name
 
 
-def report(command: Sequence[str]) -> int:
-    """Write the study's report when it is missing or anything in its results is newer."""
+# Snakemake's words for a study with nothing to do (snakemake.common.NOTHING_TO_BE_DONE_MSG).
+NOTHING_TO_BE_DONE = "Nothing to be done"
+
+
+def stale_jobs(command: Sequence[str]) -> dict[str, int]:
+    """rule -> jobs a dry run of `command` plans: empty when the study is up to date with its
+    config (and code, and inputs)."""
+    out = subprocess.run([*command, "--dry-run", "--quiet", "rules"], capture_output=True, text=True,
+                         check=False)
+    text = out.stdout + out.stderr
+    if out.returncode != 0:
+        raise RuntimeError(text.strip().splitlines()[-1] if text.strip() else "the dry run failed")
+    if NOTHING_TO_BE_DONE in text:
+        return {}
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:")) + 3
+    jobs = {}
+    for line in lines[start:]:
+        if not line.strip() or line.split()[0] == "total":
+            break
+        rule, count = line.split()
+        jobs[rule] = int(count)
+    return jobs
+
+
+def report(command: Sequence[str], *, just_built: bool = False) -> int:
+    """Write the study's report when it is missing or anything in its results is newer, for a
+    study whose outputs are up to date with its config (`just_built`: its run just ended
+    well, as in `make study`); a stale study is named, with what would rerun, and left
+    without a report."""
     from lesion.config import study_roots
 
+    if not just_built:
+        stale = {rule: n for rule, n in stale_jobs(command).items() if rule != "all"}
+        if stale:
+            listed = ", ".join(f"{rule} ({n})" for rule, n in stale.items())
+            print(f"make report: error: the study's outputs are not up to date with its config: "
+                  f"{sum(stale.values())} jobs would run ({listed}); expected `make study` with "
+                  "the same CONFIG first. No report was written.", file=sys.stderr)
+            return 1
     results = Path(study_roots({"study": study_name(command)})[0])
     target = results / REPORT
     if target.is_file():
@@ -218,7 +258,8 @@ def make_shared(command: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None, *, wait: float = WAIT) -> int:
     command = list(sys.argv[1:] if argv is None else argv) or ["snakemake"]
     if command[0] == "--report":
-        return report(command[1:] or ["snakemake"])
+        just_built = command[1:2] == ["--just-built"]
+        return report(command[1 + just_built:] or ["snakemake"], just_built=just_built)
     STATE.mkdir(exist_ok=True)
     mine = study_lock(command)
     handle = open(mine, "a+")  # held open until the run ends
