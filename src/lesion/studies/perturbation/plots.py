@@ -153,7 +153,7 @@ def num_weights(variants: pd.DataFrame) -> plt.Figure:
     ax.bar_label(bars, [f"{int(n):,}" for n in counts["weights"]], fontsize=7, padding=2)
     ax.margins(y=0.15)
     ax.set(ylabel="parameters (weights and biases)", xlabel="layer, in forward order")
-    ax.set_title(title(variants["dataset"].iloc[0], variants["model"].iloc[0], "parameters per layer"))
+    suptitle(fig, title(variants["dataset"].iloc[0], variants["model"].iloc[0], "parameters per layer"))
     return fig
 
 
