@@ -621,8 +621,10 @@ def main(configfiles: Sequence[str] = (), *, do_repair: bool = False, sample: in
 
 
 def _main(configfiles: Sequence[str], do_repair: bool, sample: int) -> int:
+    started = time.perf_counter()
     listed = outputs(configfiles)
     report = verify(configfiles, sample=sample, listed=listed)
+    report.seconds = time.perf_counter() - started  # Snakemake's listing included
     for problem in report.problems:
         print(problem.line())
     bad = sorted({p.path for p in report.problems})
