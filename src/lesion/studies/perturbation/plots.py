@@ -52,11 +52,11 @@ def band(mean: pd.Series, ci95: pd.Series, metric: str) -> tuple[np.ndarray, np.
             np.clip(mean.to_numpy() + half, low, high))
 
 
-def _panels(perturbations: list[str]):
+def _panels(perturbations: list[str], sharey: bool = True):
     """One panel per operator, at most two per row."""
     cols = min(2, len(perturbations))
     rows = -(-len(perturbations) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1.6, 2.5 * rows + 0.4), sharey=True,
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1.6, 2.5 * rows + 0.4), sharey=sharey,
                              squeeze=False, layout="constrained")
     for ax in axes.flat[len(perturbations):]:
         ax.set_visible(False)
@@ -129,14 +129,21 @@ def weight_diffs(variants: pd.DataFrame) -> plt.Figure:
     mean = mean.reset_index()
     layers = list(dict.fromkeys(mean["layer"]))
     colors, marks = colours(layers), markers(layers)
-    fig, panels = _panels(list(dict.fromkeys(mean["perturbation"])))
+    # Each operator its own y axis: a bit flip in the exponent moves weights by 1e37,
+    # which on a shared axis flattens every other operator's line to 0.
+    fig, panels = _panels(list(dict.fromkeys(mean["perturbation"])), sharey=False)
     for perturbation, ax in panels.items():
         for name in layers:
             line = mean[(mean["perturbation"] == perturbation) & (mean["layer"] == name)]
             ax.plot(line["level"], line["rel_l2"], marker=marks[name], ms=3, label=name,
                     color=colors[name])
         ax.set(title=perturbation, xlabel=LEVEL_LABELS.get(perturbation, "level"))
-        ax.set_ylim(bottom=0)
+        here = mean.loc[mean["perturbation"] == perturbation, "rel_l2"]
+        here = here[np.isfinite(here) & (here > 0)]
+        if len(here) and here.max() > 1e3 * max(here.min(), 1e-300):
+            ax.set_yscale("log")  # lines, not bars: a log axis reads fine
+        else:
+            ax.set_ylim(bottom=0)
     for ax in list(panels.values())[::2]:
         ax.set_ylabel(r"$\|W' - W\|_2 \;/\; \|W\|_2$")
     legend(fig, list(panels.values()), title="layer")
