@@ -9,6 +9,8 @@ that the suite pays for one verify, one repair and one partial rebuild.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from collections import Counter
 
@@ -98,4 +100,24 @@ def test_verify_names_each_damaged_file_repair_removes_them_and_the_rebuild_equa
     rebuilt, original = (tensorfiles.load_tensors(study / f"{TOLERANT}/weights.safetensors")
                          for study in (root, untouched))
     assert rebuilt.keys() == original.keys() and all(rebuilt[k].equal(original[k]) for k in original)
-    assert verify.verify(listed=verify.outputs()).problems == []
+    listed = verify.outputs()
+    assert verify.verify(listed=listed).problems == []
+    # every table of the study has the kind its step's output expects (none left unchecked)
+    assert all(verify.expected_kind(o) for o in listed if o.path.endswith(".parquet"))
+
+
+def test_the_incomplete_marker_is_where_snakemake_looks_for_it(tmp_path):
+    """verify --repair writes Snakemake's marker itself (the library never imports
+    Snakemake): its place must be the one Snakemake's file persistence reads, for a short
+    path and for one whose key is longer than a file name may be."""
+    from snakemake.persistence.file import FilePersistence
+
+    root = tmp_path / ".snakemake" / "incomplete"
+    root.mkdir(parents=True)
+    persistence = FilePersistence.__new__(FilePersistence)  # only its path arithmetic
+    persistence._max_len = None
+    for path in ("results/digits/mlp/metrics.parquet", "results/" + "deep/" * 60 + "x.parquet"):
+        verify.mark_incomplete(path, root)
+        expected = persistence._record_path(str(root), path)
+        assert os.path.isfile(expected), (path, sorted(root.rglob("*")))
+        assert json.loads(open(expected).read()) == {"external_jobid": None}
