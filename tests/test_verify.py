@@ -15,6 +15,7 @@ import shutil
 from collections import Counter
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -31,6 +32,7 @@ TOLERANT = f"{MLP}/faults/regimes/tolerant"
 DAMAGES = {
     f"{MLP}/metrics.parquet": "not a readable Parquet file",                   # truncated
     f"{TOLERANT}/weights.safetensors": "its content changed since its job wrote it",  # a bit flipped
+    f"{TOLERANT}/training.parquet": "a training curve of 2 epochs; expected 3 epochs",  # cut short
     f"{TOLERANT}/bounds.parquet":                                              # another kind's
         "a fault errors table (written by `python -m lesion faults bounds`); expected a fault bounds",
     f"{MLP}/faults/figures/tolerance.png": "missing",                          # deleted
@@ -66,6 +68,10 @@ def _damage(root) -> None:
     files.write_table(predictions.slice(0, predictions.num_rows - 1),
                       root / f"{MLP}/predictions/bitflip.parquet", kind=kinds.PREDICTIONS)
     _edit(root / f"{MLP}/predictions/crash.parquet", "label", lambda labels: [None, *labels[1:]])
+    curve = files.read_table(root / f"{TOLERANT}/training.parquet", kinds.TRAINING)
+    last = pc.equal(curve.column("epoch"), pc.max(curve.column("epoch")))
+    files.write_table(curve.filter(pc.invert(last)), root / f"{TOLERANT}/training.parquet",
+                      kind=kinds.TRAINING)
 
 
 def _files(root) -> set[str]:

@@ -97,14 +97,14 @@ NOT_NULL: dict[str, tuple[str, ...]] = {
     "layers": ("name", "type", "parameters"),
 }
 
-# Steps that write weights (their `--weights-out`, checkpoints, retrained networks).
+# A network's weights, besides the checkpoints (checkpoints/epoch{N}.safetensors).
 WEIGHT_NAMES = ("weights.safetensors",)
 
 
 @dataclass(frozen=True)
 class Problem:
     """One bad file: what is wrong with it and what was expected. `remove`: whether
-    repair deletes it (False where the fault lies in another file found bad)."""
+    repair deletes it (False for a missing file: there is nothing to delete)."""
 
     path: str
     what: str
@@ -249,7 +249,7 @@ def check_table(output: Output, args) -> tuple[list[Problem], pa.Table | None]:
     rows = expected_rows(output, args, kind, table)
     if rows is not None and table.num_rows != rows[0]:
         problems.append(Problem(path, f"{table.num_rows} rows", f"{rows[0]} ({rows[1]})"))
-    return problems, table
+    return problems + _epochs(output, args, kind, table), table
 
 
 def expected_rows(output: Output, args, kind: files.TableKind, table: pa.Table):
@@ -272,26 +272,23 @@ def expected_rows(output: Output, args, kind: files.TableKind, table: pa.Table):
             return None
         if step == "sweep predict":
             return images, f"{images} images of {test}"
-        variants = _rows_of(args.variants_out)
-        if variants is None:
+        layers = _swept_layers(args)
+        if layers is None:
             return None
-        return variants * images, f"{variants} variants of {args.variants_out} x {images} images of {test}"
-    if kind.name == "training curve" and step in ("model train", "faults train", "adversarial train"):
-        epochs = len(set(table.column("epoch").to_pylist()))
-        if epochs != args.epochs:
-            return None if table.num_rows == 0 else (
-                table.num_rows * args.epochs // max(epochs, 1),
-                f"one row per split for each of {args.epochs} epochs, found {epochs} epochs")
+        variants = len(layers) * len(args.levels) * args.draws
+        return variants * images, f"{variants} variants x {images} images of {test}"
     return None
 
 
-def _rows_of(path: str) -> int | None:
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_metadata(path).num_rows
-    except Exception:  # reported on its own
-        return None
+def _epochs(output: Output, args, kind: files.TableKind, table: pa.Table) -> list[Problem]:
+    """A training curve holds every epoch its step's `--epochs` trained."""
+    if args is None or kind.name != "training curve" or not hasattr(args, "epochs"):
+        return []
+    epochs = len(set(table.column("epoch").to_pylist()))
+    if epochs == args.epochs:
+        return []
+    return [Problem(output.path, f"a training curve of {epochs} epochs",
+                    f"{args.epochs} epochs (--epochs of `{' '.join(output.command[:5])}`)")]
 
 
 _MODELS: dict[tuple[str, str], object] = {}
@@ -397,7 +394,6 @@ def check_tensors(output: Output) -> list[Problem]:
     import torch
 
     try:
-        _MODELS.pop((meta.get("dataset", ""), path), None)
         _model(meta.get("dataset", ""), path)
     except Exception as err:  # noqa: BLE001 (any failure to build or load is the file's)
         return [Problem(path, f"does not load into its model ({str(err).splitlines()[0][:300]})",
