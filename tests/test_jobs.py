@@ -39,7 +39,7 @@ def test_tables_differ_only_where_a_value_does(tmp_path):
 
     for side, values in (("before", [1.0, float("nan"), 3.0]), ("after", [1.0, float("nan"), 3.5])):
         (tmp_path / side / "m").mkdir(parents=True)
-        pd.DataFrame({"name": ["a", "b", "c"], "value": values}).to_parquet(
+        pd.DataFrame({"name": ["a", "b", "c"], "value": values, "note": ["x", None, None]}).to_parquet(
             tmp_path / side / "m" / "x.parquet")
         pd.DataFrame({"n": [1, 2]}).to_parquet(tmp_path / side / "same.parquet")
     pd.DataFrame({"n": [1, 2, 3], "extra": 0}).to_parquet(tmp_path / "after" / "grown.parquet")

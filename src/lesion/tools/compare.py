@@ -25,7 +25,8 @@ def _column_difference(old: pd.Series, new: pd.Series) -> str | None:
             return None
         return f"{int((~same).sum())} values differ, largest by {np.nanmax(np.abs(a - b)):.3g}"
     old_text, new_text = old.astype(str).to_numpy(), new.astype(str).to_numpy()
-    differ = int((old_text != new_text).sum())
+    missing = old.isna().to_numpy() & new.isna().to_numpy()  # a null equals a null (pandas' str
+    differ = int(((old_text != new_text) & ~missing).sum())  # dtype keeps it NaN through astype)
     return f"{differ} values differ" if differ else None
 
 
