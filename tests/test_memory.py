@@ -8,8 +8,10 @@ import json
 import subprocess
 import sys
 
-# fc1 turns each 8x8 image into 50,000 activations (195 KiB): the prefix of fc2 for 4,096
-# images is 763 MiB, cached whole under a large cap, in 48 MiB chunks (256 images) under 0.05
+# fc1 turns each 8x8 image into 50,000 activations (195 KiB): the prefix of fc2 for 2,048
+# images is 381 MiB, cached whole under a large cap, in 48 MiB chunks (one batch of 256
+# images) under 0.05 (chunks this large are allocated and freed whole: smaller ones can
+# stay in the allocator's heap, which is malloc's business, not the cap's)
 SCRIPT = """
 import collections, json, sys, torch, lesion
 
@@ -22,7 +24,7 @@ torch.manual_seed(0)
 net = torch.nn.Sequential(collections.OrderedDict(
     flatten=torch.nn.Flatten(), fc1=torch.nn.Linear(64, 50_000), relu=torch.nn.ReLU(),
     fc2=torch.nn.Linear(50_000, 10)))
-images, labels = torch.rand(4096, 1, 8, 8), torch.randint(0, 10, (4096,))
+images, labels = torch.rand(2048, 1, 8, 8), torch.randint(0, 10, (2048,))
 lesion.layers(net)  # adopt the network before measuring
 before = peak_mib()
 table = lesion.sweep(net, (images, labels), operators="gaussian", levels=[0.5], layers=["fc2"],
@@ -41,7 +43,7 @@ def peak_growth(cache_gb: float) -> dict:
 def test_a_sweep_under_a_low_cache_cap_stays_near_it():
     capped, whole = peak_growth(0.05), peak_growth(4.0)
     assert capped["top1"] == whole["top1"]  # chunks change no result
-    # whole: the 763 MiB cache and the batches it is concatenated from
-    assert whole["grew_mib"] > 700, whole
+    # whole: the 381 MiB cache and the batches it is concatenated from
+    assert whole["grew_mib"] > 350, whole
     # capped: one 48 MiB chunk, its batches, the variant's suffix pass
     assert capped["grew_mib"] < 0.05 * 1024 * 3 + 50, capped
