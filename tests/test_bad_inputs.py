@@ -130,6 +130,11 @@ CONFIG_CASES: dict[str, tuple[dict | str, list[str]]] = {
                                      ["models", "'../mlp'", "plain name"]),
     "layer name escaping results/": (edited(models={"mlp": {"layers": ["/tmp/fc1"]}}),
                                      ["models.mlp.layers[0]", "'/tmp/fc1'", "plain name"]),
+    "accuracy axis upside down": (edited(figures={"accuracy_axis": [0.9, 0.5]}),
+                                  ["figures.accuracy_axis", "[0.9, 0.5]", "low < high"]),
+    "accuracy axis past 1": (edited(figures={"accuracy_axis": [0.5, 100]}),
+                             ["figures.accuracy_axis[1]", "100"]),
+    "svg as a word": (edited(figures={"svg": "yes"}), ["figures.svg", "'yes'", "expected true or false"]),
     # Snakemake reads --configfile itself, before the workflow runs: these
     # messages are Snakemake's own (they say what is wrong, not the file name).
     "config not YAML": ("dataset: {name: digits\n  models: [\n",
@@ -375,6 +380,9 @@ TARGET_CASES: dict[str, tuple[str, list[str]]] = {
     "a model the config lacks": (
         "results/digits/resnet/metrics.parquet",
         ["model 'resnet' is not in the config", "['cnn', 'mlp']", "models:"]),
+    "an SVG while the config writes none": (
+        "results/digits/cnn/figures/performances.svg",
+        ["figures are written as PNG and PDF only", "figures.svg: true"]),
     "a file no rule makes, by no similar name": (
         "results/digits/cnn/notes.txt", ["no rule of this study makes it"]),
     "one layer's table, as sweeps were once written": (
@@ -609,6 +617,9 @@ CLI_CASES: dict[str, tuple[list[str], list[str]]] = {
     "unknown dataset": (["data", "export", "--dataset", "digitz", "--out", "{out}/raw.safetensors"],
                         ["'digitz'", "'digits'"]),
     "unknown model": (replaced(TRAIN, "--model", "lenet"), ["'lenet'", "['cnn', 'mlp'"]),
+    "accuracy axis upside down": (["perturbation", "figures", "--summary", "s.parquet", "--out", "{out}",
+                                   "--accuracy-axis", "1,0.5"],
+                                  ["--accuracy-axis", "'1,0.5'", "0 <= LOW < HIGH <= 1"]),
     "unknown device": (replaced(TRAIN, "--device", "gpu"),
                        ["--device", "'gpu'", "['auto', 'cpu', 'cuda']"]),
     "checkpoint epoch zero": (TRAIN + ["--checkpoint-epochs", "0,5", "--checkpoints-dir", "{out}"],

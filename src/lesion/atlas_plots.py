@@ -120,8 +120,9 @@ def depth_profile(table: pd.DataFrame, dataset: str) -> plt.Figure:
 
 
 def write_figures(atlas: str | os.PathLike, agreement: str | os.PathLike,
-                  out: str | os.PathLike) -> list[Path]:
-    """Every atlas figure as PNG and PDF in directory `out`: heat_{model}, agreement, depth."""
+                  out: str | os.PathLike, *, svg: bool = False) -> list[Path]:
+    """Every atlas figure as PNG and PDF (and SVG when `svg`) in directory `out`:
+    heat_{model}, agreement, depth."""
     table = files.read_table(atlas, ATLAS).to_pandas()
     agree = files.read_table(agreement, AGREEMENT).to_pandas()
     dataset = str(table["dataset"].iloc[0])
@@ -131,6 +132,6 @@ def write_figures(atlas: str | os.PathLike, agreement: str | os.PathLike,
     figures["depth"] = depth_profile(table, dataset)
     written = []
     for name, fig in figures.items():
-        save(fig, out / f"{name}.png", out / f"{name}.pdf")
+        save(fig, out / f"{name}.png", out / f"{name}.pdf", svg=svg)
         written.append(out / f"{name}.png")
     return written

@@ -308,7 +308,17 @@ def check(config: Mapping, schema: Mapping) -> None:
                                       f"weight layer of {arch}; expected \"all\" or some of {valid}")
         _check_training(config, schema, model, arch, settings.get("train", {}))
     _check_starts(config)
+    _check_figures(config.get("figures") or {})
     _check_studies(config, schema)
+
+
+def _check_figures(section: Mapping) -> None:
+    """What the schema cannot say of figures: an accuracy axis runs upwards."""
+    if "accuracy_axis" in section:
+        low, high = section["accuracy_axis"]
+        if not low < high:
+            raise ConfigError(f"config error: figures.accuracy_axis = {list(section['accuracy_axis'])}: "
+                              "expected [low, high] with low < high, such as [0, 1]")
 
 
 def _check_studies(config: Mapping, schema: Mapping) -> None:

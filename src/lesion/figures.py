@@ -1,4 +1,4 @@
-"""Writing figures: one house style, matplotlib without a display, PNG and PDF written atomically.
+"""Writing figures: one house style, matplotlib without a display, PNG and PDF (and SVG) written atomically.
 
 Shared by every study's plots, which import `plt` from here so that the style
 (`lesion.mplstyle`, shipped with the package) is applied before any figure is
@@ -35,6 +35,8 @@ NEUTRAL = "0.35"  # lines every series shares (chance, the unperturbed network)
 DIVERGING = "RdBu"
 # Sequential maps for values with no meaningful middle.
 SEQUENTIAL = "viridis"
+# The range of every accuracy axis unless the config asks otherwise (figures.accuracy_axis).
+ACCURACY = (0.0, 1.0)
 
 
 def colours(names: Iterable[str]) -> dict[str, str]:
@@ -93,11 +95,22 @@ def legend(fig: plt.Figure, axes: Sequence[plt.Axes] | None = None, *, where: st
     return fig.legend(handles, labels, loc=loc, **kwargs)
 
 
-def save(fig: plt.Figure, png: str | os.PathLike, pdf: str | os.PathLike,
-         svg: str | os.PathLike | None = None) -> None:
-    """Write a figure as PNG and PDF (and SVG when asked), each atomically."""
-    outputs = [(png, "png"), (pdf, "pdf")] + ([(svg, "svg")] if svg is not None else [])
+def save(fig: plt.Figure, png: str | os.PathLike, pdf: str | os.PathLike, *,
+         svg: bool = False) -> None:
+    """Write a figure as PNG and PDF, and as SVG beside the PNG (same name) when `svg`
+    (config figures.svg), each atomically."""
+    outputs = [(png, "png"), (pdf, "pdf")] + ([(Path(png).with_suffix(".svg"), "svg")] if svg else [])
     for path, fmt in outputs:
         with files.atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt)
     plt.close(fig)
+
+
+def accuracy_axis(ax: plt.Axes, limits: tuple[float, float] = ACCURACY, *, pad: float = 0.02,
+                  axis: str = "y") -> None:
+    """An accuracy axis over `limits` (config figures.accuracy_axis; 0-1 unless asked
+    otherwise, so that one drop looks the same size in every figure and study), widened
+    by `pad` of its span at both ends so that a line at either end stays visible."""
+    low, high = limits
+    margin = pad * (high - low)
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(low - margin, high + margin)

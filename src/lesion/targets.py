@@ -124,6 +124,9 @@ def _unmade(target: str, results: str, inside: str, config: Mapping,
         return (f"{target}: model {rest[0]!r} is not in the config; expected one of "
                 f"{models} (or add it under models:)")
     folder, _, name = f"{results}/{inside}".rpartition("/")
+    if name.endswith(".svg") and can_make(f"{folder}/{name[:-4]}.png"):
+        return (f"{target}: figures are written as PNG and PDF only; expected figures.svg: true "
+                "in the config for SVG beside them")
     for near in difflib.get_close_matches(name, sorted(set(names)), n=3):
         if can_make(f"{folder}/{near}"):
             return f"{target}: no rule makes {name!r}; did you mean {folder}/{near}?"

@@ -233,7 +233,10 @@ rule adversarial_examples_figure:
             for model in ADV_MODELS
         ],
         pdf=expand(f"{ADV_DIR}/figures/examples/{{model}}.pdf", model=ADV_MODELS, allow_missing=True),
+        **svg_outputs(svg=expand(f"{ADV_DIR}/figures/examples/{{model}}.svg", model=ADV_MODELS,
+                                 allow_missing=True)),
     params:
+        figures=FIGURE_FLAGS,
         sets=lambda w, input: " ".join(f"{m}={p}" for m, p in zip(ADV_MODELS, input.sets)),
         out_dir=lambda w, output: str(Path(output.pdf[0]).parent),
     log:
@@ -244,7 +247,7 @@ rule adversarial_examples_figure:
         "../../envs/analysis.yaml"
     shell:
         "python -m lesion adversarial figure examples --sets {params.sets} --test {input.test}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " --out-dir {params.out_dir} {params.figures} > {log} 2>&1"
 
 
 rule adversarial_transfer_figure:
@@ -260,6 +263,9 @@ rule adversarial_transfer_figure:
             labels={"figure": "transfer"},
         ),
         pdf=f"{ADV_DIR}/figures/transfer.pdf",
+        **svg_outputs(svg=f"{ADV_DIR}/figures/transfer.svg"),
+    params:
+        figures=FIGURE_FLAGS,
     log:
         f"{LOGS}/adversarial_transfer_figure/{{dataset}}.log",
     benchmark:
@@ -268,7 +274,7 @@ rule adversarial_transfer_figure:
         "../../envs/analysis.yaml"
     shell:
         "python -m lesion adversarial figure transfer --transfer {input.table}"
-        " --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+        " --png {output.png} --pdf {output.pdf} {params.figures} > {log} 2>&1"
 
 
 rule adversarial_units_figure:
@@ -284,6 +290,9 @@ rule adversarial_units_figure:
             labels={"figure": "units"},
         ),
         pdf=f"{ADV_DIR}/figures/units.pdf",
+        **svg_outputs(svg=f"{ADV_DIR}/figures/units.svg"),
+    params:
+        figures=FIGURE_FLAGS,
     log:
         f"{LOGS}/adversarial_units_figure/{{dataset}}.log",
     benchmark:
@@ -292,4 +301,4 @@ rule adversarial_units_figure:
         "../../envs/analysis.yaml"
     shell:
         "python -m lesion adversarial figure units --units {input.units}"
-        " --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+        " --png {output.png} --pdf {output.pdf} {params.figures} > {log} 2>&1"

@@ -40,7 +40,9 @@ rule atlas_figures:
     output:
         [atlas_report(f"figures/{name}.png", name.split("_")[0], figure=name) for name in ATLAS_FIGURES],
         [f"{ATLAS_DIR}/figures/{name}.pdf" for name in ATLAS_FIGURES],
+        **svg_outputs(svg=[f"{ATLAS_DIR}/figures/{name}.svg" for name in ATLAS_FIGURES]),
     params:
+        figures=FIGURE_FLAGS,
         out_dir=lambda w: f"{ATLAS_DIR}/figures".format(dataset=w.dataset),
     log:
         f"{LOGS}/atlas_figures/{{dataset}}.log",
@@ -50,9 +52,9 @@ rule atlas_figures:
         "../../envs/analysis.yaml"
     shell:
         "python -m lesion atlas figures --atlas {input.table} --agreement {input.agreement}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " --out-dir {params.out_dir} {params.figures} > {log} 2>&1"
 
 
 if ATLAS_MODELS:
     STUDY_TARGETS.append(lambda: [f"{ATLAS_DIR}/figures/{name}.{ext}".format(dataset=DATASET)
-                                  for name in ATLAS_FIGURES for ext in ("png", "pdf")])
+                                  for name in ATLAS_FIGURES for ext in FIGURE_EXTS])

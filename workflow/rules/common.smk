@@ -197,6 +197,21 @@ SUMMARY = f"{RESULTS}/{{dataset}}/{{model}}/metrics_summary.parquet"
 SUMMARY_CSV = f"{RESULTS}/{{dataset}}/{{model}}/metrics_summary.csv"
 
 
+# How every figure step writes (config figures): SVG beside each PNG and PDF when asked,
+# the accuracy axes over their range. Each figure rule adds svg_outputs(...) to its outputs
+# and passes its flags as a param, so that changing either reruns the figures alone.
+SVG = config["figures"]["svg"]
+FIGURE_EXTS = ("png", "pdf", "svg") if SVG else ("png", "pdf")
+FIGURE_FLAGS = "--svg" if SVG else ""
+ACCURACY_FLAGS = " ".join(filter(None, [FIGURE_FLAGS, "--accuracy-axis " + ",".join(
+    f"{x:g}" for x in config["figures"]["accuracy_axis"])]))
+
+
+def svg_outputs(**outputs):
+    """A figure rule's SVG outputs (name=path), or none unless figures.svg."""
+    return outputs if SVG else {}
+
+
 def code(group, step):
     """The lesion source files `python -m lesion GROUP STEP` runs, from its imports
     (lesion.sources): editing one reruns exactly the jobs that use it."""

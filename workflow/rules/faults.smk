@@ -93,6 +93,7 @@ rule fault_figure:
             labels={"model": "{model}", "figure": "{fault_figure}"},
         ),
         pdf=f"{RESULTS}/{{dataset}}/{{model}}/faults/figures/{{fault_figure}}.pdf",
+        **svg_outputs(svg=f"{RESULTS}/{{dataset}}/{{model}}/faults/figures/{{fault_figure}}.svg"),
         csv=report(
             f"{RESULTS}/{{dataset}}/{{model}}/faults/figures/{{fault_figure}}.csv",
             caption="../report/faults/table.rst",
@@ -104,6 +105,7 @@ rule fault_figure:
         fault_figure="bounds|tolerance",
     params:
         labels=fault_labels,
+        figures=FIGURE_FLAGS,
     log:
         f"{LOGS}/fault_figure/{{dataset}}/{{model}}/{{fault_figure}}.log",
     benchmark:
@@ -113,5 +115,5 @@ rule fault_figure:
     shell:
         "python -m lesion faults figure {wildcards.fault_figure} --errors {input.errors}"
         " --bounds {input.bounds} --labels {params.labels}"
-        " --png {output.png} --pdf {output.pdf} --csv {output.csv} > {log} 2>&1"
+        " --png {output.png} --pdf {output.pdf} --csv {output.csv} {params.figures} > {log} 2>&1"
 

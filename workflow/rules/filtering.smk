@@ -167,7 +167,10 @@ rule filtering_figures:
             labels={"model": "{model}", "figure": "selective retraining"},
         ),
         pdf=expand(f"{FILTER_DIR}/figures/{{name}}.pdf", name=FILTER_FIGURES, allow_missing=True),
+        **svg_outputs(svg=expand(f"{FILTER_DIR}/figures/{{name}}.svg", name=FILTER_FIGURES,
+                                 allow_missing=True)),
     params:
+        figures=ACCURACY_FLAGS,
         filters=",".join(FILTERS),
         out_dir=lambda w, output: parent(output.class_map),
         clean=FILTER_CLEAN,
@@ -181,7 +184,7 @@ rule filtering_figures:
     shell:
         "python -m lesion filtering figures --curves {input.curves} --scores {input.scores}"
         " --retraining {input.retraining} --filters {params.filters} --clean {params.clean}"
-        " --adversarial {params.adversarial} --out-dir {params.out_dir} > {log} 2>&1"
+        " --adversarial {params.adversarial} --out-dir {params.out_dir} {params.figures} > {log} 2>&1"
 
 
 rule filtering_invariance:
@@ -197,6 +200,7 @@ rule filtering_invariance:
             labels={"figure": "invariance"},
         ),
         pdf=f"{RESULTS}/{{dataset}}/filtering/invariance.pdf",
+        **svg_outputs(svg=f"{RESULTS}/{{dataset}}/filtering/invariance.svg"),
         csv=report(
             f"{RESULTS}/{{dataset}}/filtering/invariance.csv",
             caption="../report/filtering/invariance.rst",
@@ -204,6 +208,8 @@ rule filtering_invariance:
             subcategory="{dataset}",
             labels={"table": "invariance"},
         ),
+    params:
+        figures=FIGURE_FLAGS,
     log:
         f"{LOGS}/filtering_invariance/{{dataset}}.log",
     benchmark:
@@ -212,4 +218,4 @@ rule filtering_invariance:
         "../../envs/analysis.yaml"
     shell:
         "python -m lesion filtering invariance --scores {input.scores} --png {output.png}"
-        " --pdf {output.pdf} --csv {output.csv} > {log} 2>&1"
+        " --pdf {output.pdf} --csv {output.csv} {params.figures} > {log} 2>&1"

@@ -17,6 +17,8 @@ rule perturbation_figures:
         **{f"{name}_png": perturbation_figure(name) for name in PERTURBATION_FIGURES},
         **{f"{name}_pdf": f"{RESULTS}/{{dataset}}/{{model}}/figures/{name}.pdf"
            for name in PERTURBATION_FIGURES},
+        **svg_outputs(**{f"{name}_svg": f"{RESULTS}/{{dataset}}/{{model}}/figures/{name}.svg"
+                         for name in PERTURBATION_FIGURES}),
         fragility=report(
             FRAGILITY,
             caption="../report/perturbation/fragility.rst",
@@ -26,6 +28,7 @@ rule perturbation_figures:
         ),
     params:
         out=f"{RESULTS}/{{dataset}}/{{model}}/figures",
+        figures=ACCURACY_FLAGS,
     log:
         f"{LOGS}/perturbation_figures/{{dataset}}/{{model}}.log",
     benchmark:
@@ -35,5 +38,6 @@ rule perturbation_figures:
     shell:
         "python -m lesion perturbation figures --summary {input.summary}"
         " --variants {input.variants} --out {params.out} --fragility {output.fragility}"
+        " {params.figures}"
         " > {log} 2>&1"
 

@@ -127,7 +127,10 @@ rule zoo_figures:
             labels={"figure": "snapshots"},
         ),
         snapshots_pdf=f"{RESULTS}/{{dataset}}/zoo/figures/snapshots.pdf",
+        **svg_outputs(accuracy_svg=f"{RESULTS}/{{dataset}}/zoo/figures/accuracy.svg",
+                      snapshots_svg=f"{RESULTS}/{{dataset}}/zoo/figures/snapshots.svg"),
     params:
+        figures=ACCURACY_FLAGS,
         out=f"{RESULTS}/{{dataset}}/zoo/figures",
     log:
         f"{LOGS}/zoo_figures/{{dataset}}.log",
@@ -137,4 +140,4 @@ rule zoo_figures:
         "../../envs/analysis.yaml"
     shell:
         "python -m lesion zoo figures --meta {input.meta} --snapshots {input.snapshots}"
-        " --out {params.out} > {log} 2>&1"
+        " --out {params.out} {params.figures} > {log} 2>&1"

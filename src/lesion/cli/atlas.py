@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lesion.cli.args import fraction, non_negative, number, option, require, steps
+from lesion.cli.figure_args import figure_options
 
 non_negative_int = number(int, lambda v: v >= 0, "an integer >= 0")
 
@@ -49,7 +50,7 @@ def _figures(args):
     require(args.atlas, args.agreement)
     from lesion import atlas_plots
 
-    for path in atlas_plots.write_figures(args.atlas, args.agreement, args.out_dir):
+    for path in atlas_plots.write_figures(args.atlas, args.agreement, args.out_dir, svg=args.svg):
         print(f"wrote {path}")
 
 
@@ -80,3 +81,4 @@ def register(groups) -> None:
     s.add_argument("--atlas", required=True, help="the atlas table (python -m lesion atlas table)")
     s.add_argument("--agreement", required=True, help="its agreement table")
     s.add_argument("--out-dir", required=True, help="directory of the figures")
+    figure_options(s)

@@ -418,6 +418,16 @@ def check_figure(path: str) -> list[Problem]:
         if head != b"%PDF-" or b"%%EOF" not in tail:
             return [Problem(path, "not a whole PDF", "a file from %PDF- to %%EOF")]
         return []
+    if path.endswith(".svg"):
+        import xml.etree.ElementTree as ElementTree  # our own files: matplotlib wrote them
+
+        try:
+            root = ElementTree.parse(path).getroot()
+        except ElementTree.ParseError as err:
+            return [Problem(path, f"not whole XML ({err})", "an SVG figure")]
+        if root.tag.rpartition("}")[2] != "svg":
+            return [Problem(path, f"XML whose root is <{root.tag}>", "an SVG figure (<svg>)")]
+        return []
     from PIL import Image
 
     try:
@@ -530,7 +540,7 @@ def verify(configfiles: Sequence[str] = (), *, sample: int = 2, snakemake: str |
         path = output.path
         if path.endswith(".safetensors"):
             add(check_tensors(output))
-        elif path.endswith((".png", ".pdf")):
+        elif path.endswith((".png", ".pdf", ".svg")):
             add(check_figure(path))
         elif path.endswith(".csv"):
             add(check_csv(path))

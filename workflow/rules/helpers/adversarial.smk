@@ -63,9 +63,9 @@ def adversarial_targets():
     tables = [f"{RESULTS}/{DATASET}/adversarial/{name}.{ext}" for name in ADV_TABLES
               for ext in ("parquet", "csv")]
     figures = [f"{RESULTS}/{DATASET}/adversarial/figures/examples/{m}.{ext}" for m in ADV_MODELS
-               for ext in ("png", "pdf")]
-    figures += [f"{RESULTS}/{DATASET}/adversarial/figures/transfer.{ext}" for ext in ("png", "pdf")]
-    figures += [f"{RESULTS}/{DATASET}/adversarial/figures/units.{ext}" for ext in ("png", "pdf")
+               for ext in FIGURE_EXTS]
+    figures += [f"{RESULTS}/{DATASET}/adversarial/figures/transfer.{ext}" for ext in FIGURE_EXTS]
+    figures += [f"{RESULTS}/{DATASET}/adversarial/figures/units.{ext}" for ext in FIGURE_EXTS
                 if ADV_UNITS]
     return tables + figures
 

@@ -44,7 +44,7 @@ def fault_targets():
         f"{RESULTS}/{DATASET}/{model}/faults/figures/{name}.{ext}"
         for model in FAULT_MODELS
         for name in FAULT_FIGURES
-        for ext in ("png", "pdf", "csv")
+        for ext in (*FIGURE_EXTS, "csv")
     ]
 
 

@@ -77,9 +77,9 @@ def filtering_targets():
         f"{FILTER_DIR}/figures/{name}.{ext}".format(dataset=DATASET, model=model)
         for model in FILTER_MODELS
         for name in FILTER_FIGURES
-        for ext in ("png", "pdf")
+        for ext in FIGURE_EXTS
     ]
-    invariance = [f"{RESULTS}/{DATASET}/filtering/invariance.{ext}" for ext in ("png", "pdf", "csv")]
+    invariance = [f"{RESULTS}/{DATASET}/filtering/invariance.{ext}" for ext in (*FIGURE_EXTS, "csv")]
     return figures + invariance
 
 

@@ -24,7 +24,7 @@ def perturbation_targets():
             SUMMARY_CSV.format(dataset=DATASET, model=model),
             FRAGILITY.format(dataset=DATASET, model=model),
             *(f"{RESULTS}/{DATASET}/{model}/figures/{name}.{ext}"
-              for name in PERTURBATION_FIGURES for ext in ("png", "pdf")),
+              for name in PERTURBATION_FIGURES for ext in FIGURE_EXTS),
         ]
     ]
 

@@ -35,7 +35,7 @@ def zoo_targets():
     return [
         f"{RESULTS}/{DATASET}/zoo/figures/{name}.{ext}"
         for name in ZOO_FIGURES
-        for ext in ("png", "pdf")
+        for ext in FIGURE_EXTS
     ]
 
 

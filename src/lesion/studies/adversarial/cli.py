@@ -16,6 +16,7 @@ from lesion.cli.args import (
     steps,
     training_options,
 )
+from lesion.cli.figure_args import figure_options
 
 
 def options(text: str) -> dict:
@@ -118,16 +119,16 @@ def _figure(args):
         if not sets or not args.out_dir:
             raise ValueError("figure examples: expected --sets MODEL=SET ... and --out-dir")
         require(*sets.values(), args.test)
-        plots.examples(sets, args.test, args.out_dir)
+        plots.examples(sets, args.test, args.out_dir, svg=args.svg)
         return
     if not args.png or not args.pdf:
         raise ValueError(f"figure {args.name}: expected --png and --pdf")
     if args.name == "units":
         require(args.units)
-        plots.units(args.units, args.png, args.pdf)
+        plots.units(args.units, args.png, args.pdf, svg=args.svg)
     else:
         require(args.transfer)
-        plots.transfer(args.transfer, args.png, args.pdf)
+        plots.transfer(args.transfer, args.png, args.pdf, svg=args.svg)
 
 
 def _csv(args):
@@ -227,6 +228,7 @@ def register(groups) -> None:
     s.add_argument("--transfer", default=None, help="transfer: the transfer table (default: none)")
     s.add_argument("--png", default=None, help="units, transfer: the PNG to write (default: none)")
     s.add_argument("--pdf", default=None, help="units, transfer: the PDF to write (default: none)")
+    figure_options(s)
 
     s = step("csv", _csv, "A table of the study as CSV, for the report.")
     s.add_argument("--table", required=True, help="a table of the study (.parquet)")

@@ -79,15 +79,18 @@ def examples_figure(test: dict[str, np.ndarray], found: dict[str, np.ndarray], *
     return fig
 
 
-def examples(sets: dict[str, str], test: str, out_dir: str, *, count: int = 8) -> None:
-    """One figure per model (`sets`: model -> its L-BFGS set), `out_dir`/{model}.png and .pdf.
+def examples(sets: dict[str, str], test: str, out_dir: str, *, count: int = 8,
+             svg: bool = False) -> None:
+    """One figure per model (`sets`: model -> its L-BFGS set), `out_dir`/{model}.png and .pdf
+    (and .svg when `svg`).
     One job draws them all: the test split and matplotlib load once."""
     t = load_file(test)
     dataset = _metadata(test).get("dataset", "?")
     for model, path in sets.items():
         fig = examples_figure(t, load_file(path), dataset=dataset, model=model,
                               attack=_metadata(path).get("attack", "lbfgs"), count=count)
-        save(fig, os.path.join(out_dir, f"{model}.png"), os.path.join(out_dir, f"{model}.pdf"))
+        save(fig, os.path.join(out_dir, f"{model}.png"), os.path.join(out_dir, f"{model}.pdf"),
+             svg=svg)
 
 
 def units_figure(found: dict[str, np.ndarray], about: dict, *, dataset: str) -> plt.Figure:
@@ -108,9 +111,9 @@ def units_figure(found: dict[str, np.ndarray], about: dict, *, dataset: str) -> 
     return fig
 
 
-def units(path: str, png: str, pdf: str) -> None:
+def units(path: str, png: str, pdf: str, *, svg: bool = False) -> None:
     """The units step's figure, from the units file."""
-    save(units_figure(load_file(path), _metadata(path), dataset=_dataset(path)), png, pdf)
+    save(units_figure(load_file(path), _metadata(path), dataset=_dataset(path)), png, pdf, svg=svg)
 
 
 def transfer_figure(df: pd.DataFrame, *, dataset: str) -> plt.Figure:
@@ -150,10 +153,10 @@ def transfer_figure(df: pd.DataFrame, *, dataset: str) -> plt.Figure:
     return fig
 
 
-def transfer(table: str, png: str, pdf: str) -> None:
+def transfer(table: str, png: str, pdf: str, *, svg: bool = False) -> None:
     """The transfer step's figure, from the transfer table."""
     df = files.read_table(table, kinds.TRANSFER).to_pandas()
-    save(transfer_figure(df, dataset=_dataset(table)), png, pdf)
+    save(transfer_figure(df, dataset=_dataset(table)), png, pdf, svg=svg)
 
 
 def csv(table: str, out: str) -> None:

@@ -13,6 +13,7 @@ from lesion.cli.args import (
     steps,
     training_options,
 )
+from lesion.cli.figure_args import figure_options
 
 
 def _bounds(args):
@@ -46,7 +47,7 @@ def _figure(args):
     require(*args.errors, *args.bounds)
     from lesion.studies.faults import plots
     plots.figure(args.name, errors=args.errors, bounds=args.bounds, labels=args.labels,
-                 png=args.png, pdf=args.pdf, csv=args.csv)
+                 png=args.png, pdf=args.pdf, csv=args.csv, svg=args.svg)
 
 
 def register(groups) -> None:
@@ -86,3 +87,4 @@ def register(groups) -> None:
     option(s, "--pdf", help="figure to write (.pdf)")
     s.add_argument("--csv", default=None,
                    help="the numbers drawn, as CSV, for the report (default: not written)")
+    figure_options(s)

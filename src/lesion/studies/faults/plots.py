@@ -115,7 +115,7 @@ def tolerance_figure(tables: list[tuple[str, pd.DataFrame, pd.DataFrame]]) -> pl
 
 
 def figure(name: str, *, errors: list[str], bounds: list[str], labels: list[str] | None,
-           png: str, pdf: str, csv: str | None = None) -> None:
+           png: str, pdf: str, csv: str | None = None, svg: bool = False) -> None:
     """The fault-figure step: `bounds` of one network or `tolerance` across networks.
 
     `csv`, when given, gets the numbers the figure draws, for the report: the
@@ -141,7 +141,7 @@ def figure(name: str, *, errors: list[str], bounds: list[str], labels: list[str]
     else:
         fig = tolerance_figure(read)
         data = pd.concat([e.assign(network=label) for label, e, _ in read], ignore_index=True)
-    save(fig, png, pdf)
+    save(fig, png, pdf, svg=svg)
     if csv is not None:
         with files.atomic_path(csv) as tmp:
             data.to_csv(tmp, index=False)

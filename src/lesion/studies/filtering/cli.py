@@ -15,6 +15,7 @@ from lesion.cli.args import (
     require,
     steps,
 )
+from lesion.cli.figure_args import figure_options
 
 
 def pair(text: str) -> tuple[str, str]:
@@ -86,13 +87,13 @@ def _figures(args):
     from lesion.studies.filtering import plots
     plots.figures(curves=args.curves, scores=args.scores, retraining=args.retraining,
                   filters=args.filters, clean=args.clean, adversarial=args.adversarial,
-                  out_dir=args.out_dir)
+                  out_dir=args.out_dir, svg=args.svg, accuracy=args.accuracy_axis)
 
 
 def _invariance(args):
     require(*args.scores)
     from lesion.studies.filtering import plots
-    plots.write_invariance(args.scores, png=args.png, pdf=args.pdf, csv=args.csv)
+    plots.write_invariance(args.scores, png=args.png, pdf=args.pdf, csv=args.csv, svg=args.svg)
 
 
 # What the steps' file and name options are (the shared ones: lesion.cli.args.HELP).
@@ -177,6 +178,7 @@ def register(groups) -> None:
         s.add_argument(name, required=True, help=DESCRIBE.get(name))
     s.add_argument("--filters", type=names, required=True,
                    help="comma-separated filters drawn, some of: " + ", ".join(FILTERS))
+    figure_options(s, accuracy=True)
 
     s = step("invariance", _invariance, "Which layers keep their class over the epochs, for "
              "every model.")
@@ -184,3 +186,4 @@ def register(groups) -> None:
                    help="every model's filtering scores table")
     for name in ("--png", "--pdf", "--csv"):
         s.add_argument(name, required=True, help=DESCRIBE.get(name))
+    figure_options(s)

@@ -20,7 +20,18 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from lesion import files
-from lesion.figures import DIVERGING, PALETTE, centred, legend, plt, save, suptitle, title
+from lesion.figures import (
+    ACCURACY,
+    DIVERGING,
+    PALETTE,
+    accuracy_axis,
+    centred,
+    legend,
+    plt,
+    save,
+    suptitle,
+    title,
+)
 from lesion.intervals import t_interval
 from lesion.studies.filtering import kinds
 from lesion.studies.filtering.scores import CLASSES, SCORES
@@ -118,9 +129,9 @@ def retraining_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def retraining_figure(table: pd.DataFrame) -> plt.Figure:
+def retraining_figure(table: pd.DataFrame, accuracy: tuple[float, float] = ACCURACY) -> plt.Figure:
     """Clean, regenerated-FGSM and original-FGSM accuracy per way (mean and 95% interval
-    over the replicates), one panel per checkpoint."""
+    over the replicates), one panel per checkpoint; the accuracy axis over `accuracy`."""
     summary = retraining_summary(table)
     epochs = sorted(set(summary["epoch"]))
     fig, axes = plt.subplots(1, len(epochs), figsize=(2.8 * len(epochs) + 3.0, 2.9), squeeze=False,
@@ -138,7 +149,8 @@ def retraining_figure(table: pd.DataFrame) -> plt.Figure:
         warned = here.drop_duplicates("retrained").set_index("retrained")["warning"]
         ax.set_xticks(x, [f"{w}\n= {'none' if 'no layer' in warned[w] else 'all'}"
                           if warned[w] else w for w in ways])
-        ax.set(ylim=(0, 1), title=f"retrained from epoch {epoch}")
+        ax.set_title(f"retrained from epoch {epoch}")
+        accuracy_axis(ax, accuracy, pad=0)
     axes[0][0].set_ylabel("top-1 accuracy")
     legend(fig, [axes[0][0]], title="test set")
     first = table.iloc[0]
@@ -199,23 +211,27 @@ def invariance_figure(summary: pd.DataFrame) -> plt.Figure:
 
 
 def figures(*, curves: str, scores: str, retraining: str, filters: Sequence[str], clean: str,
-            adversarial: str, out_dir: str | os.PathLike) -> None:
-    """The figures step of one model: heat_{filter}, class_map and retraining (PNG and PDF)."""
+            adversarial: str, out_dir: str | os.PathLike, svg: bool = False,
+            accuracy: tuple[float, float] = ACCURACY) -> None:
+    """The figures step of one model: heat_{filter}, class_map and retraining (PNG and PDF,
+    and SVG when `svg`), the retraining's accuracy axis over `accuracy`."""
     curve_table = files.read_table(curves, kinds.CURVES).to_pandas()
     score_table = files.read_table(scores, kinds.SCORES).to_pandas()
     drawn = {f"heat_{name}": heat_map(curve_table, name, clean=clean, adversarial=adversarial)
              for name in filters}
     drawn["class_map"] = class_map(score_table)
-    drawn["retraining"] = retraining_figure(files.read_table(retraining, kinds.RETRAINING).to_pandas())
+    drawn["retraining"] = retraining_figure(files.read_table(retraining, kinds.RETRAINING).to_pandas(),
+                                           accuracy)
     for name, fig in drawn.items():
-        save(fig, os.path.join(out_dir, f"{name}.png"), os.path.join(out_dir, f"{name}.pdf"))
+        save(fig, os.path.join(out_dir, f"{name}.png"), os.path.join(out_dir, f"{name}.pdf"), svg=svg)
 
 
-def write_invariance(scores: Sequence[str], *, png: str, pdf: str, csv: str) -> None:
+def write_invariance(scores: Sequence[str], *, png: str, pdf: str, csv: str,
+                     svg: bool = False) -> None:
     """The invariance step: the summary over every model's scores table, figure and CSV."""
     table = pd.concat([files.read_table(s, kinds.SCORES).to_pandas() for s in scores],
                       ignore_index=True)
     summary = invariance(table)
-    save(invariance_figure(summary), png, pdf)
+    save(invariance_figure(summary), png, pdf, svg=svg)
     with files.atomic_path(csv) as tmp:
         summary.to_csv(tmp, index=False)

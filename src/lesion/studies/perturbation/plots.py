@@ -13,7 +13,18 @@ import pandas as pd
 
 from lesion import files
 from lesion.catalog import ACTIVATION_OPERATORS
-from lesion.figures import NEUTRAL, colours, legend, markers, plt, save, suptitle, title
+from lesion.figures import (
+    ACCURACY,
+    NEUTRAL,
+    accuracy_axis,
+    colours,
+    legend,
+    markers,
+    plt,
+    save,
+    suptitle,
+    title,
+)
 from lesion.kinds import SUMMARY, VARIANTS
 
 FIGURES = ("performances", "weight_diffs", "num_weights")
@@ -41,6 +52,7 @@ METRIC_NAMES = {"top1": "top-1 accuracy", "top5": "top-5 accuracy",
 # 3-point drop look dramatic).
 METRIC_RANGES = {"top1": (0.0, 1.0), "top5": (0.0, 1.0), "agreement": (0.0, 1.0),
                  "nonfinite": (0.0, 1.0), "loss": (0.0, None)}
+ACCURACY_METRICS = ("top1", "top5")  # their axes span config figures.accuracy_axis
 
 
 def band(mean: pd.Series, ci95: pd.Series, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -63,11 +75,13 @@ def _panels(perturbations: list[str], sharey: bool = True):
     return fig, dict(zip(perturbations, axes.flat, strict=False))
 
 
-def performances(summary: pd.DataFrame, metric: str = "top1") -> plt.Figure:
+def performances(summary: pd.DataFrame, metric: str = "top1",
+                 accuracy: tuple[float, float] = ACCURACY) -> plt.Figure:
     """Mean `metric` against level per layer, CI band, clean model as a dashed line.
 
     Every line starts at level 0 with the unperturbed network. Test sets other
-    than the clean one (adversarial sets, column `testset`) are drawn dotted.
+    than the clean one (adversarial sets, column `testset`) are drawn dotted. An accuracy
+    axis spans `accuracy` (config figures.accuracy_axis), any other fraction 0-1.
     """
     rows = summary[summary["metric"] == metric]
     if "testset" not in rows:
@@ -99,9 +113,9 @@ def performances(summary: pd.DataFrame, metric: str = "top1") -> plt.Figure:
                 ax.axhline(clean.iloc[0], ls="--" if testset == "clean" else "-.", color=NEUTRAL,
                            lw=1, label="unperturbed" + suffix)
             ax.set(title=perturbation, xlabel=LEVEL_LABELS.get(perturbation, "level"))
-            low, high = METRIC_RANGES.get(metric, (None, None))
+            low, high = accuracy if metric in ACCURACY_METRICS else METRIC_RANGES.get(metric, (None, None))
             if low is not None and high is not None:
-                ax.set_ylim(low - 0.02, high + 0.02)
+                accuracy_axis(ax, (low, high))
     for ax in list(panels.values())[::2]:
         ax.set_ylabel(METRIC_NAMES.get(metric, metric))
     legend(fig, list(panels.values()), title="layer")
@@ -164,16 +178,17 @@ def num_weights(variants: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def figure(name: str, *, summary: str, variants: list[str], png: str, pdf: str) -> None:
-    """The figure step: draw figure `name` from the study's tables."""
+def figure(name: str, *, summary: str, variants: list[str], png: str, pdf: str,
+           svg: bool = False, accuracy: tuple[float, float] = ACCURACY) -> None:
+    """The figure step: draw figure `name` from the study's tables (SVG too when `svg`)."""
     if name not in FIGURES:
         raise ValueError(f"figure {name!r} is unknown; expected one of {list(FIGURES)}")
     if name == "performances":
-        fig = performances(files.read_table(summary, SUMMARY).to_pandas())
+        fig = performances(files.read_table(summary, SUMMARY).to_pandas(), accuracy=accuracy)
     else:
         if not variants:
             raise ValueError(f"figure {name!r} needs --variants tables; none were given")
         table = pd.concat([files.read_table(p, VARIANTS).to_pandas() for p in variants],
                           ignore_index=True)
         fig = weight_diffs(table) if name == "weight_diffs" else num_weights(table)
-    save(fig, png, pdf)
+    save(fig, png, pdf, svg=svg)

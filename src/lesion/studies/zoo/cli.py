@@ -6,6 +6,7 @@ import argparse
 import json
 
 from lesion.cli.args import device, positive, require, steps
+from lesion.cli.figure_args import figure_options
 
 
 def _zoo_settings(text: str) -> dict:
@@ -73,7 +74,8 @@ def _meta(args):
 def _figures(args):
     require(args.meta, args.snapshots)
     from lesion.studies.zoo import plots
-    plots.figures(meta=args.meta, snapshots=args.snapshots, out=args.out)
+    plots.figures(meta=args.meta, snapshots=args.snapshots, out=args.out, svg=args.svg,
+                  accuracy=args.accuracy_axis)
 
 
 def register(groups) -> None:
@@ -140,3 +142,4 @@ def register(groups) -> None:
     s.add_argument("--meta", required=True, help="the meta-classifiers' table (meta.parquet)")
     s.add_argument("--snapshots", required=True, help="the per-snapshot table")
     s.add_argument("--out", required=True, help="directory of the figures")
+    figure_options(s, accuracy=True)

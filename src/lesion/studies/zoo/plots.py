@@ -18,7 +18,19 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from lesion import files
-from lesion.figures import NEUTRAL, PALETTE, colours, legend, markers, plt, save, suptitle, title
+from lesion.figures import (
+    ACCURACY,
+    NEUTRAL,
+    PALETTE,
+    accuracy_axis,
+    colours,
+    legend,
+    markers,
+    plt,
+    save,
+    suptitle,
+    title,
+)
 from lesion.studies.zoo import kinds
 
 FIGURES = ("accuracy", "snapshots")
@@ -34,7 +46,8 @@ def _dataset(path: str | os.PathLike) -> str:
     return parent.parent.name if parent.name == "zoo" else "?"
 
 
-def accuracy_figure(meta: pd.DataFrame, dataset: str = "?") -> plt.Figure:
+def accuracy_figure(meta: pd.DataFrame, dataset: str = "?",
+                    accuracy: tuple[float, float] = ACCURACY) -> plt.Figure:
     meta = meta.assign(**{k: v for k, v in (("classifier", "cnn"), ("task", "classification"),
                                              ("r2", float("nan"))) if k not in meta})
     rates = meta[meta["task"] == "regression"].dropna(subset=["r2"])
@@ -56,7 +69,8 @@ def accuracy_figure(meta: pd.DataFrame, dataset: str = "?") -> plt.Figure:
     ax.hlines(chance, [i - 0.48 for i in range(len(props))], [i + 0.48 for i in range(len(props))],
               colors=NEUTRAL, linestyles="--", lw=1.2, zorder=3, label="chance (majority share)")
     ax.set_xticks(range(len(props)), props, rotation=30, ha="right")
-    ax.set(ylim=(0, 1), ylabel="meta-test accuracy", title="properties (classification)")
+    ax.set(ylabel="meta-test accuracy", title="properties (classification)")
+    accuracy_axis(ax, accuracy, pad=0)
     if len(rates):
         r = rates.iloc[0]
         rate_ax.bar([0], [r["r2"]], 0.6, yerr=[[r["r2"] - r["r2_low"]], [r["r2_high"] - r["r2"]]],
@@ -72,7 +86,8 @@ def accuracy_figure(meta: pd.DataFrame, dataset: str = "?") -> plt.Figure:
     return fig
 
 
-def snapshots_figure(per_snapshot: pd.DataFrame, dataset: str = "?") -> plt.Figure:
+def snapshots_figure(per_snapshot: pd.DataFrame, dataset: str = "?",
+                     accuracy: tuple[float, float] = ACCURACY) -> plt.Figure:
     if "classifier" not in per_snapshot:
         per_snapshot = per_snapshot.assign(classifier="cnn")
     names = [c for c in CLASSIFIER_COLORS if c in set(per_snapshot["classifier"])] or ["cnn"]
@@ -89,7 +104,8 @@ def snapshots_figure(per_snapshot: pd.DataFrame, dataset: str = "?") -> plt.Figu
         for i, level in enumerate(sorted(set(part["chance"].round(6)))):
             ax.axhline(level, color=NEUTRAL, ls="--", lw=0.8, zorder=1,
                        label="chance (majority share)" if i == 0 else None)
-        ax.set(xlabel="snapshot (0: initialisation)", ylim=(0, 1), title=CLASSIFIER_NAMES[name])
+        ax.set(xlabel="snapshot (0: initialisation)", title=CLASSIFIER_NAMES[name])
+        accuracy_axis(ax, accuracy, pad=0)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set_ylabel("meta-test accuracy")
     legend(fig, list(axes[0]), title="property")
@@ -98,11 +114,14 @@ def snapshots_figure(per_snapshot: pd.DataFrame, dataset: str = "?") -> plt.Figu
 
 
 def figures(*, meta: str | os.PathLike, snapshots: str | os.PathLike,
-            out: str | os.PathLike) -> None:
-    """Both figures, {out}/{name}.png and .pdf."""
+            out: str | os.PathLike, svg: bool = False,
+            accuracy: tuple[float, float] = ACCURACY) -> None:
+    """Both figures, {out}/{name}.png and .pdf (and .svg when `svg`), their accuracy axes
+    over `accuracy`."""
     dataset = _dataset(meta)
-    drawn = {"accuracy": accuracy_figure(files.read_table(meta, kinds.META).to_pandas(), dataset),
+    drawn = {"accuracy": accuracy_figure(files.read_table(meta, kinds.META).to_pandas(), dataset,
+                                           accuracy),
              "snapshots": snapshots_figure(
-                 files.read_table(snapshots, kinds.META_SNAPSHOTS).to_pandas(), dataset)}
+                 files.read_table(snapshots, kinds.META_SNAPSHOTS).to_pandas(), dataset, accuracy)}
     for name, fig in drawn.items():
-        save(fig, os.path.join(out, f"{name}.png"), os.path.join(out, f"{name}.pdf"))
+        save(fig, os.path.join(out, f"{name}.png"), os.path.join(out, f"{name}.pdf"), svg=svg)
