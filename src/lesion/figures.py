@@ -106,11 +106,11 @@ def save(fig: plt.Figure, png: str | os.PathLike, pdf: str | os.PathLike, *,
     plt.close(fig)
 
 
-def accuracy_axis(ax: plt.Axes, limits: tuple[float, float] = ACCURACY, *, pad: float = 0.02,
-                  axis: str = "y") -> None:
-    """An accuracy axis over `limits` (config figures.accuracy_axis; 0-1 unless asked
-    otherwise, so that one drop looks the same size in every figure and study), widened
-    by `pad` of its span at both ends so that a line at either end stays visible."""
+def accuracy_axis(ax: plt.Axes, limits: tuple[float, float] = ACCURACY, *, pad: float = 0.02) -> None:
+    """The y axis of an accuracy (or another share) over `limits` (config
+    figures.accuracy_axis; 0-1 unless asked otherwise, so that one drop looks the same
+    size in every figure and study), widened by `pad` of its span at both ends so that a
+    line at either end stays visible (bars want pad=0: they start at the axis)."""
     low, high = limits
     margin = pad * (high - low)
-    (ax.set_ylim if axis == "y" else ax.set_xlim)(low - margin, high + margin)
+    ax.set_ylim(low - margin, high + margin)
