@@ -404,6 +404,27 @@ def test_a_target_the_config_cannot_make_is_refused_with_the_reason(workflow_cop
     assert_nothing_written(workflow_copy)
 
 
+def test_a_fine_tuning_start_that_does_not_exist_is_refused_before_any_job(workflow_copy):
+    """train.init names a file no rule makes: on a built study Snakemake alone would skip the
+    missing input and keep the old weights in silence, so the workflow refuses it."""
+    path = workflow_copy / "missing-init.yaml"
+    path.write_text(yaml.safe_dump(edited(models={"mlp": {"layers": ["fc1"], "train": {
+        "init": "resources/mlp-start.safetensors"}}})))
+    proc = snakemake(workflow_copy, "-n", "--configfile", str(path))
+    assert_refused(proc, ["models.mlp.train.init", "'resources/mlp-start.safetensors'",
+                          "no such file", "no rule of this study makes it"])
+    assert_said_alone(proc)
+    assert_nothing_written(workflow_copy)
+    # the control: the same config once the file exists is planned
+    (workflow_copy / "resources").mkdir()
+    (workflow_copy / "resources" / "mlp-start.safetensors").write_bytes(b"")
+    try:
+        proc = snakemake(workflow_copy, "-n", "--configfile", str(path))
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    finally:
+        shutil.rmtree(workflow_copy / "resources")
+
+
 def test_a_sweep_file_the_config_can_make_is_planned(workflow_copy):
     path = workflow_copy / "two-models.yaml"
     path.write_text(yaml.safe_dump(TWO_MODELS))

@@ -409,4 +409,17 @@ def all_targets():
     this runs once all rules are defined, and checks the targets asked for there too."""
     targets = [path for targets in STUDY_TARGETS for path in targets()]
     refuse_unknown_targets(targets)
+    refuse_missing_inits()
     return targets
+
+
+def refuse_missing_inits():
+    """A model's train.init that is neither a file nor made by a rule: refused before any
+    job. Snakemake alone would say so only when the model trains; on a built study it
+    would skip the missing input and keep the old weights, saying nothing."""
+    for model in MODELS:
+        init = train_settings(model).get("init")
+        if init and not os.path.exists(init) and not any(
+                made.is_producer(init) for made in workflow.rules):
+            stop(f"config error: models.{model}.train.init = {init!r}: no such file, and no rule "
+                 "of this study makes it; expected a weights file of the same model (.safetensors)")
