@@ -25,7 +25,9 @@ pytestmark = pytest.mark.workflow
 EXAMPLE = yaml.safe_load((REPO / "config/examples/own_network.yaml").read_text())
 OPERATORS = ["synapse_knockout", "node_knockout", "crash"]
 SMALL = {**EXAMPLE, "perturbations": {op: {"levels": [0.5], "draws": 2} for op in OPERATORS},
-         "faults": {**EXAMPLE["faults"], "levels": [0.2], "repetitions": 4, "inputs": 20}}
+         "faults": {**EXAMPLE["faults"], "levels": [0.2], "repetitions": 4, "inputs": 20},
+         # the adversarial study on the network as it was imported (nothing trained it)
+         "adversarial": {"models": ["residual"], "images": 10, "attacks": {"fgsm": {"eps": 0.1}}}}
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +87,18 @@ def test_the_fault_study_crashes_every_layer_of_the_brought_network(study):
 def test_a_finished_study_of_a_brought_network_is_left_alone(study):
     root, _ = study
     assert NOTHING_TO_BE_DONE in snakemake(root, "-n")
+
+
+def test_the_adversarial_study_attacks_the_imported_network_and_leaves_its_training_errors_empty(study):
+    """No training curve exists for a network imported with its weights: Table 1's train and
+    test errors are empty, its attack's numbers are there (the set's own tensors)."""
+    from safetensors.torch import load_file
+
+    root, _ = study
+    where = root / "results/own_network/digits/adversarial"
+    [row] = pd.read_parquet(where / "distortion.parquet").to_dict("records")
+    assert row["model"] == "residual" and row["attack"] == "fgsm"
+    assert pd.isna(row["train_error"]) and pd.isna(row["test_error"])
+    found = load_file(where / "fgsm" / "residual.safetensors")
+    assert row["n_images"] == len(found["success"]) == 10
+    assert row["success_rate"] == pytest.approx(found["success"].float().mean().item())

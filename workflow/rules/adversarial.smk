@@ -40,12 +40,14 @@ rule adversarial_attack:
 
 rule adversarial_distortion:
     input:
-        curves=adv_paths(CURVE, ADV_MODELS),
+        curves=[c for c in adv_curves(ADV_MODELS) if c != "none"],
         weights=adv_paths(WEIGHTS, ADV_MODELS),
         sets=adv_sets(ADV_MODELS, [ADV_MAIN]),
         code=code("adversarial", "distortion"),
     output:
         f"{ADV_DIR}/distortion.parquet",
+    params:
+        curves=" ".join(adv_curves(ADV_MODELS)),
     log:
         f"{LOGS}/adversarial_distortion/{{dataset}}.log",
     benchmark:
@@ -53,7 +55,7 @@ rule adversarial_distortion:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m lesion adversarial distortion --curves {input.curves} --weights {input.weights}"
+        "python -m lesion adversarial distortion --curves {params.curves} --weights {input.weights}"
         " --sets {input.sets} --out {output} > {log} 2>&1"
 
 

@@ -23,6 +23,12 @@ def adv_paths(pattern, models, **names):
     return [pattern.format(dataset=DATASET, model=m, **names) for m in models]
 
 
+def adv_curves(models):
+    """Each model's training curve, in order, `none` for a network imported with its weights
+    (nothing trained it): the distortion table leaves its errors empty."""
+    return [CURVE.format(dataset=DATASET, model=m) if m not in IMPORTED else "none" for m in models]
+
+
 def adv_sets(models, attacks=None):
     """The adversarial sets of `models` for `attacks` (all the config's by default)."""
     return [ADV_SET.format(dataset=DATASET, attack=a, model=m)

@@ -66,7 +66,7 @@ def _train(args):
 
 
 def _distortion(args):
-    require(*args.curves, *args.weights, *args.sets)
+    require(*[c for c in args.curves if c != "none"], *args.weights, *args.sets)
     from lesion import files
     from lesion.studies.adversarial import kinds, tables
     files.write_table(tables.distortion_table(args.curves, args.weights, args.sets), args.out,
@@ -173,7 +173,9 @@ def register(groups) -> None:
                    help="its eps for fgsm and pgd (default: %(default)s)")
 
     s = step("distortion", _distortion, "Table 1: errors and mean minimum distortion per model.")
-    s.add_argument("--curves", nargs="+", required=True, help="training curves, one per model")
+    s.add_argument("--curves", nargs="+", required=True,
+                   help="training curves, one per model; none for a network imported with its "
+                        "weights (its errors are left empty)")
     s.add_argument("--weights", nargs="+", required=True, help="weights, same order")
     s.add_argument("--sets", nargs="+", required=True, help="L-BFGS sets, same order")
     s.add_argument("--out", required=True)

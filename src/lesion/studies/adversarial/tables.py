@@ -124,11 +124,13 @@ def final_accuracy(curve: str | os.PathLike):
 
 
 def distortion_table(curves: Sequence[str], weights: Sequence[str], sets: Sequence[str]) -> pa.Table:
-    """Table 1: one row per model (its curve, weights and L-BFGS set, same order)."""
+    """Table 1: one row per model (its curve, weights and L-BFGS set, same order). A curve
+    `none` (a network imported with its weights: nothing trained it) leaves the model's
+    train and test error empty (NaN)."""
     rows = []
     for curve, weight, path in zip(curves, weights, sets, strict=True):
         meta = tensorfiles.load_metadata(weight)
-        last = final_accuracy(curve)
+        last = final_accuracy(curve) if curve != "none" else {"train": math.nan, "test": math.nan}
         tensors = tensorfiles.load_tensors(path)
         success = tensors["success"].bool()
         # an image the model already gives the target class is a success at distortion 0:
