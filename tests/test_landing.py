@@ -90,3 +90,19 @@ def test_a_missing_item_is_named_not_linked():
     page = landing_page(yaml.safe_load((REPO / ".test" / "faults.yaml").read_text()), [])
     assert "system-message" not in page, page
     assert "bounds.png" in page and "showResultInfo" not in page
+
+
+def test_the_fault_regimes_are_named_when_there_are_some_and_the_tolerance_figure_only_then():
+    """The default's four regimes by name (one of them, dropout0, is the network itself: the
+    page says regimes, not retrainings); a fault study without regimes writes no tolerance
+    figure, and its sentence names none."""
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    text = " ".join(re.sub(r"<[^>]+>", "", landing_page(default, ITEMS + ["tolerance.png"])).split())
+    regimes = sorted(default["faults"]["regimes"])  # the canonical config sorts keys
+    assert f"under {len(regimes)} training regimes ({', '.join(regimes[:-1])} and {regimes[-1]})" in text
+    assert "retrained in" not in text
+    plain = yaml.safe_load((REPO / ".test" / "faults.yaml").read_text())
+    plain["faults"].pop("regimes")
+    text = " ".join(re.sub(r"<[^>]+>", "", landing_page(plain, ITEMS)).split())
+    assert "regime" not in text and "tolerance" not in text
+    assert "error bounds b1-b4 in bounds.png." in text

@@ -139,7 +139,13 @@ def write_claims(tables: Mapping[str, Mapping[str, str | os.PathLike]], out: str
         if not known[group].claims:
             raise ValueError(f"study {group!r} states no claims; expected tables only for "
                              f"{sorted(g for g, s in known.items() if s.claims)}")
-        claims += list(registry.named_function(known[group].claims)(paths))
+        found = list(registry.named_function(known[group].claims)(paths))
+        # the step's log: which study judged how many (none: its tables lack what each claim
+        # needs, docs/studies.md "The claims table")
+        print(f"{group}: {len(found)} claim{'s' if len(found) != 1 else ''} judged"
+              + ("" if found else " (its tables lack the sweeps or models its claims need; "
+                 "docs/studies.md, 'The claims table')"), flush=True)
+        claims += found
     result = table(claims)
     files.write_table(pa.Table.from_pandas(result, preserve_index=False), out, kind=CLAIMS)
     with files.atomic_path(csv) as tmp:
