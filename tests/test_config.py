@@ -60,6 +60,19 @@ CASES = {
     "study named like a dataset": (lambda c: c.update(study="mnist"),
                                    ["study", "'mnist'", "dataset", "'digits'"]),
     "study name not a string": (lambda c: c.update(study=7), ["study", "7", "a string"]),
+    # every missing key at once, each with its schema description's first clause (or its type)
+    "two missing keys of a section": (
+        lambda c: [c["filtering"].pop(k) for k in ("epochs", "retraining")],
+        ["missing keys 'epochs', 'retraining' in filtering", "epochs: Checkpoints to filter, by epoch",
+         "retraining: Selective retraining from some checkpoints"]),
+    "a sweep without levels": (lambda c: c["perturbations"]["gaussian"].pop("levels"),
+                               ["missing key 'levels' in perturbations.gaussian", "levels: a list"]),
+    # an overlay given alone, in the place of the whole config
+    "an overlay alone": (lambda c: [c.clear(), c.update(perturbations={"gaussian": {"draws": 10}})],
+                         ["missing keys 'dataset', 'models' in the top level",
+                          "models: The study's networks by name",
+                          "a --configfile replaces config/config.yaml",
+                          "--configfile config/config.yaml overlay.yaml"]),
 }
 
 

@@ -61,7 +61,17 @@ def _message(error: jsonschema.ValidationError) -> str:
         return f"unknown key {unknown[0]!r} in {key}; expected one of {allowed}{_guess(unknown[0], allowed)}"
     if kind == "required":
         missing = [r for r in rule if r not in value]
-        return f"missing key {missing[0]!r} in {key}"
+        described = {name: _first_sentence(error.schema.get("properties", {}).get(name, {}))
+                     for name in missing}
+        what = "; ".join(f"{name}: {text}" if text else name for name, text in described.items())
+        keys = ", ".join(repr(name) for name in missing)
+        hint = ""
+        if key == "the top level" and value:  # a file of a few keys given alone
+            hint = (" (a --configfile replaces config/config.yaml; for an overlay on the default "
+                    "give both: --configfile config/config.yaml overlay.yaml, or make study "
+                    "CONFIG=\"config/config.yaml overlay.yaml\")")
+        return (f"missing key{'s' if len(missing) > 1 else ''} {keys} in {key}; "
+                f"expected {what}{hint}")
     if kind == "enum":
         guess = _guess(value, rule) if isinstance(value, str) else ""
         return f"{key} = {value!r} is not allowed; expected one of {rule}{guess}"
@@ -84,6 +94,15 @@ def _message(error: jsonschema.ValidationError) -> str:
     if kind == "anyOf" and key.endswith(".layers"):
         return f"{key} = {value!r}; expected \"all\" or a non-empty list of layer names"
     return f"{key} = {value!r}: {error.message}"
+
+
+def _first_sentence(schema: Mapping) -> str:
+    """A key's schema description up to its first full stop (what the key is, in one clause),
+    else its type."""
+    text = " ".join(str(schema.get("description", "")).split())
+    if not text and isinstance(schema.get("type"), str):
+        return _TYPES.get(schema["type"], schema["type"])
+    return text.split(". ")[0].rstrip(".")
 
 
 def _guess(word: str, allowed) -> str:
