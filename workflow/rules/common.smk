@@ -1,6 +1,7 @@
 # What the rules share: the checked, canonical config, the paths of the
 # artifacts, the source files each step runs, and the studies' targets. No
 # heavy imports: lesion.config, lesion.catalog and lesion.sources are torch-free.
+import mimetypes
 import os
 import re
 import shlex
@@ -32,6 +33,11 @@ def stop(message):
     the workflow's code; SystemExit passes through Snakemake (its main catches Exception)."""
     print(message, file=sys.stderr, flush=True)
     raise SystemExit(1)
+
+# The report embeds each item with the type Python's mimetypes guesses from its suffix;
+# Parquet is not in its table, so the report took the atlas's tables for text (and said so
+# once per table at the end of every `make study`). Its registered type (IANA, 2024):
+mimetypes.add_type("application/vnd.apache.parquet", ".parquet")
 
 sys.path.insert(0, str(SRC))  # the workflow reads the catalog even before `pip install`
 
