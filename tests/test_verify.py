@@ -87,7 +87,10 @@ def test_verify_names_each_damaged_file_repair_removes_them_and_the_rebuild_equa
     before = _files(root)
 
     monkeypatch.chdir(root)
-    assert verify.main(do_repair=True) == 1
+    assert verify.main() == 1  # found, nothing removed: the hint names both spellings
+    assert "run again with --repair (make verify REPAIR=1)" in capsys.readouterr().out
+    assert _files(root) == before
+    assert verify.main(do_repair=True) == 0  # repaired: make study's to rebuild
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if not line.startswith("verify")]
     named = {line.split(": ", 1)[0] for line in lines}

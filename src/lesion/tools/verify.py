@@ -621,7 +621,8 @@ def _no_study_running(configfiles: Sequence[str]) -> Iterator[None]:
 
 
 def main(configfiles: Sequence[str] = (), *, do_repair: bool = False, sample: int = 2) -> int:
-    """Print one line per problem and a summary; 1 when anything is wrong."""
+    """Print one line per problem and a summary; 1 when anything is wrong and stays so (0
+    once --repair removed the bad files: what is left is `make study`'s to rebuild)."""
     with _no_study_running(configfiles):
         return _main(configfiles, do_repair, sample)
 
@@ -644,8 +645,9 @@ def _main(configfiles: Sequence[str], do_repair: bool, sample: int) -> int:
               + f", marked {len(marked)} outputs of the jobs that read them for a rerun; run the "
               "study again (make study) to rebuild them and what depends on them")
     elif report.problems:
-        print("verify: run again with --repair to remove the bad files, then make study rebuilds them")
-    return 1 if report.problems else 0
+        print("verify: run again with --repair (make verify REPAIR=1) to remove the bad files, "
+              "then make study rebuilds them")
+    return 1 if report.problems and not do_repair else 0
 
 
 __all__ = ["EXPECTED", "Output", "Problem", "Report", "main", "outputs", "repair", "verify"]

@@ -17,7 +17,7 @@ def register(groups) -> None:
     s = step("verify", _verify, "Check every output of the study in this directory (each "
              "opens, tables carry their kind, rows and seeds, weights load, a sample of variants "
              "regenerates to its sha256, figures are images, files a later job read are unchanged); "
-             "one line per problem, exit status 1 when any.")
+             "one line per problem, exit status 1 when any (0 once --repair removed them).")
     s.add_argument("--configfile", nargs="+", default=None,
                    help="the study's config files, as given to snakemake (default: its own)")
     s.add_argument("--repair", action="store_true",
