@@ -27,6 +27,21 @@ def test_job_costs_sum_per_rule_and_in_total(tmp_path):
     assert table.loc["total"].tolist() == [3, 13.5, 12.0, 812.5]
 
 
+def test_a_named_studys_benchmarks_beside_the_defaults_are_left_out_and_named(tmp_path, capsys):
+    """benchmarks/NAME/<rule>/... of a study named NAME in the same checkout: its jobs are not
+    rules of the default study; asked for by its own directory, they are summed."""
+    bench(tmp_path, "tensors/digits.tsv", 1.0, 1.0)
+    bench(tmp_path, "train/digits/mlp.tsv", 10.0, 9.0)
+    bench(tmp_path, "cnn-only/tensors/digits.tsv", 2.0, 2.0)
+    bench(tmp_path, "cnn-only/train/digits/cnn.tsv", 20.0, 18.0)
+    table = jobs.job_costs(tmp_path)
+    assert list(table.index) == ["tensors", "train", "total"]
+    assert table.loc["total"].iloc[:3].tolist() == [2, 11.0, 10.0]
+    assert "study 'cnn-only', left out" in capsys.readouterr().err
+    named = jobs.job_costs(tmp_path / "cnn-only")
+    assert named.loc["total"].iloc[:3].tolist() == [2, 22.0, 20.0]
+
+
 def test_no_benchmark_files_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no benchmark files; expected the benchmarks/"):
         jobs.job_costs(tmp_path)

@@ -10,6 +10,7 @@ Torch-free, so it costs nothing to run after a study.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +21,15 @@ def job_costs(benchmarks: str | Path) -> pd.DataFrame:
     peak resident memory of its largest job; a total row (sums, and the largest job's peak).
     A job Snakemake could not measure has no peak (NaN)."""
     root = Path(benchmarks)
+    # A named study (config `study: NAME`) writes benchmarks/NAME/<rule>/...: every study has
+    # a `tensors` job, so a directory holding tensors/ is a study's, not a rule's (a rule's
+    # holds its datasets). Its jobs are its own study's, summed when it is asked for.
+    studies = sorted(d for d in root.iterdir() if (d / "tensors").is_dir()) if root.is_dir() else []
+    for study in studies:
+        print(f"{study}: the benchmarks of study {study.name!r}, left out "
+              f"(python -m lesion bench jobs {study} sums them)", file=sys.stderr)
     rows = []
-    for tsv in sorted(root.rglob("*.tsv")):
+    for tsv in sorted(t for t in root.rglob("*.tsv") if not any(s in t.parents for s in studies)):
         frame = pd.read_csv(tsv, sep="\t")
         rows.append({"rule": tsv.relative_to(root).parts[0], "jobs": 1,
                      "s": float(frame["s"].iloc[-1]), "cpu_time": float(frame["cpu_time"].iloc[-1]),
