@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import time
 
 import torch
@@ -163,14 +164,15 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
                    "perturbation": perturbation, "levels": levels, "draws": draws,
                    "study_seed": 0}
         table, variants = sweeps.variant_table(base, **drawing)  # also warms the first layer up
-        row["draw"] = _best(repeats, sweeps.variant_table, base, **drawing)
-        row["regen"] = _best(repeats, _regenerate, table.to_pylist(), base)
         args = (net, layer, variants, x, labels, batch_size, dev)
-        row["naive"] = _best(repeats, _naive, *args)
-        row["limit"] = _best(repeats, _limit, *args)
-        row["one"] = _best(repeats, _prefix, *args, 1)
-        row["stacked"] = _best(repeats, _prefix, *args, variants_per_pass, "stacked")
-        row["loop"] = _best(repeats, _prefix, *args, variants_per_pass, "loop")
+        schemes = {"draw": (sweeps.variant_table, base), "regen": (_regenerate, table.to_pylist(), base),
+                   "naive": (_naive, *args), "limit": (_limit, *args), "one": (_prefix, *args, 1),
+                   "stacked": (_prefix, *args, variants_per_pass, "stacked"),
+                   "loop": (_prefix, *args, variants_per_pass, "loop")}
+        for name, (fn, *fn_args) in schemes.items():
+            # a large network's layer takes minutes: say what runs (stderr, the table on stdout)
+            print(f"  {layer}: {name} ...", file=sys.stderr, flush=True)
+            row[name] = _best(repeats, fn, *fn_args, **(drawing if name == "draw" else {}))
         rows.append(row)
         _print_row(row, columns, width)
     total = {"layer": "total", **{c: sum(r[c] for r in rows) for c in columns}}
@@ -183,7 +185,7 @@ def _print_row(row: dict, columns: tuple[str, ...], width: int = 8) -> None:
     row["speedup"], row["vs_limit"] = row["naive"] / sweep_s, sweep_s / row["limit"]
     row["draw_vs_eval"] = row["draw"] / sweep_s
     print(f"{row['layer']:>{width}} " + " ".join(f"{row[c]:9.3f}" for c in columns)
-          + f" {row['speedup']:8.2f}x {row['vs_limit']:8.2f}x {row['draw_vs_eval']:8.2f}x")
+          + f" {row['speedup']:8.2f}x {row['vs_limit']:8.2f}x {row['draw_vs_eval']:8.2f}x", flush=True)
 
 
 # `python -m lesion bench faults`: Monte Carlo crash repetitions, batched
