@@ -100,3 +100,15 @@ def test_every_log_of_a_built_study_starts_with_a_command_the_cli_parses(built_s
         args = parser().parse_args(words[3:])  # argparse exits on a command it cannot parse
         steps.add((args.group, args.step))
     assert {("sweep", "run"), ("model", "train"), ("faults", "bounds")} <= steps, steps
+
+
+def test_a_figure_jobs_log_holds_no_font_library_chatter(built_study):
+    """The steps log at INFO; fontTools (subsetting fonts into each PDF) and matplotlib's
+    mathtext would add hundreds of lines to every figure job's log at that level."""
+    logs = [*(built_study("faults") / "logs" / "perturbation_figures").rglob("*.log"),
+            *(built_study("faults") / "logs" / "fault_figure").rglob("*.log")]
+    assert len(logs) >= 3
+    for log in logs:
+        chatter = [line for line in log.read_text().splitlines()
+                   if " fontTools." in line or " matplotlib." in line]
+        assert not chatter, f"{log}: {len(chatter)} lines such as {chatter[0]!r}"

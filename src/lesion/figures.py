@@ -10,6 +10,7 @@ that matters. Torch-free, like all plotting.
 
 from __future__ import annotations
 
+import logging
 import os
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,11 @@ from lesion import files  # noqa: E402
 
 STYLE = Path(__file__).with_name("lesion.mplstyle")
 plt.style.use(STYLE)
+# The steps log at INFO (lesion.cli); at that level fontTools lists every glyph of every font
+# it subsets into a PDF (and warns of the fonts' own timestamps) and mathtext every symbol it
+# substitutes: 400 lines of a figure job's log, none of them about the study.
+logging.getLogger("fontTools").setLevel(logging.ERROR)
+logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 # The style's qualitative palette (Okabe & Ito without their yellow), and markers
 # so that lines that coincide, or a reader without colour, still tell apart.
