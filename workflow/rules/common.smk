@@ -424,7 +424,7 @@ def refuse_missing_inits():
     job. Snakemake alone would say so only when the model trains; on a built study it
     would skip the missing input and keep the old weights, saying nothing."""
     for model in MODELS:
-        init = train_settings(model).get("init")
+        init = init_weights(model)
         if init and not os.path.exists(init) and not any(
                 made.is_producer(init) for made in workflow.rules):
             stop(f"config error: models.{model}.train.init = {init!r}: no such file, and no rule "

@@ -31,6 +31,7 @@ without its data (ImageNet); their accuracies mean nothing.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import sys
 import time
@@ -165,14 +166,15 @@ def sweep_speed(*, dataset: str, model: str, weights: str | None, perturbation: 
                    "study_seed": 0}
         table, variants = sweeps.variant_table(base, **drawing)  # also warms the first layer up
         args = (net, layer, variants, x, labels, batch_size, dev)
-        schemes = {"draw": (sweeps.variant_table, base), "regen": (_regenerate, table.to_pylist(), base),
+        schemes = {"draw": (functools.partial(sweeps.variant_table, **drawing), base),
+                   "regen": (_regenerate, table.to_pylist(), base),
                    "naive": (_naive, *args), "limit": (_limit, *args), "one": (_prefix, *args, 1),
                    "stacked": (_prefix, *args, variants_per_pass, "stacked"),
                    "loop": (_prefix, *args, variants_per_pass, "loop")}
         for name, (fn, *fn_args) in schemes.items():
             # a large network's layer takes minutes: say what runs (stderr, the table on stdout)
             print(f"  {layer}: {name} ...", file=sys.stderr, flush=True)
-            row[name] = _best(repeats, fn, *fn_args, **(drawing if name == "draw" else {}))
+            row[name] = _best(repeats, fn, *fn_args)
         rows.append(row)
         _print_row(row, columns, width)
     total = {"layer": "total", **{c: sum(r[c] for r in rows) for c in columns}}
